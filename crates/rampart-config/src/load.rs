@@ -1,0 +1,355 @@
+//! Reading a config: TOML syntax → `${VAR}` and `*_file` resolution → shape (serde) → rules.
+//!
+//! Shape errors do not stop the load: the offending key is removed and deserialisation runs
+//! again, so one pass reports every unknown key and every mistyped value, then the semantic
+//! rules run over what is left. Rule errors on a key that already had a shape error are
+//! dropped, so a mistyped `servers` is reported once, not also as "missing".
+
+use std::path::{Path, PathBuf};
+
+use serde_path_to_error::Segment;
+use toml::Value;
+
+use crate::error::{did_you_mean, ConfigError, ConfigErrors};
+use crate::raw::RawConfig;
+use crate::runtime::Config;
+use crate::validate;
+
+/// Where a config comes from and what it may read: the environment and files beside it.
+pub struct Source<'a> {
+    /// Name for messages (`rampart.toml`, `<embedded default>`).
+    pub name: String,
+    /// Directory that relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    /// Environment lookup for `${VAR}` (the process environment in production).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The process environment, for [`Source::env`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and validates the config file at `path`.
+///
+/// # Errors
+/// Every problem in the file, each naming its key.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source: name.clone(),
+        errors: vec![ConfigError::new("", format!("cannot read the file: {e}"))],
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_str(
+        &text,
+        &Source {
+            name,
+            base_dir,
+            env: &process_env,
+        },
+    )
+}
+
+/// Loads and validates config text.
+///
+/// # Errors
+/// Every problem in the text, each naming its key.
+pub fn load_str(text: &str, source: &Source<'_>) -> Result<Config, ConfigErrors> {
+    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+        source: source.name.clone(),
+        errors,
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        fail(vec![ConfigError::new("", one_line(&msg))])
+    })?;
+    let mut root = Value::Table(table);
+    let mut errors = Vec::new();
+    resolve(&mut root, &mut String::new(), source, &mut errors);
+
+    let mut shape_errored: Vec<String> = errors.iter().map(|e| e.key.clone()).collect();
+    let raw = deserialize_all(&mut root, &mut errors, &mut shape_errored);
+    let config = validate::validate(raw, source, &mut errors, &shape_errored);
+    if errors.is_empty() {
+        config.ok_or_else(|| fail(vec![ConfigError::new("", "invalid config")]))
+    } else {
+        Err(fail(errors))
+    }
+}
+
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+// === ${VAR} and *_file ===
+
+fn resolve(v: &mut Value, path: &mut String, source: &Source<'_>, errors: &mut Vec<ConfigError>) {
+    match v {
+        Value::String(s) => {
+            if s.contains('$') {
+                match interpolate(s, source.env) {
+                    Ok(new) => *s = new,
+                    Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                resolve(item, path, source, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                let len = path.len();
+                push_key(path, k);
+                resolve(item, path, source, errors);
+                path.truncate(len);
+            }
+            // `foo_file = "/run/secrets/foo"` becomes `foo = <file contents>`. The contents
+            // are not interpolated: a secret may contain `${`.
+            let file_keys: Vec<String> = t
+                .keys()
+                .filter(|k| k.len() > 5 && k.ends_with("_file"))
+                .cloned()
+                .collect();
+            for fk in file_keys {
+                let base = fk.trim_end_matches("_file").to_owned();
+                let len = path.len();
+                push_key(path, &fk);
+                let key_path = path.clone();
+                path.truncate(len);
+                let Some(Value::String(file)) = t.remove(&fk) else {
+                    errors.push(ConfigError::new(key_path, "expected a file path string"));
+                    continue;
+                };
+                if t.contains_key(&base) {
+                    errors.push(ConfigError::new(
+                        key_path,
+                        format!("both `{base}` and `{fk}` are set; keep one"),
+                    ));
+                    continue;
+                }
+                let full = source.base_dir.join(&file);
+                match std::fs::read_to_string(&full) {
+                    Ok(content) => {
+                        let content = content.trim_end_matches(['\n', '\r']).to_owned();
+                        t.insert(base, Value::String(content));
+                    }
+                    Err(e) => errors.push(ConfigError::new(
+                        key_path,
+                        format!("cannot read {}: {e}", full.display()),
+                    )),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
+fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {s:?}"))?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("invalid variable name {name:?} in `${{{expr}}}`"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (write `${{{name}:-default}}` for a default)"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+// === shape ===
+
+fn deserialize_all(
+    root: &mut Value,
+    errors: &mut Vec<ConfigError>,
+    shape_errored: &mut Vec<String>,
+) -> Option<RawConfig> {
+    // Array elements removed so far, by the array's original key path: later errors in the
+    // same array are reported with their original index.
+    let mut removed: Vec<(String, usize)> = Vec::new();
+    // Each pass removes one bad key, so the number of passes is bounded by the keys.
+    for _ in 0..512 {
+        let err = match serde_path_to_error::deserialize::<_, RawConfig>(root.clone()) {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let mut segments: Vec<Seg> = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let msg = err.inner().message().to_owned();
+        let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
+            let quoted: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+            let field = quoted.first().copied().unwrap_or_default().to_owned();
+            if segments.last() != Some(&Seg::Key(field.clone())) {
+                segments.push(Seg::Key(field.clone()));
+            }
+            let hint = did_you_mean(&field, quoted.iter().skip(1).copied())
+                .map(|c| format!(", did you mean `{c}`?"))
+                .unwrap_or_default();
+            format!("unknown key{hint}")
+        } else {
+            msg
+        };
+        let (key, array_removal) = render(&segments, &removed);
+        errors.push(ConfigError::new(key.clone(), message));
+        shape_errored.push(key);
+        if segments.is_empty() || !remove(root, &segments) {
+            return None;
+        }
+        if let Some(r) = array_removal {
+            removed.push(r);
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Renders the original key path of `segments`, mapping array indices back past earlier
+/// removals. Also returns, when the last segment is an index, the (array path, original
+/// index) to record if that element is removed.
+fn render(segments: &[Seg], removed: &[(String, usize)]) -> (String, Option<(String, usize)>) {
+    let mut s = String::new();
+    let mut last = None;
+    for seg in segments {
+        match seg {
+            Seg::Key(k) => {
+                push_key(&mut s, k);
+                last = None;
+            }
+            Seg::Index(i) => {
+                let mut gone: Vec<usize> = removed
+                    .iter()
+                    .filter(|(p, _)| *p == s)
+                    .map(|(_, i)| *i)
+                    .collect();
+                gone.sort_unstable();
+                let mut orig = *i;
+                for g in gone {
+                    if g <= orig {
+                        orig += 1;
+                    }
+                }
+                last = Some((s.clone(), orig));
+                s.push_str(&format!("[{orig}]"));
+            }
+        }
+    }
+    (s, last)
+}
+
+fn remove(root: &mut Value, segments: &[Seg]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut cur = root;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Seg::Key(k), Value::Table(t)) => t.get_mut(k),
+            (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Seg::Key(k), Value::Table(t)) => t.remove(k).is_some(),
+        (Seg::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PORT" => Some("9000".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolates_vars_defaults_and_escapes() {
+        assert_eq!(interpolate("a:${PORT}", &env).unwrap(), "a:9000");
+        assert_eq!(interpolate("${NOPE:-x}", &env).unwrap(), "x");
+        assert_eq!(interpolate("${EMPTY:-x}", &env).unwrap(), "");
+        assert_eq!(interpolate("$${PORT}", &env).unwrap(), "${PORT}");
+        assert_eq!(interpolate("cost $5", &env).unwrap(), "cost $5");
+        assert!(interpolate("${NOPE}", &env)
+            .unwrap_err()
+            .contains("NOPE is not set"));
+        assert!(interpolate("${PORT", &env)
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(interpolate("${A-B}", &env)
+            .unwrap_err()
+            .contains("invalid variable"));
+    }
+}

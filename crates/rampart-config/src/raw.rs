@@ -1,0 +1,210 @@
+//! The file format: serde structs that mirror `rampart.toml` one to one.
+//!
+//! Nothing here is trusted; [`crate::validate`] turns it into [`crate::runtime::Config`].
+//! Every struct denies unknown keys, so a typo is an error naming the key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::units::{Cidr, Duration, ListenAddr, Size, Toggle};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`: listeners, limits, trust.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[tls]`: certificates and protocol settings.
+    pub tls: Option<RawTls>,
+    /// `[headers]`: the security header policy applied to every route.
+    #[serde(default)]
+    pub headers: RawHeaders,
+    /// `[upstreams.NAME]`: upstream pools, in file order.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// `[[routes]]`: routing rules.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Plain HTTP listener; redirect-only when `[tls]` is set.
+    pub http: Option<ListenAddr>,
+    /// HTTPS listener; requires `[tls]`.
+    pub https: Option<ListenAddr>,
+    /// Worker threads (default: the cores this process may use).
+    pub workers: Option<usize>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Hosts this edge answers for; others get 421 (or a closed connection).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// `"421"` (default) or `"close"`: what a request for another host gets.
+    pub misdirected: Option<String>,
+    /// Path prefixes the plain listener serves instead of redirecting.
+    #[serde(default)]
+    pub redirect_exempt: Vec<String>,
+    /// Port written into redirects to HTTPS (default: the HTTPS listener's port).
+    pub https_port: Option<u16>,
+    /// Where generated state (the dev certificate) is kept.
+    pub state_dir: Option<String>,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Option<Duration>,
+    /// Longest time to receive a request's headers (slow-loris guard).
+    pub header_read_timeout: Option<Duration>,
+    /// Longest time a connection may sit idle between requests.
+    pub idle_timeout: Option<Duration>,
+    /// Longest time for a TLS handshake.
+    pub tls_handshake_timeout: Option<Duration>,
+    /// Largest request head (request line plus headers).
+    pub max_header_size: Option<Size>,
+    /// Most request headers.
+    pub max_headers: Option<usize>,
+    /// Most open client connections; further ones wait in the kernel's backlog.
+    pub max_connections: Option<usize>,
+    /// HTTP/2 streams open at once per connection.
+    pub h2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).
+    pub h2_max_pending_reset_streams: Option<usize>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key (PKCS#8, RSA or EC).
+    pub key: Option<String>,
+    /// More certificates, chosen by SNI.
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+    /// Generate (once, kept in `state_dir`) a self-signed certificate for these names.
+    pub self_signed: Option<Vec<String>>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+    /// Stateless session tickets (default on; session IDs are always on).
+    pub session_tickets: Option<bool>,
+}
+
+/// One entry of `[[tls.certificates]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+}
+
+/// `[headers]`, and a route's `headers = { … }` overrides.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    /// `Strict-Transport-Security` (HTTPS responses only).
+    pub hsts: Option<Toggle>,
+    /// Append `preload` to HSTS.
+    pub hsts_preload: Option<bool>,
+    /// `Content-Security-Policy`.
+    pub csp: Option<Toggle>,
+    /// `X-Content-Type-Options`.
+    pub content_type_options: Option<Toggle>,
+    /// `X-Frame-Options`.
+    pub frame_options: Option<Toggle>,
+    /// `Referrer-Policy`.
+    pub referrer_policy: Option<Toggle>,
+    /// `Permissions-Policy`.
+    pub permissions_policy: Option<Toggle>,
+    /// `Cross-Origin-Opener-Policy`.
+    pub coop: Option<Toggle>,
+    /// `Cross-Origin-Resource-Policy`.
+    pub corp: Option<Toggle>,
+    /// `Cross-Origin-Embedder-Policy` (off by default: it breaks most third-party embeds).
+    pub coep: Option<Toggle>,
+    /// Remove banner headers (`Server`, `X-Powered-By`, …) from upstream responses.
+    pub hide_banners: Option<bool>,
+    /// More response headers to remove.
+    pub remove: Option<Vec<String>>,
+    /// Response headers to set (replacing any upstream value).
+    pub set: Option<BTreeMap<String, String>>,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// `host:port` of each server.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// `"round_robin"` (default) or `"least_conn"`.
+    pub balance: Option<String>,
+    /// Failures within `fail_timeout` that take a server out.
+    pub max_fails: Option<u32>,
+    /// The failure window, and how long a failed server stays out.
+    pub fail_timeout: Option<Duration>,
+    /// Longest time to open a connection.
+    pub connect_timeout: Option<Duration>,
+    /// Longest time from request sent to response headers received.
+    pub response_timeout: Option<Duration>,
+    /// How long an unused keep-alive connection is kept.
+    pub idle_timeout: Option<Duration>,
+    /// Most idle keep-alive connections kept per server.
+    pub max_idle: Option<usize>,
+    /// Retry once on another server when a connection cannot be made (default true).
+    pub retry: Option<bool>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// A name for logs and metrics (default: derived from host and path).
+    pub name: Option<String>,
+    /// Host to match: `example.com` or `*.example.com`.
+    pub host: Option<String>,
+    /// Several hosts to match.
+    pub hosts: Option<Vec<String>>,
+    /// Path prefix to match (default `/`).
+    pub path: Option<String>,
+    /// Match the path exactly instead of as a prefix.
+    pub exact: Option<bool>,
+    /// Remove the matched prefix before forwarding.
+    pub strip_prefix: Option<bool>,
+    /// Send to this upstream pool.
+    pub upstream: Option<String>,
+    /// Serve files from this directory.
+    #[serde(rename = "static")]
+    pub static_dir: Option<String>,
+    /// Index file for directories (default `index.html`).
+    pub index: Option<String>,
+    /// File served for navigation requests that match no file (SPA routing).
+    pub spa_fallback: Option<String>,
+    /// Answer with a redirect to this URL.
+    pub redirect: Option<String>,
+    /// Status of that redirect (301, 302, 303, 307, 308; default 301).
+    pub redirect_status: Option<u16>,
+    /// Append the request path and query to the redirect URL.
+    pub redirect_keep_path: Option<bool>,
+    /// Answer with a fixed response.
+    pub respond: Option<RawRespond>,
+    /// Security header overrides for this route.
+    pub headers: Option<RawHeaders>,
+}
+
+/// A fixed response.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    /// Status code (default 200).
+    pub status: Option<u16>,
+    /// Body text.
+    pub body: Option<String>,
+    /// `Content-Type` (default `text/plain; charset=utf-8`).
+    pub content_type: Option<String>,
+}

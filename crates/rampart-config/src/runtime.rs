@@ -1,0 +1,216 @@
+//! The typed runtime form: what the server runs from. It has no `Deserialize` and holds
+//! no unchecked values: addresses are parsed, durations are `Duration`s, header values are
+//! `HeaderValue`s, routes refer to upstreams by index.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners, limits, trust.
+    pub server: Server,
+    /// TLS, when HTTPS is served.
+    pub tls: Option<Tls>,
+    /// Upstream pools; routes refer to them by index.
+    pub upstreams: Vec<Upstream>,
+    /// Routes, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// HTTPS listener.
+    pub https: Option<SocketAddr>,
+    /// Runtime worker threads.
+    pub workers: usize,
+    /// Peers whose `X-Forwarded-*` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Hosts answered; empty means any.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// What a request for another host gets.
+    pub misdirected: Misdirected,
+    /// Path prefixes the plain listener serves instead of redirecting.
+    pub redirect_exempt: Vec<String>,
+    /// Port written into HTTPS redirects; `None` uses the HTTPS listener's port.
+    pub https_port: Option<u16>,
+    /// Where generated state is kept.
+    pub state_dir: PathBuf,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Time allowed to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Time a connection may sit idle.
+    pub idle_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_header_size: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Most open client connections.
+    pub max_connections: usize,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 pending reset streams per connection.
+    pub h2_max_pending_reset_streams: usize,
+}
+
+/// What a request for a host outside `allowed_hosts` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misdirected {
+    /// 421 Misdirected Request with a JSON body.
+    Status421,
+    /// The connection is closed without an answer (nginx's `return 444`).
+    Close,
+}
+
+/// A host to match: exact, or any subdomain of a suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `example.com` (lowercase).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`; matches subdomains at any depth.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (lowercase, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Certificate and key files; the first is the default when SNI matches none.
+    pub certificates: Vec<CertificatePaths>,
+    /// Names of a self-signed certificate generated into `state_dir`.
+    pub self_signed: Vec<String>,
+    /// Whether TLS 1.2 is offered (TLS 1.3 always is).
+    pub tls12: bool,
+    /// Stateless session tickets.
+    pub session_tickets: bool,
+}
+
+/// One certificate chain and its key.
+#[derive(Debug, Clone)]
+pub struct CertificatePaths {
+    /// The key path, for messages (`tls.certificates[1]`).
+    pub key_path: String,
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its name in the config.
+    pub name: String,
+    /// `host:port` of each server.
+    pub servers: Vec<String>,
+    /// How a server is chosen.
+    pub balance: Balance,
+    /// Failures within `fail_timeout` that take a server out (0: never).
+    pub max_fails: u32,
+    /// Failure window and time out.
+    pub fail_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to response headers.
+    pub response_timeout: Duration,
+    /// Pooled idle connection lifetime.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per server.
+    pub max_idle: usize,
+    /// Retry once elsewhere when a connection cannot be made.
+    pub retry: bool,
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each server in turn.
+    RoundRobin,
+    /// The server with the fewest requests in flight.
+    LeastConn,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Hosts matched; empty matches any host.
+    pub hosts: Vec<HostPattern>,
+    /// Path prefix (or exact path).
+    pub path: String,
+    /// Exact match instead of prefix.
+    pub exact: bool,
+    /// Remove the prefix before forwarding.
+    pub strip_prefix: bool,
+    /// What answers.
+    pub action: Action,
+    /// Response header policy.
+    pub headers: HeaderPolicy,
+}
+
+/// What answers a route.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Proxy to `upstreams[i]`.
+    Upstream(usize),
+    /// Serve files.
+    Static {
+        /// Root directory (canonical).
+        dir: PathBuf,
+        /// Index file name.
+        index: String,
+        /// File for unmatched navigation requests.
+        spa_fallback: Option<String>,
+    },
+    /// Redirect.
+    Redirect {
+        /// Target URL.
+        to: String,
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// Append the request path and query.
+        keep_path: bool,
+    },
+    /// Fixed response.
+    Respond {
+        /// Status code.
+        status: u16,
+        /// Body.
+        body: String,
+        /// Content type.
+        content_type: HeaderValue,
+    },
+}
+
+/// Response headers a route sets and removes.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderPolicy {
+    /// Set on every response, replacing upstream values.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// `Strict-Transport-Security`, HTTPS only.
+    pub hsts: Option<HeaderValue>,
+    /// Removed from every response.
+    pub remove: Vec<HeaderName>,
+}

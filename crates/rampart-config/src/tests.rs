@@ -1,0 +1,348 @@
+//! Loader tests: every error class names its key, and all errors come at once.
+
+use std::path::PathBuf;
+
+use crate::runtime::{Action, Balance, HostPattern, Misdirected};
+use crate::{load_str, Config, ConfigErrors, Source};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "UPSTREAM_PORT" => Some("9001".into()),
+        "HOME" => Some("/home/test".into()),
+        _ => None,
+    }
+}
+
+fn load_in(dir: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
+    load_str(
+        text,
+        &Source {
+            name: "rampart.toml".into(),
+            base_dir: dir.to_path_buf(),
+            env: &env,
+        },
+    )
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    load_in(&PathBuf::from("."), text)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .expect_err("config should be refused")
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const MINIMAL: &str = r#"
+[server]
+http = "127.0.0.1:0"
+[upstreams.app]
+servers = ["127.0.0.1:${UPSTREAM_PORT}"]
+[[routes]]
+path = "/"
+upstream = "app"
+"#;
+
+#[test]
+fn minimal_config_loads_with_strict_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.upstreams[0].servers, ["127.0.0.1:9001"]);
+    assert_eq!(c.upstreams[0].balance, Balance::RoundRobin);
+    assert_eq!(c.upstreams[0].max_fails, 3);
+    assert!(matches!(c.routes[0].action, Action::Upstream(0)));
+    let set: Vec<&str> = c.routes[0]
+        .headers
+        .set
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    for h in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "permissions-policy",
+        "cross-origin-opener-policy",
+        "cross-origin-resource-policy",
+    ] {
+        assert!(set.contains(&h), "{h} missing from defaults: {set:?}");
+    }
+    assert!(c.routes[0].headers.hsts.is_some());
+    assert!(c.routes[0]
+        .headers
+        .remove
+        .iter()
+        .any(|h| h == "x-powered-by"));
+    assert_eq!(
+        c.server.state_dir,
+        PathBuf::from("/home/test/.local/state/rampart")
+    );
+}
+
+#[test]
+fn unknown_keys_are_all_reported_with_suggestions() {
+    let e = errors(
+        r#"
+[server]
+http = "127.0.0.1:0"
+worker = 2
+[upstreams.app]
+servers = ["127.0.0.1:1"]
+balanse = "least_conn"
+[[routes]]
+path = "/"
+upstrem = "app"
+"#,
+    );
+    assert!(
+        e.contains(&"server.worker: unknown key, did you mean `workers`?".to_owned()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"upstreams.app.balanse: unknown key, did you mean `balance`?".to_owned()),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("routes[0].upstrem: unknown key, did you mean `upstream`?")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let e = errors(&format!("{MINIMAL}\n[limts.api]\nrate = \"10/s\"\n"));
+    assert!(
+        e.iter().any(|m| m.starts_with("limts: unknown key")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_keys_and_all_come_at_once() {
+    let e = errors(
+        r#"
+[server]
+http = "localhost"
+shutdown_grace = "10 seconds"
+trusted_proxies = ["10.0.0.1/8", "nonsense"]
+max_header_size = "64XB"
+[upstreams.app]
+servers = ["http://127.0.0.1:1/"]
+fail_timeout = "0"
+balance = "least_con"
+[[routes]]
+path = "/"
+upstream = "ap"
+"#,
+    );
+    let has = |prefix: &str| e.iter().any(|m| m.starts_with(prefix));
+    assert!(has("server.http: invalid listen address"), "{e:?}");
+    assert!(has("server.shutdown_grace: invalid duration"), "{e:?}");
+    assert!(has("server.trusted_proxies[0]: invalid CIDR \"10.0.0.1/8\": host bits are set; did you mean \"10.0.0.0/8\"?"), "{e:?}");
+    assert!(has("server.max_header_size: invalid size"), "{e:?}");
+    assert!(has("upstreams.app.servers[0]: invalid server"), "{e:?}");
+    assert!(
+        has("upstreams.app.fail_timeout: must be greater than zero"),
+        "{e:?}"
+    );
+    assert!(
+        has("upstreams.app.balance: unknown balance \"least_con\""),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(
+            &"routes[0].upstream: unknown upstream \"ap\", did you mean \"app\"?".to_owned()
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn wrong_types_are_reported_once() {
+    let e = errors(
+        r#"
+[server]
+http = "127.0.0.1:0"
+workers = "two"
+[upstreams.app]
+servers = "127.0.0.1:1"
+[[routes]]
+upstream = "app"
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("server.workers: invalid type"), "{e:?}");
+    assert!(
+        e[1].starts_with("upstreams.app.servers: invalid type"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn syntax_error_reports_line() {
+    let e = errors("[server\nhttp = 1");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("line 1"), "{e:?}");
+}
+
+#[test]
+fn missing_env_var_is_an_error_naming_the_key() {
+    let e = errors(&MINIMAL.replace("${UPSTREAM_PORT}", "${NOT_SET_ANYWHERE}"));
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "upstreams.app.servers[0]: environment variable NOT_SET_ANYWHERE is not set"
+        )),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn file_keys_read_secrets_and_report_missing_files() {
+    let dir = tempdir();
+    std::fs::write(dir.join("body.txt"), "from a file\n").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\npath = \"/f\"\n[routes.respond]\nbody_file = \"body.txt\"\n"
+    );
+    let c = load_in(&dir, &text).unwrap();
+    match &c.routes[1].action {
+        Action::Respond { body, .. } => assert_eq!(body, "from a file"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let text = text.replace("body.txt", "missing.txt");
+    let e: Vec<String> = load_in(&dir, &text)
+        .unwrap_err()
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        e[0].starts_with("routes[1].respond.body_file: cannot read"),
+        "{e:?}"
+    );
+    let both = format!("{MINIMAL}\n[[routes]]\npath = \"/f\"\n[routes.respond]\nbody = \"x\"\nbody_file = \"body.txt\"\n");
+    let e: Vec<String> = load_in(&dir, &both)
+        .unwrap_err()
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        e[0].contains("both `body` and `body_file` are set"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn cross_field_rules() {
+    let e = errors(
+        r#"
+[server]
+https = "127.0.0.1:0"
+misdirected = "drop"
+allowed_hosts = ["https://example.com"]
+[[routes]]
+path = "api"
+[[routes]]
+path = "/x"
+upstream = "a"
+static = "/tmp"
+"#,
+    );
+    let has = |prefix: &str| e.iter().any(|m| m.starts_with(prefix));
+    assert!(has("server.https: HTTPS needs a [tls] section"), "{e:?}");
+    assert!(has("server.misdirected: expected"), "{e:?}");
+    assert!(has("server.allowed_hosts[0]: invalid host"), "{e:?}");
+    assert!(has("routes[0].path: invalid path"), "{e:?}");
+    assert!(has("routes[0]: a route needs exactly one of"), "{e:?}");
+    assert!(has("routes[1]: a route needs exactly one of `upstream`, `static`, `redirect`, `respond`; found 2"), "{e:?}");
+}
+
+#[test]
+fn tls_without_https_and_half_pairs_are_refused() {
+    let e = errors(&format!("{MINIMAL}\n[tls]\ncert = \"c.pem\"\n"));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("tls.key: tls.cert is set but tls.key is not")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("tls: [tls] is set but server.https is not")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn hosts_routes_and_header_overrides() {
+    let c = load(
+        r#"
+[server]
+http = ":0"
+allowed_hosts = ["Example.com", "*.example.com"]
+misdirected = "close"
+[headers]
+csp = "default-src 'none'"
+hsts_preload = true
+set = { "X-Extra" = "1" }
+[[routes]]
+host = "*.Example.com"
+path = "/old"
+redirect = "https://example.com/new"
+redirect_status = 308
+headers = { frame_options = false, csp = true }
+[[routes]]
+path = "/"
+respond = { status = 204 }
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.server.misdirected, Misdirected::Close);
+    assert_eq!(
+        c.server.allowed_hosts[0],
+        HostPattern::Exact("example.com".into())
+    );
+    assert!(c.server.allowed_hosts[1].matches("a.b.example.com"));
+    assert!(!c.server.allowed_hosts[1].matches("example.com"));
+    let r0 = &c.routes[0].headers;
+    assert!(r0.set.iter().all(|(k, _)| k != "x-frame-options"));
+    let csp = r0
+        .set
+        .iter()
+        .find(|(k, _)| k == "content-security-policy")
+        .unwrap();
+    assert_eq!(
+        csp.1,
+        crate::DEFAULT_CSP,
+        "route `csp = true` restores the default"
+    );
+    assert!(r0.set.iter().any(|(k, v)| k == "x-extra" && v == "1"));
+    assert!(r0
+        .hsts
+        .as_ref()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .ends_with("; preload"));
+    let r1 = &c.routes[1].headers;
+    let csp = r1
+        .set
+        .iter()
+        .find(|(k, _)| k == "content-security-policy")
+        .unwrap();
+    assert_eq!(csp.1, "default-src 'none'");
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rampart-config-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,232 @@
+//! Value types written as strings in `rampart.toml`: durations (`30s`), sizes (`10MB`),
+//! CIDRs (`10.0.0.0/8`), socket addresses and header-policy toggles.
+//!
+//! Each parses at deserialisation time, so a bad value is reported with its key path.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration as StdDuration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A duration written as a number and a unit: `250ms`, `30s`, `15m`, `2h`, `7d`, `2y`.
+///
+/// Several parts may be joined (`1h30m`). A bare `0` means zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub StdDuration);
+
+/// Parses a duration such as `30s` or `1h30m`.
+///
+/// # Errors
+/// A message naming the expected shape when the text is not a duration.
+pub fn parse_duration(text: &str) -> Result<StdDuration, String> {
+    let s = text.trim();
+    if s == "0" {
+        return Ok(StdDuration::ZERO);
+    }
+    let bad = || {
+        format!("invalid duration {text:?}: expected a number and a unit such as \"500ms\", \"30s\", \"15m\", \"2h\", \"7d\"")
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = StdDuration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => StdDuration::from_millis(n),
+            "s" => StdDuration::from_secs(n),
+            "m" => StdDuration::from_secs(n.saturating_mul(60)),
+            "h" => StdDuration::from_secs(n.saturating_mul(3600)),
+            "d" => StdDuration::from_secs(n.saturating_mul(86_400)),
+            "w" => StdDuration::from_secs(n.saturating_mul(7 * 86_400)),
+            "y" => StdDuration::from_secs(n.saturating_mul(365 * 86_400)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Duration).map_err(de::Error::custom)
+    }
+}
+
+/// A size in bytes: `512`, `64KB` (1000-based), `64KiB` (1024-based), `10MB`, `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+/// Parses a size such as `10MB` or `64KiB`.
+///
+/// # Errors
+/// A message naming the expected shape when the text is not a size.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let bad = || {
+        format!("invalid size {text:?}: expected bytes or a number and a unit such as \"64KB\", \"10MB\", \"1MiB\"")
+    };
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = s[..digits].parse().map_err(|_| bad())?;
+    let mult: u64 = match s[digits..].trim() {
+        "" | "B" | "b" => 1,
+        "KB" | "kB" | "kb" | "K" | "k" => 1_000,
+        "MB" | "mb" | "M" | "m" => 1_000_000,
+        "GB" | "gb" | "G" | "g" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"10MB\" or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An IP network in CIDR form (`10.0.0.0/8`, `::1/128`); a bare address means a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.trim();
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            // Reject host bits set (10.0.0.1/8): almost always a typo for a different network.
+            if net.trunc() != net {
+                return Err(de::Error::custom(format!(
+                    "invalid CIDR {s:?}: host bits are set; did you mean \"{}\"?",
+                    net.trunc()
+                )));
+            }
+            return Ok(Cidr(net));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Cidr(ipnet::IpNet::from(ip)));
+        }
+        Err(de::Error::custom(format!(
+            "invalid CIDR {s:?}: expected an address or a network such as \"10.0.0.0/8\""
+        )))
+    }
+}
+
+/// A listen address: `0.0.0.0:443`, `[::]:443`, or `:443` (all IPv4 interfaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let full = if s.starts_with(':') {
+            format!("0.0.0.0{s}")
+        } else {
+            s.clone()
+        };
+        full.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid listen address {s:?}: expected IP:PORT such as \"0.0.0.0:443\" or \"[::]:443\""
+            ))
+        })
+    }
+}
+
+/// A header policy value: `true` (the default value), `false` (off), or a string (this value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Toggle {
+    /// `true`: use rampart's default.
+    Default,
+    /// `false`: do not send the header.
+    Off,
+    /// A string: send exactly this value.
+    Value(String),
+}
+
+impl<'de> Deserialize<'de> for Toggle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Toggle;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or a header value string")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Toggle, E> {
+                Ok(if v { Toggle::Default } else { Toggle::Off })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Toggle, E> {
+                Ok(Toggle::Value(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_compounds() {
+        assert_eq!(parse_duration("30s").unwrap(), StdDuration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), StdDuration::from_secs(900));
+        assert_eq!(
+            parse_duration("1h30m").unwrap(),
+            StdDuration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("250ms").unwrap(),
+            StdDuration::from_millis(250)
+        );
+        assert_eq!(parse_duration("0").unwrap(), StdDuration::ZERO);
+        for bad in ["", "30", "s", "3x", "-1s", "1.5s", "30 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes_distinguish_si_and_binary_units() {
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1MiB").unwrap(), 1_048_576);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64KiB").unwrap(), 65_536);
+        for bad in ["", "MB", "10XB", "99999999999999999999GB", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! The rules: raw file shape → runtime form. All problems are collected, none stops the pass.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::error::{did_you_mean, ConfigError};
+use crate::load::Source;
+use crate::raw::{RawConfig, RawHeaders, RawRoute, RawServer, RawTls, RawUpstream};
+use crate::runtime::{
+    Action, Balance, CertificatePaths, Config, HeaderPolicy, HostPattern, Misdirected, Route,
+    Server, Tls, Upstream,
+};
+use crate::units::Toggle;
+
+/// Default `Content-Security-Policy`: strict, and a sound base for adding sources.
+pub const DEFAULT_CSP: &str =
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'";
+/// Default `Strict-Transport-Security`: two years, subdomains.
+pub const DEFAULT_HSTS: &str = "max-age=63072000; includeSubDomains";
+/// Default `Permissions-Policy`: powerful features off.
+pub const DEFAULT_PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=()";
+/// Upstream response headers that identify software; removed unless `hide_banners = false`.
+pub const BANNER_HEADERS: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "x-generator",
+    "x-runtime",
+    "x-drupal-cache",
+    "x-varnish",
+];
+
+struct Ctx<'a, 'b> {
+    errors: &'a mut Vec<ConfigError>,
+    source: &'a Source<'b>,
+}
+
+impl Ctx<'_, '_> {
+    fn err(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(ConfigError::new(key, msg));
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.source.base_dir.join(p)
+    }
+}
+
+/// Validates `raw`, appending problems to `errors`. Returns the runtime form when usable.
+pub(crate) fn validate(
+    raw: Option<RawConfig>,
+    source: &Source<'_>,
+    errors: &mut Vec<ConfigError>,
+    shape_errored: &[String],
+) -> Option<Config> {
+    let raw = raw?;
+    let mut rule_errors = Vec::new();
+    let mut cx = Ctx {
+        errors: &mut rule_errors,
+        source,
+    };
+    let server = server(&raw.server, &mut cx);
+    let tls = raw.tls.as_ref().map(|t| tls(t, &mut cx));
+    match (&tls, raw.server.https) {
+        (None, Some(_)) => cx.err(
+            "server.https",
+            "HTTPS needs a [tls] section with a certificate",
+        ),
+        (Some(_), None) => cx.err(
+            "tls",
+            "[tls] is set but server.https is not: add `https = \"0.0.0.0:443\"` to [server]",
+        ),
+        _ => {}
+    }
+    if raw.server.http.is_none() && raw.server.https.is_none() {
+        cx.err("server", "no listener: set server.http and/or server.https");
+    }
+    let names: Vec<&String> = raw.upstreams.keys().collect();
+    let upstreams: Vec<Upstream> = raw
+        .upstreams
+        .iter()
+        .map(|(name, u)| upstream(name, u, &mut cx))
+        .collect();
+    let global = headers_merged(&RawHeaders::default(), &raw.headers);
+    check_headers(&raw.headers, "headers", &mut cx);
+    let mut routes = Vec::new();
+    if raw.routes.is_empty() {
+        cx.err("routes", "no routes: add at least one [[routes]] entry");
+    }
+    let mut seen_names = HashSet::new();
+    let mut seen_match = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        if let Some(route) = route(r, &key, &names, &global, &mut cx) {
+            if !seen_names.insert(route.name.clone()) {
+                cx.err(
+                    format!("{key}.name"),
+                    format!("route name {:?} is used twice", route.name),
+                );
+            }
+            let hosts = format!("{:?}", route.hosts);
+            if !seen_match.insert((hosts, route.path.clone(), route.exact)) {
+                cx.err(
+                    format!("{key}.path"),
+                    format!(
+                        "an earlier route already matches the same hosts and path {:?}",
+                        route.path
+                    ),
+                );
+            }
+            routes.push(route);
+        }
+    }
+    // A key that already failed its shape check is not reported again by a rule.
+    errors.extend(rule_errors.into_iter().filter(|e| {
+        !shape_errored.iter().any(|k| {
+            !k.is_empty()
+                && (e.key == *k
+                    || e.key.starts_with(&format!("{k}."))
+                    || e.key.starts_with(&format!("{k}[")))
+        })
+    }));
+    Some(Config {
+        server,
+        tls: tls.flatten(),
+        upstreams,
+        routes,
+    })
+}
+
+fn dur(v: Option<crate::units::Duration>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.0)
+}
+
+fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = s.workers.unwrap_or(cores);
+    if !(1..=1024).contains(&workers) {
+        cx.err(
+            "server.workers",
+            format!("must be between 1 and 1024, got {workers}"),
+        );
+    }
+    let allowed_hosts = s
+        .allowed_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| host_pattern(h, &format!("server.allowed_hosts[{i}]"), cx))
+        .collect();
+    let misdirected = match s.misdirected.as_deref() {
+        None | Some("421") => Misdirected::Status421,
+        Some("close") => Misdirected::Close,
+        Some(other) => {
+            cx.err(
+                "server.misdirected",
+                format!("expected \"421\" or \"close\", got {other:?}"),
+            );
+            Misdirected::Status421
+        }
+    };
+    for (i, p) in s.redirect_exempt.iter().enumerate() {
+        if !p.starts_with('/') {
+            cx.err(
+                format!("server.redirect_exempt[{i}]"),
+                format!("a path prefix must start with '/', got {p:?}"),
+            );
+        }
+    }
+    let state_dir = match &s.state_dir {
+        Some(d) => cx.path(d),
+        None => default_state_dir(cx.source.env),
+    };
+    let max_header_size = s.max_header_size.map_or(64 * 1024, |v| v.0);
+    if !(8192..=1 << 20).contains(&max_header_size) {
+        cx.err(
+            "server.max_header_size",
+            format!("must be between 8KiB and 1MiB, got {max_header_size} bytes"),
+        );
+    }
+    let max_headers = s.max_headers.unwrap_or(100);
+    if !(8..=1000).contains(&max_headers) {
+        cx.err(
+            "server.max_headers",
+            format!("must be between 8 and 1000, got {max_headers}"),
+        );
+    }
+    let max_connections = s.max_connections.unwrap_or(10_000);
+    if max_connections == 0 {
+        cx.err("server.max_connections", "must be at least 1");
+    }
+    let h2_streams = s.h2_max_concurrent_streams.unwrap_or(128);
+    if h2_streams == 0 {
+        cx.err("server.h2_max_concurrent_streams", "must be at least 1");
+    }
+    let timeouts = [
+        ("header_read_timeout", s.header_read_timeout),
+        ("idle_timeout", s.idle_timeout),
+        ("tls_handshake_timeout", s.tls_handshake_timeout),
+    ];
+    for (k, v) in timeouts {
+        if v.is_some_and(|d| d.0.is_zero()) {
+            cx.err(format!("server.{k}"), "must be greater than zero");
+        }
+    }
+    Server {
+        http: s.http.map(|a| a.0),
+        https: s.https.map(|a| a.0),
+        workers: workers.clamp(1, 1024),
+        trusted_proxies: s.trusted_proxies.iter().map(|c| c.0).collect(),
+        allowed_hosts,
+        misdirected,
+        redirect_exempt: s.redirect_exempt.clone(),
+        https_port: s.https_port,
+        state_dir,
+        shutdown_grace: dur(s.shutdown_grace, Duration::from_secs(30)),
+        header_read_timeout: dur(s.header_read_timeout, Duration::from_secs(15)),
+        idle_timeout: dur(s.idle_timeout, Duration::from_secs(60)),
+        tls_handshake_timeout: dur(s.tls_handshake_timeout, Duration::from_secs(10)),
+        max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
+        max_headers,
+        max_connections: max_connections.max(1),
+        h2_max_concurrent_streams: h2_streams.max(1),
+        h2_max_pending_reset_streams: s.h2_max_pending_reset_streams.unwrap_or(20),
+    }
+}
+
+/// `$RAMPART_STATE_DIR`, else `$XDG_STATE_HOME/rampart`, else `~/.local/state/rampart`,
+/// else `./.rampart-state`.
+pub fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(d) = env("RAMPART_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = env("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&d).join("rampart");
+    }
+    if let Some(h) = env("HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&h).join(".local/state/rampart");
+    }
+    PathBuf::from(".rampart-state")
+}
+
+fn tls(t: &RawTls, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
+    let mut certificates = Vec::new();
+    match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => certificates.push(CertificatePaths {
+            key_path: "tls".into(),
+            cert: cx.path(c),
+            key: cx.path(k),
+        }),
+        (Some(_), None) => cx.err("tls.key", "tls.cert is set but tls.key is not"),
+        (None, Some(_)) => cx.err("tls.cert", "tls.key is set but tls.cert is not"),
+        (None, None) => {}
+    }
+    for (i, c) in t.certificates.iter().enumerate() {
+        let key = format!("tls.certificates[{i}]");
+        match (&c.cert, &c.key) {
+            (Some(cert), Some(k)) => certificates.push(CertificatePaths {
+                key_path: key,
+                cert: cx.path(cert),
+                key: cx.path(k),
+            }),
+            (None, _) => cx.err(format!("{key}.cert"), "required"),
+            (_, None) => cx.err(format!("{key}.key"), "required"),
+        }
+    }
+    let self_signed = t.self_signed.clone().unwrap_or_default();
+    for (i, n) in self_signed.iter().enumerate() {
+        if host_pattern(n, &format!("tls.self_signed[{i}]"), cx).is_none() {
+            continue;
+        }
+    }
+    if certificates.is_empty() && self_signed.is_empty() {
+        cx.err(
+            "tls",
+            "no certificate: set tls.cert and tls.key, [[tls.certificates]], or tls.self_signed",
+        );
+        return None;
+    }
+    let tls12 = match t.min_version.as_deref() {
+        None | Some("1.2") => true,
+        Some("1.3") => false,
+        Some(v) => {
+            cx.err(
+                "tls.min_version",
+                format!("expected \"1.2\" or \"1.3\", got {v:?} (older versions are not offered)"),
+            );
+            true
+        }
+    };
+    Some(Tls {
+        certificates,
+        self_signed,
+        tls12,
+        session_tickets: t.session_tickets.unwrap_or(true),
+    })
+}
+
+fn host_pattern(h: &str, key: &str, cx: &mut Ctx<'_, '_>) -> Option<HostPattern> {
+    let lower = h.trim().to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let is_ip = name.parse::<std::net::IpAddr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok());
+    if name.is_empty()
+        || name.len() > 253
+        || (!is_ip && !name.split('.').all(label_ok))
+        || (wild && is_ip)
+    {
+        cx.err(key, format!("invalid host {h:?}: expected a name such as \"example.com\" or \"*.example.com\" (no port, no scheme)"));
+        return None;
+    }
+    Some(if wild {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
+
+fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
+    let key = format!("upstreams.{name}");
+    if u.servers.is_empty() {
+        cx.err(format!("{key}.servers"), "at least one server is required");
+    }
+    for (i, s) in u.servers.iter().enumerate() {
+        if let Err(msg) = check_authority(s) {
+            cx.err(format!("{key}.servers[{i}]"), msg);
+        }
+    }
+    let balance = match u.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("least_conn") => Balance::LeastConn,
+        Some(other) => {
+            let hint = did_you_mean(other, ["round_robin", "least_conn"])
+                .map(|c| format!(", did you mean {c:?}?"))
+                .unwrap_or_default();
+            cx.err(
+                format!("{key}.balance"),
+                format!(
+                    "unknown balance {other:?}: expected \"round_robin\" or \"least_conn\"{hint}"
+                ),
+            );
+            Balance::RoundRobin
+        }
+    };
+    let zero = [
+        ("connect_timeout", u.connect_timeout),
+        ("response_timeout", u.response_timeout),
+        ("fail_timeout", u.fail_timeout),
+    ];
+    for (k, v) in zero {
+        if v.is_some_and(|d| d.0.is_zero()) {
+            cx.err(format!("{key}.{k}"), "must be greater than zero");
+        }
+    }
+    Upstream {
+        name: name.to_owned(),
+        servers: u.servers.clone(),
+        balance,
+        max_fails: u.max_fails.unwrap_or(3),
+        fail_timeout: dur(u.fail_timeout, Duration::from_secs(30)),
+        connect_timeout: dur(u.connect_timeout, Duration::from_secs(5)),
+        response_timeout: dur(u.response_timeout, Duration::from_secs(60)),
+        idle_timeout: dur(u.idle_timeout, Duration::from_secs(60)),
+        max_idle: u.max_idle.unwrap_or(64),
+        retry: u.retry.unwrap_or(true),
+    }
+}
+
+/// Checks `host:port` (a name, an IPv4 address or a bracketed IPv6 address).
+fn check_authority(s: &str) -> Result<(), String> {
+    let bad = || {
+        format!("invalid server {s:?}: expected HOST:PORT such as \"127.0.0.1:8000\" or \"app:8000\" (no scheme, no path)")
+    };
+    if s.contains("://") || s.contains('/') {
+        return Err(bad());
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(bad)?;
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn route(
+    r: &RawRoute,
+    key: &str,
+    upstream_names: &[&String],
+    global: &RawHeaders,
+    cx: &mut Ctx<'_, '_>,
+) -> Option<Route> {
+    let mut hosts = Vec::new();
+    if let Some(h) = &r.host {
+        hosts.extend(host_pattern(h, &format!("{key}.host"), cx));
+    }
+    for (i, h) in r.hosts.iter().flatten().enumerate() {
+        hosts.extend(host_pattern(h, &format!("{key}.hosts[{i}]"), cx));
+    }
+    let path = r.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/')
+        || path.contains(['?', '#', ' '])
+        || path.contains("/../")
+        || path.ends_with("/..")
+    {
+        cx.err(
+            format!("{key}.path"),
+            format!("invalid path {path:?}: expected a path prefix starting with '/'"),
+        );
+    }
+    let actions = [
+        r.upstream.is_some(),
+        r.static_dir.is_some(),
+        r.redirect.is_some(),
+        r.respond.is_some(),
+    ];
+    let n = actions.iter().filter(|a| **a).count();
+    if n != 1 {
+        cx.err(
+            key,
+            format!("a route needs exactly one of `upstream`, `static`, `redirect`, `respond`; found {n}"),
+        );
+        return None;
+    }
+    let action = if let Some(u) = &r.upstream {
+        match upstream_names.iter().position(|n| *n == u) {
+            Some(i) => Action::Upstream(i),
+            None => {
+                let hint = did_you_mean(u, upstream_names.iter().map(|s| s.as_str()))
+                    .map(|c| format!(", did you mean {c:?}?"))
+                    .unwrap_or_default();
+                cx.err(
+                    format!("{key}.upstream"),
+                    format!("unknown upstream {u:?}{hint}"),
+                );
+                return None;
+            }
+        }
+    } else if let Some(dir) = &r.static_dir {
+        let full = cx.path(dir);
+        let dir = match std::fs::canonicalize(&full) {
+            Ok(d) if d.is_dir() => d,
+            Ok(_) => {
+                cx.err(
+                    format!("{key}.static"),
+                    format!("{} is not a directory", full.display()),
+                );
+                return None;
+            }
+            Err(e) => {
+                cx.err(
+                    format!("{key}.static"),
+                    format!("cannot open {}: {e}", full.display()),
+                );
+                return None;
+            }
+        };
+        let index = r.index.clone().unwrap_or_else(|| "index.html".into());
+        if index.contains('/') || index.is_empty() {
+            cx.err(format!("{key}.index"), "must be a file name, without '/'");
+        }
+        if let Some(f) = &r.spa_fallback {
+            if f.contains("..") || !dir.join(f.trim_start_matches('/')).is_file() {
+                cx.err(
+                    format!("{key}.spa_fallback"),
+                    format!("{f:?} is not a file inside {}", dir.display()),
+                );
+            }
+        }
+        Action::Static {
+            dir,
+            index,
+            spa_fallback: r
+                .spa_fallback
+                .as_ref()
+                .map(|f| f.trim_start_matches('/').to_owned()),
+        }
+    } else if let Some(to) = &r.redirect {
+        let status = r.redirect_status.unwrap_or(301);
+        if ![301, 302, 303, 307, 308].contains(&status) {
+            cx.err(
+                format!("{key}.redirect_status"),
+                format!("expected 301, 302, 303, 307 or 308, got {status}"),
+            );
+        }
+        let absolute = to.starts_with("https://") || to.starts_with("http://");
+        if !(absolute || to.starts_with('/')) || to.parse::<http::Uri>().is_err() {
+            cx.err(format!("{key}.redirect"), format!("invalid redirect target {to:?}: expected an absolute http(s) URL or a path starting with '/'"));
+        }
+        Action::Redirect {
+            to: to.clone(),
+            status,
+            keep_path: r.redirect_keep_path.unwrap_or(false),
+        }
+    } else {
+        let resp = r.respond.as_ref()?;
+        let status = resp.status.unwrap_or(200);
+        if !(200..=599).contains(&status) {
+            cx.err(
+                format!("{key}.respond.status"),
+                format!("expected a status between 200 and 599, got {status}"),
+            );
+        }
+        let ct = resp
+            .content_type
+            .as_deref()
+            .unwrap_or("text/plain; charset=utf-8");
+        let content_type = HeaderValue::from_str(ct).unwrap_or_else(|_| {
+            cx.err(
+                format!("{key}.respond.content_type"),
+                "not a valid header value",
+            );
+            HeaderValue::from_static("text/plain")
+        });
+        Action::Respond {
+            status,
+            body: resp.body.clone().unwrap_or_default(),
+            content_type,
+        }
+    };
+    if r.strip_prefix == Some(true) && !matches!(action, Action::Upstream(_)) {
+        cx.err(
+            format!("{key}.strip_prefix"),
+            "only applies to `upstream` routes",
+        );
+    }
+    let own = r.headers.clone().unwrap_or_default();
+    check_headers(&own, &format!("{key}.headers"), cx);
+    let merged = headers_merged(global, &own);
+    let headers = header_policy(&merged, &format!("{key}.headers"), cx);
+    let name = r.name.clone().unwrap_or_else(|| {
+        let host = r
+            .host
+            .clone()
+            .or_else(|| r.hosts.as_ref().and_then(|h| h.first().cloned()));
+        match host {
+            Some(h) => format!("{h}{path}"),
+            None => path.clone(),
+        }
+    });
+    Some(Route {
+        name,
+        hosts,
+        path,
+        exact: r.exact.unwrap_or(false),
+        strip_prefix: r.strip_prefix.unwrap_or(false),
+        action,
+        headers,
+    })
+}
+
+/// Per-key override: a route's value wins over the global one.
+fn headers_merged(global: &RawHeaders, own: &RawHeaders) -> RawHeaders {
+    fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+        b.clone().or_else(|| a.clone())
+    }
+    let mut set: BTreeMap<String, String> = global.set.clone().unwrap_or_default();
+    set.extend(own.set.clone().unwrap_or_default());
+    let mut remove = global.remove.clone().unwrap_or_default();
+    remove.extend(own.remove.clone().unwrap_or_default());
+    RawHeaders {
+        hsts: pick(&global.hsts, &own.hsts),
+        hsts_preload: pick(&global.hsts_preload, &own.hsts_preload),
+        csp: pick(&global.csp, &own.csp),
+        content_type_options: pick(&global.content_type_options, &own.content_type_options),
+        frame_options: pick(&global.frame_options, &own.frame_options),
+        referrer_policy: pick(&global.referrer_policy, &own.referrer_policy),
+        permissions_policy: pick(&global.permissions_policy, &own.permissions_policy),
+        coop: pick(&global.coop, &own.coop),
+        corp: pick(&global.corp, &own.corp),
+        coep: pick(&global.coep, &own.coep),
+        hide_banners: pick(&global.hide_banners, &own.hide_banners),
+        remove: Some(remove),
+        set: Some(set),
+    }
+}
+
+/// Reports bad header names and values where they are written (the global block once,
+/// each route's own block once), so a bad global value is not repeated per route.
+fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
+    let toggles = [
+        ("hsts", &h.hsts),
+        ("csp", &h.csp),
+        ("content_type_options", &h.content_type_options),
+        ("frame_options", &h.frame_options),
+        ("referrer_policy", &h.referrer_policy),
+        ("permissions_policy", &h.permissions_policy),
+        ("coop", &h.coop),
+        ("corp", &h.corp),
+        ("coep", &h.coep),
+    ];
+    for (k, t) in toggles {
+        if let Some(Toggle::Value(v)) = t {
+            if HeaderValue::from_str(v).is_err() || v.trim().is_empty() {
+                cx.err(
+                    format!("{key}.{k}"),
+                    format!("{v:?} is not a valid header value"),
+                );
+            }
+        }
+    }
+    if let Some(Toggle::Value(v)) = &h.hsts {
+        if !v.to_ascii_lowercase().contains("max-age=") {
+            cx.err(format!("{key}.hsts"), "must contain max-age=SECONDS");
+        }
+    }
+    for (name, value) in h.set.iter().flatten() {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            cx.err(format!("{key}.set.{name}"), "not a valid header name");
+        } else if HeaderValue::from_str(value).is_err() {
+            cx.err(format!("{key}.set.{name}"), "not a valid header value");
+        }
+    }
+    for (i, name) in h.remove.iter().flatten().enumerate() {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            cx.err(
+                format!("{key}.remove[{i}]"),
+                format!("{name:?} is not a valid header name"),
+            );
+        }
+    }
+}
+
+fn header_policy(h: &RawHeaders, _key: &str, _cx: &mut Ctx<'_, '_>) -> HeaderPolicy {
+    let mut set = Vec::new();
+    let mut add = |name: &'static str, t: &Option<Toggle>, default: Option<&'static str>| {
+        let value = match t {
+            None | Some(Toggle::Default) => default.map(HeaderValue::from_static),
+            Some(Toggle::Off) => None,
+            Some(Toggle::Value(v)) => HeaderValue::from_str(v).ok(),
+        };
+        if let Some(v) = value {
+            set.push((HeaderName::from_static(name), v));
+        }
+    };
+    add("content-security-policy", &h.csp, Some(DEFAULT_CSP));
+    add(
+        "x-content-type-options",
+        &h.content_type_options,
+        Some("nosniff"),
+    );
+    add("x-frame-options", &h.frame_options, Some("DENY"));
+    add(
+        "referrer-policy",
+        &h.referrer_policy,
+        Some("strict-origin-when-cross-origin"),
+    );
+    add(
+        "permissions-policy",
+        &h.permissions_policy,
+        Some(DEFAULT_PERMISSIONS_POLICY),
+    );
+    add("cross-origin-opener-policy", &h.coop, Some("same-origin"));
+    add("cross-origin-resource-policy", &h.corp, Some("same-origin"));
+    add("cross-origin-embedder-policy", &h.coep, None);
+    for (name, value) in h.set.iter().flatten() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            set.retain(|(k, _)| *k != n);
+            set.push((n, v));
+        }
+    }
+    let hsts = match &h.hsts {
+        None | Some(Toggle::Default) => Some(DEFAULT_HSTS.to_owned()),
+        Some(Toggle::Off) => None,
+        Some(Toggle::Value(v)) => Some(v.clone()),
+    }
+    .map(|mut v| {
+        if h.hsts_preload == Some(true) && !v.to_ascii_lowercase().contains("preload") {
+            v.push_str("; preload");
+        }
+        v
+    })
+    .and_then(|v| HeaderValue::from_str(&v).ok());
+    let mut remove: Vec<HeaderName> = Vec::new();
+    if h.hide_banners != Some(false) {
+        remove.extend(BANNER_HEADERS.iter().map(|n| HeaderName::from_static(n)));
+    }
+    remove.extend(
+        h.remove
+            .iter()
+            .flatten()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
+    );
+    HeaderPolicy { set, hsts, remove }
+}
