@@ -94,14 +94,10 @@ fn one_line(msg: &str) -> String {
 
 fn resolve(v: &mut Value, path: &mut String, source: &Source<'_>, errors: &mut Vec<ConfigError>) {
     match v {
-        Value::String(s) => {
-            if s.contains('$') {
-                match interpolate(s, source.env) {
-                    Ok(new) => *s = new,
-                    Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
-                }
-            }
-        }
+        Value::String(s) if s.contains('$') => match interpolate(s, source.env) {
+            Ok(new) => *s = new,
+            Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+        },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();

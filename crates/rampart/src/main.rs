@@ -1,1 +1,29 @@
-fn main() {}
+//! The `rampart` binary: command-line parsing and dispatch. The work lives in the library
+//! crates; each subcommand module only wires them together.
+
+mod cli;
+mod cmd;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve(args) => cmd::serve::run(args),
+        cli::Command::Check(args) => cmd::check::run(&args),
+        cli::Command::Version => {
+            cmd::version();
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rampart: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

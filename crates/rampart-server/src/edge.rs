@@ -1,0 +1,100 @@
+//! The built edge: a validated config plus everything compiled from it (routes, pools, TLS).
+//! Built once per config, off to the side, so a reload can swap it whole.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rampart_config::runtime::{Config, HeaderPolicy};
+use rampart_config::{ConfigError, ConfigErrors};
+use rustls::ServerConfig;
+
+use crate::proxy::Pool;
+use crate::router::Router;
+use crate::tls::{self, LoadedCert};
+
+/// A runnable edge.
+#[derive(Debug)]
+pub struct Edge {
+    /// The config it was built from.
+    pub config: Config,
+    pub(crate) router: Router,
+    pub(crate) pools: Vec<Arc<Pool>>,
+    /// Header policy for answers that match no route (404, 421, HTTPS redirects).
+    pub(crate) default_headers: HeaderPolicy,
+    /// TLS server config, when HTTPS is served.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The certificates loaded, for reports.
+    pub certificates: Vec<LoadedCert>,
+}
+
+impl Edge {
+    /// Builds an edge from a validated config: loads certificates (creating the
+    /// self-signed one if asked), compiles routes and pools.
+    ///
+    /// # Errors
+    /// Certificate problems, each naming its key.
+    pub fn build(config: Config, source: &str) -> Result<Self, ConfigErrors> {
+        let (tls, certificates) = match &config.tls {
+            Some(t) => {
+                let (cfg, certs) =
+                    tls::server_config(t, &config.server.state_dir).map_err(|errors| {
+                        ConfigErrors {
+                            source: source.to_owned(),
+                            errors,
+                        }
+                    })?;
+                (Some(cfg), certs)
+            }
+            None => (None, Vec::new()),
+        };
+        let router = Router::new(&config.routes);
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| Arc::new(Pool::new(u)))
+            .collect();
+        let default_headers = config
+            .routes
+            .iter()
+            .find(|r| r.path == "/" && r.hosts.is_empty())
+            .or(config.routes.first())
+            .map(|r| r.headers.clone())
+            .unwrap_or_default();
+        Ok(Self {
+            config,
+            router,
+            pools,
+            default_headers,
+            tls,
+            certificates,
+        })
+    }
+
+    /// Loads, validates and builds the config file at `path`.
+    ///
+    /// # Errors
+    /// Every problem in the file, each naming its key.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let config = rampart_config::load(path)?;
+        Self::build(config, &path.display().to_string())
+    }
+
+    pub(crate) fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let proxies: &[IpNet] = &self.config.server.trusted_proxies;
+        !proxies.is_empty() && proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Upstream pools, for status reports.
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+}
+
+/// Wraps a single error as [`ConfigErrors`].
+pub fn one_error(source: &str, key: &str, message: impl Into<String>) -> ConfigErrors {
+    ConfigErrors {
+        source: source.to_owned(),
+        errors: vec![ConfigError::new(key, message)],
+    }
+}

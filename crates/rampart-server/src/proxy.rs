@@ -1,0 +1,527 @@
+//! The reverse proxy: upstream pools, their keep-alive connections, balancing, passive
+//! health, retries, header rewriting and WebSocket tunnels.
+//!
+//! # How a request is forwarded
+//! 1. A server is picked (round robin or least in-flight), skipping servers that failed
+//!    `max_fails` times within `fail_timeout` (they stay out for `fail_timeout`). If every
+//!    server is out, all are tried anyway (Envoy's "panic mode"): a guess beats a certain 502.
+//! 2. An idle keep-alive connection to it is reused (most recently used first) or a new one
+//!    is opened within `connect_timeout`.
+//! 3. A connection that cannot be made counts as a failure and the request goes to one other
+//!    server (`retry = true`, the default). Nothing has been sent then, so this is safe for
+//!    every method. A pooled connection that the upstream closed before our request was
+//!    written hands the request back (hyper's `try_send_request`) and is retried on a fresh
+//!    connection. A request that was sent is never retried.
+//! 4. The response head must arrive within `response_timeout` (504 otherwise). Bodies stream
+//!    in both directions without being buffered whole.
+//! 5. When the response body is finished the connection returns to the pool.
+//!
+//! # Security
+//! Hop-by-hop headers (RFC 9110 §7.6.1 and any named in `Connection`) are removed both ways.
+//! `X-Forwarded-*` values sent by a client are believed only when the peer is one of
+//! `trusted_proxies`; otherwise they are replaced.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, Request, Response, StatusCode, Uri, Version};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rampart_config::runtime::{Balance, Upstream};
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No connection could be made to any server tried.
+    #[error("no upstream server could be reached")]
+    Connect,
+    /// The response head did not arrive within `response_timeout`.
+    #[error("upstream did not answer in time")]
+    Timeout,
+    /// The connection failed after the request was sent.
+    #[error("upstream connection failed")]
+    Upstream(#[source] hyper::Error),
+}
+
+fn clock() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    // Offset by one so that 0 can mean "never".
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// An upstream pool.
+#[derive(Debug)]
+pub struct Pool {
+    /// The pool's config name.
+    pub name: String,
+    servers: Vec<Arc<Server>>,
+    balance: Balance,
+    next: AtomicUsize,
+    max_fails: u32,
+    fail_timeout_ms: u64,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    retry: bool,
+}
+
+/// One upstream server and its connections.
+#[derive(Debug)]
+pub struct Server {
+    /// `host:port`.
+    pub authority: String,
+    inflight: AtomicUsize,
+    down_until: AtomicU64,
+    fails: Mutex<FailWindow>,
+    idle: Mutex<Vec<IdleConn>>,
+}
+
+#[derive(Debug, Default)]
+struct FailWindow {
+    count: u32,
+    since: u64,
+}
+
+#[derive(Debug)]
+struct IdleConn {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Counts a request in flight on a server until dropped (for `least_conn`).
+struct Inflight(Arc<Server>);
+
+impl Inflight {
+    fn new(s: &Arc<Server>) -> Self {
+        s.inflight.fetch_add(1, Ordering::Relaxed);
+        Inflight(s.clone())
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pool {
+    /// A pool from validated config.
+    pub fn new(u: &Upstream) -> Self {
+        Self {
+            name: u.name.clone(),
+            servers: u
+                .servers
+                .iter()
+                .map(|a| {
+                    Arc::new(Server {
+                        authority: a.clone(),
+                        inflight: AtomicUsize::new(0),
+                        down_until: AtomicU64::new(0),
+                        fails: Mutex::new(FailWindow::default()),
+                        idle: Mutex::new(Vec::new()),
+                    })
+                })
+                .collect(),
+            balance: u.balance,
+            next: AtomicUsize::new(0),
+            max_fails: u.max_fails,
+            fail_timeout_ms: u.fail_timeout.as_millis() as u64,
+            connect_timeout: u.connect_timeout,
+            response_timeout: u.response_timeout,
+            idle_timeout: u.idle_timeout,
+            max_idle: u.max_idle,
+            retry: u.retry,
+        }
+    }
+
+    /// The servers, for status reports.
+    pub fn servers(&self) -> &[Arc<Server>] {
+        &self.servers
+    }
+
+    /// Drops idle connections older than `idle_timeout` or closed by the upstream.
+    pub fn reap_idle(&self) {
+        for s in &self.servers {
+            if let Ok(mut idle) = s.idle.lock() {
+                idle.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
+            }
+        }
+    }
+
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = clock();
+        let order = (0..n)
+            .map(|i| (start.wrapping_add(i)) % n)
+            .filter(|i| !tried.contains(i));
+        let up = |i: &usize| self.servers[*i].down_until.load(Ordering::Relaxed) <= now;
+        match self.balance {
+            Balance::RoundRobin => order.clone().find(up).or_else(|| order.clone().next()),
+            Balance::LeastConn => {
+                let load = |i: &usize| self.servers[*i].inflight.load(Ordering::Relaxed);
+                order
+                    .clone()
+                    .filter(up)
+                    .min_by_key(load)
+                    .or_else(|| order.clone().min_by_key(load))
+            }
+        }
+    }
+
+    fn record_failure(&self, s: &Server) {
+        if self.max_fails == 0 {
+            return;
+        }
+        let now = clock();
+        let Ok(mut w) = s.fails.lock() else { return };
+        if now.saturating_sub(w.since) > self.fail_timeout_ms {
+            *w = FailWindow {
+                count: 0,
+                since: now,
+            };
+        }
+        w.count += 1;
+        if w.count >= self.max_fails {
+            s.down_until
+                .store(now + self.fail_timeout_ms, Ordering::Relaxed);
+            *w = FailWindow::default();
+            tracing::warn!(upstream = %self.name, server = %s.authority, for_ms = self.fail_timeout_ms, "upstream server marked down");
+        }
+    }
+
+    fn checkout(&self, s: &Server) -> Option<SendRequest<Body>> {
+        let mut idle = s.idle.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() < self.idle_timeout && c.sender.is_ready() {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, s: &Server) -> std::io::Result<SendRequest<Body>> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&s.authority))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends `req` (already rewritten by [`prepare_request`]) to a server of this pool.
+    ///
+    /// # Errors
+    /// [`ProxyError`] when no answer could be had; the caller maps it to 502/504.
+    pub async fn forward(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
+        let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let n = self.servers.len();
+        let max_servers = if self.retry { n.min(2) } else { 1 };
+        let mut tried: Vec<usize> = Vec::new();
+        let mut stale = 0;
+        loop {
+            let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
+            let server = self.servers[idx].clone();
+            let (mut sender, reused) = match self.checkout(&server) {
+                Some(s) => (s, true),
+                None => match self.connect(&server).await {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
+                        self.record_failure(&server);
+                        tried.push(idx);
+                        if tried.len() < max_servers {
+                            continue;
+                        }
+                        return Err(ProxyError::Connect);
+                    }
+                },
+            };
+            let inflight = Inflight::new(&server);
+            let sent =
+                tokio::time::timeout(self.response_timeout, sender.try_send_request(req)).await;
+            let mut resp = match sent {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(mut e)) => {
+                    if let Some(unsent) = e.take_message() {
+                        // Nothing reached the upstream: a stale pooled connection, or one
+                        // that closed at once. Try again on a fresh connection.
+                        req = unsent;
+                        if reused && stale < 4 {
+                            stale += 1;
+                            continue;
+                        }
+                        self.record_failure(&server);
+                        tried.push(idx);
+                        if tried.len() < max_servers {
+                            continue;
+                        }
+                        return Err(ProxyError::Connect);
+                    }
+                    let err = e.into_error();
+                    tracing::warn!(upstream = %self.name, server = %server.authority, error = %err, "upstream request failed");
+                    self.record_failure(&server);
+                    return Err(ProxyError::Upstream(err));
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = %self.name, server = %server.authority, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
+                    self.record_failure(&server);
+                    return Err(ProxyError::Timeout);
+                }
+            };
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_upgrade) = client_upgrade {
+                    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(async move {
+                        let _inflight = inflight;
+                        if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(c),
+                                &mut TokioIo::new(u),
+                            )
+                            .await;
+                        }
+                    });
+                }
+                strip_hop_by_hop(resp.headers_mut(), true);
+                return Ok((resp.map(Body::from), server));
+            }
+            strip_hop_by_hop(resp.headers_mut(), false);
+            let pool = self.clone();
+            let back = server.clone();
+            tokio::spawn(async move {
+                // Ready again once the response body has been read to its end.
+                let ok = sender.ready().await.is_ok();
+                drop(inflight);
+                if ok {
+                    if let Ok(mut idle) = back.idle.lock() {
+                        if idle.len() < pool.max_idle {
+                            idle.push(IdleConn {
+                                sender,
+                                since: Instant::now(),
+                            });
+                        }
+                    }
+                }
+            });
+            return Ok((resp.map(Body::from), server));
+        }
+    }
+}
+
+impl Server {
+    /// Whether passive health checks currently have this server out.
+    pub fn is_down(&self) -> bool {
+        self.down_until.load(Ordering::Relaxed) > clock()
+    }
+
+    /// Requests in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Whether a request asks for a protocol upgrade (WebSocket).
+pub fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Removes hop-by-hop headers; with `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = if keep_upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    if let Some(u) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, u);
+    }
+}
+
+/// What the edge knows about the client, for `X-Forwarded-*`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is one of `trusted_proxies`.
+    pub peer_trusted: bool,
+    /// The client as best known: the peer, or from a trusted proxy's `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// Whether the client reached us over TLS.
+    pub tls: bool,
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> (IpAddr, bool) {
+    if !is_trusted(peer) {
+        return (peer, false);
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => client = ip,
+            Ok(ip) => return (ip, true),
+            Err(_) => break,
+        }
+    }
+    (client, true)
+}
+
+/// Rewrites a client request for the upstream: origin-form URI with `path_and_query`,
+/// HTTP/1.1, `Host` kept (taken from the authority for HTTP/2 clients), hop-by-hop
+/// headers removed, `X-Forwarded-*`, `X-Real-IP` and `X-Request-ID` set.
+pub fn prepare_request(
+    parts: &mut request::Parts,
+    path_and_query: &str,
+    info: &ClientInfo,
+    request_id: &HeaderValue,
+) {
+    let upgrade = parts.version == Version::HTTP_11 && is_upgrade(&parts.headers);
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h, upgrade);
+    if !h.contains_key(header::HOST) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            h.insert(header::HOST, v);
+        }
+    }
+    let peer = info.peer.to_string();
+    let xff = match (
+        info.peer_trusted,
+        h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) if !prev.is_empty() => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    if !(info.peer_trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if info.tls { "https" } else { "http" }),
+        );
+    }
+    if !(info.peer_trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        match h.get(header::HOST).cloned() {
+            Some(host) => h.insert(X_FORWARDED_HOST, host),
+            None => h.remove(&X_FORWARDED_HOST),
+        };
+    }
+    if let Ok(v) = HeaderValue::from_str(&info.client_ip.to_string()) {
+        h.insert(X_REAL_IP, v);
+    }
+    h.insert(crate::stack::X_REQUEST_ID, request_id.clone());
+    parts.version = Version::HTTP_11;
+    parts.uri = Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(&h, peer, trusted).0.to_string(), "203.0.113.9");
+        let outsider: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(&h, outsider, trusted).0, outsider);
+    }
+}

@@ -1,0 +1,262 @@
+//! Routing: host first, then the longest path prefix, compiled once per config.
+//!
+//! Precedence follows nginx: the most specific host group wins (exact host, then the
+//! longest wildcard suffix, then routes without a host), and within it the longest path
+//! (an exact-match route before a prefix route of the same path). Prefixes match whole
+//! segments: `/api` matches `/api` and `/api/x`, not `/apix`; a prefix ending in `/`
+//! matches anything below it.
+//!
+//! Paths are matched after [`normalize_path`], and the normalised path is what the upstream
+//! receives, so what was matched is what is served.
+
+use std::borrow::Cow;
+
+use rampart_config::runtime::{HostPattern, Route};
+
+/// The compiled route table.
+#[derive(Debug)]
+pub struct Router {
+    /// (index into routes, host pattern) in precedence order.
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    route: usize,
+    host: Option<HostPattern>,
+    path: String,
+    exact: bool,
+}
+
+impl Router {
+    /// Compiles `routes`.
+    pub fn new(routes: &[Route]) -> Self {
+        let mut entries = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let hosts: Vec<Option<HostPattern>> = if r.hosts.is_empty() {
+                vec![None]
+            } else {
+                r.hosts.iter().cloned().map(Some).collect()
+            };
+            for host in hosts {
+                entries.push(Entry {
+                    route: i,
+                    host,
+                    path: r.path.clone(),
+                    exact: r.exact,
+                });
+            }
+        }
+        // Sort: host group (exact, wildcard by suffix length, none), then path length, exact first.
+        entries.sort_by_key(|e| {
+            let host_rank = match &e.host {
+                Some(HostPattern::Exact(_)) => (0, 0),
+                Some(HostPattern::Wildcard(s)) => (1, usize::MAX - s.len()),
+                None => (2, 0),
+            };
+            (host_rank, usize::MAX - e.path.len(), !e.exact, e.route)
+        });
+        Self { entries }
+    }
+
+    /// The route for `host` (lowercase, no port) and a normalised `path`.
+    ///
+    /// Entries are sorted by host group, so the first match is the most specific; a host
+    /// group with no route for the path falls through to less specific groups (a known host
+    /// still reaches a catch-all route).
+    pub fn find(&self, host: &str, path: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.host.as_ref().is_none_or(|h| h.matches(host))
+                    && path_matches(&e.path, e.exact, path)
+            })
+            .map(|e| e.route)
+    }
+}
+
+fn path_matches(prefix: &str, exact: bool, path: &str) -> bool {
+    if exact {
+        return path == prefix;
+    }
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// The path with the route prefix removed, for `strip_prefix` routes and static roots.
+pub fn strip<'a>(prefix: &str, path: &'a str) -> &'a str {
+    let p = prefix.trim_end_matches('/');
+    let rest = path.get(p.len()..).unwrap_or("");
+    if rest.is_empty() {
+        "/"
+    } else {
+        rest
+    }
+}
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadPath;
+
+/// Normalises a request path as nginx does before matching: percent-encoded unreserved
+/// characters are decoded, `.` and `..` segments are resolved, and repeated slashes are
+/// merged. Other escapes are kept (with upper-case hex). A path that climbs above the root,
+/// holds an encoded `/` or NUL, or does not start with `/` is refused.
+///
+/// # Errors
+/// [`BadPath`] for a path that cannot be served.
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, BadPath> {
+    if !raw.starts_with('/') {
+        return Err(BadPath);
+    }
+    let needs_work = raw.contains('%') || raw.contains("//") || raw.contains("/.");
+    if !needs_work {
+        return Ok(Cow::Borrowed(raw));
+    }
+    // 1. decode unreserved escapes.
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(BadPath)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).map_err(|_| BadPath)?, 16)
+                .map_err(|_| BadPath)?;
+            if v == 0 || v == b'/' || v == b'\\' {
+                return Err(BadPath);
+            }
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(v as char);
+            } else {
+                decoded.push('%');
+                decoded.push_str(
+                    &std::str::from_utf8(hex)
+                        .map_err(|_| BadPath)?
+                        .to_ascii_uppercase(),
+                );
+            }
+            i += 3;
+        } else {
+            decoded.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    // 2. resolve dot segments and merge slashes.
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(BadPath);
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut s = String::with_capacity(decoded.len());
+    for seg in &out {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if trailing || s.is_empty() {
+        s.push('/');
+    }
+    Ok(Cow::Owned(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_config::runtime::{Action, HeaderPolicy};
+
+    fn route(host: Option<&str>, path: &str, exact: bool) -> Route {
+        Route {
+            name: format!("{host:?}{path}"),
+            hosts: host
+                .map(|h| match h.strip_prefix("*") {
+                    Some(s) => HostPattern::Wildcard(s.into()),
+                    None => HostPattern::Exact(h.into()),
+                })
+                .into_iter()
+                .collect(),
+            path: path.into(),
+            exact,
+            strip_prefix: false,
+            action: Action::Respond {
+                status: 200,
+                body: String::new(),
+                content_type: http::HeaderValue::from_static("text/plain"),
+            },
+            headers: HeaderPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_within_host_group() {
+        let routes = vec![
+            route(None, "/", false),
+            route(None, "/api/", false),
+            route(None, "/api/auth/login", true),
+            route(Some("example.com"), "/", false),
+            route(Some("*.example.com"), "/", false),
+            route(Some("*.eu.example.com"), "/", false),
+            route(None, "/docs", false),
+        ];
+        let r = Router::new(&routes);
+        assert_eq!(r.find("other.org", "/"), Some(0));
+        assert_eq!(r.find("other.org", "/api/users"), Some(1));
+        assert_eq!(r.find("other.org", "/api/auth/login"), Some(2));
+        assert_eq!(r.find("other.org", "/api/auth/login/x"), Some(1));
+        assert_eq!(r.find("example.com", "/api/users"), Some(3));
+        assert_eq!(r.find("a.example.com", "/"), Some(4));
+        assert_eq!(r.find("a.eu.example.com", "/"), Some(5));
+        assert_eq!(r.find("other.org", "/docs"), Some(6));
+        assert_eq!(r.find("other.org", "/docs/x"), Some(6));
+        assert_eq!(r.find("other.org", "/docsx"), Some(0));
+    }
+
+    #[test]
+    fn host_group_without_matching_path_falls_through() {
+        let routes = vec![
+            route(Some("example.com"), "/admin/", false),
+            route(None, "/", false),
+        ];
+        let r = Router::new(&routes);
+        assert_eq!(r.find("example.com", "/admin/x"), Some(0));
+        assert_eq!(r.find("example.com", "/other"), Some(1));
+        let only = vec![route(Some("example.com"), "/", false)];
+        assert_eq!(Router::new(&only).find("other.org", "/"), None);
+    }
+
+    #[test]
+    fn normalization_resolves_tricks() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        assert_eq!(n("/a/b").unwrap(), "/a/b");
+        assert_eq!(n("/%61pi/x").unwrap(), "/api/x");
+        assert_eq!(n("/a/./b/../c").unwrap(), "/a/c");
+        assert_eq!(n("/a//b///").unwrap(), "/a/b/");
+        assert_eq!(n("/a/%2e%2e/b").unwrap(), "/b");
+        assert_eq!(n("/a%20b").unwrap(), "/a%20b");
+        assert_eq!(n("/a%3fb").unwrap(), "/a%3Fb");
+        assert_eq!(n("/a/..").unwrap(), "/");
+        assert_eq!(n("/.."), Err(BadPath));
+        assert_eq!(n("/%2e%2e/etc/passwd"), Err(BadPath));
+        assert_eq!(n("/a%2fb"), Err(BadPath));
+        assert_eq!(n("/a%00"), Err(BadPath));
+        assert_eq!(n("/a%zz"), Err(BadPath));
+        assert_eq!(n("/a%5c..%5c"), Err(BadPath));
+        assert_eq!(n("a"), Err(BadPath));
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_rooted_path() {
+        assert_eq!(strip("/api/", "/api/users"), "/users");
+        assert_eq!(strip("/api", "/api"), "/");
+        assert_eq!(strip("/api", "/api/x"), "/x");
+        assert_eq!(strip("/", "/x"), "/x");
+    }
+}

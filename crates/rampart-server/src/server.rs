@@ -1,0 +1,482 @@
+//! Listeners and connections: accept with a connection cap, TLS handshake with a deadline,
+//! HTTP/1.1 or HTTP/2 by ALPN (plain listeners also take HTTP/2 prior knowledge), limits on
+//! header time, size and count, HTTP/2 stream and reset limits, an idle timeout, and a
+//! graceful drain on shutdown.
+//!
+//! # Timeouts
+//! - `tls_handshake_timeout` bounds the handshake.
+//! - `header_read_timeout` bounds receiving a request head (hyper's timer). hyper also runs
+//!   it while an HTTP/1.1 keep-alive connection waits for its next request, so an idle
+//!   HTTP/1.1 connection closes after the shorter of it and `idle_timeout`.
+//! - `idle_timeout` closes (gracefully) any connection with no bytes in either direction
+//!   and no request in flight: HTTP/2 connections, and plain connections that never sent
+//!   a byte.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::edge::Edge;
+use crate::stack::{self, ConnInfo};
+
+/// A started edge.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound plain HTTP address.
+    pub http_addr: Option<SocketAddr>,
+    /// Bound HTTPS address.
+    pub https_addr: Option<SocketAddr>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl Running {
+    /// Stops accepting and asks every connection to finish its in-flight requests.
+    pub fn shutdown(&self) {
+        self.token.cancel();
+    }
+
+    /// How long [`Running::drain`] waits.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Shuts down and waits up to the grace period for connections to drain. Returns
+    /// whether every connection finished in time.
+    pub async fn drain(self) -> bool {
+        self.shutdown();
+        self.tracker.close();
+        tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Binds the configured listeners and starts serving.
+///
+/// # Errors
+/// A listener address that cannot be bound (in use, no permission), naming the key.
+pub async fn start(edge: Edge) -> anyhow::Result<Running> {
+    use anyhow::Context as _;
+    let server = &edge.config.server;
+    let http = match server.http {
+        Some(a) => Some(bind(a).with_context(|| format!("server.http: cannot listen on {a}"))?),
+        None => None,
+    };
+    let https = match server.https {
+        Some(a) => Some(bind(a).with_context(|| format!("server.https: cannot listen on {a}"))?),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
+    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
+    let redirect_port = match (&edge.tls, https_addr) {
+        (Some(_), Some(a)) => Some(server.https_port.unwrap_or(a.port())),
+        _ => None,
+    };
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let grace = server.shutdown_grace;
+    let acceptor = edge.tls.clone().map(TlsAcceptor::from);
+    let edge = Arc::new(edge);
+    spawn_pool_reaper(&edge, &token);
+    if let Some(l) = http {
+        let kind = Kind::Plain {
+            redirect_to_https: redirect_port,
+        };
+        tracker.spawn(accept_loop(
+            l,
+            kind,
+            edge.clone(),
+            limit.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
+    if let (Some(l), Some(acceptor)) = (https, acceptor) {
+        let kind = Kind::Tls(acceptor);
+        tracker.spawn(accept_loop(
+            l,
+            kind,
+            edge.clone(),
+            limit,
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
+    Ok(Running {
+        http_addr,
+        https_addr,
+        token,
+        tracker,
+        grace,
+    })
+}
+
+fn spawn_pool_reaper(edge: &Arc<Edge>, token: &CancellationToken) {
+    let weak = Arc::downgrade(edge);
+    let token = token.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = token.cancelled() => return,
+            }
+            let Some(edge) = weak.upgrade() else { return };
+            for p in edge.pools() {
+                p.reap_idle();
+            }
+        }
+    });
+}
+
+#[derive(Clone)]
+enum Kind {
+    Plain { redirect_to_https: Option<u16> },
+    Tls(TlsAcceptor),
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Kind,
+    edge: Arc<Edge>,
+    limit: Arc<Semaphore>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        // Past max_connections, further clients wait in the kernel's accept queue.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            () = token.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = token.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let edge = edge.clone();
+        let kind = kind.clone();
+        let token = token.clone();
+        tracker.spawn(async move {
+            serve_conn(stream, peer, kind, edge, token).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    edge: Arc<Edge>,
+    token: CancellationToken,
+) {
+    let s = &edge.config.server;
+    let activity = Arc::new(Activity::default());
+    activity.touch();
+    match kind {
+        Kind::Plain { redirect_to_https } => {
+            let info = ConnInfo {
+                peer,
+                tls: false,
+                redirect_to_https,
+            };
+            let io = TokioIo::new(Tracked {
+                inner: stream,
+                activity: activity.clone(),
+            });
+            let svc = service(edge.clone(), info, activity.clone());
+            let mut b = auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(s.header_read_timeout)
+                .max_buf_size(s.max_header_size.max(8192))
+                .max_headers(s.max_headers);
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(s.h2_max_concurrent_streams)
+                .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
+                .max_local_error_reset_streams(1024)
+                .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX));
+            let conn = b.serve_connection_with_upgrades(io, svc);
+            drive(conn, &activity, s.idle_timeout, &token).await;
+        }
+        Kind::Tls(acceptor) => {
+            let tls = match tokio::time::timeout(s.tls_handshake_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let info = ConnInfo {
+                peer,
+                tls: true,
+                redirect_to_https: None,
+            };
+            let io = TokioIo::new(Tracked {
+                inner: tls,
+                activity: activity.clone(),
+            });
+            let svc = service(edge.clone(), info, activity.clone());
+            if h2 {
+                let conn = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(s.h2_max_concurrent_streams)
+                    .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
+                    .max_local_error_reset_streams(1024)
+                    .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX))
+                    .serve_connection(io, svc);
+                drive(conn, &activity, s.idle_timeout, &token).await;
+            } else {
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(s.header_read_timeout)
+                    .max_buf_size(s.max_header_size.max(8192))
+                    .max_headers(s.max_headers)
+                    .serve_connection(io, svc)
+                    .with_upgrades();
+                drive(conn, &activity, s.idle_timeout, &token).await;
+            }
+        }
+    }
+}
+
+fn service(
+    edge: Arc<Edge>,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<crate::body::Body>,
+    Error = stack::CloseConnection,
+    Future = impl Future<Output = Result<http::Response<crate::body::Body>, stack::CloseConnection>>
+                 + Send,
+> + Clone {
+    service_fn(move |req| {
+        let edge = edge.clone();
+        let guard = InflightGuard::new(activity.clone());
+        async move {
+            let r = stack::handle(edge, info, req).await;
+            drop(guard);
+            r
+        }
+    })
+}
+
+/// Connection futures that can be asked to finish gracefully.
+trait Graceful: Future {
+    fn graceful(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Graceful for http2::Connection<I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> Graceful for auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: Future,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+async fn drive<C: Graceful>(
+    conn: C,
+    activity: &Activity,
+    idle: Duration,
+    token: &CancellationToken,
+) {
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = token.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful();
+            }
+            () = tokio::time::sleep_until(deadline), if !closing => {
+                let quiet = activity.quiet_for();
+                if activity.inflight.load(Ordering::Relaxed) == 0 && quiet >= idle {
+                    closing = true;
+                    conn.as_mut().graceful();
+                } else {
+                    deadline = tokio::time::Instant::now() + idle.saturating_sub(quiet).max(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+// === activity tracking ===
+
+fn clock_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// When a connection last moved a byte, and how many requests it has in flight.
+#[derive(Debug, Default)]
+struct Activity {
+    last_ms: AtomicU64,
+    inflight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(clock_ms(), Ordering::Relaxed);
+    }
+    fn quiet_for(&self) -> Duration {
+        Duration::from_millis(clock_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+struct InflightGuard(Arc<Activity>);
+
+impl InflightGuard {
+    fn new(a: Arc<Activity>) -> Self {
+        a.inflight.fetch_add(1, Ordering::Relaxed);
+        Self(a)
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// An IO stream that records activity on every byte read or written.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

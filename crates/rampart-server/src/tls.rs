@@ -1,0 +1,335 @@
+//! TLS for the HTTPS listener: certificates from PEM files (chains; PKCS#8, RSA or EC keys),
+//! chosen by SNI among several, a self-signed development certificate generated once into
+//! the state directory, and a rustls `ServerConfig` limited to TLS 1.2/1.3 with
+//! forward-secret AEAD suites (Mozilla "intermediate"), ALPN `h2` + `http/1.1`, and session
+//! resumption by ID cache and by tickets.
+//!
+//! # Security
+//! rustls implements no CBC, RC4, 3DES, static-RSA or non-ephemeral suites and no TLS
+//! below 1.2, so "intermediate" here is the provider's default suite list; TLS 1.2 can be
+//! switched off with `tls.min_version = "1.3"`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rampart_config::runtime::{CertificatePaths, Tls};
+use rampart_config::ConfigError;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A loaded certificate and what it covers.
+#[derive(Clone)]
+pub struct LoadedCert {
+    /// Chain and signing key.
+    pub key: Arc<CertifiedKey>,
+    /// DNS names and IPs it is valid for (lowercase; wildcards as `*.example.com`).
+    pub names: Vec<String>,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl fmt::Debug for LoadedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedCert")
+            .field("names", &self.names)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the server TLS config, reporting problems against their config keys.
+///
+/// # Errors
+/// Unreadable or malformed PEM, a key that does not match its certificate, or a failure
+/// to create the self-signed certificate.
+pub fn server_config(
+    tls: &Tls,
+    state_dir: &Path,
+) -> Result<(Arc<ServerConfig>, Vec<LoadedCert>), Vec<ConfigError>> {
+    let provider = provider();
+    let mut certs = Vec::new();
+    let mut errors = Vec::new();
+    for paths in &tls.certificates {
+        match load_pair(paths, &provider) {
+            Ok(c) => certs.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !tls.self_signed.is_empty() {
+        match self_signed(&tls.self_signed, &state_dir.join("tls"), &provider) {
+            Ok(c) => certs.push(c),
+            Err(msg) => errors.push(ConfigError::new("tls.self_signed", msg)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let resolver =
+        SniResolver::new(&certs).ok_or_else(|| vec![ConfigError::new("tls", "no certificate")])?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls.tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| {
+            vec![ConfigError::new(
+                "tls",
+                format!("cannot build TLS config: {e}"),
+            )]
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.session_storage = ServerSessionMemoryCache::new(32 * 1024);
+    if tls.session_tickets {
+        cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+            vec![ConfigError::new(
+                "tls.session_tickets",
+                format!("cannot create ticketer: {e}"),
+            )]
+        })?;
+    }
+    Ok((Arc::new(cfg), certs))
+}
+
+fn load_pair(
+    paths: &CertificatePaths,
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, ConfigError> {
+    let k = &paths.key_path;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            ConfigError::new(
+                format!("{k}.cert"),
+                format!(
+                    "cannot read a PEM certificate chain from {}: {e}",
+                    paths.cert.display()
+                ),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(ConfigError::new(
+            format!("{k}.cert"),
+            format!("{} holds no CERTIFICATE block", paths.cert.display()),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| {
+        ConfigError::new(
+            format!("{k}.key"),
+            format!(
+                "cannot read a PEM private key (PKCS#8, RSA or EC) from {}: {e}",
+                paths.key.display()
+            ),
+        )
+    })?;
+    let (names, not_after) =
+        cert_info(&chain[0]).map_err(|m| ConfigError::new(format!("{k}.cert"), m))?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        ConfigError::new(
+            format!("{k}.key"),
+            format!(
+                "does not fit the certificate in {}: {e}",
+                paths.cert.display()
+            ),
+        )
+    })?;
+    Ok(LoadedCert {
+        key: Arc::new(certified),
+        names,
+        not_after,
+    })
+}
+
+/// Names (SAN DNS and IP entries, else the CN) and expiry of a DER certificate.
+///
+/// # Errors
+/// A message when the certificate cannot be parsed.
+pub fn cert_info(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|e| format!("not a valid X.509 certificate: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push(d.to_ascii_lowercase()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => names.push(
+                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
+                    16 => names.push(
+                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    if names.is_empty() {
+        if let Some(cn) = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+        {
+            names.push(cn.to_ascii_lowercase());
+        }
+    }
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+// === self-signed development certificate ===
+
+/// Loads the development certificate from `dir`, creating it (ECDSA P-256, one year) when
+/// it is missing, unreadable, for other names, or within 30 days of expiry.
+fn self_signed(
+    names: &[String],
+    dir: &Path,
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, String> {
+    let cert_path = dir.join("self-signed.crt");
+    let key_path = dir.join("self-signed.key");
+    let paths = CertificatePaths {
+        key_path: "tls.self_signed".into(),
+        cert: cert_path.clone(),
+        key: key_path.clone(),
+    };
+    let now = unix_now();
+    if let Ok(c) = load_pair(&paths, provider) {
+        let mut want: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let mut have = c.names.clone();
+        want.sort();
+        have.sort();
+        if want == have && c.not_after - now > 30 * 86_400 {
+            return Ok(c);
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut params =
+        rcgen::CertificateParams::new(names.to_vec()).map_err(|e| format!("invalid name: {e}"))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rampart development certificate");
+    let (y, m, d) = civil_from_days((now - 86_400) / 86_400);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = civil_from_days((now + 365 * 86_400) / 86_400);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("cannot generate a key: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("cannot sign: {e}"))?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    load_pair(&paths, provider).map_err(|e| e.message)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i32, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    ((if m <= 2 { y + 1 } else { y }) as i32, m, d)
+}
+
+// === SNI ===
+
+/// Chooses a certificate by SNI: exact name, then a wildcard one label up, then the first
+/// certificate (also for clients that send no SNI).
+#[derive(Debug)]
+struct SniResolver {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    fn new(certs: &[LoadedCert]) -> Option<Self> {
+        let default = certs.first()?.key.clone();
+        let mut by_name = HashMap::new();
+        for c in certs {
+            for n in &c.names {
+                // The first certificate that names a host wins, as in file order.
+                by_name.entry(n.clone()).or_insert_with(|| c.key.clone());
+            }
+        }
+        Some(Self { by_name, default })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            return Some(self.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.by_name.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.by_name.get(&format!("*.{parent}")) {
+                return Some(k.clone());
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+}

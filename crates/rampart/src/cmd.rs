@@ -1,0 +1,14 @@
+//! Subcommands.
+
+pub(crate) mod check;
+pub(crate) mod serve;
+
+/// `rampart version`.
+pub(crate) fn version() {
+    println!(
+        "rampart {} ({} {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+}

@@ -1,0 +1,225 @@
+//! `rampart serve`: load the config (a file, or the embedded demo default), build the edge,
+//! start it on a runtime with `server.workers` threads, and drain on SIGTERM/SIGINT.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use rampart_config::{load_str, ConfigErrors, Source};
+use rampart_server::Edge;
+
+use crate::cli::ServeArgs;
+use crate::demo;
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut demo_upstream = None;
+    let loaded = match &args.config {
+        Some(path) => rampart_config::load(path).map(|c| (c, path.display().to_string())),
+        None if Path::new("rampart.toml").exists() => {
+            rampart_config::load(Path::new("rampart.toml")).map(|c| (c, "rampart.toml".to_owned()))
+        }
+        None => {
+            let (config, listener) = embedded_default(&args)?;
+            demo_upstream = Some(listener);
+            Ok((config, "<embedded default>".to_owned()))
+        }
+    };
+    let (mut config, source) = match loaded {
+        Ok(x) => x,
+        Err(errors) => return Ok(refuse(&errors)),
+    };
+    // Command-line overrides win over the file.
+    if let Some(a) = args.http {
+        config.server.http = Some(a);
+    }
+    if let Some(a) = args.https {
+        if config.tls.is_none() {
+            eprintln!("rampart: --https needs a [tls] section in {source}");
+            return Ok(ExitCode::from(2));
+        }
+        config.server.https = Some(a);
+    }
+    if let Some(w) = args.workers {
+        config.server.workers = w.clamp(1, 1024);
+    }
+    if let Some(d) = &args.state_dir {
+        config.server.state_dir = d.clone();
+    }
+    let edge = match Edge::build(config, &source) {
+        Ok(e) => e,
+        Err(errors) => return Ok(refuse(&errors)),
+    };
+    let workers = edge.config.server.workers;
+    let runtime = if workers == 1 {
+        // One worker: a current-thread runtime avoids work-stealing overhead (DESIGN.md).
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the runtime")?;
+    runtime.block_on(serve(edge, source, demo_upstream))
+}
+
+async fn serve(
+    edge: Edge,
+    source: String,
+    demo_upstream: Option<std::net::TcpListener>,
+) -> anyhow::Result<ExitCode> {
+    let is_demo = demo_upstream.is_some();
+    if let Some(l) = demo_upstream {
+        tokio::spawn(demo::serve_echo(l));
+    }
+    let state_dir = edge.config.server.state_dir.clone();
+    let has_self_signed = edge
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(|t| !t.self_signed.is_empty());
+    let workers = edge.config.server.workers;
+    let running = rampart_server::start(edge).await?;
+    tracing::info!(config = %source, workers, "started");
+    if let Some(a) = running.http_addr {
+        tracing::info!(listener = "http", addr = %a, "listening");
+    }
+    if let Some(a) = running.https_addr {
+        tracing::info!(listener = "https", addr = %a, "listening");
+    }
+    if has_self_signed {
+        let cert = state_dir.join("tls/self-signed.crt");
+        tracing::info!(path = %cert.display(), "self-signed development certificate");
+        eprintln!(
+            "rampart: development certificate (self-signed): {}",
+            cert.display()
+        );
+    }
+    if is_demo {
+        if let Some(a) = running.https_addr {
+            eprintln!("rampart: no rampart.toml here, serving the built-in demo.");
+            eprintln!(
+                "rampart: open https://localhost:{}/ (accept the self-signed certificate)",
+                a.port()
+            );
+            if let Some(h) = running.http_addr {
+                eprintln!(
+                    "rampart: http://localhost:{}/ redirects there; Ctrl-C stops.",
+                    h.port()
+                );
+            }
+        }
+    }
+    wait_for_signal().await;
+    tracing::info!(
+        grace_ms = running.grace().as_millis() as u64,
+        "shutting down: draining connections"
+    );
+    let drained = tokio::select! {
+        d = running.drain() => d,
+        () = wait_for_signal() => {
+            tracing::warn!("second signal: exiting without waiting");
+            false
+        }
+    };
+    tracing::info!(drained, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refuse(errors: &ConfigErrors) -> ExitCode {
+    for e in &errors.errors {
+        eprintln!("{}: {e}", errors.source);
+    }
+    eprintln!(
+        "rampart: refusing to start: {} config error(s)",
+        errors.errors.len()
+    );
+    ExitCode::from(2)
+}
+
+/// The embedded default, with the demo site written into the state directory and an echo
+/// upstream listening on a free loopback port.
+fn embedded_default(
+    args: &ServeArgs,
+) -> anyhow::Result<(rampart_config::Config, std::net::TcpListener)> {
+    let state_dir: PathBuf = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| rampart_config::default_state_dir(&rampart_config::process_env));
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    demo::write_site(&state_dir.join("demo-site"))
+        .with_context(|| format!("cannot write the demo site into {}", state_dir.display()))?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot start the demo upstream")?;
+    let port = listener.local_addr()?.port();
+    let text = demo::DEFAULT_CONFIG.replace("{DEMO_PORT}", &port.to_string());
+    let config = load_str(
+        &text,
+        &Source {
+            name: "<embedded default>".into(),
+            base_dir: state_dir.clone(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config = config;
+    config.server.state_dir = state_dir;
+    Ok((config, listener))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    // Hot reload arrives with the operations work; until then SIGHUP must
+                    // not kill the process (its default action).
+                    tracing::warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging() {
+    let level = match std::env::var("RAMPART_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_max_level(level)
+        .with_writer(std::io::stdout)
+        .init();
+}
