@@ -1,0 +1,255 @@
+//! The binary: `check`, `version`, `--help`, `serve` with the embedded default, bad
+//! configs refused, graceful drain on SIGTERM.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rampart_test_support::client::{self, get, tls_config};
+use rampart_test_support::upstream::Upstream;
+use rampart_test_support::TempDir;
+
+use crate::harness::{bin, serve, sigterm};
+
+#[test]
+fn help_and_version() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["check", "--help"],
+        &["version", "--help"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+    let out = bin().arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rampart 0."));
+}
+
+#[test]
+fn check_prints_ok_for_a_good_config() {
+    let dir = TempDir::new("check-ok");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n[[routes]]\nupstream = \"app\"\n",
+    );
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn check_lists_every_error_with_its_key_and_exits_1() {
+    let dir = TempDir::new("check-bad");
+    let cfg = dir.write(
+        "rampart.toml",
+        r#"
+[server]
+http = "127.0.0.1:0"
+workers = 0
+idle_timeout = "forever"
+[upstreams.app]
+servers = ["127.0.0.1:9"]
+balance = "fastest"
+[[routes]]
+path = "/"
+upstream = "apps"
+hots = "x"
+"#,
+    );
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "server.workers: must be between 1 and 1024",
+        "server.idle_timeout: invalid duration \"forever\"",
+        "upstreams.app.balance: unknown balance \"fastest\"",
+        "routes[0].hots: unknown key, did you mean `host`?",
+        "routes[0].upstream: unknown upstream \"apps\", did you mean \"app\"?",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with(&cfg.display().to_string())),
+        "every line names the file:\n{text}"
+    );
+    let missing = bin()
+        .args(["check", "-c", "/nonexistent/rampart.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("cannot read the file"));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_key() {
+    let dir = TempDir::new("serve-bad");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nupstream = \"nope\"\n",
+    );
+    let out = bin()
+        .args(["serve", "-c"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("routes[0].upstream: unknown upstream \"nope\""));
+}
+
+#[test]
+fn env_interpolation_and_secret_files_through_the_binary() {
+    let dir = TempDir::new("env");
+    dir.write("body.secret", "from-file\n");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"${LISTEN}\"\n[[routes]]\nrespond = { body_file = \"body.secret\" }\n",
+    );
+    let ok = bin()
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .env("LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let missing = bin()
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .env_remove("LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stdout)
+        .contains("server.http: environment variable LISTEN is not set"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_serve_runs_the_demo_with_a_stable_certificate() {
+    let dir = TempDir::new("demo");
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ];
+    let mut p = serve(dir.path(), &args, 2);
+    let started = p
+        .seen
+        .iter()
+        .find(|l| l.contains("\"started\""))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        started.contains("<embedded default>") && started.contains("\"workers\":1"),
+        "{started}"
+    );
+    let cert_path = dir.path().join("state/tls/self-signed.crt");
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(&cert_path).unwrap();
+    let cfg = tls_config(std::slice::from_ref(&der), &[b"h2", b"http/1.1"]);
+    let home = client::tls(
+        p.https.unwrap(),
+        cfg.clone(),
+        "localhost",
+        get("localhost", "/"),
+    )
+    .await;
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("rampart is running"));
+    let api = client::tls(
+        p.https.unwrap(),
+        cfg.clone(),
+        "localhost",
+        get("localhost", "/api/echo"),
+    )
+    .await;
+    let j = api.json();
+    assert_eq!(j["path"], "/api/echo");
+    assert_eq!(j["headers"]["x-forwarded-proto"], "https");
+    assert!(
+        api.header("x-powered-by").is_none(),
+        "the demo upstream's banner is removed"
+    );
+    let redirect = client::plain(p.http.unwrap(), get("localhost", "/x")).await;
+    assert_eq!(redirect.status, 301);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("https://localhost:{}/x", p.https.unwrap().port()).as_str())
+    );
+    sigterm(&p.child);
+    let status = wait_exit(&mut p.child, Duration::from_secs(15));
+    assert_eq!(status, Some(0));
+    // A restart keeps the same certificate.
+    let mut p2 = serve(dir.path(), &args, 2);
+    let again = rustls_pki_types::CertificateDer::from_pem_file(&cert_path).unwrap();
+    assert_eq!(
+        der, again,
+        "the development certificate is stable across restarts"
+    );
+    let home = client::tls(p2.https.unwrap(), cfg, "localhost", get("localhost", "/")).await;
+    assert_eq!(home.status, 200);
+    sigterm(&p2.child);
+    assert_eq!(wait_exit(&mut p2.child, Duration::from_secs(15)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let up = Upstream::start("a").await;
+    let dir = TempDir::new("drain");
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nshutdown_grace = \"10s\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"app\"\n",
+            up.authority()
+        ),
+    );
+    let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let addr = p.http.unwrap();
+    let inflight = tokio::spawn(async move { client::plain(addr, get("h", "/slow/1500")).await });
+    rampart_test_support::eventually(Duration::from_secs(5), || (up.count() > 0).then_some(()))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    sigterm(&p.child);
+    assert!(p
+        .wait_for_line("draining", Duration::from_secs(5))
+        .is_some());
+    // New connections are refused once draining has started.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    let resp = inflight.await.unwrap();
+    assert_eq!(resp.status, 200, "the in-flight request completed");
+    assert_eq!(wait_exit(&mut p.child, Duration::from_secs(15)), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "exit took {:?}",
+        t.elapsed()
+    );
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

@@ -1,0 +1,181 @@
+//! Starting the edge in process (most tests) or as the real binary (CLI and signals).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rampart_config::{load_str, Source};
+use rampart_server::{Edge, Running};
+use rampart_test_support::TempDir;
+
+/// An edge running inside the test's runtime.
+pub struct TestEdge {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub running: Option<Running>,
+    pub dir: TempDir,
+}
+
+impl TestEdge {
+    pub fn http(&self) -> SocketAddr {
+        self.http.expect("no http listener")
+    }
+    pub fn https(&self) -> SocketAddr {
+        self.https.expect("no https listener")
+    }
+}
+
+impl Drop for TestEdge {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.shutdown();
+        }
+    }
+}
+
+/// Loads `toml` (relative paths resolve in a fresh temp dir, which also holds the state
+/// dir), builds and starts it. Panics with the config errors when it does not load.
+pub async fn start(toml: &str) -> TestEdge {
+    start_in(TempDir::new("edge"), toml).await
+}
+
+pub async fn start_in(dir: TempDir, toml: &str) -> TestEdge {
+    let mut config = load_str(
+        toml,
+        &Source {
+            name: "test.toml".into(),
+            base_dir: dir.path().to_path_buf(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    config.server.state_dir = dir.path().join("state");
+    let edge = Edge::build(config, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let running = rampart_server::start(edge).await.unwrap();
+    TestEdge {
+        http: running.http_addr,
+        https: running.https_addr,
+        running: Some(running),
+        dir,
+    }
+}
+
+/// A plain-HTTP edge proxying everything to `servers`, with extra upstream keys and
+/// extra top-level TOML appended.
+pub fn proxy_toml(servers: &[String], upstream_extra: &str, extra: &str) -> String {
+    let list = servers
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[upstreams.app]\nservers = [{list}]\n{upstream_extra}\n\n{extra}\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n"
+    )
+}
+
+/// The real binary, killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    c.env_remove("RAMPART_CONFIG").env_remove("RAMPART_LOG");
+    c
+}
+
+/// Runs `rampart serve` with `args` in `cwd`, waiting until it has logged `listeners`
+/// "listening" lines.
+pub fn serve(cwd: &std::path::Path, args: &[&str], listeners: usize) -> Proc {
+    let mut child = bin()
+        .arg("serve")
+        .args(args)
+        .current_dir(cwd)
+        .env("RAMPART_STATE_DIR", cwd.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut p = Proc {
+        child,
+        http: None,
+        https: None,
+        lines: rx,
+        seen: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = 0;
+    while found < listeners {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = p
+            .lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("edge did not start; output so far: {:?}", p.seen));
+        p.seen.push(line.clone());
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if v["message"] == "listening" {
+            let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+            match v["listener"].as_str() {
+                Some("http") => p.http = Some(addr),
+                Some("https") => p.https = Some(addr),
+                _ => {}
+            }
+            found += 1;
+        }
+    }
+    p
+}
+
+impl Proc {
+    /// Collects further stdout lines until one contains `needle` or `within` passes.
+    pub fn wait_for_line(&mut self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return Some(l);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real edge on ephemeral loopback ports, in front of real upstream
+//! servers, spoken to by real HTTP/1.1, HTTP/2, TLS and WebSocket clients (and `curl` /
+//! `openssl` where they are the truest check). One binary, one module per feature.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod harness;
+
+mod cli;
+mod headers;
+mod limits;
+mod proxy;
+mod routing;
+mod static_files;
+mod tls;

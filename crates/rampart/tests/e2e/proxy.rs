@@ -1,0 +1,379 @@
+//! Reverse proxy: forwarding, headers, balancing, passive health, retries, timeouts,
+//! streaming, WebSocket.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use rampart_test_support::client::{self, get, Conn};
+use rampart_test_support::upstream::Upstream;
+use rampart_test_support::{dead_addr, eventually};
+
+use crate::harness::{proxy_toml, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_and_sets_forwarding_headers_replacing_spoofed_ones() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let req = Request::get("/hello?q=1")
+        .header("host", "app.example")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-real-ip", "6.6.6.6")
+        .body(client::empty())
+        .unwrap();
+    let resp = client::plain(edge.http(), req).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "upstream a");
+    let seen = &up.seen()[0];
+    assert_eq!(seen.uri, "/hello?q=1");
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    let h = |n: &str| seen.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(h("host").as_deref(), Some("app.example"), "Host is kept");
+    assert_eq!(
+        h("x-forwarded-for").as_deref(),
+        Some("127.0.0.1"),
+        "client XFF is not believed"
+    );
+    assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(h("x-forwarded-host").as_deref(), Some("app.example"));
+    assert_eq!(h("x-real-ip").as_deref(), Some("127.0.0.1"));
+    let rid = h("x-request-id").expect("request id forwarded");
+    assert_eq!(
+        resp.header("x-request-id"),
+        Some(rid.as_str()),
+        "same id returned to the client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxies_forwarding_headers_are_extended() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    ))
+    .await;
+    let req = Request::get("/")
+        .header("host", "app.example")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .body(client::empty())
+        .unwrap();
+    client::plain(edge.http(), req).await;
+    let seen = &up.seen()[0];
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen.headers["x-real-ip"], "203.0.113.7");
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_is_propagated_when_well_formed_and_replaced_otherwise() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let ok = Request::get("/")
+        .header("host", "h")
+        .header("x-request-id", "trace-42.a")
+        .body(client::empty())
+        .unwrap();
+    let r = client::plain(edge.http(), ok).await;
+    assert_eq!(r.header("x-request-id"), Some("trace-42.a"));
+    let bad = Request::get("/")
+        .header("host", "h")
+        .header("x-request-id", "<script>")
+        .body(client::empty())
+        .unwrap();
+    let r = client::plain(edge.http(), bad).await;
+    let id = r.header("x-request-id").unwrap();
+    assert_ne!(id, "<script>");
+    assert_eq!(id.len(), 32);
+    assert_eq!(up.seen()[1].headers["x-request-id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let req = Request::get("/banner")
+        .header("host", "h")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("proxy-connection", "keep-alive")
+        .body(client::empty())
+        .unwrap();
+    let resp = client::plain(edge.http(), req).await;
+    let seen = &up.seen()[0];
+    for h in ["x-hop", "keep-alive", "te", "proxy-connection"] {
+        assert!(
+            !seen.headers.contains_key(h),
+            "{h} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert!(resp.header("x-resp-hop").is_none(), "{:?}", resp.headers);
+    assert_eq!(resp.header("x-app-header"), Some("kept"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_is_502_json_with_request_id() {
+    let edge = start(&proxy_toml(&[dead_addr().to_string()], "", "")).await;
+    let r = client::plain(edge.http(), get("h", "/x")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let j = r.json();
+    assert_eq!(j["error"], "bad_gateway");
+    assert_eq!(j["request_id"], r.header("x-request-id").unwrap());
+    assert!(
+        !r.text().contains("127.0.0.1"),
+        "no upstream address leaks: {}",
+        r.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504_and_the_edge_keeps_serving() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(
+        &[up.authority()],
+        "response_timeout = \"300ms\"",
+        "",
+    ))
+    .await;
+    let t = Instant::now();
+    let r = client::plain(edge.http(), get("h", "/slow/3000")).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(r.json()["error"], "gateway_timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    let r = client::plain(edge.http(), get("h", "/fine")).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_alternates_and_keeps_upstream_connections_alive() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let edge = start(&proxy_toml(&[a.authority(), b.authority()], "", "")).await;
+    let mut conn = Conn::plain(edge.http()).await;
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let r = conn.send(get("h", "/")).await.unwrap();
+        order.push(r.header("x-upstream").unwrap().to_owned());
+    }
+    assert_eq!(order.iter().filter(|s| *s == "a").count(), 3, "{order:?}");
+    assert!(order.windows(2).all(|w| w[0] != w[1]), "{order:?}");
+    // Sequential requests reuse one upstream connection per server.
+    for up in [&a, &b] {
+        let ports: std::collections::HashSet<u16> =
+            up.seen().iter().map(|s| s.peer.port()).collect();
+        assert_eq!(ports.len(), 1, "{} saw connections from {ports:?}", up.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_avoids_the_busy_server() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let edge = start(&proxy_toml(
+        &[a.authority(), b.authority()],
+        "balance = \"least_conn\"",
+        "",
+    ))
+    .await;
+    let addr = edge.http();
+    let slow = tokio::spawn(async move { client::plain(addr, get("h", "/slow/1500")).await });
+    let busy = eventually(Duration::from_secs(2), || {
+        a.seen()
+            .iter()
+            .chain(b.seen().iter())
+            .find(|s| s.uri.starts_with("/slow"))
+            .map(|_| ())
+    })
+    .await;
+    assert!(busy.is_some());
+    let busy_name = if a.seen().iter().any(|s| s.uri.starts_with("/slow")) {
+        "a"
+    } else {
+        "b"
+    };
+    for _ in 0..4 {
+        let r = client::plain(addr, get("h", "/quick")).await;
+        assert_ne!(
+            r.header("x-upstream"),
+            Some(busy_name),
+            "least_conn sent a request to the busy server"
+        );
+    }
+    assert_eq!(slow.await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_is_retried_on_another_server_and_the_dead_one_is_taken_out() {
+    let live = Upstream::start("live").await;
+    let dead = dead_addr().to_string();
+    let edge = start(&proxy_toml(
+        &[dead, live.authority()],
+        "max_fails = 1\nfail_timeout = \"30s\"",
+        "",
+    ))
+    .await;
+    for i in 0..6 {
+        let r = client::plain(
+            edge.http(),
+            Request::post("/write")
+                .header("host", "h")
+                .body(client::full("x"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.status, 200,
+            "request {i}: a connect failure is safe to retry, even for POST"
+        );
+    }
+    assert_eq!(live.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_health_without_retry_fails_once_then_avoids_the_server() {
+    let live = Upstream::start("live").await;
+    let dead = dead_addr().to_string();
+    let edge = start(&proxy_toml(
+        &[dead, live.authority()],
+        "max_fails = 1\nfail_timeout = \"30s\"\nretry = false",
+        "",
+    ))
+    .await;
+    let mut failures = 0;
+    for _ in 0..8 {
+        let r = client::plain(edge.http(), get("h", "/")).await;
+        if r.status == StatusCode::BAD_GATEWAY {
+            failures += 1;
+        }
+    }
+    assert_eq!(
+        failures, 1,
+        "the dead server is out after its first failure"
+    );
+    assert_eq!(live.count(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_was_sent_is_never_retried() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let edge = start(&proxy_toml(&[a.authority(), b.authority()], "", "")).await;
+    let r = client::plain(
+        edge.http(),
+        Request::post("/drop")
+            .header("host", "h")
+            .body(client::full("payload"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let total = a.count() + b.count();
+    assert_eq!(total, 1, "the POST reached exactly one upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_streams_to_the_upstream_without_buffering() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let mut conn = Conn::plain(edge.http()).await;
+    let (tx, body) = client::channel();
+    let req = Request::post("/first-chunk")
+        .header("host", "h")
+        .body(body)
+        .unwrap();
+    tx.send(Bytes::from(vec![b'a'; 1000])).await.unwrap();
+    // The rest of the body is held back until the answer arrives: an edge that buffered
+    // the whole body would never answer.
+    let resp = tokio::time::timeout(Duration::from_secs(5), conn.send_streaming(req))
+        .await
+        .expect("edge buffered the request body")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(tx);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "first=1000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_pass_both_ways() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let r = client::plain(
+        edge.http(),
+        Request::post("/echo-body")
+            .header("host", "h")
+            .body(client::full(vec![7u8; 8 << 20]))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.text(), format!("len={}", 8 << 20));
+    let r = client::plain(edge.http(), get("h", "/big/5000000")).await;
+    assert_eq!(r.body.len(), 5_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_body_streams_to_the_client() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let mut conn = Conn::plain(edge.http()).await;
+    let t = Instant::now();
+    let resp = conn.send_streaming(get("h", "/stream")).await.unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first");
+    assert!(
+        t.elapsed() < Duration::from_millis(700),
+        "first chunk took {:?}",
+        t.elapsed()
+    );
+    let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(second, "second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_prefix_forwards_the_rest_of_the_path() {
+    let up = Upstream::start("a").await;
+    let toml = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\npath = \"/api/\"\nupstream = \"app\"\nstrip_prefix = true\n",
+        up.authority()
+    );
+    let edge = start(&toml).await;
+    client::plain(edge.http(), get("h", "/api/users/7?x=1")).await;
+    client::plain(edge.http(), get("h", "/api/")).await;
+    let uris: Vec<String> = up.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, ["/users/7?x=1", "/"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_is_tunnelled_both_ways() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let tcp = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    let url = format!("ws://{}/ws", edge.http());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in ["hello", "world"] {
+        ws.send(Message::text(msg)).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_text().unwrap(), msg);
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let back = ws.next().await.unwrap().unwrap();
+    assert_eq!(back.into_data().as_ref(), &[1u8, 2, 3]);
+    ws.close(None).await.unwrap();
+}

@@ -1,0 +1,474 @@
+//! TLS: HTTP/1.1 and HTTP/2 by ALPN, SNI with several certificates, resumption, versions,
+//! key formats, and the plain listener's redirect.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use http::{Request, StatusCode, Version};
+use rampart_config::{load_str, Source};
+use rampart_server::Edge;
+use rampart_test_support::client::{self, get, tls_config, Conn};
+use rampart_test_support::pki::Pki;
+use rampart_test_support::upstream::Upstream;
+use rampart_test_support::TempDir;
+
+use crate::harness::{start, TestEdge};
+
+async fn tls_edge(pki: &Pki, extra_tls: &str) -> (TestEdge, Upstream) {
+    let up = Upstream::start("a").await;
+    let main = pki.leaf("main", &["localhost", "app.test"]);
+    let other = pki.leaf("other", &["other.test"]);
+    let wild = pki.leaf("wild", &["*.wild.test"]);
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+https = "127.0.0.1:0"
+redirect_exempt = ["/.well-known/acme-challenge/"]
+[tls]
+cert = "{}"
+key = "{}"
+{extra_tls}
+[[tls.certificates]]
+cert = "{}"
+key = "{}"
+[[tls.certificates]]
+cert = "{}"
+key = "{}"
+[upstreams.app]
+servers = ["{}"]
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        main.cert.display(),
+        main.key.display(),
+        other.cert.display(),
+        other.key.display(),
+        wild.cert.display(),
+        wild.key.display(),
+        up.authority()
+    );
+    (start(&toml).await, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_http2_by_alpn_end_to_end() {
+    let pki = Pki::new();
+    let (edge, up) = tls_edge(&pki, "").await;
+    let roots = [pki.ca_der.clone()];
+    let h2 = client::tls(
+        edge.https(),
+        tls_config(&roots, &[b"h2", b"http/1.1"]),
+        "localhost",
+        get("localhost", "/x"),
+    )
+    .await;
+    assert_eq!(h2.version, Version::HTTP_2);
+    assert_eq!(h2.status, 200);
+    assert_eq!(
+        h2.header("strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    let h1 = client::tls(
+        edge.https(),
+        tls_config(&roots, &[b"http/1.1"]),
+        "localhost",
+        get("localhost", "/y"),
+    )
+    .await;
+    assert_eq!(h1.version, Version::HTTP_11);
+    assert_eq!(h1.status, 200);
+    let seen = up.seen();
+    assert_eq!(
+        seen[0].headers["host"], "localhost",
+        "HTTP/2 :authority becomes Host"
+    );
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+    assert_eq!(seen[0].version, Version::HTTP_11);
+    // Several streams on one HTTP/2 connection.
+    let mut conn = Conn::tls(edge.https(), tls_config(&roots, &[b"h2"]), "localhost").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let req = get("localhost", &format!("/s/{i}"));
+        let Conn::H2(sender) = &conn else {
+            panic!("not h2")
+        };
+        let mut s = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = req;
+            *req.uri_mut() = format!("https://localhost{}", req.uri().path())
+                .parse()
+                .unwrap();
+            req.headers_mut().remove("host");
+            s.send_request(req).await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        conn.send(get("localhost", "/last")).await.unwrap().status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_chosen_by_sni_with_wildcards_and_a_default() {
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    let cfg = tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]);
+    // The client verifies the certificate against the name, so a wrong pick fails here.
+    for name in ["localhost", "app.test", "other.test", "a.wild.test"] {
+        let r = client::tls(edge.https(), cfg.clone(), name, get(name, "/")).await;
+        assert_eq!(r.status, 200, "{name}");
+    }
+    let err = client::tls_connect(edge.https(), cfg.clone(), "unknown.test").await;
+    assert!(
+        err.is_err(),
+        "an unknown name gets the default certificate, which does not cover it"
+    );
+    let err = client::tls_connect(edge.https(), cfg, "a.b.wild.test").await;
+    assert!(err.is_err(), "a wildcard covers one label only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume() {
+    let pki = Pki::new();
+    for tickets in ["session_tickets = true", "session_tickets = false"] {
+        let (edge, _up) = tls_edge(&pki, tickets).await;
+        for versions in [
+            &[&rustls::version::TLS13][..],
+            &[&rustls::version::TLS12][..],
+        ] {
+            let mut store = rustls::RootCertStore::empty();
+            store.add(pki.ca_der.clone()).unwrap();
+            let cfg = Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(store)
+                .with_no_client_auth(),
+            );
+            let kinds = {
+                let mut kinds = Vec::new();
+                for _ in 0..2 {
+                    let mut tls = client::tls_connect(edge.https(), cfg.clone(), "localhost")
+                        .await
+                        .unwrap();
+                    // TLS 1.3 tickets arrive after the handshake: read the response so they land.
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    tls.write_all(
+                        b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                    let mut out = Vec::new();
+                    tls.read_to_end(&mut out).await.unwrap();
+                    kinds.push(tls.get_ref().1.handshake_kind());
+                }
+                kinds
+            };
+            assert_eq!(
+                kinds[1],
+                Some(rustls::HandshakeKind::Resumed),
+                "{tickets} {versions:?}: {kinds:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_offers_only_forward_secret_aead_and_min_version_13_refuses_it() {
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    let mut store = rustls::RootCertStore::empty();
+    store.add(pki.ca_der.clone()).unwrap();
+    let tls12 = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(store.clone())
+        .with_no_client_auth(),
+    );
+    let tls = client::tls_connect(edge.https(), tls12.clone(), "localhost")
+        .await
+        .unwrap();
+    let suite = format!(
+        "{:?}",
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+    );
+    assert!(
+        suite.starts_with("TLS_ECDHE_") && (suite.contains("GCM") || suite.contains("CHACHA20")),
+        "{suite}"
+    );
+    let (strict, _up) = tls_edge(&pki, "min_version = \"1.3\"").await;
+    assert!(client::tls_connect(strict.https(), tls12, "localhost")
+        .await
+        .is_err());
+}
+
+fn openssl_available() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls11_and_older_are_refused() {
+    assert!(
+        openssl_available(),
+        "openssl is needed (.ci/run installs it)"
+    );
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    let addr = edge.https().to_string();
+    for flag in ["-tls1_1", "-tls1"] {
+        let addr = addr.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            // SECLEVEL=0 lets OpenSSL 3 offer the old protocol, so the refusal is the server's.
+            Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &addr,
+                    flag,
+                    "-cipher",
+                    "DEFAULT@SECLEVEL=0",
+                    "-servername",
+                    "localhost",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{flag} handshake succeeded:\n{text}");
+        assert!(
+            !text.contains("no protocols available"),
+            "the client did not really try {flag}:\n{text}"
+        );
+        // rustls answers an old hello with a handshake_failure alert (40).
+        assert!(
+            text.contains("alert"),
+            "{flag}: expected a TLS alert from the server:\n{text}"
+        );
+    }
+    // And the same client with TLS 1.2 succeeds, so the test can tell the difference.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr,
+                "-tls1_2",
+                "-servername",
+                "localhost",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Protocol  : TLSv1.2") || text.contains("TLSv1.2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_pkcs1_and_ec_sec1_keys_load_and_serve() {
+    assert!(
+        openssl_available(),
+        "openssl is needed (.ci/run installs it)"
+    );
+    let dir = TempDir::new("keys");
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "rsa.key",
+        "-out",
+        "rsa.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=rsa.test",
+        "-addext",
+        "subjectAltName=DNS:rsa.test",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ec.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "ec.key",
+        "-out",
+        "ec.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=ec.test",
+        "-addext",
+        "subjectAltName=DNS:ec.test",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ]);
+    assert!(std::fs::read_to_string(d.join("rsa.key"))
+        .unwrap()
+        .contains("BEGIN RSA PRIVATE KEY"));
+    assert!(std::fs::read_to_string(d.join("ec.key"))
+        .unwrap()
+        .contains("BEGIN EC PRIVATE KEY"));
+    let toml = r#"
+[server]
+https = "127.0.0.1:0"
+[tls]
+cert = "rsa.crt"
+key = "rsa.key"
+[[tls.certificates]]
+cert = "ec.crt"
+key = "ec.key"
+[[routes]]
+respond = { body = "ok" }
+"#;
+    let edge = crate::harness::start_in(dir, toml).await;
+    for name in ["rsa.test", "ec.test"] {
+        use rustls_pki_types::pem::PemObject;
+        let stem = name.trim_end_matches(".test");
+        let der = rustls_pki_types::CertificateDer::from_pem_file(
+            edge.dir.path().join(format!("{stem}.crt")),
+        )
+        .unwrap();
+        let r = client::tls(
+            edge.https(),
+            tls_config(&[der], &[b"http/1.1"]),
+            name,
+            get(name, "/"),
+        )
+        .await;
+        assert_eq!(r.text(), "ok", "{name}");
+    }
+}
+
+#[test]
+fn a_key_that_does_not_fit_its_certificate_is_a_config_error() {
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["a.test"]);
+    let b = pki.leaf("b", &["b.test"]);
+    let toml = format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[[routes]]\nrespond = {{ body = \"x\" }}\n",
+        a.cert.display(),
+        b.key.display()
+    );
+    let dir = TempDir::new("mismatch");
+    let config = load_str(
+        &toml,
+        &Source {
+            name: "t".into(),
+            base_dir: dir.path().into(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .unwrap();
+    let err = Edge::build(config, "t").unwrap_err();
+    assert_eq!(err.errors[0].key, "tls.key");
+    assert!(
+        err.errors[0]
+            .message
+            .contains("does not fit the certificate"),
+        "{err}"
+    );
+    let garbage = dir.write("garbage.pem", "not a pem");
+    let toml = toml.replace(&b.key.display().to_string(), &garbage.display().to_string());
+    let config = load_str(
+        &toml,
+        &Source {
+            name: "t".into(),
+            base_dir: dir.path().into(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .unwrap();
+    let err = Edge::build(config, "t").unwrap_err();
+    assert_eq!(err.errors[0].key, "tls.key", "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_listener_redirects_to_https_except_exempt_paths() {
+    let pki = Pki::new();
+    let (edge, up) = tls_edge(&pki, "").await;
+    let port = edge.https().port();
+    let r = client::plain(edge.http(), get("app.test", "/a/b?c=1&d=2")).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://app.test:{port}/a/b?c=1&d=2").as_str())
+    );
+    assert!(r.header("strict-transport-security").is_none());
+    let r = client::plain(
+        edge.http(),
+        Request::post("/form")
+            .header("host", "app.test:80")
+            .body(client::full("x"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::PERMANENT_REDIRECT,
+        "308 keeps the method and body"
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://app.test:{port}/form").as_str())
+    );
+    let r = client::plain(
+        edge.http(),
+        get("app.test", "/.well-known/acme-challenge/token"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "exempt paths are served over plain HTTP");
+    assert_eq!(
+        up.count(),
+        1,
+        "only the exempt request reached the upstream"
+    );
+}
