@@ -132,3 +132,77 @@ async fn idle_connections_are_closed() {
     assert_eq!(n, 0);
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+async fn h2_edge(extra: &str) -> (crate::harness::TestEdge, rampart_test_support::pki::Pki) {
+    let pki = rampart_test_support::pki::Pki::new();
+    let leaf = pki.leaf("h2", &["localhost"]);
+    let toml = format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\n{extra}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n{RESPOND}",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    (start(&toml).await, pki)
+}
+
+async fn h2_connect(
+    edge: &crate::harness::TestEdge,
+    pki: &rampart_test_support::pki::Pki,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, bytes::Bytes>,
+) {
+    let cfg = client::tls_config(std::slice::from_ref(&pki.ca_der), &[b"h2"]);
+    let tls = client::tls_connect(edge.https(), cfg, "localhost")
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    h2::client::handshake(tls).await.unwrap()
+}
+
+fn h2_get() -> http::Request<()> {
+    http::Request::get("https://localhost/").body(()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_advertises_the_configured_stream_limit() {
+    let (edge, pki) = h2_edge("h2_max_concurrent_streams = 7").await;
+    let (mut client, mut conn) = h2_connect(&edge, &pki).await;
+    let (resp, _) = client.send_request(h2_get(), true).unwrap();
+    let resp = tokio::select! {
+        r = resp => r.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    assert_eq!(resp.status(), 200);
+    assert_eq!(client.current_max_send_streams(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_flood_is_cut_off() {
+    let (edge, pki) = h2_edge("h2_max_pending_reset_streams = 10").await;
+    let (mut client, conn) = h2_connect(&edge, &pki).await;
+    let driver = tokio::spawn(conn);
+    let mut sent = 0;
+    for _ in 0..5000 {
+        let Ok((_resp, mut stream)) = client.send_request(h2_get(), false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+        if sent % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the flooding connection was never closed");
+    let err = ended
+        .unwrap()
+        .expect_err("the flood should end in a GOAWAY error");
+    eprintln!("flood ended after {sent} streams: {err:?}");
+    assert!(err.is_go_away() || err.is_io(), "{err:?}");
+    // Others are still served.
+    let (mut c2, conn2) = h2_connect(&edge, &pki).await;
+    tokio::spawn(conn2);
+    let (resp, _) = c2.send_request(h2_get(), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+}
