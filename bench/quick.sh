@@ -50,7 +50,7 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; server_tokens off;
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
-  server { listen 127.0.0.1:$NG_HTTP; listen 127.0.0.1:$NG_TLS ssl; http2 on;
+  server { listen 127.0.0.1:$NG_HTTP; listen 127.0.0.1:$NG_TLS ssl http2;
     ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
     add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
     $SEC_HEADERS

@@ -68,6 +68,8 @@ pub struct RawServer {
     pub max_headers: Option<usize>,
     /// Most open client connections; further ones wait in the kernel's backlog.
     pub max_connections: Option<usize>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (default false).
+    pub h2c: Option<bool>,
     /// HTTP/2 streams open at once per connection.
     pub h2_max_concurrent_streams: Option<u32>,
     /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).

@@ -57,6 +57,8 @@ pub struct Server {
     pub max_headers: usize,
     /// Most open client connections.
     pub max_connections: usize,
+    /// Accept HTTP/2 prior knowledge on the plain listener.
+    pub h2c: bool,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2 pending reset streams per connection.

@@ -222,6 +222,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
         max_headers,
         max_connections: max_connections.max(1),
+        h2c: s.h2c.unwrap_or(false),
         h2_max_concurrent_streams: h2_streams.max(1),
         h2_max_pending_reset_streams: s.h2_max_pending_reset_streams.unwrap_or(20),
     }

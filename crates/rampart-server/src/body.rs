@@ -22,6 +22,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streamed from a client or an upstream, never buffered whole.
     Incoming(Incoming),
+    /// An upstream response body; its connection returns to the pool at the end.
+    Upstream(crate::proxy::UpstreamBody),
     /// Anything else that streams (static files).
     Boxed(BoxBody<Bytes, BoxError>),
 }
@@ -56,6 +58,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Upstream(b) => Pin::new(b).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -65,6 +68,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
+            Body::Upstream(b) => b.is_end_stream(),
             Body::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -74,6 +78,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) => b.size_hint(),
+            Body::Upstream(b) => b.size_hint(),
             Body::Boxed(b) => b.size_hint(),
         }
     }

@@ -14,7 +14,9 @@
 //!    connection. A request that was sent is never retried.
 //! 4. The response head must arrive within `response_timeout` (504 otherwise). Bodies stream
 //!    in both directions without being buffered whole.
-//! 5. When the response body is finished the connection returns to the pool.
+//! 5. When the response body has been read to its end the connection returns to the pool
+//!    (the body wrapper does it, so no task is spawned per request). A body dropped before
+//!    its end takes its connection with it, since the rest of it is still on the wire.
 //!
 //! # Security
 //! Hop-by-hop headers (RFC 9110 §7.6.1 and any named in `Connection`) are removed both ways.
@@ -200,7 +202,9 @@ impl Pool {
     fn checkout(&self, s: &Server) -> Option<SendRequest<Body>> {
         let mut idle = s.idle.lock().ok()?;
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < self.idle_timeout && c.sender.is_ready() {
+            // A connection returned at the end of a body may not have signalled readiness
+            // yet; `forward` waits for that. A closed or expired one is dropped here.
+            if !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout {
                 return Some(c.sender);
             }
         }
@@ -255,6 +259,9 @@ impl Pool {
                     }
                 },
             };
+            if reused && !sender.is_ready() && sender.ready().await.is_err() {
+                continue;
+            }
             let inflight = Inflight::new(&server);
             let sent =
                 tokio::time::timeout(self.response_timeout, sender.try_send_request(req)).await;
@@ -305,24 +312,100 @@ impl Pool {
                 return Ok((resp.map(Body::from), server));
             }
             strip_hop_by_hop(resp.headers_mut(), false);
-            let pool = self.clone();
-            let back = server.clone();
-            tokio::spawn(async move {
-                // Ready again once the response body has been read to its end.
-                let ok = sender.ready().await.is_ok();
-                drop(inflight);
-                if ok {
-                    if let Ok(mut idle) = back.idle.lock() {
-                        if idle.len() < pool.max_idle {
-                            idle.push(IdleConn {
-                                sender,
-                                since: Instant::now(),
-                            });
-                        }
-                    }
-                }
+            let back = PoolReturn {
+                sender,
+                server: server.clone(),
+                max_idle: self.max_idle,
+                _inflight: inflight,
+            };
+            let resp = resp.map(|inner| {
+                Body::Upstream(UpstreamBody {
+                    inner,
+                    back: Some(back),
+                })
             });
-            return Ok((resp.map(Body::from), server));
+            return Ok((resp, server));
+        }
+    }
+}
+
+/// An upstream response body that hands its connection back to the pool once read to its
+/// end, and holds the server's in-flight count until then.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: hyper::body::Incoming,
+    back: Option<PoolReturn>,
+}
+
+struct PoolReturn {
+    sender: SendRequest<Body>,
+    server: Arc<Server>,
+    max_idle: usize,
+    _inflight: Inflight,
+}
+
+impl std::fmt::Debug for PoolReturn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolReturn")
+            .field("server", &self.server.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolReturn {
+    fn finish(self) {
+        if let Ok(mut idle) = self.server.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(IdleConn {
+                    sender: self.sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        if let Some(b) = self.back.take() {
+            b.finish();
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(None) => self.finish(),
+            std::task::Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
+            std::task::Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        r.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        // An empty body (HEAD, 204, 304) may never be polled.
+        if self.inner.is_end_stream() {
+            self.finish();
         }
     }
 }
@@ -441,7 +524,7 @@ pub fn client_ip(
 /// headers removed, `X-Forwarded-*`, `X-Real-IP` and `X-Request-ID` set.
 pub fn prepare_request(
     parts: &mut request::Parts,
-    path_and_query: &str,
+    path_and_query: Option<&str>,
     info: &ClientInfo,
     request_id: &HeaderValue,
 ) {
@@ -457,16 +540,19 @@ pub fn prepare_request(
             h.insert(header::HOST, v);
         }
     }
-    let peer = info.peer.to_string();
-    let xff = match (
+    let peer = ip_value(info.peer);
+    match (
         info.peer_trusted,
         h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
     ) {
-        (true, Some(prev)) if !prev.is_empty() => format!("{prev}, {peer}"),
-        _ => peer,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(X_FORWARDED_FOR, v);
+        (true, Some(prev)) if !prev.is_empty() => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {}", info.peer)) {
+                h.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        _ => {
+            h.insert(X_FORWARDED_FOR, peer.clone());
+        }
     }
     if !(info.peer_trusted && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(
@@ -480,12 +566,28 @@ pub fn prepare_request(
             None => h.remove(&X_FORWARDED_HOST),
         };
     }
-    if let Ok(v) = HeaderValue::from_str(&info.client_ip.to_string()) {
-        h.insert(X_REAL_IP, v);
-    }
+    let real = if info.client_ip == info.peer {
+        peer
+    } else {
+        ip_value(info.client_ip)
+    };
+    h.insert(X_REAL_IP, real);
     h.insert(crate::stack::X_REQUEST_ID, request_id.clone());
     parts.version = Version::HTTP_11;
-    parts.uri = Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+    // Origin form. The client's path and query are reused (no copy) when unchanged.
+    parts.uri = match path_and_query {
+        Some(pq) => Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/")),
+        None => {
+            let mut p = http::uri::Parts::default();
+            p.path_and_query = parts.uri.path_and_query().cloned();
+            Uri::from_parts(p).unwrap_or_else(|_| Uri::from_static("/"))
+        }
+    };
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // INVARIANT: an IP address's text is a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]

@@ -10,16 +10,19 @@
 //!   HTTP/1.1 connection closes after the shorter of it and `idle_timeout`.
 //! - `idle_timeout` closes (gracefully) any connection with no bytes in either direction
 //!   and no request in flight: HTTP/2 connections, and plain connections that never sent
-//!   a byte.
+//!   a byte. The close comes between 1 and 1.5 idle periods after the last byte.
+//!
+//! The plain listener speaks HTTP/1.1 only unless `server.h2c` is set (HTTP/2 with prior
+//! knowledge, detected from the connection preface).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -225,20 +228,32 @@ async fn serve_conn(
                 activity: activity.clone(),
             });
             let svc = service(edge.clone(), info, activity.clone());
-            let mut b = auto::Builder::new(TokioExecutor::new());
-            b.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(s.header_read_timeout)
-                .max_buf_size(s.max_header_size.max(8192))
-                .max_headers(s.max_headers);
-            b.http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(s.h2_max_concurrent_streams)
-                .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
-                .max_local_error_reset_streams(1024)
-                .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX));
-            let conn = b.serve_connection_with_upgrades(io, svc);
-            drive(conn, &activity, s.idle_timeout, &token).await;
+            if s.h2c {
+                let mut b = auto::Builder::new(TokioExecutor::new());
+                b.http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(s.header_read_timeout)
+                    .max_buf_size(s.max_header_size.max(8192))
+                    .max_headers(s.max_headers);
+                b.http2()
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(s.h2_max_concurrent_streams)
+                    .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
+                    .max_local_error_reset_streams(1024)
+                    .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX));
+                let conn = b.serve_connection_with_upgrades(io, svc);
+                drive(conn, &activity, s.idle_timeout, &token).await;
+            } else {
+                // HTTP/1.1 only: no protocol sniffing on the common path.
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(s.header_read_timeout)
+                    .max_buf_size(s.max_header_size.max(8192))
+                    .max_headers(s.max_headers)
+                    .serve_connection(io, svc)
+                    .with_upgrades();
+                drive(conn, &activity, s.idle_timeout, &token).await;
+            }
         }
         Kind::Tls(acceptor) => {
             let tls = match tokio::time::timeout(s.tls_handshake_timeout, acceptor.accept(stream))
@@ -366,7 +381,13 @@ async fn drive<C: Graceful>(
 ) {
     tokio::pin!(conn);
     let mut closing = false;
-    let mut deadline = tokio::time::Instant::now() + idle;
+    // Checked every half idle period: a connection whose activity counter has not moved
+    // (and has nothing in flight) for a whole idle period is closed, so the close comes
+    // between `idle` and 1.5 × `idle` after the last byte.
+    let period = (idle / 2).max(Duration::from_millis(25));
+    let mut deadline = tokio::time::Instant::now() + period;
+    let mut last = activity.ticks();
+    let mut quiet = Duration::ZERO;
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
@@ -375,13 +396,18 @@ async fn drive<C: Graceful>(
                 conn.as_mut().graceful();
             }
             () = tokio::time::sleep_until(deadline), if !closing => {
-                let quiet = activity.quiet_for();
-                if activity.inflight.load(Ordering::Relaxed) == 0 && quiet >= idle {
-                    closing = true;
-                    conn.as_mut().graceful();
+                let now = activity.ticks();
+                if now == last && activity.inflight.load(Ordering::Relaxed) == 0 {
+                    quiet += period;
+                    if quiet >= idle {
+                        closing = true;
+                        conn.as_mut().graceful();
+                    }
                 } else {
-                    deadline = tokio::time::Instant::now() + idle.saturating_sub(quiet).max(Duration::from_millis(100));
+                    quiet = Duration::ZERO;
+                    last = now;
                 }
+                deadline = tokio::time::Instant::now() + period;
             }
         }
     }
@@ -389,24 +415,25 @@ async fn drive<C: Graceful>(
 
 // === activity tracking ===
 
-fn clock_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// When a connection last moved a byte, and how many requests it has in flight.
+/// How much a connection has moved (a counter, not a clock: cheaper on every read and
+/// write), and how many requests it has in flight.
 #[derive(Debug, Default)]
 struct Activity {
-    last_ms: AtomicU64,
+    ticks: AtomicU64,
     inflight: AtomicUsize,
 }
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms.store(clock_ms(), Ordering::Relaxed);
+        // A plain load/store, not a locked add: HTTP/2 stream tasks may race and lose an
+        // increment, which is harmless since any change marks the connection as active.
+        self.ticks.store(
+            self.ticks.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
-    fn quiet_for(&self) -> Duration {
-        Duration::from_millis(clock_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 }
 

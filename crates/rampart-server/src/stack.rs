@@ -117,14 +117,20 @@ async fn answer<'e>(
     let resp = match &route.action {
         Action::Upstream(pool) => {
             let pool = &edge.pools[*pool];
-            let forward_path = if route.strip_prefix {
-                strip(&route.path, &path)
+            // The client's path and query are forwarded as they came unless normalisation
+            // or prefix stripping changed the path.
+            let pq = if route.strip_prefix || matches!(path, std::borrow::Cow::Owned(_)) {
+                let forward_path = if route.strip_prefix {
+                    strip(&route.path, &path)
+                } else {
+                    &path
+                };
+                Some(match req.uri().query() {
+                    Some(q) => format!("{forward_path}?{q}"),
+                    None => forward_path.to_owned(),
+                })
             } else {
-                &path
-            };
-            let pq = match req.uri().query() {
-                Some(q) => format!("{forward_path}?{q}"),
-                None => forward_path.to_owned(),
+                None
             };
             let (client_ip, peer_trusted) =
                 proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
@@ -135,7 +141,7 @@ async fn answer<'e>(
                 tls: conn.tls,
             };
             let (mut parts, body) = req.into_parts();
-            proxy::prepare_request(&mut parts, &pq, &info, request_id);
+            proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
             let upstream_req = Request::from_parts(parts, Body::from(body));
             match pool.forward(upstream_req).await {
                 Ok((resp, _server)) => resp,
@@ -211,12 +217,12 @@ async fn answer<'e>(
 /// The request's host, lowercase, without port: from the URI authority (HTTP/2, absolute
 /// form) or the `Host` header. `None` when it is malformed. An absent host is `""`, which
 /// only host-less routes match.
-fn host_of<B>(req: &Request<B>) -> Option<String> {
+fn host_of<B>(req: &Request<B>) -> Option<std::borrow::Cow<'_, str>> {
     let raw = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => match req.headers().get(header::HOST) {
             Some(h) => h.to_str().ok()?,
-            None => return Some(String::new()),
+            None => return Some(std::borrow::Cow::Borrowed("")),
         },
     };
     let host = if let Some(rest) = raw.strip_prefix('[') {
@@ -237,7 +243,14 @@ fn host_of<B>(req: &Request<B>) -> Option<String> {
         && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
-    ok.then(|| host.to_ascii_lowercase())
+    if !ok {
+        return None;
+    }
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    })
 }
 
 /// `https://host[:port]/path?query`; 301 for GET/HEAD, 308 (method and body kept) otherwise.
