@@ -206,6 +206,27 @@ async fn accept_loop(
     }
 }
 
+/// Applies the HTTP/1.1 limits to a hyper (or hyper-util auto) HTTP/1 builder.
+macro_rules! h1_limits {
+    ($b:expr, $s:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout($s.header_read_timeout)
+            .max_buf_size($s.max_header_size.max(8192))
+            .max_headers($s.max_headers)
+    };
+}
+
+/// Applies the HTTP/2 limits to a hyper (or hyper-util auto) HTTP/2 builder.
+macro_rules! h2_limits {
+    ($b:expr, $s:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_concurrent_streams($s.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams($s.h2_max_pending_reset_streams)
+            .max_local_error_reset_streams(1024)
+            .max_header_list_size(u32::try_from($s.max_header_size).unwrap_or(u32::MAX))
+    };
+}
+
 async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
@@ -230,26 +251,13 @@ async fn serve_conn(
             let svc = service(edge.clone(), info, activity.clone());
             if s.h2c {
                 let mut b = auto::Builder::new(TokioExecutor::new());
-                b.http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(s.header_read_timeout)
-                    .max_buf_size(s.max_header_size.max(8192))
-                    .max_headers(s.max_headers);
-                b.http2()
-                    .timer(TokioTimer::new())
-                    .max_concurrent_streams(s.h2_max_concurrent_streams)
-                    .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
-                    .max_local_error_reset_streams(1024)
-                    .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX));
+                h1_limits!(b.http1(), s);
+                h2_limits!(b.http2(), s);
                 let conn = b.serve_connection_with_upgrades(io, svc);
                 drive(conn, &activity, s.idle_timeout, &token).await;
             } else {
                 // HTTP/1.1 only: no protocol sniffing on the common path.
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(s.header_read_timeout)
-                    .max_buf_size(s.max_header_size.max(8192))
-                    .max_headers(s.max_headers)
+                let conn = h1_limits!(http1::Builder::new(), s)
                     .serve_connection(io, svc)
                     .with_upgrades();
                 drive(conn, &activity, s.idle_timeout, &token).await;
@@ -281,20 +289,11 @@ async fn serve_conn(
             });
             let svc = service(edge.clone(), info, activity.clone());
             if h2 {
-                let conn = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .max_concurrent_streams(s.h2_max_concurrent_streams)
-                    .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
-                    .max_local_error_reset_streams(1024)
-                    .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX))
+                let conn = h2_limits!(http2::Builder::new(TokioExecutor::new()), s)
                     .serve_connection(io, svc);
                 drive(conn, &activity, s.idle_timeout, &token).await;
             } else {
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(s.header_read_timeout)
-                    .max_buf_size(s.max_header_size.max(8192))
-                    .max_headers(s.max_headers)
+                let conn = h1_limits!(http1::Builder::new(), s)
                     .serve_connection(io, svc)
                     .with_upgrades();
                 drive(conn, &activity, s.idle_timeout, &token).await;

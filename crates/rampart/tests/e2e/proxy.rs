@@ -377,3 +377,69 @@ async fn websocket_is_tunnelled_both_ways() {
     assert_eq!(back.into_data().as_ref(), &[1u8, 2, 3]);
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_also_return_their_connection_to_the_pool() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let mut conn = Conn::plain(edge.http()).await;
+    for req in [
+        Request::head("/x")
+            .header("host", "h")
+            .body(client::empty())
+            .unwrap(),
+        get("h", "/status/204"),
+        get("h", "/status/304"),
+        get("h", "/"),
+        Request::head("/y")
+            .header("host", "h")
+            .body(client::empty())
+            .unwrap(),
+    ] {
+        conn.send(req).await.unwrap();
+    }
+    let ports: std::collections::HashSet<u16> = up.seen().iter().map(|s| s.peer.port()).collect();
+    assert_eq!(
+        ports.len(),
+        1,
+        "each bodiless answer opened a new upstream connection: {ports:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_only_when_enabled() {
+    let up = Upstream::start("a").await;
+    let toml =
+        proxy_toml(&[up.authority()], "", "").replace("[server]\n", "[server]\nh2c = true\n");
+    let edge = start(&toml).await;
+    let tcp = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://h2c.example/z")
+        .body(client::empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(
+        (resp.status(), resp.version()),
+        (StatusCode::OK, http::Version::HTTP_2)
+    );
+    assert_eq!(up.seen()[0].headers["host"], "h2c.example");
+    // Without h2c the preface is not HTTP/1.1: the connection is refused, not misread.
+    let off = start(&proxy_toml(&[up.authority()], "", "")).await;
+    let tcp = tokio::net::TcpStream::connect(off.http()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://h2c.example/z")
+        .body(client::empty())
+        .unwrap();
+    assert!(sender.send_request(req).await.is_err());
+    assert_eq!(up.count(), 1);
+}
