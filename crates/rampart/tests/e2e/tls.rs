@@ -472,3 +472,61 @@ async fn plain_listener_redirects_to_https_except_exempt_paths() {
         "only the exempt request reached the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_negotiates_http2_and_sees_the_policy() {
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    let port = edge.https().port();
+    let url = format!("https://localhost:{port}/x");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let ca = pki.ca_path();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--http2", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &resolve, &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(
+        head.contains("strict-transport-security: max-age=63072000; includesubdomains"),
+        "{head}"
+    );
+    assert!(head.contains("server: rampart\r\n"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls_is_tunnelled() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    let tls = client::tls_connect(
+        edge.https(),
+        tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("over tls")).await.unwrap();
+    let back = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.into_text().unwrap(), "over tls");
+}
