@@ -372,44 +372,60 @@ where
     }
 }
 
+/// Runs a connection to its end. A watcher task (one per connection, not per request)
+/// owns the idle timer and the shutdown signal and asks the connection to finish gracefully
+/// through a oneshot, so a wake of the connection polls nothing else. Polling a timer and a
+/// cancellation future on every wake measured ~5% of plain-HTTP throughput.
 async fn drive<C: Graceful>(
     conn: C,
-    activity: &Activity,
+    activity: &Arc<Activity>,
     idle: Duration,
     token: &CancellationToken,
 ) {
+    let (tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(watch(activity.clone(), idle, token.clone(), tx));
     tokio::pin!(conn);
-    let mut closing = false;
-    // Checked every half idle period: a connection whose activity counter has not moved
-    // (and has nothing in flight) for a whole idle period is closed, so the close comes
-    // between `idle` and 1.5 × `idle` after the last byte.
+    tokio::select! {
+        biased;
+        _ = conn.as_mut() => {
+            watcher.abort();
+            return;
+        }
+        _ = &mut stop => conn.as_mut().graceful(),
+    }
+    let _ = conn.await;
+}
+
+/// Signals `stop` on shutdown, or when the connection's activity counter has not moved (and
+/// nothing is in flight) for a whole idle period. Checked every half period, so an idle
+/// connection closes between 1 and 1.5 periods after its last byte.
+async fn watch(
+    activity: Arc<Activity>,
+    idle: Duration,
+    token: CancellationToken,
+    stop: tokio::sync::oneshot::Sender<()>,
+) {
     let period = (idle / 2).max(Duration::from_millis(25));
-    let mut deadline = tokio::time::Instant::now() + period;
     let mut last = activity.ticks();
     let mut quiet = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
-            () = token.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful();
-            }
-            () = tokio::time::sleep_until(deadline), if !closing => {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(period) => {
                 let now = activity.ticks();
                 if now == last && activity.inflight.load(Ordering::Relaxed) == 0 {
                     quiet += period;
                     if quiet >= idle {
-                        closing = true;
-                        conn.as_mut().graceful();
+                        break;
                     }
                 } else {
                     quiet = Duration::ZERO;
                     last = now;
                 }
-                deadline = tokio::time::Instant::now() + period;
             }
         }
     }
+    let _ = stop.send(());
 }
 
 // === activity tracking ===
