@@ -60,6 +60,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<Duration>,
     /// Longest time a connection may sit idle between requests.
     pub idle_timeout: Option<Duration>,
+    /// Quiet time after which an idle HTTP/1.1 connection's buffers are freed.
+    pub park_after: Option<Duration>,
     /// Longest time for a TLS handshake.
     pub tls_handshake_timeout: Option<Duration>,
     /// Largest request head (request line plus headers).

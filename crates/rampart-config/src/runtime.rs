@@ -49,6 +49,8 @@ pub struct Server {
     pub header_read_timeout: Duration,
     /// Time a connection may sit idle.
     pub idle_timeout: Duration,
+    /// Quiet time after which an idle HTTP/1.1 connection keeps only its socket.
+    pub park_after: Duration,
     /// Time allowed for a TLS handshake.
     pub tls_handshake_timeout: Duration,
     /// Largest request head in bytes.

@@ -206,3 +206,82 @@ async fn http2_rapid_reset_flood_is_cut_off() {
     let (resp, _) = c2.send_request(h2_get(), true).unwrap();
     assert_eq!(resp.await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_keep_alive_connections_resume_and_lose_no_bytes() {
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"200ms\"\nidle_timeout = \"30s\"\nheader_read_timeout = \"10s\"\n{RESPOND}"
+    ))
+    .await;
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for round in 0..3 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "round {round}"
+        );
+        // Quiet for longer than park_after: the connection is parked, then resumed.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // Half a request, then a pause long enough to park: the bytes already read must be
+    // replayed into the resumed connection.
+    s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.write_all(b"st: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("ok"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_tls_connections_resume() {
+    let pki = rampart_test_support::pki::Pki::new();
+    let leaf = pki.leaf("park", &["localhost"]);
+    let toml = format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\npark_after = \"200ms\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n{RESPOND}",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let edge = start(&toml).await;
+    let cfg = client::tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]);
+    let mut conn = client::Conn::tls(edge.https(), cfg, "localhost").await;
+    for _ in 0..3 {
+        assert_eq!(conn.send(get("localhost", "/")).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_still_close_when_idle() {
+    let edge = start(&format!("[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nidle_timeout = \"800ms\"\n{RESPOND}")).await;
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let _ = s.read(&mut buf).await.unwrap();
+    let t = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("never closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(600) && t.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+}
