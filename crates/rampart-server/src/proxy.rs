@@ -463,8 +463,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !HOP_BY_HOP.contains(n))
+            .map(str::trim)
+            // `keep-alive`, `close`, `upgrade`…: hop-by-hop names (or none) handled below;
+            // skipping them avoids building (allocating) a header name per request.
+            .filter(|t| {
+                !t.eq_ignore_ascii_case("close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             h.remove(n);
@@ -482,10 +490,12 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// What the edge knows about the client, for `X-Forwarded-*`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// The TCP peer.
     pub peer: IpAddr,
+    /// The peer's IP as a header value (formatted once per connection).
+    pub peer_value: HeaderValue,
     /// Whether the peer is one of `trusted_proxies`.
     pub peer_trusted: bool,
     /// The client as best known: the peer, or from a trusted proxy's `X-Forwarded-For`.
@@ -550,7 +560,7 @@ pub fn prepare_request(
             h.insert(header::HOST, v);
         }
     }
-    let peer = ip_value(info.peer);
+    let peer = info.peer_value.clone();
     match (
         info.peer_trusted,
         h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
@@ -595,7 +605,8 @@ pub fn prepare_request(
     };
 }
 
-fn ip_value(ip: IpAddr) -> HeaderValue {
+/// An IP address as a header value.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
     // INVARIANT: an IP address's text is a valid header value.
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }

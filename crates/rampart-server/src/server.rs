@@ -241,6 +241,7 @@ async fn serve_conn(
         Kind::Plain { redirect_to_https } => {
             let info = ConnInfo {
                 peer,
+                peer_value: crate::proxy::ip_value(peer.ip()),
                 tls: false,
                 redirect_to_https,
             };
@@ -277,6 +278,7 @@ async fn serve_conn(
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = ConnInfo {
                 peer,
+                peer_value: crate::proxy::ip_value(peer.ip()),
                 tls: true,
                 redirect_to_https: None,
             };
@@ -396,6 +398,7 @@ fn service(
     service_fn(move |req| {
         let edge = edge.clone();
         let guard = InflightGuard::new(activity.clone());
+        let info = info.clone();
         async move {
             let r = stack::handle(edge, info, req).await;
             drop(guard);

@@ -31,10 +31,12 @@ use crate::{headers, request_id};
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the request path knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
+    /// The peer's IP as a header value, formatted once per connection.
+    pub peer_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
     /// When set, this is a plain listener that redirects to HTTPS on this port.
@@ -136,6 +138,7 @@ async fn answer<'e>(
                 proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
             let info = ClientInfo {
                 peer: conn.peer.ip(),
+                peer_value: conn.peer_value.clone(),
                 peer_trusted,
                 client_ip,
                 tls: conn.tls,
