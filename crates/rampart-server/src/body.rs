@@ -26,6 +26,9 @@ pub enum Body {
     Upstream(crate::proxy::UpstreamBody),
     /// Anything else that streams (static files).
     Boxed(BoxBody<Bytes, BoxError>),
+    /// A body that keeps its connection counted as busy until it ends, so an idle check
+    /// never mistakes a client that stopped reading for an idle connection.
+    Held(Box<Body>, crate::server::InflightGuard),
 }
 
 impl Body {
@@ -60,6 +63,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Body::Upstream(b) => Pin::new(b).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
+            Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -70,6 +74,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.is_end_stream(),
             Body::Upstream(b) => b.is_end_stream(),
             Body::Boxed(b) => b.is_end_stream(),
+            Body::Held(b, _) => b.is_end_stream(),
         }
     }
 
@@ -80,6 +85,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.size_hint(),
             Body::Upstream(b) => b.size_hint(),
             Body::Boxed(b) => b.size_hint(),
+            Body::Held(b, _) => b.size_hint(),
         }
     }
 }

@@ -400,9 +400,14 @@ fn service(
         let guard = InflightGuard::new(activity.clone());
         let info = info.clone();
         async move {
-            let r = stack::handle(edge, info, req).await;
-            drop(guard);
-            r
+            match stack::handle(edge, info, req).await {
+                // The connection stays busy until the body has been sent, however slowly
+                // the client reads it.
+                Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {
+                    Ok(resp.map(|b| crate::body::Body::Held(Box::new(b), guard)))
+                }
+                other => other,
+            }
         }
     })
 }
@@ -534,7 +539,7 @@ async fn watch(
 /// How much a connection has moved (a counter, not a clock: cheaper on every read and
 /// write), and how many requests it has in flight.
 #[derive(Debug, Default)]
-struct Activity {
+pub struct Activity {
     ticks: AtomicU64,
     inflight: AtomicUsize,
 }
@@ -553,7 +558,9 @@ impl Activity {
     }
 }
 
-struct InflightGuard(Arc<Activity>);
+/// Counts a request as in flight on its connection until dropped.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<Activity>);
 
 impl InflightGuard {
     fn new(a: Arc<Activity>) -> Self {

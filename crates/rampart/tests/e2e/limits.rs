@@ -285,3 +285,34 @@ async fn parked_connections_still_close_when_idle() {
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_not_parked_in_the_middle_of_a_response() {
+    let up = rampart_test_support::upstream::Upstream::start("big").await;
+    let toml = crate::harness::proxy_toml(&[up.authority()], "", "").replace(
+        "[server]\n",
+        "[server]\npark_after = \"200ms\"\nidle_timeout = \"30s\"\n",
+    );
+    let edge = start(&toml).await;
+    let size = 16 << 20;
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    s.write_all(
+        format!("GET /big/{size} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    let n = s.read(&mut got).await.unwrap();
+    assert!(n > 0);
+    // Stop reading long enough for the edge to see no bytes move.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let total = n + rest.len();
+    let whole = String::from_utf8_lossy(&got[..n]).to_string();
+    let head_len = whole.find("\r\n\r\n").unwrap() + 4;
+    assert_eq!(total - head_len, size, "the response was cut short");
+}
