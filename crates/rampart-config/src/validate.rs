@@ -380,7 +380,7 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
         connect_timeout: dur(u.connect_timeout, Duration::from_secs(5)),
         response_timeout: dur(u.response_timeout, Duration::from_secs(60)),
         idle_timeout: dur(u.idle_timeout, Duration::from_secs(60)),
-        max_idle: u.max_idle.unwrap_or(64),
+        max_idle: u.max_idle.unwrap_or(1024),
         retry: u.retry.unwrap_or(true),
     }
 }
