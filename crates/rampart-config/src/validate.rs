@@ -548,7 +548,7 @@ fn route(
     let own = r.headers.clone().unwrap_or_default();
     check_headers(&own, &format!("{key}.headers"), cx);
     let merged = headers_merged(global, &own);
-    let headers = header_policy(&merged, &format!("{key}.headers"), cx);
+    let headers = header_policy(&merged);
     let name = r.name.clone().unwrap_or_else(|| {
         let host = r
             .host
@@ -642,7 +642,7 @@ fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
     }
 }
 
-fn header_policy(h: &RawHeaders, _key: &str, _cx: &mut Ctx<'_, '_>) -> HeaderPolicy {
+fn header_policy(h: &RawHeaders) -> HeaderPolicy {
     let mut set = Vec::new();
     let mut add = |name: &'static str, t: &Option<Toggle>, default: Option<&'static str>| {
         let value = match t {

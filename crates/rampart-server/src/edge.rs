@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use rampart_config::runtime::{Config, HeaderPolicy};
-use rampart_config::{ConfigError, ConfigErrors};
+use rampart_config::ConfigErrors;
 use rustls::ServerConfig;
 
 use crate::proxy::Pool;
@@ -88,13 +88,5 @@ impl Edge {
     /// Upstream pools, for status reports.
     pub fn pools(&self) -> &[Arc<Pool>] {
         &self.pools
-    }
-}
-
-/// Wraps a single error as [`ConfigErrors`].
-pub fn one_error(source: &str, key: &str, message: impl Into<String>) -> ConfigErrors {
-    ConfigErrors {
-        source: source.to_owned(),
-        errors: vec![ConfigError::new(key, message)],
     }
 }

@@ -20,10 +20,6 @@ pub enum Refusal {
     BadGateway,
     /// Upstream did not answer in time (504).
     GatewayTimeout,
-    /// Every server of the pool is out and none could be tried (503).
-    Unavailable,
-    /// A bug or an I/O error on our side (500).
-    Internal,
 }
 
 impl Refusal {
@@ -36,8 +32,6 @@ impl Refusal {
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::BadGateway => StatusCode::BAD_GATEWAY,
             Refusal::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -50,8 +44,6 @@ impl Refusal {
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::BadGateway => "bad_gateway",
             Refusal::GatewayTimeout => "gateway_timeout",
-            Refusal::Unavailable => "service_unavailable",
-            Refusal::Internal => "internal_error",
         }
     }
 

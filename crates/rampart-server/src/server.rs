@@ -417,19 +417,6 @@ trait Graceful: Future {
     fn graceful(self: Pin<&mut Self>);
 }
 
-impl<I, S> Graceful for http1::UpgradeableConnection<I, S>
-where
-    Self: Future,
-    S: hyper::service::HttpService<Incoming>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S::ResBody: 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
 impl<I, S, E> Graceful for http2::Connection<I, S, E>
 where
     Self: Future,
