@@ -219,7 +219,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         shutdown_grace: dur(s.shutdown_grace, Duration::from_secs(30)),
         header_read_timeout: dur(s.header_read_timeout, Duration::from_secs(15)),
         idle_timeout: dur(s.idle_timeout, Duration::from_secs(60)),
-        park_after: dur(s.park_after, Duration::from_secs(2)),
+        park_after: dur(s.park_after, Duration::from_millis(100)),
         tls_handshake_timeout: dur(s.tls_handshake_timeout, Duration::from_secs(10)),
         max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
         max_headers,

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use rampart_config::runtime::{Action, HeaderPolicy, Misdirected};
 
 use crate::body::Body;
@@ -55,7 +54,7 @@ pub struct CloseConnection;
 pub async fn handle(
     edge: Arc<Edge>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, CloseConnection> {
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if request_id::is_acceptable(v) => v.clone(),
@@ -91,7 +90,7 @@ impl From<Refusal> for Answer {
 async fn answer<'e>(
     edge: &'e Edge,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Body>,
     request_id: &HeaderValue,
 ) -> Result<(Response<Body>, &'e HeaderPolicy), Answer> {
     let server = &edge.config.server;
@@ -145,7 +144,7 @@ async fn answer<'e>(
             };
             let (mut parts, body) = req.into_parts();
             proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
-            let upstream_req = Request::from_parts(parts, Body::from(body));
+            let upstream_req = Request::from_parts(parts, body);
             match pool.forward(upstream_req).await {
                 Ok((resp, _server)) => resp,
                 Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),

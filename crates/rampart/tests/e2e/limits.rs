@@ -316,3 +316,113 @@ async fn a_slow_reader_is_not_parked_in_the_middle_of_a_response() {
     let head_len = whole.find("\r\n\r\n").unwrap() + 4;
     assert_eq!(total - head_len, size, "the response was cut short");
 }
+
+/// Reads from `s` until `count` complete "ok" responses arrived (or EOF), returning the text.
+async fn read_responses(s: &mut TcpStream, count: usize) -> String {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while String::from_utf8_lossy(&out).matches("HTTP/1.1 ").count() < count
+        || !String::from_utf8_lossy(&out).ends_with("ok")
+    {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_survive_parking_between_them() {
+    // Connections park as soon as they are idle at a request boundary; pipelined requests,
+    // whole or cut anywhere, must all be answered in order.
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\n{RESPOND}"
+    ))
+    .await;
+    let one = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    s.write_all(one.repeat(3).as_bytes()).await.unwrap();
+    let out = read_responses(&mut s, 3).await;
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    // A second request cut at every position, with pauses long enough to park.
+    let two = one.repeat(2);
+    for cut in [1, 10, one.len(), one.len() + 5, two.len() - 1] {
+        s.write_all(&two.as_bytes()[..cut]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        s.write_all(&two.as_bytes()[cut..]).await.unwrap();
+        let out = read_responses(&mut s, 2).await;
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "cut {cut}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_still_arriving_after_its_answer_is_not_read_as_a_request() {
+    // The upstream answers after the first chunk; the rest of the body comes after a pause
+    // longer than park_after. The body must go to the upstream, never be parsed as the
+    // next request (which would be a request the client never sent).
+    let up = rampart_test_support::upstream::Upstream::start("a").await;
+    let toml = crate::harness::proxy_toml(&[up.authority()], "", "").replace(
+        "[server]\n",
+        "[server]\npark_after = \"100ms\"\nidle_timeout = \"30s\"\n",
+    );
+    let edge = start(&toml).await;
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    let head = format!(
+        "POST /first-chunk HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        10 + smuggled.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"0123456789").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(smuggled.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !up.seen().iter().any(|r| r.uri.contains("smuggled")),
+        "body bytes were served as a request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_across_parks_is_still_cut_off() {
+    // Each pause is longer than park_after, so the connection parks with part of a head;
+    // the header_read_timeout must count from the head's start, not restart per park.
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nheader_read_timeout = \"1s\"\n{RESPOND}"
+    ))
+    .await;
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    let t = Instant::now();
+    let head = b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut = false;
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut buf = [0u8; 256];
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            let _ = r;
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the trickling client was allowed to finish its head");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "cut off after {:?}",
+        t.elapsed()
+    );
+}
