@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::policy::{
+    OneOrMany, RawApiKeys, RawCookies, RawCors, RawCsrf, RawJwt, RawLimit, RawTenant,
+};
 use crate::units::{Cidr, Duration, ListenAddr, Size, Toggle};
 
 /// The whole file.
@@ -27,6 +30,18 @@ pub struct RawConfig {
     /// `[[routes]]`: routing rules.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `[limits.NAME]`: rate limits and login lockouts.
+    #[serde(default)]
+    pub limits: BTreeMap<String, RawLimit>,
+    /// `[cors.NAME]`: CORS policies.
+    #[serde(default)]
+    pub cors: BTreeMap<String, RawCors>,
+    /// `[api_keys]`.
+    pub api_keys: Option<RawApiKeys>,
+    /// `[jwt]`.
+    pub jwt: Option<RawJwt>,
+    /// `[csrf]`.
+    pub csrf: Option<RawCsrf>,
 }
 
 /// `[server]`.
@@ -199,6 +214,29 @@ pub struct RawRoute {
     pub respond: Option<RawRespond>,
     /// Security header overrides for this route.
     pub headers: Option<RawHeaders>,
+
+    /// Rate limits applying to this route (names of `[limits.NAME]`).
+    pub limit: Option<OneOrMany>,
+    /// Accepted authentication methods: `jwt`, `api_key`.
+    pub auth: Option<Vec<String>>,
+    /// Let unauthenticated requests through (identity still forwarded when present).
+    pub auth_optional: Option<bool>,
+    /// Largest request body (default 10MB).
+    pub body_limit: Option<Size>,
+    /// Only these client networks may use the route.
+    pub allow: Option<Vec<Cidr>>,
+    /// These client networks may not.
+    pub deny: Option<Vec<Cidr>>,
+    /// Allowed methods (others get 405 with `Allow`).
+    pub methods: Option<Vec<String>>,
+    /// CORS policy name (`[cors.NAME]`).
+    pub cors: Option<String>,
+    /// Double-submit CSRF check on unsafe methods.
+    pub csrf: Option<bool>,
+    /// Require a tenant header.
+    pub tenant: Option<RawTenant>,
+    /// Cookie hardening overrides (`cookies = false` is written `cookies = { secure = false, … }`).
+    pub cookies: Option<RawCookies>,
 }
 
 /// A fixed response.

@@ -20,6 +20,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Routes, in file order.
     pub routes: Vec<Route>,
+    /// Named policies routes refer to.
+    pub policies: crate::policy::Policies,
 }
 
 /// `[server]`.
@@ -172,6 +174,8 @@ pub struct Route {
     pub action: Action,
     /// Response header policy.
     pub headers: HeaderPolicy,
+    /// Request policies.
+    pub policy: crate::policy::RoutePolicy,
 }
 
 /// What answers a route.

@@ -84,6 +84,39 @@ pub(crate) fn validate(
         .iter()
         .map(|(name, u)| upstream(name, u, &mut cx))
         .collect();
+    let policies = {
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::policy::Policies {
+            limits: raw
+                .limits
+                .iter()
+                .map(|(n, l)| crate::policy::limit(n, l, &mut sink))
+                .collect(),
+            cors: raw
+                .cors
+                .iter()
+                .map(|(n, c)| crate::policy::cors(n, c, &mut sink))
+                .collect(),
+            api_keys: raw
+                .api_keys
+                .as_ref()
+                .map(|a| crate::policy::api_keys(a, &mut sink)),
+            jwt: raw
+                .jwt
+                .as_ref()
+                .and_then(|j| crate::policy::jwt(j, &mut sink)),
+            csrf: raw
+                .csrf
+                .as_ref()
+                .map(|c| crate::policy::csrf(c, &mut sink))
+                .unwrap_or_default(),
+        }
+    };
+    let pnames = PolicyNames {
+        limits: raw.limits.keys().collect(),
+        cors: raw.cors.keys().collect(),
+        have: (raw.jwt.is_some(), raw.api_keys.is_some()),
+    };
     let global = headers_merged(&RawHeaders::default(), &raw.headers);
     check_headers(&raw.headers, "headers", &mut cx);
     let mut routes = Vec::new();
@@ -94,7 +127,7 @@ pub(crate) fn validate(
     let mut seen_match = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let key = format!("routes[{i}]");
-        if let Some(route) = route(r, &key, &names, &global, &mut cx) {
+        if let Some(route) = route(r, &key, &names, &pnames, &global, &mut cx) {
             if !seen_names.insert(route.name.clone()) {
                 cx.err(
                     format!("{key}.name"),
@@ -128,6 +161,7 @@ pub(crate) fn validate(
         tls: tls.flatten(),
         upstreams,
         routes,
+        policies,
     })
 }
 
@@ -404,10 +438,19 @@ fn check_authority(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Names of the policy blocks a route may refer to.
+struct PolicyNames<'a> {
+    limits: Vec<&'a String>,
+    cors: Vec<&'a String>,
+    /// (`[jwt]` present, `[api_keys]` present).
+    have: (bool, bool),
+}
+
 fn route(
     r: &RawRoute,
     key: &str,
     upstream_names: &[&String],
+    pnames: &PolicyNames<'_>,
     global: &RawHeaders,
     cx: &mut Ctx<'_, '_>,
 ) -> Option<Route> {
@@ -559,6 +602,10 @@ fn route(
             None => path.clone(),
         }
     });
+    let policy = {
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::policy::route_policy(r, key, &pnames.limits, &pnames.cors, pnames.have, &mut sink)
+    };
     Some(Route {
         name,
         hosts,
@@ -567,6 +614,7 @@ fn route(
         strip_prefix: r.strip_prefix.unwrap_or(false),
         action,
         headers,
+        policy,
     })
 }
 

@@ -29,6 +29,14 @@ pub enum Body {
     /// A body that keeps its connection counted as busy until it ends, so an idle check
     /// never mistakes a client that stopped reading for an idle connection.
     Held(Box<Body>, crate::server::InflightGuard),
+    /// A request body of unknown length with bytes still allowed; over the limit it
+    /// fails (the upstream sees the request aborted, never a truncated body) and raises
+    /// the flag so the client gets a 413.
+    Limited(
+        Box<Body>,
+        u64,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ),
 }
 
 impl Body {
@@ -64,6 +72,20 @@ impl http_body::Body for Body {
             Body::Upstream(b) => Pin::new(b).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
+            Body::Limited(b, left, flag) => {
+                let r = Pin::new(b.as_mut()).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &r {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > *left {
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Poll::Ready(Some(
+                            Err("request body over the route's limit".into()),
+                        ));
+                    }
+                    *left -= n;
+                }
+                r
+            }
         }
     }
 
@@ -74,7 +96,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.is_end_stream(),
             Body::Upstream(b) => b.is_end_stream(),
             Body::Boxed(b) => b.is_end_stream(),
-            Body::Held(b, _) => b.is_end_stream(),
+            Body::Held(b, _) | Body::Limited(b, _, _) => b.is_end_stream(),
         }
     }
 
@@ -85,7 +107,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.size_hint(),
             Body::Upstream(b) => b.size_hint(),
             Body::Boxed(b) => b.size_hint(),
-            Body::Held(b, _) => b.size_hint(),
+            Body::Held(b, _) | Body::Limited(b, _, _) => b.size_hint(),
         }
     }
 }

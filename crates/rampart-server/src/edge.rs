@@ -26,6 +26,8 @@ pub struct Edge {
     pub tls: Option<Arc<ServerConfig>>,
     /// The certificates loaded, for reports.
     pub certificates: Vec<LoadedCert>,
+    /// Compiled request policies and their state.
+    pub policies: crate::policy::Policies,
 }
 
 impl Edge {
@@ -48,6 +50,10 @@ impl Edge {
             }
             None => (None, Vec::new()),
         };
+        let policies = crate::policy::Policies::build(&config).map_err(|errors| ConfigErrors {
+            source: source.to_owned(),
+            errors,
+        })?;
         let router = Router::new(&config.routes);
         let pools = config
             .upstreams
@@ -68,6 +74,7 @@ impl Edge {
             default_headers,
             tls,
             certificates,
+            policies,
         })
     }
 

@@ -10,9 +10,11 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod body;
 pub mod edge;
 pub mod headers;
+pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod request_id;

@@ -1,55 +1,102 @@
 //! Answers the edge gives itself (errors and refusals): a short JSON body naming the
-//! error and the request ID, never the cause. The cause is logged once, where it happened.
+//! error and the request ID, never the cause. The cause is logged once, where it happened;
+//! policy refusals also emit an audit event (see [`crate::audit`]).
 
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::Body;
 
 /// What went wrong, as the client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No route matches (404).
     NotFound,
     /// Host not in `allowed_hosts` (421).
     Misdirected,
-    /// Malformed request (400).
-    BadRequest,
-    /// Method not allowed for this handler (405).
-    MethodNotAllowed,
+    /// Malformed request (400), with a code naming what was malformed.
+    BadRequest(&'static str),
+    /// Method not allowed (405), with the `Allow` value.
+    MethodNotAllowed(HeaderValue),
     /// Upstream unreachable or failed (502).
     BadGateway,
     /// Upstream did not answer in time (504).
     GatewayTimeout,
+    /// No credentials (401), with the `WWW-Authenticate` challenge.
+    Unauthorized(HeaderValue),
+    /// Refused by policy (403), with a code naming the policy.
+    Forbidden(&'static str),
+    /// Request body over the route's limit (413).
+    PayloadTooLarge,
+    /// Rate limited (429).
+    RateLimited {
+        /// Seconds until a request would be allowed.
+        retry_after: u64,
+        /// The quota (burst + 1).
+        limit: u32,
+        /// Seconds until the quota is whole again.
+        reset: u64,
+    },
+    /// Account locked after failed logins (429 or 423).
+    Locked {
+        /// 429 or 423.
+        status: u16,
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
 }
 
 impl Refusal {
     /// The status code.
-    pub fn status(self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            Refusal::BadRequest => StatusCode::BAD_REQUEST,
-            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::BadGateway => StatusCode::BAD_GATEWAY,
             Refusal::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Locked { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+            }
         }
     }
 
     /// The machine-readable error name.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Refusal::NotFound => "not_found",
             Refusal::Misdirected => "misdirected_request",
-            Refusal::BadRequest => "bad_request",
-            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::BadRequest(c) | Refusal::Forbidden(c) => c,
+            Refusal::MethodNotAllowed(_) => "method_not_allowed",
             Refusal::BadGateway => "bad_gateway",
             Refusal::GatewayTimeout => "gateway_timeout",
+            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::PayloadTooLarge => "payload_too_large",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Locked { .. } => "account_locked",
         }
     }
 
-    /// The response: status, JSON body, no caching.
-    pub fn response(self, request_id: &HeaderValue) -> Response<Body> {
-        // Request IDs are restricted to [A-Za-z0-9._:-], so they need no JSON escaping.
+    /// Whether a policy refused (audited and counted), as opposed to a plain error.
+    pub fn is_policy(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::NotFound
+                | Refusal::Misdirected
+                | Refusal::BadGateway
+                | Refusal::GatewayTimeout
+                | Refusal::BadRequest("bad_request")
+        )
+    }
+
+    /// The response: status, JSON body, no caching, and the headers the status calls for.
+    pub fn response(&self, request_id: &HeaderValue) -> Response<Body> {
+        // Request IDs are restricted to [A-Za-z0-9._:-] and codes are fixed identifiers,
+        // so neither needs JSON escaping.
         let id = request_id.to_str().unwrap_or_default();
         let body = format!(
             "{{\"error\":\"{}\",\"request_id\":\"{id}\"}}\n",
@@ -63,8 +110,27 @@ impl Refusal {
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if self == Refusal::MethodNotAllowed {
-            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match self {
+            Refusal::MethodNotAllowed(allow) => {
+                h.insert(header::ALLOW, allow.clone());
+            }
+            Refusal::Unauthorized(challenge) => {
+                h.insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            Refusal::RateLimited {
+                retry_after,
+                limit,
+                reset,
+            } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                h.insert("ratelimit-limit", HeaderValue::from(*limit));
+                h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+                h.insert("ratelimit-reset", HeaderValue::from(*reset));
+            }
+            Refusal::Locked { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         resp
     }

@@ -192,6 +192,7 @@ mod tests {
                 content_type: http::HeaderValue::from_static("text/plain"),
             },
             headers: HeaderPolicy::default(),
+            policy: Default::default(),
         }
     }
 

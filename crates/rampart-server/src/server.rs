@@ -164,6 +164,7 @@ fn spawn_pool_reaper(edge: &Arc<Edge>, token: &CancellationToken) {
             for p in edge.pools() {
                 p.reap_idle();
             }
+            edge.policies.sweep();
         }
     });
 }

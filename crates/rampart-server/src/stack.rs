@@ -20,11 +20,12 @@ use rampart_config::runtime::{Action, HeaderPolicy, Misdirected};
 
 use crate::body::Body;
 use crate::edge::Edge;
+use crate::policy::{self, Before};
 use crate::proxy::{self, ClientInfo, ProxyError};
 use crate::refusal::Refusal;
 use crate::router::{normalize_path, strip};
 use crate::static_files::{self, StaticRoot};
-use crate::{headers, request_id};
+use crate::{audit, headers, request_id};
 
 /// `X-Request-ID`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -94,14 +95,16 @@ async fn answer<'e>(
     request_id: &HeaderValue,
 ) -> Result<(Response<Body>, &'e HeaderPolicy), Answer> {
     let server = &edge.config.server;
-    let host = host_of(&req).ok_or(Refusal::BadRequest)?;
+    let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
     if !server.allowed_hosts.is_empty() && !server.allowed_hosts.iter().any(|p| p.matches(&host)) {
         return match server.misdirected {
             Misdirected::Status421 => Err(Refusal::Misdirected.into()),
             Misdirected::Close => Err(Answer::Close),
         };
     }
-    let raw_path = req.uri().path();
+    // A cheap clone (reference-counted): the path borrows it while policies change `req`.
+    let uri = req.uri().clone();
+    let raw_path = uri.path();
     if let Some(port) = conn.redirect_to_https {
         if !server
             .redirect_exempt
@@ -111,108 +114,158 @@ async fn answer<'e>(
             return Ok((https_redirect(&req, &host, port)?, &edge.default_headers));
         }
     }
-    let path = normalize_path(raw_path).map_err(|_| Refusal::BadRequest)?;
+    let path = normalize_path(raw_path).map_err(|_| Refusal::BadRequest("bad_request"))?;
     let idx = edge.router.find(&host, &path).ok_or(Refusal::NotFound)?;
     let route = &edge.config.routes[idx];
     let in_route = |r: Refusal| Answer::Refuse(r, Some(idx));
-    let resp = match &route.action {
-        Action::Upstream(pool) => {
-            let pool = &edge.pools[*pool];
-            // The client's path and query are forwarded as they came unless normalisation
-            // or prefix stripping changed the path.
-            let pq = if route.strip_prefix || matches!(path, std::borrow::Cow::Owned(_)) {
-                let forward_path = if route.strip_prefix {
-                    strip(&route.path, &path)
-                } else {
-                    &path
-                };
-                Some(match req.uri().query() {
-                    Some(q) => format!("{forward_path}?{q}"),
-                    None => forward_path.to_owned(),
-                })
-            } else {
-                None
-            };
-            let (client_ip, peer_trusted) =
-                proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
-            let info = ClientInfo {
-                peer: conn.peer.ip(),
-                peer_value: conn.peer_value.clone(),
-                peer_trusted,
-                client_ip,
-                tls: conn.tls,
-            };
-            let (mut parts, body) = req.into_parts();
-            proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
-            let upstream_req = Request::from_parts(parts, body);
-            match pool.forward(upstream_req).await {
-                Ok((resp, _server)) => resp,
-                Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
-                Err(ProxyError::Connect | ProxyError::Upstream(_)) => {
-                    return Err(in_route(Refusal::BadGateway))
-                }
-            }
-        }
-        Action::Static {
-            dir,
-            index,
-            spa_fallback,
-        } => {
-            let root = StaticRoot {
-                dir,
-                index,
-                spa_fallback: spa_fallback.as_deref(),
-            };
-            let rel = strip(&route.path, &path);
-            static_files::serve(&root, req.method(), req.headers(), rel, req.uri().query())
-                .await
-                .map_err(in_route)?
-        }
-        Action::Redirect {
-            to,
-            status,
-            keep_path,
-        } => {
-            let mut location = to.clone();
-            if *keep_path {
-                location.push_str(
-                    strip(&route.path, &path).trim_start_matches(if to.ends_with('/') {
-                        "/"
-                    } else {
-                        ""
-                    }),
-                );
-                if let Some(q) = req.uri().query() {
-                    location.push('?');
-                    location.push_str(q);
-                }
-            }
-            let mut resp = Response::new(Body::Empty);
-            *resp.status_mut() =
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            resp.headers_mut().insert(
-                header::LOCATION,
-                HeaderValue::from_str(&location).map_err(|_| in_route(Refusal::BadRequest))?,
-            );
-            resp
-        }
-        Action::Respond {
-            status,
-            body,
-            content_type,
-        } => {
-            let mut resp = Response::new(if req.method() == Method::HEAD {
-                Body::Empty
-            } else {
-                Body::full(body.clone())
-            });
-            *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, content_type.clone());
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-            resp
+    let (client_ip, peer_trusted) =
+        proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+    let mut req = req;
+    let method = req.method().clone();
+    let audit = |r: &policy::Refused| {
+        audit::emit(
+            &edge.policies.counters,
+            &audit::Event {
+                event: r.event,
+                severity: "warning",
+                ip: client_ip,
+                code: r.refusal.code(),
+                reason: &r.reason,
+                route: &route.name,
+                request_id: request_id.to_str().unwrap_or_default(),
+                method: method.as_str(),
+                path: &path,
+            },
+        );
+    };
+    let ctx = match policy::before(edge, idx, &mut req, client_ip).await {
+        Ok(Before::Continue(ctx)) => ctx,
+        Ok(Before::Answer(resp)) => return Ok((resp, &route.headers)),
+        Err(refused) => {
+            audit(&refused);
+            return Err(in_route(refused.refusal));
         }
     };
+    let exceeded = ctx.exceeded.clone();
+    let handled: Result<Response<Body>, Answer> = async {
+        let resp = match &route.action {
+            Action::Upstream(pool) => {
+                let pool = &edge.pools[*pool];
+                // The client's path and query are forwarded as they came unless normalisation
+                // or prefix stripping changed the path.
+                let pq = if route.strip_prefix || matches!(path, std::borrow::Cow::Owned(_)) {
+                    let forward_path = if route.strip_prefix {
+                        strip(&route.path, &path)
+                    } else {
+                        &path
+                    };
+                    Some(match req.uri().query() {
+                        Some(q) => format!("{forward_path}?{q}"),
+                        None => forward_path.to_owned(),
+                    })
+                } else {
+                    None
+                };
+                let info = ClientInfo {
+                    peer: conn.peer.ip(),
+                    peer_value: conn.peer_value.clone(),
+                    peer_trusted,
+                    client_ip,
+                    tls: conn.tls,
+                };
+                let (mut parts, body) = req.into_parts();
+                proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
+                let upstream_req = Request::from_parts(parts, body);
+                match pool.forward(upstream_req).await {
+                    Ok((resp, _server)) => resp,
+                    Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
+                    Err(ProxyError::Connect | ProxyError::Upstream(_)) => {
+                        return Err(in_route(Refusal::BadGateway))
+                    }
+                }
+            }
+            Action::Static {
+                dir,
+                index,
+                spa_fallback,
+            } => {
+                let root = StaticRoot {
+                    dir,
+                    index,
+                    spa_fallback: spa_fallback.as_deref(),
+                };
+                let rel = strip(&route.path, &path);
+                static_files::serve(&root, req.method(), req.headers(), rel, req.uri().query())
+                    .await
+                    .map_err(in_route)?
+            }
+            Action::Redirect {
+                to,
+                status,
+                keep_path,
+            } => {
+                let mut location = to.clone();
+                if *keep_path {
+                    location.push_str(
+                        strip(&route.path, &path).trim_start_matches(if to.ends_with('/') {
+                            "/"
+                        } else {
+                            ""
+                        }),
+                    );
+                    if let Some(q) = req.uri().query() {
+                        location.push('?');
+                        location.push_str(q);
+                    }
+                }
+                let mut resp = Response::new(Body::Empty);
+                *resp.status_mut() =
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                resp.headers_mut().insert(
+                    header::LOCATION,
+                    HeaderValue::from_str(&location)
+                        .map_err(|_| in_route(Refusal::BadRequest("bad_request")))?,
+                );
+                resp
+            }
+            Action::Respond {
+                status,
+                body,
+                content_type,
+            } => {
+                let mut resp = Response::new(if req.method() == Method::HEAD {
+                    Body::Empty
+                } else {
+                    Body::full(body.clone())
+                });
+                *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, content_type.clone());
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                resp
+            }
+        };
+        Ok(resp)
+    }
+    .await;
+    let mut resp = match handled {
+        Ok(r) => r,
+        Err(Answer::Refuse(r, _)) => {
+            if exceeded.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+                let refused = policy::Refused {
+                    refusal: Refusal::PayloadTooLarge,
+                    event: "request.too_large",
+                    reason: "streamed body over the route's limit".into(),
+                };
+                audit(&refused);
+                refused.refusal.response(request_id)
+            } else {
+                r.response(request_id)
+            }
+        }
+        Err(Answer::Close) => return Err(Answer::Close),
+    };
+    policy::after(edge, route, ctx, &mut resp, conn.tls);
     Ok((resp, &route.headers))
 }
 
@@ -258,7 +311,7 @@ fn host_of<B>(req: &Request<B>) -> Option<std::borrow::Cow<'_, str>> {
 /// `https://host[:port]/path?query`; 301 for GET/HEAD, 308 (method and body kept) otherwise.
 fn https_redirect<B>(req: &Request<B>, host: &str, port: u16) -> Result<Response<Body>, Answer> {
     if host.is_empty() {
-        return Err(Refusal::BadRequest.into());
+        return Err(Refusal::BadRequest("bad_request").into());
     }
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = if port == 443 {
@@ -275,7 +328,8 @@ fn https_redirect<B>(req: &Request<B>, host: &str, port: u16) -> Result<Response
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::LOCATION,
-        HeaderValue::from_str(&location).map_err(|_| Answer::from(Refusal::BadRequest))?,
+        HeaderValue::from_str(&location)
+            .map_err(|_| Answer::from(Refusal::BadRequest("bad_request")))?,
     );
     Ok(resp)
 }

@@ -42,10 +42,12 @@ pub async fn serve(
     query: Option<&str>,
 ) -> Result<Response<Body>, Refusal> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(Refusal::MethodNotAllowed);
+        return Err(Refusal::MethodNotAllowed(HeaderValue::from_static(
+            "GET, HEAD",
+        )));
     }
     let Some(decoded) = percent_decode(rel) else {
-        return Err(Refusal::BadRequest);
+        return Err(Refusal::BadRequest("bad_request"));
     };
     let hidden = decoded
         .split('/')

@@ -1,0 +1,309 @@
+//! Rate limiting with GCRA (the generic cell rate algorithm): one timestamp per key, the
+//! "theoretical arrival time" (TAT) of the next request at the steady rate. A request at
+//! `now` is allowed when `TAT - now <= burst × interval`; it then moves TAT on by one
+//! interval. This is exactly nginx's `limit_req` with `burst` and `nodelay`; without
+//! `nodelay`, an allowed request is held until its slot (`TAT - interval`), as nginx
+//! delays excess requests.
+//!
+//! Memory: a key whose TAT is in the past is the same as a key never seen, so it is
+//! dropped (at sweeps and whenever a shard is full). When a shard is full of live keys,
+//! new keys share one overflow bucket under the same limit: a flood of distinct keys
+//! cannot grow memory or escape limiting, and it costs legitimate new clients only
+//! while the flood lasts. Times are nanoseconds on a monotonic clock, passed in, so
+//! tests control time.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use rampart_config::policy::Limit;
+
+/// The pure algorithm.
+#[derive(Debug, Clone, Copy)]
+pub struct Gcra {
+    /// Nanoseconds between requests at the steady rate.
+    pub interval: u64,
+    /// Burst tolerance: `burst × interval`.
+    pub tolerance: u64,
+}
+
+/// A decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; wait `delay` ns first (0 with nodelay). `remaining` requests could follow
+    /// at once; the quota is whole again after `reset` ns.
+    Allow {
+        /// Hold the request this long (nginx delay mode), else 0.
+        delay: u64,
+        /// Requests left in the burst.
+        remaining: u32,
+        /// Time until the bucket is full again.
+        reset: u64,
+    },
+    /// Refused; retry after `retry_after` ns.
+    Refuse {
+        /// Time until a request would be allowed.
+        retry_after: u64,
+        /// Time until the bucket is full again.
+        reset: u64,
+    },
+}
+
+impl Gcra {
+    /// From a configured limit.
+    pub fn new(count: u32, per_nanos: u64, burst: u32) -> Self {
+        let interval = (per_nanos / u64::from(count.max(1))).max(1);
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(burst)),
+        }
+    }
+
+    /// Decides for a request at `now` given the key's TAT (0 when unknown); returns the
+    /// decision and the new TAT to store.
+    pub fn check(&self, tat: u64, now: u64, nodelay: bool) -> (Decision, u64) {
+        let tat = tat.max(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            let retry_after = ahead - self.tolerance;
+            return (
+                Decision::Refuse {
+                    retry_after,
+                    reset: ahead,
+                },
+                tat,
+            );
+        }
+        let new_tat = tat + self.interval;
+        let used = new_tat - now;
+        let capacity = self.tolerance + self.interval;
+        let remaining = u32::try_from((capacity - used) / self.interval).unwrap_or(u32::MAX);
+        let delay = if nodelay { 0 } else { ahead };
+        (
+            Decision::Allow {
+                delay,
+                remaining,
+                reset: used,
+            },
+            new_tat,
+        )
+    }
+}
+
+const SHARDS: usize = 16;
+const OVERFLOW: &str = "\0overflow";
+
+/// The per-key state of one limit.
+#[derive(Debug)]
+pub struct Store {
+    gcra: Gcra,
+    nodelay: bool,
+    per_shard: usize,
+    shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Store {
+    /// A store for `limit`.
+    pub fn new(limit: &Limit) -> Self {
+        let per = u64::try_from(limit.per.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            gcra: Gcra::new(limit.count, per, limit.burst),
+            nodelay: limit.nodelay,
+            per_shard: limit.max_keys.div_ceil(SHARDS).max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// The quota (burst + 1).
+    pub fn quota(&self) -> u32 {
+        u32::try_from(self.gcra.tolerance / self.gcra.interval + 1).unwrap_or(u32::MAX)
+    }
+
+    /// Decides for `key` at `now`.
+    pub fn check(&self, key: &str, now: u64) -> Decision {
+        let idx = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        let mut map = self.shards[idx]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tat) = map.get_mut(key) {
+            let (d, new) = self.gcra.check(*tat, now, self.nodelay);
+            *tat = new;
+            return d;
+        }
+        let mut key = key;
+        if map.len() >= self.per_shard {
+            map.retain(|_, tat| *tat > now);
+            if map.len() >= self.per_shard {
+                key = OVERFLOW;
+            }
+        }
+        let tat = map.get(key).copied().unwrap_or(0);
+        let (d, new) = self.gcra.check(tat, now, self.nodelay);
+        map.insert(key.into(), new);
+        d
+    }
+
+    /// Drops keys whose state has run out (TAT in the past).
+    pub fn sweep(&self, now: u64) {
+        for s in &self.shards {
+            s.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, tat| *tat > now);
+        }
+    }
+
+    /// Keys tracked.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn limit(rate: &str, burst: u32, nodelay: bool, max_keys: usize) -> Limit {
+        let (count, per) = rampart_config::policy::parse_rate(rate).unwrap();
+        Limit {
+            name: "t".into(),
+            count,
+            per,
+            burst,
+            key: rampart_config::policy::LimitKey::Ip,
+            methods: vec![],
+            nodelay,
+            max_keys,
+            lockout: None,
+        }
+    }
+
+    fn allowed(d: Decision) -> bool {
+        matches!(d, Decision::Allow { .. })
+    }
+
+    #[test]
+    fn burst_then_steady_rate_like_nginx_nodelay() {
+        let s = Store::new(&limit("10/s", 5, true, 100));
+        // At t=0: 1 + burst requests pass, the next is refused.
+        let got: Vec<bool> = (0..8).map(|_| allowed(s.check("a", S))).collect();
+        assert_eq!(got, [true, true, true, true, true, true, false, false]);
+        // One interval later exactly one more passes.
+        assert!(allowed(s.check("a", S + S / 10)));
+        assert!(!allowed(s.check("a", S + S / 10)));
+        // Other keys are independent.
+        assert!(allowed(s.check("b", S)));
+    }
+
+    #[test]
+    fn refusal_says_when_to_retry_and_remaining_counts_down() {
+        let s = Store::new(&limit("1/m", 2, true, 100));
+        let mut remaining = vec![];
+        for _ in 0..3 {
+            match s.check("k", 0) {
+                Decision::Allow { remaining: r, .. } => remaining.push(r),
+                Decision::Refuse { .. } => panic!("refused within the burst"),
+            }
+        }
+        assert_eq!(remaining, [2, 1, 0]);
+        match s.check("k", 0) {
+            Decision::Refuse { retry_after, reset } => {
+                assert_eq!(retry_after, 60 * S);
+                assert_eq!(reset, 180 * S);
+            }
+            d => panic!("{d:?}"),
+        }
+        assert!(allowed(s.check("k", 60 * S)));
+    }
+
+    #[test]
+    fn delay_mode_holds_requests_to_the_steady_rate() {
+        let s = Store::new(&limit("10/s", 3, false, 100));
+        let delays: Vec<u64> = (0..4)
+            .map(|_| match s.check("a", 0) {
+                Decision::Allow { delay, .. } => delay,
+                d => panic!("{d:?}"),
+            })
+            .collect();
+        assert_eq!(delays, [0, S / 10, 2 * S / 10, 3 * S / 10]);
+        assert!(!allowed(s.check("a", 0)));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_idle_keys_expire() {
+        let s = Store::new(&limit("1/s", 0, true, 64));
+        for i in 0..10_000 {
+            s.check(&format!("k{i}"), 0);
+        }
+        // Each shard holds at most its share plus the overflow bucket.
+        assert!(s.len() <= 64 + SHARDS * 2, "{}", s.len());
+        // Keys beyond the cap share the overflow bucket: they are limited, not free.
+        let refused = (10_000..10_100)
+            .filter(|i| !allowed(s.check(&format!("k{i}"), 0)))
+            .count();
+        assert!(refused > 90, "{refused}");
+        // After their TAT passes, keys are dropped.
+        s.sweep(10 * S);
+        assert!(s.is_empty());
+    }
+
+    proptest! {
+        /// Over any arrival sequence, what is allowed never exceeds rate × time + burst.
+        #[test]
+        fn never_more_than_rate_times_time_plus_burst(
+            count in 1u32..50,
+            per_ms in prop_oneof![Just(1_000u64), Just(60_000u64)],
+            burst in 0u32..20,
+            gaps in proptest::collection::vec(0u64..200_000_000, 1..300),
+        ) {
+            let g = Gcra::new(count, per_ms * 1_000_000, burst);
+            let mut tat = 0;
+            let mut now = 1_000 * S;
+            let start = now;
+            let mut ok = 0u64;
+            for gap in gaps {
+                now += gap;
+                let (d, new) = g.check(tat, now, true);
+                tat = new;
+                if matches!(d, Decision::Allow { .. }) {
+                    ok += 1;
+                }
+            }
+            let elapsed = now - start;
+            let bound = elapsed / g.interval + u64::from(burst) + 1;
+            prop_assert!(ok <= bound, "allowed {} > bound {}", ok, bound);
+        }
+
+        /// A client at or under the rate is never refused.
+        #[test]
+        fn a_client_within_the_rate_is_never_refused(
+            count in 1u32..50,
+            burst in 0u32..5,
+            n in 1usize..200,
+        ) {
+            let g = Gcra::new(count, S, burst);
+            let mut tat = 0;
+            for i in 0..n as u64 {
+                let (d, new) = g.check(tat, S + i * g.interval, true);
+                tat = new;
+                prop_assert!(matches!(d, Decision::Allow { .. }), "refused at request {}", i);
+            }
+        }
+    }
+}
