@@ -5,6 +5,7 @@
 //! - `/status/CODE`: answers with that status.
 //! - `/banner`: answers with `Server`, `X-Powered-By`, its own CSP and `X-Frame-Options`,
 //!   and hop-by-hop headers, to check what the edge replaces and removes.
+//! - `…/set-cookie`: sets a bare cookie and an already hardened one.
 //! - `/echo-body`: reads the whole request body and answers `len=N`.
 //! - `/first-chunk`: answers `first=N` as soon as the first body chunk arrives.
 //! - `/stream`: sends `first`, then `second` 800 ms later.
@@ -145,6 +146,15 @@ async fn handle(
         h.insert("x-app-header", HeaderValue::from_static("kept"));
         h.insert("connection", HeaderValue::from_static("x-resp-hop"));
         h.insert("x-resp-hop", HeaderValue::from_static("secret"));
+        r
+    } else if path.ends_with("/set-cookie") {
+        let mut r = Response::new(full("cookies"));
+        let h = r.headers_mut();
+        h.append("set-cookie", HeaderValue::from_static("sid=s3cret; Path=/"));
+        h.append(
+            "set-cookie",
+            HeaderValue::from_static("theme=dark; Secure; HttpOnly; SameSite=Strict"),
+        );
         r
     } else if path == "/echo-body" {
         let body = req

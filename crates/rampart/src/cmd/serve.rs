@@ -218,7 +218,7 @@ fn init_logging() {
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_target(false)
+        .with_target(true)
         .with_max_level(level)
         .with_writer(std::io::stdout)
         .init();

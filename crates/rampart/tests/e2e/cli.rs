@@ -253,3 +253,45 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
     }
     None
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_emit_audit_events_without_secrets() {
+    let up = Upstream::start("a").await;
+    let dir = TempDir::new("audit");
+    let key = "audit-key-0123456789abcdef";
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{}\"]\n[api_keys]\nkeys = [{{ name = \"ci\", key = \"{key}\" }}]\n[[routes]]\nupstream = \"app\"\nauth = [\"api_key\"]\n",
+            up.authority()
+        ),
+    );
+    let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let addr = p.http.unwrap();
+    let wrong = format!("{key}-wrong");
+    let r = client::plain(
+        addr,
+        http::Request::get("/private?email=a@b.c")
+            .header("host", "h")
+            .header("x-api-key", &wrong)
+            .body(client::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let id = r.header("x-request-id").unwrap().to_owned();
+    let line = p
+        .wait_for_line("auth.failure", Duration::from_secs(5))
+        .expect("no audit event");
+    assert!(line.contains("rampart::audit"), "{line}");
+    assert!(line.contains(&id), "the event names the request: {line}");
+    assert!(line.contains("\"ip\":\"127.0.0.1\""), "{line}");
+    assert!(line.contains("invalid_credentials"), "{line}");
+    assert!(
+        !line.contains(&wrong) && !line.contains(key),
+        "a key reached the log: {line}"
+    );
+    assert!(!line.contains("a@b.c"), "the query reached the log: {line}");
+    sigterm(&p.child);
+    assert_eq!(wait_exit(&mut p.child, Duration::from_secs(15)), Some(0));
+}

@@ -9,6 +9,7 @@ mod harness;
 mod cli;
 mod headers;
 mod limits;
+mod policies;
 mod proxy;
 mod routing;
 mod static_files;
