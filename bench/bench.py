@@ -32,7 +32,7 @@ POSTURE_NOTES = {
     "nginx": "headers, per-IP limit_req, JSON access log",
     "haproxy": "headers, per-IP stick-table limit, JSON log (stdout to file)",
     "caddy": "headers, JSON access log; no rate limit (needs a plugin Debian's caddy lacks)",
-    "rampart": "headers; no rate limit, access log or metrics yet (issues 4 and 6)",
+    "rampart": "headers, per-IP GCRA limit; no access log or metrics yet (issue 6)",
 }
 
 
@@ -145,7 +145,8 @@ def start_system(name, scenario, v, work):
     if name == "rampart":
         tls = scenario in ("tls", "h2", "posture", "new-conns")
         path = os.path.join(work, "rampart.toml")
-        open(path, "w").write(render("rampart-tls.toml" if tls else "rampart-plain.toml", v))
+        conf = "rampart-posture.toml" if posture else "rampart-tls.toml" if tls else "rampart-plain.toml"
+        open(path, "w").write(render(conf, v))
         return Proc(name, [os.path.join(ROOT, "target/release/rampart"), "serve", "-c", path],
                     env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
     raise ValueError(name)
