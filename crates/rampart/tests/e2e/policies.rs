@@ -913,3 +913,146 @@ async fn bad_policy_configs_name_their_keys() {
         assert!(err.to_string().contains(expect), "{extra}: {err}");
     }
 }
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn single_jwt_route(up: &Upstream, jwt: &str) -> TestEdge {
+    start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{}\"]\n[jwt]\n{jwt}\n[[routes]]\nupstream = \"app\"\nauth = [\"jwt\"]\n",
+        up.authority()
+    ))
+    .await
+}
+
+async fn status_with(edge: &TestEdge, token: &str) -> u16 {
+    send(
+        edge,
+        req(
+            "GET",
+            "/",
+            &[("authorization", &format!("Bearer {token}"))],
+            client::empty(),
+        ),
+    )
+    .await
+    .status
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_eddsa_and_jwks_keys() {
+    let up = Upstream::start("app").await;
+    let claims = json!({"sub": "carol", "exp": now() + 600});
+    let dir = rampart_test_support::TempDir::new("jwt");
+    // RS256 with a key pair from openssl.
+    let key = dir.path().join("rsa.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let pubfile = dir.path().join("rsa.pub.pem");
+    std::fs::write(&pubfile, &public).unwrap();
+    let edge = single_jwt_route(
+        &up,
+        &format!(
+            "alg = \"RS256\"\npublic_key_file = \"{}\"",
+            pubfile.display()
+        ),
+    )
+    .await;
+    let rsa = EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap();
+    let t = encode(&Header::new(Algorithm::RS256), &claims, &rsa).unwrap();
+    assert_eq!(status_with(&edge, &t).await, 200);
+    let t512 = encode(&Header::new(Algorithm::RS512), &claims, &rsa).unwrap();
+    assert_eq!(
+        status_with(&edge, &t512).await,
+        403,
+        "the algorithm is pinned"
+    );
+    // EdDSA.
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let edge = single_jwt_route(
+        &up,
+        &format!(
+            "alg = \"EdDSA\"\npublic_key = \"\"\"\n{}\"\"\"",
+            ed.public_key_pem()
+        ),
+    )
+    .await;
+    let t = encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims,
+        &EncodingKey::from_ed_pem(ed.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status_with(&edge, &t).await, 200);
+    // JWKS with two EC keys: the token's kid picks one.
+    let k1 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let k2 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let jwk = |kp: &rcgen::KeyPair, kid: &str| {
+        let raw = kp.public_key_raw();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+               "x": b64url(&raw[1..33]), "y": b64url(&raw[33..65])})
+    };
+    let jwks = json!({"keys": [jwk(&k1, "k1"), jwk(&k2, "k2")]});
+    let file = dir.write("jwks.json", jwks.to_string());
+    let edge = single_jwt_route(
+        &up,
+        &format!("alg = \"ES256\"\njwks_file = \"{}\"", file.display()),
+    )
+    .await;
+    let sign = |kp: &rcgen::KeyPair, kid: Option<&str>| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = kid.map(str::to_owned);
+        encode(
+            &h,
+            &claims,
+            &EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(status_with(&edge, &sign(&k2, Some("k2"))).await, 200);
+    assert_eq!(status_with(&edge, &sign(&k1, Some("k1"))).await, 200);
+    assert_eq!(
+        status_with(&edge, &sign(&k1, Some("k2"))).await,
+        403,
+        "wrong key for the kid"
+    );
+    assert_eq!(
+        status_with(&edge, &sign(&k1, Some("k9"))).await,
+        403,
+        "unknown kid"
+    );
+    assert_eq!(
+        status_with(&edge, &sign(&k1, None)).await,
+        403,
+        "no kid with several keys"
+    );
+}
