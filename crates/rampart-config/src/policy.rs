@@ -225,10 +225,6 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// The steady interval between requests.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
     /// Whether requests with `m` count against this limit.
     pub fn applies_to(&self, m: &Method) -> bool {
         self.methods.is_empty() || self.methods.contains(m)
@@ -426,13 +422,6 @@ pub struct RoutePolicy {
     pub tenant: Option<Tenant>,
     /// Cookie hardening.
     pub cookies: Cookies,
-}
-
-impl RoutePolicy {
-    /// Whether any lockout applies.
-    pub fn has_lockout(&self, p: &Policies) -> bool {
-        self.limits.iter().any(|i| p.limits[*i].lockout.is_some())
-    }
 }
 
 /// Tenant header requirement.

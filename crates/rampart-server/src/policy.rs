@@ -48,6 +48,8 @@ pub struct Policies {
     tenants: Vec<Option<regex_lite::Regex>>,
     /// Per route: whether any request policy beyond the body limit applies.
     active: Vec<bool>,
+    /// Per CORS policy: its list headers, joined once.
+    cors_values: Vec<CorsValues>,
     /// Refusals by code.
     pub counters: Counters,
     clock: Instant,
@@ -76,17 +78,24 @@ impl Policies {
             })
             .collect();
         let active = config.routes.iter().map(|r| is_active(&r.policy)).collect();
+        let cors_values = p.cors.iter().map(CorsValues::new).collect();
         Ok(Self {
             limits: p.limits.iter().map(Store::new).collect(),
             lockouts: p
                 .limits
                 .iter()
-                .map(|l| l.lockout.as_ref().map(|_| Lockouts::default()))
+                .map(|l| {
+                    l.lockout.as_ref().map(|lo| Lockouts {
+                        map: Mutex::default(),
+                        window: u64::try_from(lo.window.as_nanos()).unwrap_or(u64::MAX),
+                    })
+                })
                 .collect(),
             identity_headers: auth::identity_headers(p.jwt.as_ref()),
             jwt,
             tenants,
             active,
+            cors_values,
             counters: Counters::default(),
             clock: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
@@ -115,6 +124,51 @@ impl Policies {
     }
 }
 
+/// A CORS policy's list-valued headers, joined at build time rather than per request.
+#[derive(Debug)]
+struct CorsValues {
+    methods: Option<HeaderValue>,
+    headers: Option<HeaderValue>,
+    expose: Option<HeaderValue>,
+}
+
+impl CorsValues {
+    fn new(c: &rampart_config::policy::Cors) -> Self {
+        fn join<'a>(items: impl Iterator<Item = &'a str>) -> Option<HeaderValue> {
+            let v: Vec<&str> = items.collect();
+            if v.is_empty() {
+                return None;
+            }
+            HeaderValue::from_str(&v.join(", ")).ok()
+        }
+        Self {
+            methods: join(c.methods.iter().map(Method::as_str)),
+            headers: join(c.headers.iter().map(HeaderName::as_str)),
+            expose: join(c.expose.iter().map(HeaderName::as_str)),
+        }
+    }
+}
+
+/// `Access-Control-Allow-Origin` (the origin, or `*` for an any-origin policy without
+/// credentials) and `Access-Control-Allow-Credentials`.
+fn allow_origin(h: &mut http::HeaderMap, cors: &rampart_config::policy::Cors, origin: HeaderValue) {
+    let any = cors.any_origin && !cors.credentials;
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        if any {
+            HeaderValue::from_static("*")
+        } else {
+            origin
+        },
+    );
+    if cors.credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
 fn is_active(p: &RoutePolicy) -> bool {
     !(p.limits.is_empty()
         && p.auth.is_empty()
@@ -127,10 +181,11 @@ fn is_active(p: &RoutePolicy) -> bool {
 }
 
 /// Failed-login state of one limit: account → (failures in window, window start, locked
-/// until).
+/// until; 0 when not locked). `window` is the counting window in nanoseconds.
 #[derive(Debug, Default)]
 struct Lockouts {
     map: Mutex<HashMap<String, (u32, u64, u64)>>,
+    window: u64,
 }
 
 impl Lockouts {
@@ -144,9 +199,12 @@ impl Lockouts {
             .get(account)
             .and_then(|(_, _, until)| (*until > now).then(|| *until - now))
     }
+    /// Drops ended locks and failure counts whose window has passed, so a flood of
+    /// distinct account names cannot grow the table without bound.
     fn sweep(&self, now: u64) {
+        let window = self.window;
         self.lock()
-            .retain(|_, (_, _, until)| *until > now || *until == 0);
+            .retain(|_, (_, start, until)| *until > now || now.saturating_sub(*start) <= window);
     }
 }
 
@@ -245,7 +303,8 @@ pub async fn before(
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return preflight(cors, req, allowed.cloned()).map(Before::Answer);
+            return preflight(cors, &pol.cors_values[ci], req, allowed.cloned())
+                .map(Before::Answer);
         }
         ctx.cors_origin = allowed.cloned();
     }
@@ -418,6 +477,7 @@ fn body_limit(limit: u64, req: &mut Request<Body>, ctx: &mut Ctx) -> Result<(), 
 
 fn preflight(
     cors: &rampart_config::policy::Cors,
+    values: &CorsValues,
     req: &Request<Body>,
     origin: Option<HeaderValue>,
 ) -> Result<Response<Body>, Refused> {
@@ -429,9 +489,9 @@ fn preflight(
         .headers()
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-    let Some(method) = method.filter(|m| cors.methods.contains(m)) else {
+    if !method.is_some_and(|m| cors.methods.contains(&m)) {
         return Err(denied("preflight for a method not allowed".into()));
-    };
+    }
     let mut asked = Vec::new();
     for v in req
         .headers()
@@ -451,31 +511,12 @@ fn preflight(
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
-    let any = cors.any_origin && !cors.credentials;
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        if any {
-            HeaderValue::from_static("*")
-        } else {
-            origin
-        },
-    );
-    let methods: Vec<&str> = cors.methods.iter().map(Method::as_str).collect();
-    if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+    allow_origin(h, cors, origin);
+    if let Some(v) = &values.methods {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v.clone());
     }
-    let _ = method;
-    if !cors.headers.is_empty() {
-        let names: Vec<&str> = cors.headers.iter().map(HeaderName::as_str).collect();
-        if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
-        }
-    }
-    if cors.credentials {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+    if let Some(v) = &values.headers {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
     }
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,
@@ -741,13 +782,7 @@ fn url_decode(s: &str) -> String {
 }
 
 /// Runs the response policies.
-pub fn after(
-    edge: &crate::edge::Edge,
-    route: &Route,
-    ctx: Ctx,
-    resp: &mut Response<Body>,
-    tls: bool,
-) {
+pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Response<Body>) {
     let pol = &edge.policies;
     if let Some((li, account)) = &ctx.lockout {
         if let (Some(lo), Some(store)) = (
@@ -759,8 +794,7 @@ pub fn after(
             let mut map = store.lock();
             if lo.statuses.contains(&status) {
                 let e = map.entry(account.clone()).or_insert((0, now, 0));
-                let window = u64::try_from(lo.window.as_nanos()).unwrap_or(u64::MAX);
-                if now.saturating_sub(e.1) > window {
+                if now.saturating_sub(e.1) > store.window {
                     *e = (0, now, 0);
                 }
                 e.0 += 1;
@@ -786,26 +820,9 @@ pub fn after(
         let cors = &edge.config.policies.cors[ci];
         h.append(header::VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = ctx.cors_origin {
-            let any = cors.any_origin && !cors.credentials;
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                if any {
-                    HeaderValue::from_static("*")
-                } else {
-                    origin
-                },
-            );
-            if cors.credentials {
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
-            }
-            if !cors.expose.is_empty() {
-                let names: Vec<&str> = cors.expose.iter().map(HeaderName::as_str).collect();
-                if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
-                    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
-                }
+            allow_origin(h, cors, origin);
+            if let Some(v) = &pol.cors_values[ci].expose {
+                h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
             }
         }
     }
@@ -826,7 +843,7 @@ pub fn after(
         }
     }
     if matches!(route.action, Action::Upstream(_)) && route.policy.cookies.is_active() {
-        harden_cookies(h, &route.policy.cookies, &c.cookie, tls);
+        harden_cookies(h, &route.policy.cookies, &c.cookie);
     }
 }
 
@@ -835,7 +852,6 @@ fn harden_cookies(
     h: &mut http::HeaderMap,
     cfg: &rampart_config::policy::Cookies,
     csrf_cookie: &str,
-    _tls: bool,
 ) {
     if !h.contains_key(header::SET_COOKIE) {
         return;
@@ -901,7 +917,7 @@ mod tests {
             script_readable: vec!["ui".into()],
             ..Default::default()
         };
-        harden_cookies(&mut h, &cfg, "csrf_token", true);
+        harden_cookies(&mut h, &cfg, "csrf_token");
         let got: Vec<&str> = h
             .get_all(header::SET_COOKIE)
             .iter()

@@ -265,7 +265,7 @@ async fn answer<'e>(
         }
         Err(Answer::Close) => return Err(Answer::Close),
     };
-    policy::after(edge, route, ctx, &mut resp, conn.tls);
+    policy::after(edge, route, ctx, &mut resp);
     Ok((resp, &route.headers))
 }
 

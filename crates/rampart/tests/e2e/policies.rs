@@ -842,6 +842,20 @@ async fn method_allow_list_and_cookie_hardening() {
     );
 }
 
+/// The errors of a config that must not load.
+fn config_error(toml: &str) -> String {
+    rampart_config::load_str(
+        toml,
+        &rampart_config::Source {
+            name: "t.toml".into(),
+            base_dir: std::env::temp_dir(),
+            env: &|_| None,
+        },
+    )
+    .expect_err(toml)
+    .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_policy_configs_name_their_keys() {
     let cases = [
@@ -877,16 +891,7 @@ async fn bad_policy_configs_name_their_keys() {
         let toml = format!(
             "[server]\nhttp = \"127.0.0.1:0\"\n{extra}[[routes]]\nrespond = {{ body = \"x\" }}\n"
         );
-        let err = rampart_config::load_str(
-            &toml,
-            &rampart_config::Source {
-                name: "t.toml".into(),
-                base_dir: std::env::temp_dir(),
-                env: &|_| None,
-            },
-        )
-        .expect_err(extra);
-        let text = err.to_string();
+        let text = config_error(&toml);
         assert!(text.contains(expect), "{extra}: {text}");
     }
     let route_cases = [
@@ -901,16 +906,8 @@ async fn bad_policy_configs_name_their_keys() {
         let toml = format!(
             "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nrespond = {{ body = \"x\" }}\n{extra}\n"
         );
-        let err = rampart_config::load_str(
-            &toml,
-            &rampart_config::Source {
-                name: "t.toml".into(),
-                base_dir: std::env::temp_dir(),
-                env: &|_| None,
-            },
-        )
-        .expect_err(extra);
-        assert!(err.to_string().contains(expect), "{extra}: {err}");
+        let text = config_error(&toml);
+        assert!(text.contains(expect), "{extra}: {text}");
     }
 }
 
