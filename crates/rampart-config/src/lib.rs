@@ -16,6 +16,7 @@ pub mod load;
 pub mod policy;
 pub mod raw;
 pub mod runtime;
+pub mod site;
 pub mod units;
 mod validate;
 

@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub jwt: Option<RawJwt>,
     /// `[csrf]`.
     pub csrf: Option<RawCsrf>,
+    /// `[csp_report]`: the CSP violation report endpoint.
+    pub csp_report: Option<RawCspReport>,
 }
 
 /// `[server]`.
@@ -235,6 +237,22 @@ pub struct RawRoute {
     pub csrf: Option<bool>,
     /// Require a tenant header.
     pub tenant: Option<RawTenant>,
+    /// `Cache-Control` rules for static files, first match wins.
+    pub cache: Option<Vec<RawCacheRule>>,
+    /// `Cache-Control` of HTML files (default `no-cache`).
+    pub html_cache: Option<String>,
+    /// Compress responses (default: on for `static`, off for `upstream`).
+    pub compress: Option<bool>,
+    /// Smallest body compressed (default 1KB).
+    pub compress_min_size: Option<Size>,
+    /// Serve dotfiles from a static root (default false; `/.well-known/` always is).
+    pub dotfiles: Option<bool>,
+    /// Follow symlinks that lead out of the static root (default false).
+    pub follow_symlinks: Option<bool>,
+    /// A fresh CSP nonce on every HTML response, added to its tags and to the policy.
+    pub csp_nonce: Option<bool>,
+    /// Send the policy as `Content-Security-Policy-Report-Only`.
+    pub csp_report_only: Option<bool>,
     /// Cookie hardening overrides (`cookies = false` is written `cookies = { secure = false, … }`).
     pub cookies: Option<RawCookies>,
 }
@@ -249,4 +267,30 @@ pub struct RawRespond {
     pub body: Option<String>,
     /// `Content-Type` (default `text/plain; charset=utf-8`).
     pub content_type: Option<String>,
+}
+
+/// One `[[routes.cache]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheRule {
+    /// File glob (`*.pdf`, `/static/**/*.js`, `*.{woff,woff2}`).
+    pub glob: String,
+    /// `Cache-Control` value for matching files.
+    pub control: String,
+}
+
+/// `[csp_report]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCspReport {
+    /// On unless false.
+    pub enabled: Option<bool>,
+    /// Path answered on every host (default `/csp-report`).
+    pub path: Option<String>,
+    /// Largest report body (default 64KB).
+    pub max_body: Option<Size>,
+    /// Reports per client IP (default `10/s`).
+    pub rate: Option<String>,
+    /// Burst above the rate (default 20).
+    pub burst: Option<u32>,
 }

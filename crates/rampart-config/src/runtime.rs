@@ -22,6 +22,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Named policies routes refer to.
     pub policies: crate::policy::Policies,
+    /// The CSP violation report endpoint, when on.
+    pub csp_report: Option<crate::site::CspReport>,
 }
 
 /// `[server]`.
@@ -176,6 +178,11 @@ pub struct Route {
     pub headers: HeaderPolicy,
     /// Request policies.
     pub policy: crate::policy::RoutePolicy,
+    /// Compression of responses, when on.
+    pub compress: Option<crate::site::Compress>,
+    /// A fresh nonce per HTML response (`csp_nonce`): the CSP header name and the policy
+    /// text the nonce is added to. `None` when off or when the route sends no CSP.
+    pub csp_nonce: Option<(HeaderName, String)>,
 }
 
 /// What answers a route.
@@ -184,14 +191,7 @@ pub enum Action {
     /// Proxy to `upstreams[i]`.
     Upstream(usize),
     /// Serve files.
-    Static {
-        /// Root directory (canonical).
-        dir: PathBuf,
-        /// Index file name.
-        index: String,
-        /// File for unmatched navigation requests.
-        spa_fallback: Option<String>,
-    },
+    Static(Box<crate::site::StaticSite>),
     /// Redirect.
     Redirect {
         /// Target URL.

@@ -315,10 +315,11 @@ respond = { status = 204 }
         .iter()
         .find(|(k, _)| k == "content-security-policy")
         .unwrap();
+    let reporting = "; report-uri /csp-report; report-to csp-endpoint";
     assert_eq!(
         csp.1,
-        crate::DEFAULT_CSP,
-        "route `csp = true` restores the default"
+        format!("{}{reporting}", crate::DEFAULT_CSP),
+        "route `csp = true` restores the default (with the report endpoint)"
     );
     assert!(r0.set.iter().any(|(k, v)| k == "x-extra" && v == "1"));
     assert!(r0
@@ -334,7 +335,11 @@ respond = { status = 204 }
         .iter()
         .find(|(k, _)| k == "content-security-policy")
         .unwrap();
-    assert_eq!(csp.1, "default-src 'none'");
+    assert_eq!(csp.1, format!("default-src 'none'{reporting}"));
+    assert!(r1
+        .set
+        .iter()
+        .any(|(k, v)| k == "reporting-endpoints" && v == "csp-endpoint=\"/csp-report\""));
 }
 
 fn tempdir() -> PathBuf {

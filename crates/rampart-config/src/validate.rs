@@ -116,6 +116,16 @@ pub(crate) fn validate(
         limits: raw.limits.keys().collect(),
         cors: raw.cors.keys().collect(),
         have: (raw.jwt.is_some(), raw.api_keys.is_some()),
+        report_path: None,
+    };
+    let csp_report = {
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::site::csp_report(raw.csp_report.as_ref(), &mut sink)
+    };
+    let report_path = csp_report.as_ref().map(|r| r.path.clone());
+    let pnames = PolicyNames {
+        report_path: report_path.as_deref(),
+        ..pnames
     };
     let global = headers_merged(&RawHeaders::default(), &raw.headers);
     check_headers(&raw.headers, "headers", &mut cx);
@@ -162,6 +172,7 @@ pub(crate) fn validate(
         upstreams,
         routes,
         policies,
+        csp_report,
     })
 }
 
@@ -444,6 +455,8 @@ struct PolicyNames<'a> {
     cors: Vec<&'a String>,
     /// (`[jwt]` present, `[api_keys]` present).
     have: (bool, bool),
+    /// The CSP report endpoint's path, when on.
+    report_path: Option<&'a str>,
 }
 
 fn route(
@@ -531,14 +544,34 @@ fn route(
                 );
             }
         }
-        Action::Static {
+        let cache = {
+            let mut sink = |k: String, m: String| cx.err(k, m);
+            crate::site::cache_rules(r.cache.as_deref().unwrap_or_default(), key, &mut sink)
+        };
+        let html_cache = match &r.html_cache {
+            None => HeaderValue::from_static(crate::site::REVALIDATE),
+            Some(v) => crate::site::header_value(v).unwrap_or_else(|| {
+                cx.err(
+                    format!("{key}.html_cache"),
+                    format!("{v:?} is not a valid Cache-Control value"),
+                );
+                HeaderValue::from_static(crate::site::REVALIDATE)
+            }),
+        };
+        Action::Static(Box::new(crate::site::StaticSite {
             dir,
             index,
             spa_fallback: r
                 .spa_fallback
                 .as_ref()
                 .map(|f| f.trim_start_matches('/').to_owned()),
-        }
+            cache,
+            html_cache,
+            hashed_cache: HeaderValue::from_static(crate::site::IMMUTABLE),
+            other_cache: HeaderValue::from_static(crate::site::REVALIDATE),
+            dotfiles: r.dotfiles.unwrap_or(false),
+            follow_symlinks: r.follow_symlinks.unwrap_or(false),
+        }))
     } else if let Some(to) = &r.redirect {
         let status = r.redirect_status.unwrap_or(301);
         if ![301, 302, 303, 307, 308].contains(&status) {
@@ -588,10 +621,47 @@ fn route(
             "only applies to `upstream` routes",
         );
     }
+    let is_static = matches!(action, Action::Static(_));
+    for (set, name) in [
+        (r.cache.is_some(), "cache"),
+        (r.html_cache.is_some(), "html_cache"),
+        (r.dotfiles.is_some(), "dotfiles"),
+        (r.follow_symlinks.is_some(), "follow_symlinks"),
+    ] {
+        if set && !is_static {
+            cx.err(format!("{key}.{name}"), "only applies to `static` routes");
+        }
+    }
+    let compress = r
+        .compress
+        .unwrap_or(is_static)
+        .then(|| crate::site::Compress {
+            min_size: r
+                .compress_min_size
+                .map_or(crate::site::DEFAULT_COMPRESS_MIN, |s| s.0),
+        });
     let own = r.headers.clone().unwrap_or_default();
     check_headers(&own, &format!("{key}.headers"), cx);
     let merged = headers_merged(global, &own);
-    let headers = header_policy(&merged);
+    let (headers, csp_text) = header_policy(
+        &merged,
+        r.csp_report_only.unwrap_or(false),
+        pnames.report_path,
+    );
+    let csp_nonce = if r.csp_nonce == Some(true) {
+        match csp_text {
+            Some(t) => Some(t),
+            None => {
+                cx.err(
+                    format!("{key}.csp_nonce"),
+                    "the route sends no Content-Security-Policy (headers.csp = false)",
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let name = r.name.clone().unwrap_or_else(|| {
         let host = r
             .host
@@ -615,6 +685,8 @@ fn route(
         action,
         headers,
         policy,
+        compress,
+        csp_nonce,
     })
 }
 
@@ -690,7 +762,45 @@ fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
     }
 }
 
-fn header_policy(h: &RawHeaders) -> HeaderPolicy {
+/// The route's header policy, and (when it sends a CSP) the CSP header name and text, for
+/// `csp_nonce`. With `report_path`, the CSP gets `report-uri`/`report-to` and the response a
+/// `Reporting-Endpoints` header.
+fn header_policy(
+    h: &RawHeaders,
+    report_only: bool,
+    report_path: Option<&str>,
+) -> (HeaderPolicy, Option<(HeaderName, String)>) {
+    let mut p = header_policy_plain(h);
+    let mut csp = None;
+    if let Some(i) = p
+        .set
+        .iter()
+        .position(|(k, _)| k == "content-security-policy")
+    {
+        let (_, v) = p.set.remove(i);
+        let mut text = v.to_str().unwrap_or_default().to_owned();
+        if let Some(path) = report_path {
+            text = crate::site::csp_with_reporting(&text, path);
+            p.set.push((
+                HeaderName::from_static("reporting-endpoints"),
+                HeaderValue::from_str(&format!("{}=\"{path}\"", crate::site::REPORT_GROUP))
+                    .unwrap_or(HeaderValue::from_static("")),
+            ));
+        }
+        let name = HeaderName::from_static(if report_only {
+            "content-security-policy-report-only"
+        } else {
+            "content-security-policy"
+        });
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            p.set.push((name.clone(), v));
+        }
+        csp = Some((name, text));
+    }
+    (p, csp)
+}
+
+fn header_policy_plain(h: &RawHeaders) -> HeaderPolicy {
     let mut set = Vec::new();
     let mut add = |name: &'static str, t: &Option<Toggle>, default: Option<&'static str>| {
         let value = match t {

@@ -34,6 +34,7 @@ pub struct Event<'a> {
 #[derive(Debug, Default)]
 pub struct Counters {
     by_code: Mutex<BTreeMap<&'static str, u64>>,
+    csp: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
@@ -45,6 +46,26 @@ impl Counters {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(code)
             .or_default() += 1;
+    }
+
+    /// Counts a CSP violation report by directive (a bounded set of names).
+    pub fn count_csp(&self, directive: &'static str) {
+        *self
+            .csp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(directive)
+            .or_default() += 1;
+    }
+
+    /// (directive, count) pairs of CSP violation reports.
+    pub fn csp_snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.csp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// (code, count) pairs, sorted by code.

@@ -26,6 +26,8 @@ pub enum Body {
     Upstream(crate::proxy::UpstreamBody),
     /// Anything else that streams (static files).
     Boxed(BoxBody<Bytes, BoxError>),
+    /// A body being compressed, decompressed or rewritten (not `Sync`: the HTML rewriter).
+    Transformed(Box<crate::transform::Transform>),
     /// A body that keeps its connection counted as busy until it ends, so an idle check
     /// never mistakes a client that stopped reading for an idle connection.
     Held(Box<Body>, crate::server::InflightGuard),
@@ -71,6 +73,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Body::Upstream(b) => Pin::new(b).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
+            Body::Transformed(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Limited(b, left, flag) => {
                 let r = Pin::new(b.as_mut()).poll_frame(cx);
@@ -96,6 +99,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.is_end_stream(),
             Body::Upstream(b) => b.is_end_stream(),
             Body::Boxed(b) => b.is_end_stream(),
+            Body::Transformed(b) => http_body::Body::is_end_stream(b.as_ref()),
             Body::Held(b, _) | Body::Limited(b, _, _) => b.is_end_stream(),
         }
     }
@@ -107,6 +111,7 @@ impl http_body::Body for Body {
             Body::Incoming(b) => b.size_hint(),
             Body::Upstream(b) => b.size_hint(),
             Body::Boxed(b) => b.size_hint(),
+            Body::Transformed(_) => SizeHint::default(),
             Body::Held(b, _) | Body::Limited(b, _, _) => b.size_hint(),
         }
     }

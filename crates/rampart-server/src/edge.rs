@@ -28,6 +28,8 @@ pub struct Edge {
     pub certificates: Vec<LoadedCert>,
     /// Compiled request policies and their state.
     pub policies: crate::policy::Policies,
+    /// Static files kept in memory.
+    pub(crate) files: crate::static_files::FileCache,
 }
 
 impl Edge {
@@ -75,6 +77,7 @@ impl Edge {
             tls,
             certificates,
             policies,
+            files: crate::static_files::FileCache::default(),
         })
     }
 

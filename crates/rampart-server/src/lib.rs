@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod csp_report;
 pub mod edge;
 pub mod headers;
 pub mod policy;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod stack;
 pub mod static_files;
 pub mod tls;
+pub mod transform;
 
 pub use edge::Edge;
 pub use server::{start, Running};

@@ -52,6 +52,8 @@ pub struct Policies {
     cors_values: Vec<CorsValues>,
     /// Refusals by code.
     pub counters: Counters,
+    /// The CSP report endpoint's per-IP limit.
+    pub(crate) csp_limit: Option<Store>,
     clock: Instant,
     rng: ring::rand::SystemRandom,
 }
@@ -97,6 +99,7 @@ impl Policies {
             active,
             cors_values,
             counters: Counters::default(),
+            csp_limit: config.csp_report.as_ref().map(|r| Store::new(&r.limit)),
             clock: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
         })
@@ -110,7 +113,7 @@ impl Policies {
     /// Drops expired limiter and lockout state (called every few seconds).
     pub fn sweep(&self) {
         let now = self.now();
-        for l in &self.limits {
+        for l in self.limits.iter().chain(&self.csp_limit) {
             l.sweep(now);
         }
         for l in self.lockouts.iter().flatten() {

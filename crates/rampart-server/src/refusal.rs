@@ -43,6 +43,10 @@ pub enum Refusal {
         /// Seconds until the lock ends.
         retry_after: u64,
     },
+    /// A `Range` outside the file (416), with the file's length.
+    RangeNotSatisfiable(u64),
+    /// An unsupported media type (415), e.g. a CSP report that is not a report.
+    UnsupportedMediaType,
 }
 
 impl Refusal {
@@ -62,6 +66,8 @@ impl Refusal {
             Refusal::Locked { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
             }
+            Refusal::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -78,6 +84,8 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::Locked { .. } => "account_locked",
+            Refusal::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            Refusal::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 
@@ -90,6 +98,7 @@ impl Refusal {
                 | Refusal::BadGateway
                 | Refusal::GatewayTimeout
                 | Refusal::BadRequest("bad_request")
+                | Refusal::RangeNotSatisfiable(_)
         )
     }
 
@@ -129,6 +138,11 @@ impl Refusal {
             }
             Refusal::Locked { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Refusal::RangeNotSatisfiable(len) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
             }
             _ => {}
         }

@@ -193,6 +193,8 @@ mod tests {
             },
             headers: HeaderPolicy::default(),
             policy: Default::default(),
+            compress: None,
+            csp_nonce: None,
         }
     }
 

@@ -24,8 +24,8 @@ use crate::policy::{self, Before};
 use crate::proxy::{self, ClientInfo, ProxyError};
 use crate::refusal::Refusal;
 use crate::router::{normalize_path, strip};
-use crate::static_files::{self, StaticRoot};
-use crate::{audit, headers, request_id};
+use crate::static_files::{self, FileRequest};
+use crate::{audit, csp_report, headers, request_id, transform};
 
 /// `X-Request-ID`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -71,6 +71,9 @@ pub async fn handle(
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::apply(resp.headers_mut(), policy, conn.tls);
+        if let Some(transform::CspHeader(name, value)) = resp.extensions_mut().remove() {
+            resp.headers_mut().insert(name, value);
+        }
     }
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
     Ok(resp)
@@ -115,6 +118,13 @@ async fn answer<'e>(
         }
     }
     let path = normalize_path(raw_path).map_err(|_| Refusal::BadRequest("bad_request"))?;
+    if let Some(rep) = &edge.config.csp_report {
+        if *path == *rep.path {
+            let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+            let resp = csp_report::handle(edge, rep, req, ip, request_id).await?;
+            return Ok((resp, &edge.default_headers));
+        }
+    }
     let idx = edge.router.find(&host, &path).ok_or(Refusal::NotFound)?;
     let route = &edge.config.routes[idx];
     let in_route = |r: Refusal| Answer::Refuse(r, Some(idx));
@@ -138,6 +148,18 @@ async fn answer<'e>(
             },
         );
     };
+    // Only routes that transform bodies look at these.
+    let accept = if route.compress.is_some() || route.csp_nonce.is_some() {
+        req.headers().get(header::ACCEPT_ENCODING).cloned()
+    } else {
+        None
+    };
+    let nonce = route.csp_nonce.as_ref().map(|_| transform::new_nonce());
+    if let Some(n) = &nonce {
+        if let Ok(v) = HeaderValue::from_str(n) {
+            req.headers_mut().insert(transform::X_CSP_NONCE, v);
+        }
+    }
     let ctx = match policy::before(edge, idx, &mut req, client_ip).await {
         Ok(Before::Continue(ctx)) => ctx,
         Ok(Before::Answer(resp)) => return Ok((resp, &route.headers)),
@@ -184,18 +206,16 @@ async fn answer<'e>(
                     }
                 }
             }
-            Action::Static {
-                dir,
-                index,
-                spa_fallback,
-            } => {
-                let root = StaticRoot {
-                    dir,
-                    index,
-                    spa_fallback: spa_fallback.as_deref(),
+            Action::Static(site) => {
+                let file_req = FileRequest {
+                    method: req.method(),
+                    headers: req.headers(),
+                    rel: strip(&route.path, &path),
+                    query: req.uri().query(),
+                    compress: route.compress,
+                    identity_only: route.csp_nonce.is_some(),
                 };
-                let rel = strip(&route.path, &path);
-                static_files::serve(&root, req.method(), req.headers(), rel, req.uri().query())
+                static_files::serve(site, &edge.files, &file_req)
                     .await
                     .map_err(in_route)?
             }
@@ -265,6 +285,15 @@ async fn answer<'e>(
         }
         Err(Answer::Close) => return Err(Answer::Close),
     };
+    if route.compress.is_some() || nonce.is_some() {
+        transform::shape(
+            route,
+            &mut resp,
+            accept.as_ref(),
+            nonce,
+            method == Method::HEAD,
+        );
+    }
     policy::after(edge, route, ctx, &mut resp);
     Ok((resp, &route.headers))
 }

@@ -1,88 +1,490 @@
-//! Static files from a route's directory (the simple version: files, index files, SPA
-//! fallback for navigation requests; caching, ranges and compression come later).
+//! Static files from a route's directory: index files, SPA fallback for navigation requests,
+//! `ETag`/`Last-Modified` with conditional requests (304), single `Range` requests (206/416),
+//! HEAD, `Cache-Control` by rule, and compression (precompressed `.br`/`.gz` siblings first,
+//! else compressed once and kept).
 //!
 //! # Security
-//! The path is normalised by the router (no `..`, no encoded `/`, `\` or NUL), dotfiles
-//! are hidden (except `/.well-known/`), and the resolved file must lie inside the root after
-//! symlinks are followed, so a symlink cannot lead out of the root. Directories are never
+//! The path is normalised by the router (no `..`, no encoded `/`, `\` or NUL); after
+//! percent-decoding it is checked again (`..`, `.`, `\`, NUL), dotfiles are hidden (except
+//! `/.well-known/`) unless `dotfiles = true`, and the resolved file must lie inside the root
+//! after symlinks are followed (unless `follow_symlinks = true`). Directories are never
 //! listed.
+//!
+//! # Speed
+//! Like nginx's `open_file_cache`, files up to 1 MiB are kept in memory with their headers
+//! (64 MiB in all). Each request still `stat`s the path, and an entry whose inode, size or
+//! modification time changed is reloaded, so a deploy shows at once. A hit costs one `stat`.
 
+use std::collections::HashMap;
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use rampart_config::site::{Compress, StaticSite};
 
 use crate::body::{Body, BoxError};
 use crate::refusal::Refusal;
+use crate::transform::{self, Coding};
 
-/// A static root as configured.
-#[derive(Debug)]
-pub struct StaticRoot<'a> {
-    /// Canonical root directory.
-    pub dir: &'a Path,
-    /// Index file name.
-    pub index: &'a str,
-    /// Fallback file for navigation requests.
-    pub spa_fallback: Option<&'a str>,
+/// Files larger than this are streamed from disk instead of kept in memory.
+const MAX_CACHED_FILE: u64 = 1024 * 1024;
+/// Memory budget of the file cache (originals and compressed copies).
+const CACHE_BUDGET: usize = 64 * 1024 * 1024;
+/// Most files kept.
+const MAX_ENTRIES: usize = 10_000;
+
+/// The in-memory file cache of one edge (rebuilt on reload).
+#[derive(Debug, Default)]
+pub struct FileCache {
+    inner: Mutex<CacheInner>,
 }
 
-/// Answers a GET or HEAD for `rel` (normalised, route prefix removed, query excluded).
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: HashMap<PathBuf, Arc<Entry>>,
+    bytes: usize,
+}
+
+/// What identifies a version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: SystemTime,
+}
+
+impl Version {
+    fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    version: Version,
+    real: PathBuf,
+    /// The ETag without quotes; encoded variants append `-br`/`-gz`.
+    tag: String,
+    last_modified: HeaderValue,
+    mtime_secs: u64,
+    content_type: HeaderValue,
+    html: bool,
+    compressible: bool,
+    /// The whole file, when small enough.
+    data: Option<Bytes>,
+    /// Precompressed siblings (`.br`, `.gz`) present and not older than the file.
+    siblings: [Option<PathBuf>; 2],
+    /// Compressed copies made from `data` (br, gz), `Some(None)` when not worth it.
+    packed: Mutex<[Option<Option<Bytes>>; 2]>,
+}
+
+fn slot(c: Coding) -> usize {
+    usize::from(c == Coding::Gzip)
+}
+
+/// The request, as the static handler needs it.
+#[derive(Debug)]
+pub struct FileRequest<'a> {
+    /// GET or HEAD (others are refused).
+    pub method: &'a Method,
+    /// Request headers (conditionals, `Range`, `Accept-Encoding`, navigation hints).
+    pub headers: &'a HeaderMap,
+    /// Path below the route, as received (percent-encoded).
+    pub rel: &'a str,
+    /// Query string, kept on the directory redirect.
+    pub query: Option<&'a str>,
+    /// The route's compression.
+    pub compress: Option<Compress>,
+    /// Answer identity only (the body is rewritten and compressed later, for CSP nonces).
+    pub identity_only: bool,
+}
+
+/// Answers a GET or HEAD for a static route.
 ///
 /// # Errors
-/// A [`Refusal`] for a missing file, a bad method, or an I/O error.
+/// A [`Refusal`] for a missing file, a bad method, a bad range, or an I/O error.
 pub async fn serve(
-    root: &StaticRoot<'_>,
-    method: &Method,
-    headers: &HeaderMap,
-    rel: &str,
-    query: Option<&str>,
+    site: &StaticSite,
+    cache: &FileCache,
+    req: &FileRequest<'_>,
 ) -> Result<Response<Body>, Refusal> {
-    if method != Method::GET && method != Method::HEAD {
+    if req.method != Method::GET && req.method != Method::HEAD {
         return Err(Refusal::MethodNotAllowed(HeaderValue::from_static(
             "GET, HEAD",
         )));
     }
-    let Some(decoded) = percent_decode(rel) else {
+    let Some(decoded) = percent_decode(req.rel) else {
         return Err(Refusal::BadRequest("bad_request"));
     };
-    let hidden = decoded
-        .split('/')
-        .any(|s| s.starts_with('.') && s != ".well-known");
-    if hidden || decoded.contains('\\') || decoded.contains('\0') {
+    let bad_segment = decoded.split('/').any(|s| {
+        s == ".." || s == "." || (s.starts_with('.') && !site.dotfiles && s != ".well-known")
+    });
+    if bad_segment || decoded.contains('\\') || decoded.contains('\0') {
         return Err(Refusal::NotFound);
     }
-    let mut path = root.dir.join(decoded.trim_start_matches('/'));
-    match tokio::fs::metadata(&path).await {
-        Ok(m) if m.is_dir() => {
-            if !rel.ends_with('/') {
-                // Like nginx: a directory without its slash is redirected, so relative
-                // links inside its index resolve.
-                let mut loc = format!("{rel}/");
-                if let Some(q) = query {
-                    loc.push('?');
-                    loc.push_str(q);
-                }
-                return Ok(redirect(&loc));
+    let rel_file = decoded.trim_start_matches('/');
+    let mut path = site.dir.join(rel_file);
+    let mut served_rel = rel_file.to_owned();
+    let mut meta = std::fs::metadata(&path).ok();
+    if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+        if !req.rel.ends_with('/') {
+            // Like nginx: a directory without its slash is redirected, so relative links
+            // inside its index resolve.
+            let mut loc = format!("{}/", req.rel);
+            if let Some(q) = req.query {
+                loc.push('?');
+                loc.push_str(q);
             }
-            path.push(root.index);
+            return Ok(redirect(&loc));
         }
-        _ => {}
+        path.push(&site.index);
+        served_rel.push_str(&site.index);
+        meta = std::fs::metadata(&path).ok();
     }
-    match open_inside(root.dir, &path).await {
-        Some((file, len, p)) => Ok(file_response(method, file, len, &p)),
-        None => {
-            if let Some(fallback) = root.spa_fallback.filter(|_| is_navigation(headers)) {
-                let p = root.dir.join(fallback);
-                if let Some((file, len, p)) = open_inside(root.dir, &p).await {
-                    return Ok(file_response(method, file, len, &p));
+    let mut entry = match meta.filter(std::fs::Metadata::is_file) {
+        Some(m) => cache.get(site, &path, &m).await,
+        None => None,
+    };
+    if entry.is_none() {
+        if let Some(fallback) = site
+            .spa_fallback
+            .as_ref()
+            .filter(|_| is_navigation(req.headers))
+        {
+            let p = site.dir.join(fallback);
+            if let Some(m) = std::fs::metadata(&p)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+            {
+                entry = cache.get(site, &p, &m).await;
+                served_rel.clone_from(fallback);
+            }
+        }
+    }
+    let entry = entry.ok_or(Refusal::NotFound)?;
+    respond(site, cache, &entry, &served_rel, req).await
+}
+
+impl FileCache {
+    /// The entry for `path` as it is now, loading it on a miss; `None` when it is outside
+    /// the root or unreadable.
+    async fn get(
+        &self,
+        site: &StaticSite,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Option<Arc<Entry>> {
+        let version = Version::of(meta);
+        {
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(e) = inner.map.get(path) {
+                if e.version == version {
+                    return Some(e.clone());
                 }
             }
-            Err(Refusal::NotFound)
         }
+        let entry = Arc::new(load(site, path, version).await?);
+        let size = entry.data.as_ref().map_or(0, Bytes::len) + 256;
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.bytes + size > CACHE_BUDGET || inner.map.len() >= MAX_ENTRIES {
+            // Crude but bounded: start over. Hot files come back on their next request.
+            inner.map.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += size;
+        if let Some(old) = inner.map.insert(path.to_owned(), entry.clone()) {
+            inner.bytes = inner
+                .bytes
+                .saturating_sub(old.data.as_ref().map_or(0, Bytes::len) + 256);
+        }
+        Some(entry)
+    }
+
+    fn charge(&self, n: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.bytes += n;
+        if inner.bytes > CACHE_BUDGET {
+            inner.map.clear();
+            inner.bytes = 0;
+        }
+    }
+}
+
+async fn load(site: &StaticSite, path: &Path, version: Version) -> Option<Entry> {
+    let real = tokio::fs::canonicalize(path).await.ok()?;
+    if !site.follow_symlinks && !real.starts_with(&site.dir) {
+        return None;
+    }
+    let data = if version.len <= MAX_CACHED_FILE {
+        let d = tokio::fs::read(&real).await.ok()?;
+        // Changed while being read: stream it instead (the next request reloads).
+        (d.len() as u64 == version.len).then(|| Bytes::from(d))
+    } else {
+        None
+    };
+    let content_type = content_type(&real);
+    let compressible = transform::compressible(Some(&content_type));
+    let mut siblings = [None, None];
+    if compressible {
+        for c in [Coding::Brotli, Coding::Gzip] {
+            let mut s = real.clone().into_os_string();
+            s.push(c.suffix());
+            let s = PathBuf::from(s);
+            if let Ok(m) = tokio::fs::metadata(&s).await {
+                let fresh = m.modified().is_ok_and(|t| t >= version.mtime);
+                if m.is_file() && fresh {
+                    siblings[slot(c)] = Some(s);
+                }
+            }
+        }
+    }
+    let mtime_secs = version
+        .mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let nanos = version
+        .mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let html = content_type
+        .to_str()
+        .is_ok_and(|t| t.starts_with("text/html"));
+    Some(Entry {
+        tag: format!("{nanos:x}-{:x}", version.len),
+        last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(version.mtime))
+            .unwrap_or(HeaderValue::from_static("")),
+        mtime_secs,
+        content_type,
+        html,
+        compressible,
+        data,
+        siblings,
+        packed: Mutex::new([None, None]),
+        version,
+        real,
+    })
+}
+
+async fn respond(
+    site: &StaticSite,
+    cache: &FileCache,
+    e: &Arc<Entry>,
+    served_rel: &str,
+    req: &FileRequest<'_>,
+) -> Result<Response<Body>, Refusal> {
+    let len = e.version.len;
+    let h = req.headers;
+    let cache_control = site.cache_control(served_rel, e.html).clone();
+    let compress = req
+        .compress
+        .filter(|c| !req.identity_only && e.compressible && len >= c.min_size);
+    let mut resp = Response::new(Body::Empty);
+    {
+        let out = resp.headers_mut();
+        out.insert(header::CACHE_CONTROL, cache_control);
+        out.insert(header::LAST_MODIFIED, e.last_modified.clone());
+        if compress.is_some() {
+            out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+    }
+    // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = if let Some(inm) = h.get(header::IF_NONE_MATCH) {
+        etag_list_matches(inm, &e.tag)
+    } else if let Some(ims) = h
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let ims = ims
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        e.mtime_secs <= ims
+    } else {
+        false
+    };
+    // The coding this answer would have (a 304 carries the same ETag as the 200).
+    let range = h.get(header::RANGE).filter(|_| {
+        h.get(header::IF_RANGE).is_none_or(|ir| {
+            ir.to_str()
+                .is_ok_and(|v| v == format!("\"{}\"", e.tag) || v == e.last_modified)
+        })
+    });
+    let coding = match (compress, range) {
+        (Some(_), None) => transform::negotiate(h.get(header::ACCEPT_ENCODING)),
+        _ => Coding::Identity,
+    };
+    let etag = match coding {
+        Coding::Identity => format!("\"{}\"", e.tag),
+        Coding::Brotli => format!("\"{}-br\"", e.tag),
+        Coding::Gzip => format!("\"{}-gz\"", e.tag),
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    if not_modified {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(resp);
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, e.content_type.clone());
+    let head = req.method == Method::HEAD;
+    if coding == Coding::Identity {
+        resp.headers_mut()
+            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let (start, end) = match range {
+            Some(r) => match parse_range(r, len) {
+                RangeAnswer::Whole => (0, len),
+                RangeAnswer::Part(a, b) => {
+                    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{}/{len}", b - 1)) {
+                        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    (a, b)
+                }
+                RangeAnswer::Unsatisfiable => return Err(Refusal::RangeNotSatisfiable(len)),
+            },
+            None => (0, len),
+        };
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if !head {
+            *resp.body_mut() = match &e.data {
+                Some(d) => Body::full(d.slice(start as usize..end as usize)),
+                None => file_body(&e.real, start, end - start).await?,
+            };
+        }
+        return Ok(resp);
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_ENCODING,
+        coding.header().unwrap_or(HeaderValue::from_static("")),
+    );
+    // Precompressed sibling, else a copy compressed once, else (large files) streamed.
+    if let Some(sib) = &e.siblings[slot(coding)] {
+        if let Ok(m) = tokio::fs::metadata(sib).await {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(m.len()));
+            if !head {
+                *resp.body_mut() = file_body(sib, 0, m.len()).await?;
+            }
+            return Ok(resp);
+        }
+    }
+    if let Some(packed) = packed(cache, e, coding).await {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(packed.len()));
+        if !head {
+            *resp.body_mut() = Body::full(packed);
+        }
+        return Ok(resp);
+    }
+    if !head {
+        let raw = file_body(&e.real, 0, len).await?;
+        let plan = transform::Plan {
+            encode: Some(coding),
+            ..transform::Plan::default()
+        };
+        *resp.body_mut() = Body::Transformed(Box::new(transform::Transform::new(raw, &plan)));
+    }
+    Ok(resp)
+}
+
+/// The compressed copy of a cached file, made once (off the event loop).
+async fn packed(cache: &FileCache, e: &Arc<Entry>, coding: Coding) -> Option<Bytes> {
+    let data = e.data.clone()?;
+    if let Some(done) = &e.packed.lock().unwrap_or_else(PoisonError::into_inner)[slot(coding)] {
+        return done.clone();
+    }
+    let out = tokio::task::spawn_blocking(move || transform::compress_all(coding, &data))
+        .await
+        .ok()?;
+    // Not worth it unless it saves something.
+    let keep = (out.len() < e.data.as_ref().map_or(0, Bytes::len)).then_some(out);
+    cache.charge(keep.as_ref().map_or(0, Bytes::len));
+    e.packed.lock().unwrap_or_else(PoisonError::into_inner)[slot(coding)] = Some(keep.clone());
+    keep
+}
+
+/// `If-None-Match`: `*`, or a list of entity tags compared weakly; a tag of any coding of
+/// this version matches (the client holds this content in some coding).
+fn etag_list_matches(v: &HeaderValue, tag: &str) -> bool {
+    let Ok(s) = v.to_str() else { return false };
+    s.split(',').any(|t| {
+        let t = t.trim();
+        if t == "*" {
+            return true;
+        }
+        let t = t.trim_start_matches("W/").trim_matches('"');
+        t == tag
+            || t.strip_prefix(tag)
+                .is_some_and(|s| s == "-br" || s == "-gz")
+    })
+}
+
+enum RangeAnswer {
+    Whole,
+    /// `[start, end)`.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One byte range (`a-b`, `a-`, `-n`). Several ranges, other units or malformed values are
+/// ignored (the whole file is sent), as RFC 9110 allows.
+fn parse_range(v: &HeaderValue, len: u64) -> RangeAnswer {
+    let Some(spec) = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("bytes="))
+    else {
+        return RangeAnswer::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Whole;
+    };
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.trim(), b.trim()) {
+        ("", n) => match num(n) {
+            Some(0) => RangeAnswer::Unsatisfiable,
+            Some(n) if len > 0 => RangeAnswer::Part(len.saturating_sub(n), len),
+            Some(_) => RangeAnswer::Unsatisfiable,
+            None => RangeAnswer::Whole,
+        },
+        (a, "") => match num(a) {
+            Some(a) if a < len => RangeAnswer::Part(a, len),
+            Some(_) => RangeAnswer::Unsatisfiable,
+            None => RangeAnswer::Whole,
+        },
+        (a, b) => match (num(a), num(b)) {
+            (Some(a), Some(b)) if a <= b => {
+                if a >= len {
+                    RangeAnswer::Unsatisfiable
+                } else {
+                    RangeAnswer::Part(a, b.min(len - 1) + 1)
+                }
+            }
+            _ => RangeAnswer::Whole,
+        },
     }
 }
 
@@ -97,16 +499,6 @@ fn is_navigation(h: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-async fn open_inside(root: &Path, path: &Path) -> Option<(tokio::fs::File, u64, PathBuf)> {
-    let real = tokio::fs::canonicalize(path).await.ok()?;
-    if !real.starts_with(root) {
-        return None;
-    }
-    let file = tokio::fs::File::open(&real).await.ok()?;
-    let meta = file.metadata().await.ok()?;
-    meta.is_file().then_some((file, meta.len(), real))
-}
-
 fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -116,24 +508,24 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
-fn file_response(method: &Method, file: tokio::fs::File, len: u64, path: &Path) -> Response<Body> {
-    let body = if method == Method::HEAD {
-        Body::Empty
-    } else {
-        Body::Boxed(
-            FileBody {
-                file,
-                remaining: len,
-                buf: BytesMut::new(),
-            }
-            .boxed(),
-        )
-    };
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, content_type(path));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    resp
+async fn file_body(path: &Path, start: u64, len: u64) -> Result<Body, Refusal> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|_| Refusal::NotFound)?;
+    }
+    Ok(Body::Boxed(
+        FileBody {
+            file,
+            remaining: len,
+            buf: BytesMut::new(),
+        }
+        .boxed(),
+    ))
 }
 
 /// `Content-Type` from the extension, with `charset=utf-8` for text.
@@ -214,5 +606,44 @@ impl http_body::Body for FileBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(s: &str, len: u64) -> Option<(u64, u64)> {
+        match parse_range(&HeaderValue::from_str(s).unwrap(), len) {
+            RangeAnswer::Part(a, b) => Some((a, b)),
+            RangeAnswer::Whole => Some((0, u64::MAX)),
+            RangeAnswer::Unsatisfiable => None,
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(range("bytes=90-", 100), Some((90, 100)));
+        assert_eq!(range("bytes=-10", 100), Some((90, 100)));
+        assert_eq!(range("bytes=-500", 100), Some((0, 100)));
+        assert_eq!(range("bytes=50-500", 100), Some((50, 100)));
+        assert_eq!(range("bytes=100-", 100), None);
+        assert_eq!(range("bytes=-0", 100), None);
+        assert_eq!(range("bytes=0-1,5-6", 100), Some((0, u64::MAX)));
+        assert_eq!(range("items=0-1", 100), Some((0, u64::MAX)));
+        assert_eq!(range("bytes=9-1", 100), Some((0, u64::MAX)));
+        assert_eq!(range("bytes=x-1", 100), Some((0, u64::MAX)));
+    }
+
+    #[test]
+    fn etags_compare_weakly_across_codings() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(etag_list_matches(&v("\"abc-1\""), "abc-1"));
+        assert!(etag_list_matches(&v("W/\"abc-1\""), "abc-1"));
+        assert!(etag_list_matches(&v("\"x\", \"abc-1-br\""), "abc-1"));
+        assert!(etag_list_matches(&v("*"), "abc-1"));
+        assert!(!etag_list_matches(&v("\"abc-2\""), "abc-1"));
+        assert!(!etag_list_matches(&v("\"abc-1-zz\""), "abc-1"));
     }
 }
