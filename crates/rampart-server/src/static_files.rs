@@ -109,7 +109,7 @@ pub struct FileRequest<'a> {
     pub query: Option<&'a str>,
     /// The route's compression.
     pub compress: Option<Compress>,
-    /// Answer identity only (the body is rewritten and compressed later, for CSP nonces).
+    /// Answer HTML in identity coding (it is rewritten and compressed later, for CSP nonces).
     pub identity_only: bool,
 }
 
@@ -291,7 +291,7 @@ async fn respond(
     let cache_control = site.cache_control(served_rel, e.html).clone();
     let compress = req
         .compress
-        .filter(|c| !req.identity_only && e.compressible && len >= c.min_size);
+        .filter(|c| !(req.identity_only && e.html) && e.compressible && len >= c.min_size);
     let mut resp = Response::new(Body::Empty);
     {
         let out = resp.headers_mut();

@@ -237,7 +237,7 @@ impl Encoder {
 }
 
 enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
     Brotli(Box<brotli::DecompressorWriter<Shared>>, Shared),
 }
 
@@ -245,9 +245,9 @@ impl Decoder {
     fn new(coding: Coding) -> Option<Self> {
         match coding {
             Coding::Identity => None,
-            Coding::Gzip => Some(Decoder::Gzip(
-                flate2::write::MultiGzDecoder::new(Vec::new()),
-            )),
+            Coding::Gzip => Some(Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                Vec::new(),
+            )))),
             Coding::Brotli => {
                 let out = Shared::default();
                 Some(Decoder::Brotli(

@@ -12,6 +12,10 @@
 //! - `/big/N`: an N-byte body.
 //! - `/drop`: closes the connection without answering.
 //! - `/ws`: a WebSocket echo.
+//! - `/html`: an HTML page with inline and external scripts and styles; it prints the
+//!   `X-CSP-Nonce` it received. `/html-gz`: the same page gzip-encoded.
+//! - `/html-big/N`: an N-byte HTML page full of `<script>` tags, generated as it is sent.
+//! - `/text/N`: N bytes of `text/plain`.
 //! - anything else: `upstream NAME`.
 //!
 //! Every answer carries `x-upstream: NAME`.
@@ -198,6 +202,64 @@ async fn handle(
     } else if let Some(n) = path.strip_prefix("/big/") {
         let n: usize = n.parse().unwrap_or(0);
         Response::new(full(vec![b'x'; n]))
+    } else if path == "/html" || path == "/html-gz" {
+        let nonce = req
+            .headers()
+            .get("x-csp-nonce")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let page = html_page(&nonce);
+        let mut r = if path == "/html-gz" {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, page.as_bytes()).unwrap();
+            let mut r = Response::new(full(e.finish().unwrap()));
+            r.headers_mut()
+                .insert("content-encoding", HeaderValue::from_static("gzip"));
+            r
+        } else {
+            Response::new(full(page))
+        };
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert("etag", HeaderValue::from_static("\"page-v1\""));
+        r
+    } else if let Some(n) = path.strip_prefix("/html-big/") {
+        let total: usize = n.parse().unwrap_or(0);
+        const PIECE: &[u8] =
+            b"<p>lorem ipsum dolor sit amet, consectetur adipiscing elit</p><script>x()</script>\n";
+        let stream = futures_util::stream::unfold(0usize, move |sent| async move {
+            if sent >= total {
+                return None;
+            }
+            let n = (total - sent).min(64 * 1024);
+            let chunk: Vec<u8> = PIECE.iter().copied().cycle().take(n).collect();
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
+                sent + n,
+            ))
+        });
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("text/html"));
+        r
+    } else if let Some(n) = path.strip_prefix("/text/") {
+        let n: usize = n.parse().unwrap_or(0);
+        let body: Vec<u8> = b"all work and no play makes jack a dull boy. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(n)
+            .collect();
+        let mut r = Response::new(full(body));
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
     } else if path == "/drop" {
         // Read the body, then fail: hyper closes the connection without an answer.
         let _ = req.into_body().collect().await;
@@ -244,4 +306,15 @@ async fn handle(
     resp.headers_mut()
         .insert("x-upstream", HeaderValue::from_str(&name).unwrap());
     Ok(resp)
+}
+
+/// The page `/html` serves: every kind of tag a CSP nonce applies to, and one the upstream
+/// nonced itself with the `X-CSP-Nonce` it was given.
+pub fn html_page(nonce: &str) -> String {
+    format!(
+        "<!doctype html><html><head><title>t</title><style>p{{color:red}}</style>\
+<link rel=\"stylesheet\" href=\"/a.css\"><link rel=\"icon\" href=\"/f.ico\"></head>\
+<body><p id=\"n\">upstream-nonce:{nonce}</p><script>document.title='ok'</script>\
+<script src=\"/app.js\"></script><script nonce=\"{nonce}\">1</script></body></html>"
+    )
 }

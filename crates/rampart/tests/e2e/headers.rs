@@ -6,11 +6,12 @@ use rampart_test_support::upstream::Upstream;
 
 use crate::harness::{proxy_toml, start};
 
-const DEFAULTS: [(&str, &str); 7] = [
+const DEFAULTS: [(&str, &str); 8] = [
     (
         "content-security-policy",
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'",
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'; report-uri /csp-report; report-to csp-endpoint",
     ),
+    ("reporting-endpoints", "csp-endpoint=\"/csp-report\""),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("referrer-policy", "strict-origin-when-cross-origin"),
@@ -89,7 +90,7 @@ upstream = "app"
     let r = client::plain(edge.http(), get("h", "/banner")).await;
     assert_eq!(
         r.header("content-security-policy"),
-        Some("default-src 'self'; img-src https:")
+        Some("default-src 'self'; img-src https:; report-uri /csp-report; report-to csp-endpoint")
     );
     assert_eq!(
         r.header("cross-origin-embedder-policy"),

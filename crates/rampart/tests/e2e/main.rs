@@ -12,5 +12,6 @@ mod limits;
 mod policies;
 mod proxy;
 mod routing;
+mod site;
 mod static_files;
 mod tls;
