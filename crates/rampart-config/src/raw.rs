@@ -293,4 +293,8 @@ pub struct RawCspReport {
     pub rate: Option<String>,
     /// Burst above the rate (default 20).
     pub burst: Option<u32>,
+    /// Also name the endpoint for the Reporting API (`report-to`, `Reporting-Endpoints`);
+    /// default true. Browsers that support it send reports there, batched, instead of
+    /// `report-uri` at once.
+    pub report_to: Option<bool>,
 }

@@ -315,6 +315,8 @@ pub struct CspReport {
     pub max_body: u64,
     /// Reports per client IP.
     pub limit: crate::policy::Limit,
+    /// Also advertise the endpoint to the Reporting API.
+    pub report_to: bool,
 }
 
 /// Reporting API endpoint name used in `report-to` and `Reporting-Endpoints`.
@@ -360,6 +362,7 @@ pub fn csp_report(
             max_keys: 10_000,
             lockout: None,
         },
+        report_to: r.report_to.unwrap_or(true),
     })
 }
 
@@ -417,16 +420,18 @@ pub fn csp_with_nonce(csp: &str, nonce: &str) -> String {
     out.join("; ")
 }
 
-/// Appends `report-uri` and `report-to` to a CSP that has neither.
-pub fn csp_with_reporting(csp: &str, path: &str) -> String {
+/// Appends `report-uri` (and `report-to` with `report_to`) to a CSP that has neither.
+pub fn csp_with_reporting(csp: &str, path: &str, report_to: bool) -> String {
     let lower = csp.to_ascii_lowercase();
     if lower.contains("report-uri") || lower.contains("report-to") {
         return csp.to_owned();
     }
-    format!(
-        "{}; report-uri {path}; report-to {REPORT_GROUP}",
-        csp.trim_end_matches([';', ' '])
-    )
+    let base = csp.trim_end_matches([';', ' ']);
+    if report_to {
+        format!("{base}; report-uri {path}; report-to {REPORT_GROUP}")
+    } else {
+        format!("{base}; report-uri {path}")
+    }
 }
 
 #[cfg(test)]
@@ -490,11 +495,11 @@ mod tests {
             "frame-ancestors 'none'"
         );
         assert_eq!(
-            csp_with_reporting("default-src 'self';", "/csp-report"),
+            csp_with_reporting("default-src 'self';", "/csp-report", true),
             "default-src 'self'; report-uri /csp-report; report-to csp-endpoint"
         );
         assert_eq!(
-            csp_with_reporting("x; report-uri /r", "/csp-report"),
+            csp_with_reporting("x; report-uri /r", "/csp-report", true),
             "x; report-uri /r"
         );
     }

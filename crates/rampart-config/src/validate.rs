@@ -122,9 +122,9 @@ pub(crate) fn validate(
         let mut sink = |k: String, m: String| cx.err(k, m);
         crate::site::csp_report(raw.csp_report.as_ref(), &mut sink)
     };
-    let report_path = csp_report.as_ref().map(|r| r.path.clone());
+    let report_path = csp_report.as_ref().map(|r| (r.path.clone(), r.report_to));
     let pnames = PolicyNames {
-        report_path: report_path.as_deref(),
+        report_path: report_path.as_ref().map(|(p, t)| (p.as_str(), *t)),
         ..pnames
     };
     let global = headers_merged(&RawHeaders::default(), &raw.headers);
@@ -455,8 +455,8 @@ struct PolicyNames<'a> {
     cors: Vec<&'a String>,
     /// (`[jwt]` present, `[api_keys]` present).
     have: (bool, bool),
-    /// The CSP report endpoint's path, when on.
-    report_path: Option<&'a str>,
+    /// The CSP report endpoint's path and whether `report-to` names it, when on.
+    report_path: Option<(&'a str, bool)>,
 }
 
 fn route(
@@ -768,7 +768,7 @@ fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
 fn header_policy(
     h: &RawHeaders,
     report_only: bool,
-    report_path: Option<&str>,
+    report_path: Option<(&str, bool)>,
 ) -> (HeaderPolicy, Option<(HeaderName, String)>) {
     let mut p = header_policy_plain(h);
     let mut csp = None;
@@ -779,8 +779,10 @@ fn header_policy(
     {
         let (_, v) = p.set.remove(i);
         let mut text = v.to_str().unwrap_or_default().to_owned();
-        if let Some(path) = report_path {
-            text = crate::site::csp_with_reporting(&text, path);
+        if let Some((path, report_to)) = report_path {
+            text = crate::site::csp_with_reporting(&text, path, report_to);
+        }
+        if let Some((path, true)) = report_path {
             p.set.push((
                 HeaderName::from_static("reporting-endpoints"),
                 HeaderValue::from_str(&format!("{}=\"{path}\"", crate::site::REPORT_GROUP))

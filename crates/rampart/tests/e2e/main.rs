@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod browser;
 mod cli;
 mod headers;
 mod limits;
