@@ -25,7 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, "conf")
 SYSTEMS = ["nginx", "rampart", "haproxy", "caddy"]
-SCENARIOS = ["plain", "tls", "h2", "posture", "large", "new-conns", "idle"]
+SCENARIOS = ["plain", "tls", "h2", "posture", "large", "new-conns", "idle", "static"]
+# The file the static scenario fetches (a content-hashed 8 KiB script), and its site.
+STATIC_FILE = "/assets/app-3f2a1b9c.js"
 
 # What each system can express of the posture scenario.
 POSTURE_NOTES = {
@@ -129,6 +131,22 @@ def wait_ready(port, tls, deadline=15.0):
 def start_system(name, scenario, v, work):
     posture = scenario == "posture"
     inc = {"nginx": "nginx.posture.inc", "haproxy": "haproxy.posture.inc", "caddy": "caddy.posture.inc"}
+    if scenario == "static":
+        if name == "nginx":
+            path = os.path.join(work, "nginx-static.conf")
+            open(path, "w").write(render("nginx-static.conf", v))
+            return Proc(name, ["nginx", "-c", path])
+        if name == "caddy":
+            path = os.path.join(work, "Caddyfile.static")
+            open(path, "w").write(render("Caddyfile.static", v))
+            return Proc(name, ["caddy", "run", "--config", path, "--adapter", "caddyfile"],
+                        env={"GOMAXPROCS": "1", "HOME": work, "XDG_DATA_HOME": work, "XDG_CONFIG_HOME": work})
+        if name == "rampart":
+            path = os.path.join(work, "rampart.toml")
+            open(path, "w").write(render("rampart-static.toml", v))
+            return Proc(name, [os.path.join(ROOT, "target/release/rampart"), "serve", "-c", path],
+                        env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
+        return None  # HAProxy does not serve files from a directory
     if name == "nginx":
         path = os.path.join(work, "nginx.conf")
         open(path, "w").write(render("nginx.conf", v, inc["nginx"] if posture else None))
@@ -240,6 +258,12 @@ def main():
                     "-keyout", v["KEY"], "-out", v["CERT"]], check=True, capture_output=True)
     open(v["CERTKEY"], "w").write(open(v["CERT"]).read() + open(v["KEY"]).read())
     open(os.path.join(work, "64k.bin"), "wb").write(b"y" * 65536)
+    site = os.path.join(work, "site")
+    os.makedirs(os.path.join(site, "assets"))
+    open(os.path.join(site, "index.html"), "w").write("<!doctype html><title>bench</title>" + "<p>static</p>" * 100)
+    open(os.path.join(site, STATIC_FILE.lstrip("/")), "w").write(("function f(){return %d}\n" % 7) * 364)
+    for d in (site, os.path.join(site, "assets")):
+        os.chmod(d, 0o755)  # nginx's workers read it as an unprivileged user
     open(os.path.join(work, "origin.conf"), "w").write(render("origin.nginx.conf", v))
     origin = Proc("origin", ["nginx", "-c", os.path.join(work, "origin.conf")])
     results = []  # (scenario, system, rep, dict)
@@ -252,6 +276,8 @@ def main():
             for rep in range(args.reps):
                 for system in systems:
                     proc = start_system(system, scenario, v, work)
+                    if proc is None:
+                        continue
                     tls = scenario in ("tls", "h2", "posture", "new-conns")
                     port = v["TLS"] if tls else v["HTTP"]
                     if not wait_ready(port, tls):
@@ -264,6 +290,8 @@ def main():
                         r = run_wrk(https + "/", args.seconds)
                     elif scenario == "h2":
                         r = run_h2load(https + "/", args.seconds)
+                    elif scenario == "static":
+                        r = run_wrk(http + STATIC_FILE, args.seconds)
                     elif scenario == "large":
                         r = run_wrk(http + "/64k", args.seconds)
                     elif scenario == "new-conns":

@@ -28,8 +28,8 @@ pub struct Edge {
     pub certificates: Vec<LoadedCert>,
     /// Compiled request policies and their state.
     pub policies: crate::policy::Policies,
-    /// Static files kept in memory.
-    pub(crate) files: crate::static_files::FileCache,
+    /// Static files kept in memory, per route.
+    pub(crate) files: Vec<crate::static_files::FileCache>,
 }
 
 impl Edge {
@@ -57,6 +57,7 @@ impl Edge {
             errors,
         })?;
         let router = Router::new(&config.routes);
+        let n_routes = config.routes.len();
         let pools = config
             .upstreams
             .iter()
@@ -77,7 +78,9 @@ impl Edge {
             tls,
             certificates,
             policies,
-            files: crate::static_files::FileCache::default(),
+            files: (0..n_routes)
+                .map(|_| crate::static_files::FileCache::default())
+                .collect(),
         })
     }
 

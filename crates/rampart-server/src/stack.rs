@@ -215,7 +215,7 @@ async fn answer<'e>(
                     compress: route.compress,
                     identity_only: route.csp_nonce.is_some(),
                 };
-                static_files::serve(site, &edge.files, &file_req)
+                static_files::serve(site, &edge.files[idx], &file_req)
                     .await
                     .map_err(in_route)?
             }

@@ -16,7 +16,9 @@
 //! modification time changed is reloaded, so a deploy shows at once. A hit costs one `stat`.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::SeekFrom;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,7 +42,7 @@ const CACHE_BUDGET: usize = 64 * 1024 * 1024;
 /// Most files kept.
 const MAX_ENTRIES: usize = 10_000;
 
-/// The in-memory file cache of one edge (rebuilt on reload).
+/// The in-memory file cache of one static route (rebuilt on reload).
 #[derive(Debug, Default)]
 pub struct FileCache {
     inner: Mutex<CacheInner>,
@@ -48,7 +50,7 @@ pub struct FileCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    map: HashMap<PathBuf, Arc<Entry>>,
+    map: HashMap<Box<[u8]>, Arc<Entry>>,
     bytes: usize,
 }
 
@@ -79,6 +81,12 @@ struct Entry {
     real: PathBuf,
     /// The ETag without quotes; encoded variants append `-br`/`-gz`.
     tag: String,
+    /// `ETag` values: identity, br, gzip.
+    etags: [HeaderValue; 3],
+    /// `Content-Length` of the file.
+    length: HeaderValue,
+    /// `Cache-Control` by the route's rules.
+    cache_control: HeaderValue,
     last_modified: HeaderValue,
     mtime_secs: u64,
     content_type: HeaderValue,
@@ -137,9 +145,13 @@ pub async fn serve(
         return Err(Refusal::NotFound);
     }
     let rel_file = decoded.trim_start_matches('/');
-    let mut path = site.dir.join(rel_file);
-    let mut served_rel = rel_file.to_owned();
-    let mut meta = std::fs::metadata(&path).ok();
+    // One buffer for the path (no PathBuf joins on the hot path).
+    let dir = site.dir.as_os_str().as_bytes();
+    let mut buf = Vec::with_capacity(dir.len() + 2 + rel_file.len() + site.index.len());
+    buf.extend_from_slice(dir);
+    buf.push(b'/');
+    buf.extend_from_slice(rel_file.as_bytes());
+    let mut meta = std::fs::metadata(OsStr::from_bytes(&buf)).ok();
     if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
         if !req.rel.ends_with('/') {
             // Like nginx: a directory without its slash is redirected, so relative links
@@ -151,12 +163,14 @@ pub async fn serve(
             }
             return Ok(redirect(&loc));
         }
-        path.push(&site.index);
-        served_rel.push_str(&site.index);
-        meta = std::fs::metadata(&path).ok();
+        if !buf.ends_with(b"/") {
+            buf.push(b'/');
+        }
+        buf.extend_from_slice(site.index.as_bytes());
+        meta = std::fs::metadata(OsStr::from_bytes(&buf)).ok();
     }
     let mut entry = match meta.filter(std::fs::Metadata::is_file) {
-        Some(m) => cache.get(site, &path, &m).await,
+        Some(m) => cache.get(site, &buf, dir.len() + 1, &m).await,
         None => None,
     };
     if entry.is_none() {
@@ -165,18 +179,16 @@ pub async fn serve(
             .as_ref()
             .filter(|_| is_navigation(req.headers))
         {
-            let p = site.dir.join(fallback);
-            if let Some(m) = std::fs::metadata(&p)
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-            {
-                entry = cache.get(site, &p, &m).await;
-                served_rel.clone_from(fallback);
+            buf.truncate(dir.len() + 1);
+            buf.extend_from_slice(fallback.as_bytes());
+            let m = std::fs::metadata(OsStr::from_bytes(&buf)).ok();
+            if let Some(m) = m.filter(std::fs::Metadata::is_file) {
+                entry = cache.get(site, &buf, dir.len() + 1, &m).await;
             }
         }
     }
     let entry = entry.ok_or(Refusal::NotFound)?;
-    respond(site, cache, &entry, &served_rel, req).await
+    respond(cache, &entry, req).await
 }
 
 impl FileCache {
@@ -185,7 +197,8 @@ impl FileCache {
     async fn get(
         &self,
         site: &StaticSite,
-        path: &Path,
+        path: &[u8],
+        rel_at: usize,
         meta: &std::fs::Metadata,
     ) -> Option<Arc<Entry>> {
         let version = Version::of(meta);
@@ -197,7 +210,8 @@ impl FileCache {
                 }
             }
         }
-        let entry = Arc::new(load(site, path, version).await?);
+        let rel = String::from_utf8_lossy(&path[rel_at.min(path.len())..]).into_owned();
+        let entry = Arc::new(load(site, Path::new(OsStr::from_bytes(path)), &rel, version).await?);
         let size = entry.data.as_ref().map_or(0, Bytes::len) + 256;
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.bytes + size > CACHE_BUDGET || inner.map.len() >= MAX_ENTRIES {
@@ -206,7 +220,7 @@ impl FileCache {
             inner.bytes = 0;
         }
         inner.bytes += size;
-        if let Some(old) = inner.map.insert(path.to_owned(), entry.clone()) {
+        if let Some(old) = inner.map.insert(path.into(), entry.clone()) {
             inner.bytes = inner
                 .bytes
                 .saturating_sub(old.data.as_ref().map_or(0, Bytes::len) + 256);
@@ -224,7 +238,7 @@ impl FileCache {
     }
 }
 
-async fn load(site: &StaticSite, path: &Path, version: Version) -> Option<Entry> {
+async fn load(site: &StaticSite, path: &Path, rel: &str, version: Version) -> Option<Entry> {
     let real = tokio::fs::canonicalize(path).await.ok()?;
     if !site.follow_symlinks && !real.starts_with(&site.dir) {
         return None;
@@ -263,8 +277,15 @@ async fn load(site: &StaticSite, path: &Path, version: Version) -> Option<Entry>
     let html = content_type
         .to_str()
         .is_ok_and(|t| t.starts_with("text/html"));
+    let tag = format!("{nanos:x}-{:x}", version.len);
+    let etag = |suffix: &str| {
+        HeaderValue::from_str(&format!("\"{tag}{suffix}\"")).unwrap_or(HeaderValue::from_static(""))
+    };
     Some(Entry {
-        tag: format!("{nanos:x}-{:x}", version.len),
+        etags: [etag(""), etag("-br"), etag("-gz")],
+        length: HeaderValue::from(version.len),
+        cache_control: site.cache_control(rel, html).clone(),
+        tag,
         last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(version.mtime))
             .unwrap_or(HeaderValue::from_static("")),
         mtime_secs,
@@ -280,19 +301,19 @@ async fn load(site: &StaticSite, path: &Path, version: Version) -> Option<Entry>
 }
 
 async fn respond(
-    site: &StaticSite,
     cache: &FileCache,
     e: &Arc<Entry>,
-    served_rel: &str,
     req: &FileRequest<'_>,
 ) -> Result<Response<Body>, Refusal> {
     let len = e.version.len;
     let h = req.headers;
-    let cache_control = site.cache_control(served_rel, e.html).clone();
+    let cache_control = e.cache_control.clone();
     let compress = req
         .compress
         .filter(|c| !(req.identity_only && e.html) && e.compressible && len >= c.min_size);
     let mut resp = Response::new(Body::Empty);
+    // Room for these and the security headers: the map never grows.
+    *resp.headers_mut() = HeaderMap::with_capacity(24);
     {
         let out = resp.headers_mut();
         out.insert(header::CACHE_CONTROL, cache_control);
@@ -320,7 +341,7 @@ async fn respond(
     let range = h.get(header::RANGE).filter(|_| {
         h.get(header::IF_RANGE).is_none_or(|ir| {
             ir.to_str()
-                .is_ok_and(|v| v == format!("\"{}\"", e.tag) || v == e.last_modified)
+                .is_ok_and(|v| v.as_bytes() == e.etags[0].as_bytes() || v == e.last_modified)
         })
     });
     let coding = match (compress, range) {
@@ -328,13 +349,11 @@ async fn respond(
         _ => Coding::Identity,
     };
     let etag = match coding {
-        Coding::Identity => format!("\"{}\"", e.tag),
-        Coding::Brotli => format!("\"{}-br\"", e.tag),
-        Coding::Gzip => format!("\"{}-gz\"", e.tag),
+        Coding::Identity => &e.etags[0],
+        Coding::Brotli => &e.etags[1],
+        Coding::Gzip => &e.etags[2],
     };
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    resp.headers_mut().insert(header::ETAG, etag.clone());
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(resp);
@@ -359,8 +378,12 @@ async fn respond(
             },
             None => (0, len),
         };
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        let length = if end - start == len {
+            e.length.clone()
+        } else {
+            HeaderValue::from(end - start)
+        };
+        resp.headers_mut().insert(header::CONTENT_LENGTH, length);
         if !head {
             *resp.body_mut() = match &e.data {
                 Some(d) => Body::full(d.slice(start as usize..end as usize)),
@@ -545,9 +568,9 @@ pub fn content_type(path: &Path) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !s.contains('%') {
-        return Some(s.to_owned());
+        return Some(std::borrow::Cow::Borrowed(s));
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -562,7 +585,7 @@ fn percent_decode(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 /// Streams a file in 64 KiB reads, never more than its length at open time.
