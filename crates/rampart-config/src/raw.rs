@@ -249,6 +249,8 @@ pub struct RawRoute {
     pub dotfiles: Option<bool>,
     /// Follow symlinks that lead out of the static root (default false).
     pub follow_symlinks: Option<bool>,
+    /// How long a file kept in memory is served before it is checked again (default 1s).
+    pub revalidate_after: Option<Duration>,
     /// A fresh CSP nonce on every HTML response, added to its tags and to the policy.
     pub csp_nonce: Option<bool>,
     /// Send the policy as `Content-Security-Policy-Report-Only`.

@@ -212,6 +212,8 @@ pub struct StaticSite {
     pub dotfiles: bool,
     /// Follow symlinks that lead out of the root.
     pub follow_symlinks: bool,
+    /// A file kept in memory is served this long before its path is `stat`ed again.
+    pub revalidate_after: std::time::Duration,
 }
 
 impl StaticSite {

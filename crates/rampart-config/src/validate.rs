@@ -571,6 +571,7 @@ fn route(
             other_cache: HeaderValue::from_static(crate::site::REVALIDATE),
             dotfiles: r.dotfiles.unwrap_or(false),
             follow_symlinks: r.follow_symlinks.unwrap_or(false),
+            revalidate_after: dur(r.revalidate_after, Duration::from_secs(1)),
         }))
     } else if let Some(to) = &r.redirect {
         let status = r.redirect_status.unwrap_or(301);
@@ -627,6 +628,7 @@ fn route(
         (r.html_cache.is_some(), "html_cache"),
         (r.dotfiles.is_some(), "dotfiles"),
         (r.follow_symlinks.is_some(), "follow_symlinks"),
+        (r.revalidate_after.is_some(), "revalidate_after"),
     ] {
         if set && !is_static {
             cx.err(format!("{key}.{name}"), "only applies to `static` routes");

@@ -65,12 +65,14 @@ pub async fn handle(
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
             let policy = route.map_or(&edge.default_headers, |i| &edge.config.routes[i].headers);
-            (r.response(&request_id), policy)
+            (r.response(&request_id), Some(policy))
         }
         Err(Answer::Close) => return Err(CloseConnection),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        headers::apply(resp.headers_mut(), policy, conn.tls);
+        if let Some(policy) = policy {
+            headers::apply(resp.headers_mut(), policy, conn.tls);
+        }
         if let Some(transform::CspHeader(name, value)) = resp.extensions_mut().remove() {
             resp.headers_mut().insert(name, value);
         }
@@ -96,7 +98,7 @@ async fn answer<'e>(
     conn: &ConnInfo,
     req: Request<Body>,
     request_id: &HeaderValue,
-) -> Result<(Response<Body>, &'e HeaderPolicy), Answer> {
+) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
     let server = &edge.config.server;
     let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
     if !server.allowed_hosts.is_empty() && !server.allowed_hosts.iter().any(|p| p.matches(&host)) {
@@ -114,7 +116,10 @@ async fn answer<'e>(
             .iter()
             .any(|p| raw_path.starts_with(p.as_str()))
         {
-            return Ok((https_redirect(&req, &host, port)?, &edge.default_headers));
+            return Ok((
+                https_redirect(&req, &host, port)?,
+                Some(&edge.default_headers),
+            ));
         }
     }
     let path = normalize_path(raw_path).map_err(|_| Refusal::BadRequest("bad_request"))?;
@@ -122,7 +127,7 @@ async fn answer<'e>(
         if *path == *rep.path {
             let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
             let resp = csp_report::handle(edge, rep, req, ip, request_id).await?;
-            return Ok((resp, &edge.default_headers));
+            return Ok((resp, Some(&edge.default_headers)));
         }
     }
     let idx = edge.router.find(&host, &path).ok_or(Refusal::NotFound)?;
@@ -162,7 +167,7 @@ async fn answer<'e>(
     }
     let ctx = match policy::before(edge, idx, &mut req, client_ip).await {
         Ok(Before::Continue(ctx)) => ctx,
-        Ok(Before::Answer(resp)) => return Ok((resp, &route.headers)),
+        Ok(Before::Answer(resp)) => return Ok((resp, Some(&route.headers))),
         Err(refused) => {
             audit(&refused);
             return Err(in_route(refused.refusal));
@@ -214,6 +219,8 @@ async fn answer<'e>(
                     query: req.uri().query(),
                     compress: route.compress,
                     identity_only: route.csp_nonce.is_some(),
+                    policy: &route.headers,
+                    tls: conn.tls,
                 };
                 static_files::serve(site, &edge.files[idx], &file_req)
                     .await
@@ -295,7 +302,12 @@ async fn answer<'e>(
         );
     }
     policy::after(edge, route, ctx, &mut resp);
-    Ok((resp, &route.headers))
+    // Static answers carry the route's headers already (from their file's template).
+    let policy = (!matches!(route.action, Action::Static(_))
+        || resp.status().is_client_error()
+        || resp.status().is_server_error())
+    .then_some(&route.headers);
+    Ok((resp, policy))
 }
 
 /// The request's host, lowercase, without port: from the URI authority (HTTP/2, absolute

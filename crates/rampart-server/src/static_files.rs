@@ -21,14 +21,16 @@ use std::io::SeekFrom;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use rampart_config::runtime::HeaderPolicy;
 use rampart_config::site::{Compress, StaticSite};
 
 use crate::body::{Body, BoxError};
@@ -43,9 +45,20 @@ const CACHE_BUDGET: usize = 64 * 1024 * 1024;
 const MAX_ENTRIES: usize = 10_000;
 
 /// The in-memory file cache of one static route (rebuilt on reload).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FileCache {
     inner: Mutex<CacheInner>,
+    /// Times below are nanoseconds since this instant.
+    epoch: Instant,
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +111,10 @@ struct Entry {
     siblings: [Option<PathBuf>; 2],
     /// Compressed copies made from `data` (br, gz), `Some(None)` when not worth it.
     packed: Mutex<[Option<Option<Bytes>>; 2]>,
+    /// When the path was last `stat`ed and found unchanged (ns since the cache's epoch).
+    checked: AtomicU64,
+    /// Response headers by coding (identity, br, gzip) and by plain/TLS, built once.
+    templates: [[OnceLock<HeaderMap>; 2]; 3],
 }
 
 fn slot(c: Coding) -> usize {
@@ -117,6 +134,10 @@ pub struct FileRequest<'a> {
     pub query: Option<&'a str>,
     /// The route's compression.
     pub compress: Option<Compress>,
+    /// The route's security headers (static answers carry them from their template).
+    pub policy: &'a HeaderPolicy,
+    /// Whether the connection is TLS (HSTS).
+    pub tls: bool,
     /// Answer HTML in identity coding (it is rewritten and compressed later, for CSP nonces).
     pub identity_only: bool,
 }
@@ -151,6 +172,12 @@ pub async fn serve(
     buf.extend_from_slice(dir);
     buf.push(b'/');
     buf.extend_from_slice(rel_file.as_bytes());
+    // A file checked less than `revalidate_after` ago is served without a `stat`.
+    if !site.revalidate_after.is_zero() {
+        if let Some(e) = cache.fresh(&buf, site.revalidate_after) {
+            return respond(cache, &e, req).await;
+        }
+    }
     let mut meta = std::fs::metadata(OsStr::from_bytes(&buf)).ok();
     if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
         if !req.rel.ends_with('/') {
@@ -161,7 +188,9 @@ pub async fn serve(
                 loc.push('?');
                 loc.push_str(q);
             }
-            return Ok(redirect(&loc));
+            let mut resp = redirect(&loc);
+            crate::headers::apply(resp.headers_mut(), req.policy, req.tls);
+            return Ok(resp);
         }
         if !buf.ends_with(b"/") {
             buf.push(b'/');
@@ -202,16 +231,19 @@ impl FileCache {
         meta: &std::fs::Metadata,
     ) -> Option<Arc<Entry>> {
         let version = Version::of(meta);
+        let now = self.now();
         {
             let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(e) = inner.map.get(path) {
                 if e.version == version {
+                    e.checked.store(now, Ordering::Relaxed);
                     return Some(e.clone());
                 }
             }
         }
         let rel = String::from_utf8_lossy(&path[rel_at.min(path.len())..]).into_owned();
         let entry = Arc::new(load(site, Path::new(OsStr::from_bytes(path)), &rel, version).await?);
+        entry.checked.store(now, Ordering::Relaxed);
         let size = entry.data.as_ref().map_or(0, Bytes::len) + 256;
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.bytes + size > CACHE_BUDGET || inner.map.len() >= MAX_ENTRIES {
@@ -226,6 +258,19 @@ impl FileCache {
                 .saturating_sub(old.data.as_ref().map_or(0, Bytes::len) + 256);
         }
         Some(entry)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The entry for exactly `path` when it was checked within `valid`.
+    fn fresh(&self, path: &[u8], valid: std::time::Duration) -> Option<Arc<Entry>> {
+        let now = self.now();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = inner.map.get(path)?;
+        let age = now.saturating_sub(e.checked.load(Ordering::Relaxed));
+        (u128::from(age) < valid.as_nanos()).then(|| e.clone())
     }
 
     fn charge(&self, n: usize) {
@@ -295,6 +340,8 @@ async fn load(site: &StaticSite, path: &Path, rel: &str, version: Version) -> Op
         data,
         siblings,
         packed: Mutex::new([None, None]),
+        templates: Default::default(),
+        checked: AtomicU64::new(0),
         version,
         real,
     })
@@ -307,21 +354,9 @@ async fn respond(
 ) -> Result<Response<Body>, Refusal> {
     let len = e.version.len;
     let h = req.headers;
-    let cache_control = e.cache_control.clone();
     let compress = req
         .compress
         .filter(|c| !(req.identity_only && e.html) && e.compressible && len >= c.min_size);
-    let mut resp = Response::new(Body::Empty);
-    // Room for these and the security headers: the map never grows.
-    *resp.headers_mut() = HeaderMap::with_capacity(24);
-    {
-        let out = resp.headers_mut();
-        out.insert(header::CACHE_CONTROL, cache_control);
-        out.insert(header::LAST_MODIFIED, e.last_modified.clone());
-        if compress.is_some() {
-            out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        }
-    }
     // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
     let not_modified = if let Some(inm) = h.get(header::IF_NONE_MATCH) {
         etag_list_matches(inm, &e.tag)
@@ -348,22 +383,30 @@ async fn respond(
         (Some(_), None) => transform::negotiate(h.get(header::ACCEPT_ENCODING)),
         _ => Coding::Identity,
     };
-    let etag = match coding {
-        Coding::Identity => &e.etags[0],
-        Coding::Brotli => &e.etags[1],
-        Coding::Gzip => &e.etags[2],
+    // Every header but the length comes from the file's template for this coding.
+    let idx = match coding {
+        Coding::Identity => 0,
+        Coding::Brotli => 1,
+        Coding::Gzip => 2,
     };
-    resp.headers_mut().insert(header::ETAG, etag.clone());
+    let tpl = e.templates[idx][usize::from(req.tls)]
+        .get_or_init(|| template(e, coding, compress.is_some(), req.policy, req.tls));
+    let mut resp = Response::new(Body::Empty);
+    *resp.headers_mut() = tpl.clone();
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        // A 304 carries validators and caching headers, not the representation's.
+        for name in [
+            header::CONTENT_TYPE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_ENCODING,
+        ] {
+            resp.headers_mut().remove(name);
+        }
         return Ok(resp);
     }
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, e.content_type.clone());
     let head = req.method == Method::HEAD;
     if coding == Coding::Identity {
-        resp.headers_mut()
-            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         let (start, end) = match range {
             Some(r) => match parse_range(r, len) {
                 RangeAnswer::Whole => (0, len),
@@ -392,10 +435,6 @@ async fn respond(
         }
         return Ok(resp);
     }
-    resp.headers_mut().insert(
-        header::CONTENT_ENCODING,
-        coding.header().unwrap_or(HeaderValue::from_static("")),
-    );
     // Precompressed sibling, else a copy compressed once, else (large files) streamed.
     if let Some(sib) = &e.siblings[slot(coding)] {
         if let Ok(m) = tokio::fs::metadata(sib).await {
@@ -424,6 +463,40 @@ async fn respond(
         *resp.body_mut() = Body::Transformed(Box::new(transform::Transform::new(raw, &plan)));
     }
     Ok(resp)
+}
+
+/// The headers of every answer with this file in `coding`: representation, validators,
+/// caching, and the route's security headers (applied here once, not per response).
+fn template(
+    e: &Entry,
+    coding: Coding,
+    compress: bool,
+    policy: &HeaderPolicy,
+    tls: bool,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(24);
+    h.insert(header::CONTENT_TYPE, e.content_type.clone());
+    h.insert(header::CACHE_CONTROL, e.cache_control.clone());
+    h.insert(header::LAST_MODIFIED, e.last_modified.clone());
+    let etag = match coding {
+        Coding::Identity => &e.etags[0],
+        Coding::Brotli => &e.etags[1],
+        Coding::Gzip => &e.etags[2],
+    };
+    h.insert(header::ETAG, etag.clone());
+    if compress {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    match coding.header() {
+        Some(ce) => {
+            h.insert(header::CONTENT_ENCODING, ce);
+        }
+        None => {
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+    }
+    crate::headers::apply(&mut h, policy, tls);
+    h
 }
 
 /// The compressed copy of a cached file, made once (off the event loop).

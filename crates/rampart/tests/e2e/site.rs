@@ -157,7 +157,7 @@ async fn symlinks_out_and_dotfiles_only_when_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_requests_answer_304() {
-    let edge = site("").await;
+    let edge = site("revalidate_after = \"0s\"").await;
     let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
     let etag = r.header("etag").unwrap().to_owned();
     let lm = r.header("last-modified").unwrap().to_owned();
@@ -365,6 +365,13 @@ async fn cache_control_by_rule() {
     let edge = site("").await;
     let r = client::plain(edge.http(), get("h", "/")).await;
     assert_eq!(r.header("cache-control"), Some("no-cache"));
+    // By default a file kept in memory is checked again after a second.
+    let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
+    assert_eq!(r.text(), "0123456789abcdefghij");
+    edge.dir.write("www/sub/page.txt", "new version");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
+    assert_eq!(r.text(), "new version");
 }
 
 fn nonce_of(csp: &str) -> String {
