@@ -89,6 +89,9 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (default false).
     pub h2c: Option<bool>,
+    /// Answer simple HTTP/1.1 requests (GET/HEAD without a body) on rampart's own fast
+    /// path rather than hyper's (default true).
+    pub h1_fast_path: Option<bool>,
     /// HTTP/2 streams open at once per connection.
     pub h2_max_concurrent_streams: Option<u32>,
     /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).

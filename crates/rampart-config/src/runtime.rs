@@ -65,6 +65,8 @@ pub struct Server {
     pub max_connections: usize,
     /// Accept HTTP/2 prior knowledge on the plain listener.
     pub h2c: bool,
+    /// Answer simple HTTP/1.1 requests (GET/HEAD without a body) without hyper.
+    pub h1_fast_path: bool,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2 pending reset streams per connection.

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod body;
 pub mod csp_report;
 pub mod edge;
+mod h1fast;
 pub mod headers;
 pub mod policy;
 pub mod proxy;

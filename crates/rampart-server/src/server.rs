@@ -259,7 +259,7 @@ fn serve_conn(
                 tls: false,
                 redirect_to_https,
             };
-            let svc = service(edge.clone(), info, activity.clone());
+            let svc = service(edge.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
                 Box::pin(async move {
                     let s = &edge.config.server;
@@ -273,7 +273,16 @@ fn serve_conn(
             } else {
                 // HTTP/1.1 only: no protocol sniffing on the common path.
                 Box::pin(async move {
-                    serve_h1(stream, svc, &edge.config.server, &activity, true).await;
+                    serve_h1(
+                        stream,
+                        &edge,
+                        &info,
+                        svc,
+                        &edge.config.server,
+                        &activity,
+                        true,
+                    )
+                    .await;
                 })
             }
         }
@@ -313,7 +322,7 @@ async fn serve_tls(
         tls: true,
         redirect_to_https: None,
     };
-    let svc = service(edge.clone(), info, activity.clone());
+    let svc = service(edge.clone(), info.clone(), activity.clone());
     if h2 {
         let io = TokioIo::new(Tracked::new(tls, &activity));
         let conn =
@@ -322,7 +331,7 @@ async fn serve_tls(
     } else {
         // Not waiting for readability first: the client's request may have come with its
         // last handshake flight and already sit decrypted in rustls.
-        Box::pin(serve_h1(tls, svc, s, &activity, false)).await;
+        Box::pin(serve_h1(tls, &edge, &info, svc, s, &activity, false)).await;
     }
 }
 
@@ -340,8 +349,11 @@ async fn serve_tls(
 /// Parking at once after every response (as nginx does) measured +20% instructions per
 /// request under keep-alive load (a new hyper connection per request); parking after a
 /// short quiet spell costs a busy connection nothing.
+#[allow(clippy::too_many_arguments)]
 async fn serve_h1<T, S>(
     stream: T,
+    edge: &Arc<Edge>,
+    info: &ConnInfo,
     svc: S,
     s: &rampart_config::runtime::Server,
     activity: &Arc<Activity>,
@@ -358,6 +370,7 @@ async fn serve_h1<T, S>(
     S::Future: Send + 'static,
 {
     activity.parkable.store(true, Ordering::Relaxed);
+    let fast = s.h1_fast_path;
     let mut io = TokioIo::new(Tracked::new(stream, activity));
     let mut wait = wait_first;
     // A partial request carried across a park: when it started and how many requests had
@@ -377,6 +390,23 @@ async fn serve_h1<T, S>(
             activity.parked.store(false, Ordering::Relaxed);
             if !ok {
                 return;
+            }
+        }
+        if fast {
+            // Simple requests are answered without hyper; the first other one (and the
+            // rest of the connection until it parks) goes to hyper.
+            match Box::pin(crate::h1fast::serve(io.inner_mut(), edge, info, activity)).await {
+                crate::h1fast::Left::Closed => return,
+                crate::h1fast::Left::Park => {
+                    wait = true;
+                    partial = None;
+                    continue;
+                }
+                crate::h1fast::Left::Handoff(bytes) => {
+                    let mut joined = bytes::BytesMut::from(&bytes[..]);
+                    joined.extend_from_slice(&io.inner().prefix);
+                    io.inner_mut().prefix = joined.freeze();
+                }
             }
         }
         // Boxed, so a parked connection's task does not keep room for hyper's state.
@@ -574,10 +604,10 @@ async fn drive<C: Graceful>(conn: C, activity: &Arc<Activity>) {
     }
 }
 
-const SIGNAL_NONE: u8 = 0;
-const SIGNAL_PARK: u8 = 1;
-const SIGNAL_CLOSE: u8 = 2;
-const SIGNAL_SHUTDOWN: u8 = 3;
+pub(crate) const SIGNAL_NONE: u8 = 0;
+pub(crate) const SIGNAL_PARK: u8 = 1;
+pub(crate) const SIGNAL_CLOSE: u8 = 2;
+pub(crate) const SIGNAL_SHUTDOWN: u8 = 3;
 
 /// Every open connection's [`Activity`], for the sweeper.
 #[derive(Debug, Default)]
@@ -665,7 +695,7 @@ pub struct Activity {
     ticks: AtomicU64,
     inflight: AtomicUsize,
     /// Requests begun on this connection.
-    started: AtomicU64,
+    pub(crate) started: AtomicU64,
     /// Bytes were written and not yet flushed.
     unflushed: AtomicBool,
     /// An HTTP/1.1 connection (HTTP/2 ones are never parked).
@@ -675,7 +705,7 @@ pub struct Activity {
     /// The sweeper's last view of `ticks`, and for how many sweeps it has not moved.
     seen: AtomicU64,
     quiet: AtomicU32,
-    signal: AtomicU8,
+    pub(crate) signal: AtomicU8,
     waker: std::sync::Mutex<Option<std::task::Waker>>,
 }
 
@@ -723,7 +753,7 @@ impl Activity {
             w.wake();
         }
     }
-    fn take_park(&self) {
+    pub(crate) fn take_park(&self) {
         let _ = self.signal.compare_exchange(
             SIGNAL_PARK,
             SIGNAL_NONE,
@@ -751,7 +781,7 @@ impl Activity {
 pub struct InflightGuard(Arc<Activity>);
 
 impl InflightGuard {
-    fn new(a: Arc<Activity>) -> Self {
+    pub(crate) fn new(a: Arc<Activity>) -> Self {
         a.inflight.fetch_add(1, Ordering::Relaxed);
         Self(a)
     }
