@@ -309,36 +309,56 @@ where
     } else if let Body::Full(Some(b)) = &body {
         write_all(io, &mut [IoSlice::new(out), IoSlice::new(b)]).await?;
     } else {
-        write_all(io, &mut [IoSlice::new(out)]).await?;
+        // The head goes out with the first piece of body when that is ready at once (an
+        // upstream's answer usually is): one write, not two.
         let mut body = Pin::new(&mut body);
-        while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            let Ok(frame) = frame else {
+        let mut head = Some(&out[..]);
+        loop {
+            let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    if let Some(h) = head.take() {
+                        write_all(io, &mut [IoSlice::new(h)]).await?;
+                    }
+                    poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                }
+            };
+            let data = match frame {
+                None => Bytes::new(),
                 // The body failed midway: the client must not take it for complete.
-                return Ok(false);
+                Some(Err(_)) => return Ok(false),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) if !d.is_empty() => d,
+                    _ => continue,
+                },
             };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            if chunked {
-                let size = format!("{:x}\r\n", data.len());
-                write_all(
-                    io,
-                    &mut [
-                        IoSlice::new(size.as_bytes()),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ],
-                )
-                .await?;
+            let last = data.is_empty() || body.is_end_stream();
+            let mut size = [0u8; 18];
+            let size = if chunked && !data.is_empty() {
+                hex_size(data.len(), &mut size)
             } else {
-                write_all(io, &mut [IoSlice::new(&data)]).await?;
+                &[][..]
+            };
+            let trailer: &[u8] = match (chunked, data.is_empty(), last) {
+                (false, _, _) => b"",
+                (true, true, _) => b"0\r\n\r\n",
+                (true, false, true) => b"\r\n0\r\n\r\n",
+                (true, false, false) => b"\r\n",
+            };
+            let h = head.take().unwrap_or_default();
+            write_all(
+                io,
+                &mut [
+                    IoSlice::new(h),
+                    IoSlice::new(size),
+                    IoSlice::new(&data),
+                    IoSlice::new(trailer),
+                ],
+            )
+            .await?;
+            if last {
+                break;
             }
-        }
-        if chunked {
-            write_all(io, &mut [IoSlice::new(b"0\r\n\r\n")]).await?;
         }
     }
     poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await?;
@@ -356,6 +376,24 @@ async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, bufs: &mut [IoSlice<'_>]) 
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+/// `{len:x}\r\n`, a chunk's size line.
+fn hex_size(n: usize, buf: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[i..]
 }
 
 fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -441,6 +479,8 @@ mod tests {
     #[test]
     fn numbers_and_dates() {
         assert_eq!(itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(hex_size(0x1f40, &mut [0; 18]), b"1f40\r\n");
+        assert_eq!(hex_size(0, &mut [0; 18]), b"0\r\n");
         assert_eq!(itoa(8372, &mut [0; 20]), b"8372");
         assert_eq!(itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
         with_date(|d| assert!(d.ends_with(b" GMT"), "{d:?}"));
