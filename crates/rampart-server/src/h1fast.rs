@@ -65,6 +65,10 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let s = &edge.config.server;
+    let info = &ConnInfo {
+        raw_head: true,
+        ..info.clone()
+    };
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
     let mut head_started: Option<tokio::time::Instant> = None;
@@ -279,6 +283,9 @@ where
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(raw) = parts.extensions.get::<stack::RawHead>() {
+        out.extend_from_slice(&raw.0);
     }
     let mut chunked = false;
     if !bodiless && !head_only && !parts.headers.contains_key(header::CONTENT_LENGTH) {

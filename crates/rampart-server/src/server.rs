@@ -258,6 +258,7 @@ fn serve_conn(
                 peer_value: crate::proxy::ip_value(peer.ip()),
                 tls: false,
                 redirect_to_https,
+                raw_head: false,
             };
             let svc = service(edge.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
@@ -321,6 +322,7 @@ async fn serve_tls(
         peer_value: crate::proxy::ip_value(peer.ip()),
         tls: true,
         redirect_to_https: None,
+        raw_head: false,
     };
     let svc = service(edge.clone(), info.clone(), activity.clone());
     if h2 {

@@ -115,6 +115,8 @@ struct Entry {
     checked: AtomicU64,
     /// Response headers by coding (identity, br, gzip) and by plain/TLS, built once.
     templates: [[OnceLock<HeaderMap>; 2]; 3],
+    /// The same, serialized for the HTTP/1.1 fast path.
+    raw: [[OnceLock<Bytes>; 2]; 3],
 }
 
 fn slot(c: Coding) -> usize {
@@ -138,6 +140,8 @@ pub struct FileRequest<'a> {
     pub policy: &'a HeaderPolicy,
     /// Whether the connection is TLS (HSTS).
     pub tls: bool,
+    /// The fixed headers may go as a [`crate::stack::RawHead`] (HTTP/1.1 fast path).
+    pub raw_head: bool,
     /// Answer HTML in identity coding (it is rewritten and compressed later, for CSP nonces).
     pub identity_only: bool,
 }
@@ -341,6 +345,7 @@ async fn load(site: &StaticSite, path: &Path, rel: &str, version: Version) -> Op
         siblings,
         packed: Mutex::new([None, None]),
         templates: Default::default(),
+        raw: Default::default(),
         checked: AtomicU64::new(0),
         version,
         real,
@@ -392,7 +397,22 @@ async fn respond(
     let tpl = e.templates[idx][usize::from(req.tls)]
         .get_or_init(|| template(e, coding, compress.is_some(), req.policy, req.tls));
     let mut resp = Response::new(Body::Empty);
-    *resp.headers_mut() = tpl.clone();
+    if req.raw_head && !not_modified {
+        let raw = e.raw[idx][usize::from(req.tls)].get_or_init(|| {
+            let mut b = Vec::with_capacity(1024);
+            for (k, v) in tpl {
+                b.extend_from_slice(k.as_str().as_bytes());
+                b.extend_from_slice(b": ");
+                b.extend_from_slice(v.as_bytes());
+                b.extend_from_slice(b"\r\n");
+            }
+            Bytes::from(b)
+        });
+        resp.extensions_mut()
+            .insert(crate::stack::RawHead(raw.clone()));
+    } else {
+        *resp.headers_mut() = tpl.clone();
+    }
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         // A 304 carries validators and caching headers, not the representation's.
