@@ -26,6 +26,11 @@ pub enum Body {
     Upstream(crate::proxy::UpstreamBody),
     /// Anything else that streams (static files).
     Boxed(BoxBody<Bytes, BoxError>),
+    /// Header lines already serialized (`name: value\r\n`…) that the HTTP/1.1 fast path
+    /// writes after the response's header map, and the body in memory. Static files send
+    /// their fixed headers this way: no header map per response. Only ever made for the
+    /// fast path (other writers would not see the lines).
+    Head(Bytes, Option<Bytes>),
     /// A body being compressed, decompressed or rewritten (not `Sync`: the HTML rewriter).
     Transformed(Box<crate::transform::Transform>),
     /// A body that keeps its connection counted as busy until it ends, so an idle check
@@ -69,7 +74,7 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
-            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Full(b) | Body::Head(_, b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Body::Upstream(b) => Pin::new(b).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
@@ -95,7 +100,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Empty => true,
-            Body::Full(b) => b.is_none(),
+            Body::Full(b) | Body::Head(_, b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
             Body::Upstream(b) => b.is_end_stream(),
             Body::Boxed(b) => b.is_end_stream(),
@@ -107,7 +112,9 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Empty => SizeHint::with_exact(0),
-            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Full(b) | Body::Head(_, b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Body::Incoming(b) => b.size_hint(),
             Body::Upstream(b) => b.size_hint(),
             Body::Boxed(b) => b.size_hint(),

@@ -284,8 +284,8 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(raw) = parts.extensions.get::<stack::RawHead>() {
-        out.extend_from_slice(&raw.0);
+    if let Body::Head(raw, _) = &body {
+        out.extend_from_slice(raw);
     }
     let mut chunked = false;
     if !bodiless && !head_only && !parts.headers.contains_key(header::CONTENT_LENGTH) {
@@ -313,7 +313,7 @@ where
     out.extend_from_slice(b"\r\n\r\n");
     if bodiless || head_only {
         write_all(io, &mut [IoSlice::new(out)]).await?;
-    } else if let Body::Full(Some(b)) = &body {
+    } else if let Body::Full(Some(b)) | Body::Head(_, Some(b)) = &body {
         write_all(io, &mut [IoSlice::new(out), IoSlice::new(b)]).await?;
     } else {
         // The head goes out with the first piece of body when that is ready at once (an

@@ -41,15 +41,10 @@ pub struct ConnInfo {
     pub tls: bool,
     /// When set, this is a plain listener that redirects to HTTPS on this port.
     pub redirect_to_https: Option<u16>,
-    /// The response is written by the HTTP/1.1 fast path, which also writes a [`RawHead`].
+    /// The response is written by the HTTP/1.1 fast path, which understands
+    /// [`Body::Head`](crate::body::Body::Head).
     pub raw_head: bool,
 }
-
-/// Header lines already serialized (`name: value\r\n`…), written by the HTTP/1.1 fast path
-/// after the response's header map. Static files carry their fixed headers this way: no
-/// header map is built per response for them.
-#[derive(Debug, Clone)]
-pub struct RawHead(pub bytes::Bytes);
 
 /// The connection is closed without an answer (`misdirected = "close"`).
 #[derive(Debug, thiserror::Error)]

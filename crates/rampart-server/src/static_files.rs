@@ -63,8 +63,40 @@ impl Default for FileCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    map: HashMap<Box<[u8]>, Arc<Entry>>,
+    map: HashMap<Box<[u8]>, Arc<Entry>, BuildFx>,
     bytes: usize,
+}
+
+/// FxHash (rustc's): the keys are paths of files that exist, so hash flooding cannot grow
+/// the table, and SipHash cost more per hit than the rest of the lookup.
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildFx;
+
+impl std::hash::BuildHasher for BuildFx {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
+    }
+}
+
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// What identifies a version of a file.
@@ -140,7 +172,7 @@ pub struct FileRequest<'a> {
     pub policy: &'a HeaderPolicy,
     /// Whether the connection is TLS (HSTS).
     pub tls: bool,
-    /// The fixed headers may go as a [`crate::stack::RawHead`] (HTTP/1.1 fast path).
+    /// The fixed headers may go as serialized lines in [`Body::Head`] (HTTP/1.1 fast path).
     pub raw_head: bool,
     /// Answer HTML in identity coding (it is rewritten and compressed later, for CSP nonces).
     pub identity_only: bool,
@@ -163,10 +195,7 @@ pub async fn serve(
     let Some(decoded) = percent_decode(req.rel) else {
         return Err(Refusal::BadRequest("bad_request"));
     };
-    let bad_segment = decoded.split('/').any(|s| {
-        s == ".." || s == "." || (s.starts_with('.') && !site.dotfiles && s != ".well-known")
-    });
-    if bad_segment || decoded.contains('\\') || decoded.contains('\0') {
+    if !safe_path(&decoded, site.dotfiles) {
         return Err(Refusal::NotFound);
     }
     let rel_file = decoded.trim_start_matches('/');
@@ -362,11 +391,25 @@ async fn respond(
     let compress = req
         .compress
         .filter(|c| !(req.identity_only && e.html) && e.compressible && len >= c.min_size);
+    // One pass over the request's few headers instead of a hash lookup per name.
+    let (mut inm, mut ims, mut range, mut if_range, mut accept) = (None, None, None, None, None);
+    for (k, v) in h {
+        if *k == header::IF_NONE_MATCH {
+            inm = Some(v);
+        } else if *k == header::IF_MODIFIED_SINCE {
+            ims = Some(v);
+        } else if *k == header::RANGE {
+            range = Some(v);
+        } else if *k == header::IF_RANGE {
+            if_range = Some(v);
+        } else if *k == header::ACCEPT_ENCODING {
+            accept = Some(v);
+        }
+    }
     // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-    let not_modified = if let Some(inm) = h.get(header::IF_NONE_MATCH) {
+    let not_modified = if let Some(inm) = inm {
         etag_list_matches(inm, &e.tag)
-    } else if let Some(ims) = h
-        .get(header::IF_MODIFIED_SINCE)
+    } else if let Some(ims) = ims
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
@@ -377,53 +420,20 @@ async fn respond(
     } else {
         false
     };
-    // The coding this answer would have (a 304 carries the same ETag as the 200).
-    let range = h.get(header::RANGE).filter(|_| {
-        h.get(header::IF_RANGE).is_none_or(|ir| {
+    let range = range.filter(|_| {
+        if_range.is_none_or(|ir| {
             ir.to_str()
                 .is_ok_and(|v| v.as_bytes() == e.etags[0].as_bytes() || v == e.last_modified)
         })
     });
     let coding = match (compress, range) {
-        (Some(_), None) => transform::negotiate(h.get(header::ACCEPT_ENCODING)),
+        (Some(_), None) => transform::negotiate(accept),
         _ => Coding::Identity,
     };
-    // Every header but the length comes from the file's template for this coding.
-    let idx = match coding {
-        Coding::Identity => 0,
-        Coding::Brotli => 1,
-        Coding::Gzip => 2,
-    };
-    let tpl = e.templates[idx][usize::from(req.tls)]
-        .get_or_init(|| template(e, coding, compress.is_some(), req.policy, req.tls));
     let mut resp = Response::new(Body::Empty);
-    if req.raw_head && !not_modified {
-        let raw = e.raw[idx][usize::from(req.tls)].get_or_init(|| {
-            let mut b = Vec::with_capacity(1024);
-            for (k, v) in tpl {
-                b.extend_from_slice(k.as_str().as_bytes());
-                b.extend_from_slice(b": ");
-                b.extend_from_slice(v.as_bytes());
-                b.extend_from_slice(b"\r\n");
-            }
-            Bytes::from(b)
-        });
-        resp.extensions_mut()
-            .insert(crate::stack::RawHead(raw.clone()));
-    } else {
-        *resp.headers_mut() = tpl.clone();
-    }
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
-        // A 304 carries validators and caching headers, not the representation's.
-        for name in [
-            header::CONTENT_TYPE,
-            header::ACCEPT_RANGES,
-            header::CONTENT_ENCODING,
-        ] {
-            resp.headers_mut().remove(name);
-        }
-        return Ok(resp);
+        return Ok(with_headers(resp, e, coding, compress.is_some(), req));
     }
     let head = req.method == Method::HEAD;
     if coding == Coding::Identity {
@@ -453,7 +463,7 @@ async fn respond(
                 None => file_body(&e.real, start, end - start).await?,
             };
         }
-        return Ok(resp);
+        return Ok(with_headers(resp, e, coding, compress.is_some(), req));
     }
     // Precompressed sibling, else a copy compressed once, else (large files) streamed.
     if let Some(sib) = &e.siblings[slot(coding)] {
@@ -463,7 +473,7 @@ async fn respond(
             if !head {
                 *resp.body_mut() = file_body(sib, 0, m.len()).await?;
             }
-            return Ok(resp);
+            return Ok(with_headers(resp, e, coding, compress.is_some(), req));
         }
     }
     if let Some(packed) = packed(cache, e, coding).await {
@@ -472,7 +482,7 @@ async fn respond(
         if !head {
             *resp.body_mut() = Body::full(packed);
         }
-        return Ok(resp);
+        return Ok(with_headers(resp, e, coding, compress.is_some(), req));
     }
     if !head {
         let raw = file_body(&e.real, 0, len).await?;
@@ -482,7 +492,63 @@ async fn respond(
         };
         *resp.body_mut() = Body::Transformed(Box::new(transform::Transform::new(raw, &plan)));
     }
-    Ok(resp)
+    Ok(with_headers(resp, e, coding, compress.is_some(), req))
+}
+
+/// Adds the file's fixed headers for `coding` to an answer that holds only its own
+/// (length, range): as serialized lines in front of an in-memory body on the HTTP/1.1 fast
+/// path, else from the template header map.
+fn with_headers(
+    mut resp: Response<Body>,
+    e: &Entry,
+    coding: Coding,
+    compress: bool,
+    req: &FileRequest<'_>,
+) -> Response<Body> {
+    let idx = match coding {
+        Coding::Identity => 0,
+        Coding::Brotli => 1,
+        Coding::Gzip => 2,
+    };
+    let tls = usize::from(req.tls);
+    let tpl =
+        e.templates[idx][tls].get_or_init(|| template(e, coding, compress, req.policy, req.tls));
+    let in_memory = matches!(resp.body(), Body::Full(_) | Body::Empty);
+    if req.raw_head && in_memory && resp.status() != StatusCode::NOT_MODIFIED {
+        let raw = e.raw[idx][tls].get_or_init(|| {
+            let mut b = Vec::with_capacity(1024);
+            for (k, v) in tpl {
+                b.extend_from_slice(k.as_str().as_bytes());
+                b.extend_from_slice(b": ");
+                b.extend_from_slice(v.as_bytes());
+                b.extend_from_slice(b"\r\n");
+            }
+            Bytes::from(b)
+        });
+        let data = match std::mem::take(resp.body_mut()) {
+            Body::Full(d) => d,
+            _ => None,
+        };
+        *resp.body_mut() = Body::Head(raw.clone(), data);
+        return resp;
+    }
+    let own = std::mem::replace(resp.headers_mut(), tpl.clone());
+    for (k, v) in own {
+        if let Some(k) = k {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        // A 304 carries validators and caching headers, not the representation's.
+        for name in [
+            header::CONTENT_TYPE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_ENCODING,
+        ] {
+            resp.headers_mut().remove(name);
+        }
+    }
+    resp
 }
 
 /// The headers of every answer with this file in `coding`: representation, validators,
@@ -602,6 +668,29 @@ fn parse_range(v: &HeaderValue, len: u64) -> RangeAnswer {
             _ => RangeAnswer::Whole,
         },
     }
+}
+
+/// No `..` or `.` segment, no `\\` or NUL, and no dotfile segment (but `.well-known`)
+/// unless `dotfiles`: one pass over the bytes.
+fn safe_path(p: &str, dotfiles: bool) -> bool {
+    let b = p.as_bytes();
+    let mut seg_start = 0;
+    for i in 0..=b.len() {
+        let c = b.get(i).copied().unwrap_or(b'/');
+        if c == b'\\' || c == 0 {
+            return false;
+        }
+        if c == b'/' {
+            let seg = &b[seg_start..i];
+            if seg.first() == Some(&b'.')
+                && (seg == b"." || seg == b".." || (!dotfiles && seg != b".well-known"))
+            {
+                return false;
+            }
+            seg_start = i + 1;
+        }
+    }
+    true
 }
 
 /// A browser navigation (not a script, image or fetch): the SPA fallback applies only here,
@@ -750,6 +839,18 @@ mod tests {
         assert_eq!(range("items=0-1", 100), Some((0, u64::MAX)));
         assert_eq!(range("bytes=9-1", 100), Some((0, u64::MAX)));
         assert_eq!(range("bytes=x-1", 100), Some((0, u64::MAX)));
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        for bad in ["/..", "/a/../b", "/.", "/a/./b", "/.env", "/a\\b", "/a\0", "/x/.git/config"] {
+            assert!(!safe_path(bad, false), "{bad}");
+        }
+        for ok in ["/", "/a/b.js", "/.well-known/x", "/a..b", "/a/b./c", ""] {
+            assert!(safe_path(ok, false), "{ok}");
+        }
+        assert!(safe_path("/.env", true));
+        assert!(!safe_path("/../x", true));
     }
 
     #[test]
