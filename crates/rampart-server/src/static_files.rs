@@ -843,7 +843,16 @@ mod tests {
 
     #[test]
     fn unsafe_paths() {
-        for bad in ["/..", "/a/../b", "/.", "/a/./b", "/.env", "/a\\b", "/a\0", "/x/.git/config"] {
+        for bad in [
+            "/..",
+            "/a/../b",
+            "/.",
+            "/a/./b",
+            "/.env",
+            "/a\\b",
+            "/a\0",
+            "/x/.git/config",
+        ] {
             assert!(!safe_path(bad, false), "{bad}");
         }
         for ok in ["/", "/a/b.js", "/.well-known/x", "/a..b", "/a/b./c", ""] {
