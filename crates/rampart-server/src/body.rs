@@ -24,6 +24,8 @@ pub enum Body {
     Incoming(Incoming),
     /// An upstream response body; its connection returns to the pool at the end.
     Upstream(crate::proxy::UpstreamBody),
+    /// The same, from rampart's own upstream client.
+    Origin(Box<crate::proxy::OriginBody>),
     /// Anything else that streams (static files).
     Boxed(BoxBody<Bytes, BoxError>),
     /// Header lines already serialized (`name: value\r\n`…) that the HTTP/1.1 fast path
@@ -77,6 +79,7 @@ impl http_body::Body for Body {
             Body::Full(b) | Body::Head(_, b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Body::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Body::Origin(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
             Body::Transformed(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -103,6 +106,7 @@ impl http_body::Body for Body {
             Body::Full(b) | Body::Head(_, b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
             Body::Upstream(b) => b.is_end_stream(),
+            Body::Origin(b) => http_body::Body::is_end_stream(b.as_ref()),
             Body::Boxed(b) => b.is_end_stream(),
             Body::Transformed(b) => http_body::Body::is_end_stream(b.as_ref()),
             Body::Held(b, _) | Body::Limited(b, _, _) => b.is_end_stream(),
@@ -117,6 +121,7 @@ impl http_body::Body for Body {
             }
             Body::Incoming(b) => b.size_hint(),
             Body::Upstream(b) => b.size_hint(),
+            Body::Origin(b) => http_body::Body::size_hint(b.as_ref()),
             Body::Boxed(b) => b.size_hint(),
             Body::Transformed(_) => SizeHint::default(),
             Body::Held(b, _) | Body::Limited(b, _, _) => b.size_hint(),

@@ -61,7 +61,7 @@ impl Edge {
         let pools = config
             .upstreams
             .iter()
-            .map(|u| Arc::new(Pool::new(u)))
+            .map(|u| Arc::new(Pool::new(u, config.server.h1_fast_path)))
             .collect();
         let default_headers = config
             .routes

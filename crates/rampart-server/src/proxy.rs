@@ -35,6 +35,9 @@ use hyper_util::rt::TokioIo;
 use rampart_config::runtime::{Balance, Upstream};
 use tokio::net::TcpStream;
 
+mod origin;
+pub use origin::OriginBody;
+
 use crate::body::Body;
 
 /// Why forwarding failed.
@@ -49,6 +52,9 @@ pub enum ProxyError {
     /// The connection failed after the request was sent.
     #[error("upstream connection failed")]
     Upstream(#[source] hyper::Error),
+    /// The same, on rampart's own client.
+    #[error("upstream connection failed")]
+    Io(#[source] std::io::Error),
 }
 
 fn clock() -> u64 {
@@ -72,6 +78,8 @@ pub struct Pool {
     idle_timeout: Duration,
     max_idle: usize,
     retry: bool,
+    /// GET and HEAD go through rampart's own client (`server.h1_fast_path`).
+    own_client: bool,
 }
 
 /// One upstream server and its connections.
@@ -83,6 +91,8 @@ pub struct Server {
     down_until: AtomicU64,
     fails: Mutex<FailWindow>,
     idle: Mutex<Vec<IdleConn>>,
+    /// Idle connections of rampart's own client (GET and HEAD).
+    raw_idle: Mutex<Vec<origin::RawConn>>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +108,7 @@ struct IdleConn {
 }
 
 /// Counts a request in flight on a server until dropped (for `least_conn`).
+#[derive(Debug)]
 struct Inflight(Arc<Server>);
 
 impl Inflight {
@@ -114,8 +125,9 @@ impl Drop for Inflight {
 }
 
 impl Pool {
-    /// A pool from validated config.
-    pub fn new(u: &Upstream) -> Self {
+    /// A pool from validated config; `own_client` sends GET and HEAD through rampart's own
+    /// HTTP/1.1 client rather than hyper's.
+    pub fn new(u: &Upstream, own_client: bool) -> Self {
         Self {
             name: u.name.clone(),
             servers: u
@@ -128,6 +140,7 @@ impl Pool {
                         down_until: AtomicU64::new(0),
                         fails: Mutex::new(FailWindow::default()),
                         idle: Mutex::new(Vec::new()),
+                        raw_idle: Mutex::new(Vec::new()),
                     })
                 })
                 .collect(),
@@ -140,6 +153,7 @@ impl Pool {
             idle_timeout: u.idle_timeout,
             max_idle: u.max_idle,
             retry: u.retry,
+            own_client,
         }
     }
 
@@ -153,6 +167,9 @@ impl Pool {
         for s in &self.servers {
             if let Ok(mut idle) = s.idle.lock() {
                 idle.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
+            }
+            if let Ok(mut idle) = s.raw_idle.lock() {
+                idle.retain(|c| c.fresh(self.idle_timeout));
             }
         }
     }
@@ -236,6 +253,9 @@ impl Pool {
         self: &Arc<Self>,
         mut req: Request<Body>,
     ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
+        if self.own_client && origin::eligible(&req) {
+            return self.forward_raw(req).await;
+        }
         let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let n = self.servers.len();
         let max_servers = if self.retry { n.min(2) } else { 1 };

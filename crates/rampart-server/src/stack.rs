@@ -209,7 +209,7 @@ async fn answer<'e>(
                 match pool.forward(upstream_req).await {
                     Ok((resp, _server)) => resp,
                     Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
-                    Err(ProxyError::Connect | ProxyError::Upstream(_)) => {
+                    Err(ProxyError::Connect | ProxyError::Upstream(_) | ProxyError::Io(_)) => {
                         return Err(in_route(Refusal::BadGateway))
                     }
                 }
