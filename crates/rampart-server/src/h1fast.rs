@@ -192,7 +192,8 @@ fn parse(buf: &BytesMut, max_headers: usize) -> Parsed {
     let Ok(uri) = http::Uri::from_maybe_shared(slice(path.as_bytes())) else {
         return Parsed::Other;
     };
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    // Room for the forwarding headers a proxied request gets: the map never grows.
+    let mut headers = HeaderMap::with_capacity(r.headers.len() + 8);
     let mut keep_alive = version == Version::HTTP_11;
     for h in r.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {

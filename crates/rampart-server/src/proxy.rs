@@ -443,7 +443,7 @@ impl Server {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -266,6 +266,7 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
     let mut other_coding = false;
     let mut length: Option<u64> = None;
     let mut close = version == Version::HTTP_10;
+    let mut named_other = false;
     for h in r.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| std::io::Error::other("bad upstream header name"))?;
@@ -295,12 +296,20 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    if version == Version::HTTP_10 {
+                        close = false;
+                    }
+                } else if !t.is_empty() {
+                    // Names another hop-by-hop header: the general strip below removes it.
+                    named_other = true;
                 }
             }
         }
-        headers.append(name, value);
+        // Hop-by-hop headers are dropped here rather than removed after (a hash each).
+        if !super::HOP_BY_HOP.contains(&name) {
+            headers.append(name, value);
+        }
     }
     let state =
         if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -321,7 +330,19 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
         // The edge frames the body itself; a length next to a coding is never trusted.
         headers.remove(header::CONTENT_LENGTH);
     }
-    super::strip_hop_by_hop(&mut headers, false);
+    if named_other {
+        // `Connection: x-foo` makes `x-foo` hop-by-hop too; rare, so found the slow way.
+        let mut with_connection = headers.clone();
+        for h in r.headers.iter() {
+            if h.name.eq_ignore_ascii_case("connection") {
+                if let Ok(v) = HeaderValue::from_bytes(h.value) {
+                    with_connection.append(header::CONNECTION, v);
+                }
+            }
+        }
+        super::strip_hop_by_hop(&mut with_connection, false);
+        headers = with_connection;
+    }
     Ok(Some((len, Some((status, headers, state, !close)))))
 }
 
@@ -626,6 +647,17 @@ mod tests {
         .await;
         assert_eq!(&b.unwrap()[..], b"hello world");
         assert!(h.get("content-length").is_none() && h.get("transfer-encoding").is_none());
+        let (_, h, _) = decode(
+            b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nkeep-alive: timeout=5\r\nx-kept: 2\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .await;
+        assert!(
+            h.get("x-hop").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get("connection").is_none()
+        );
+        assert_eq!(h["x-kept"], "2");
         let (_, _, b) = decode(b"HTTP/1.0 200 OK\r\n\r\nuntil close", false).await;
         assert_eq!(&b.unwrap()[..], b"until close");
         let (s, _, b) = decode(
