@@ -82,6 +82,7 @@ async fn serve(
         .as_ref()
         .is_some_and(|t| !t.self_signed.is_empty());
     let workers = edge.config.server.workers;
+    let mut signals = Signals::new();
     let running = rampart_server::start(edge).await?;
     tracing::info!(config = %source, workers, "started");
     if let Some(a) = running.http_addr {
@@ -113,14 +114,14 @@ async fn serve(
             }
         }
     }
-    wait_for_signal().await;
+    signals.next().await;
     tracing::info!(
         grace_ms = running.grace().as_millis() as u64,
         "shutting down: draining connections"
     );
     let drained = tokio::select! {
         d = running.drain() => d,
-        () = wait_for_signal() => {
+        () = signals.next() => {
             tracing::warn!("second signal: exiting without waiting");
             false
         }
@@ -171,33 +172,59 @@ fn embedded_default(
     Ok((config, listener))
 }
 
-async fn wait_for_signal() {
+/// The stop signals, listened for from before the first connection is accepted: a SIGTERM
+/// that came between the listeners opening and a later registration would have killed the
+/// process with the default action instead of draining it (seen once under load).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    // Hot reload arrives with the operations work; until then SIGHUP must
-                    // not kill the process (its default action).
-                    tracing::warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
+                _ => None,
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// The next SIGTERM or SIGINT (SIGHUP is logged and ignored until reload exists).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let Some([term, int, hup]) = &mut self.streams else {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => {
+                        // Hot reload arrives with the operations work; until then SIGHUP must
+                        // not kill the process (its default action).
+                        tracing::warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
+                    }
                 }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -205,6 +205,22 @@ async fn default_serve_runs_the_demo_with_a_stable_certificate() {
     assert_eq!(wait_exit(&mut p2.child, Duration::from_secs(15)), Some(0));
 }
 
+/// SIGTERM the moment the listener is announced (a client may already be connecting): the
+/// edge drains and exits 0; it is never killed by the signal's default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_start_drains_and_exits_0() {
+    for _ in 0..5 {
+        let dir = TempDir::new("early-term");
+        let cfg = dir.write(
+            "rampart.toml",
+            "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nrespond = { body = \"x\" }\n",
+        );
+        let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+        sigterm(&p.child);
+        assert_eq!(wait_exit(&mut p.child, Duration::from_secs(15)), Some(0));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     let up = Upstream::start("a").await;
