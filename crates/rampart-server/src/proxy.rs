@@ -195,6 +195,31 @@ impl Pool {
         }
     }
 
+    /// Counts a failure on server `idx` and marks it tried: `Ok` when another server may
+    /// still be tried, else the error to give up with.
+    fn next_server(
+        &self,
+        server: &Server,
+        idx: usize,
+        tried: &mut Vec<usize>,
+        max_servers: usize,
+    ) -> Result<(), ProxyError> {
+        self.record_failure(server);
+        tried.push(idx);
+        if tried.len() < max_servers {
+            Ok(())
+        } else {
+            Err(ProxyError::Connect)
+        }
+    }
+
+    /// Logs and counts a response timeout.
+    fn timed_out(&self, server: &Server) -> ProxyError {
+        tracing::warn!(upstream = %self.name, server = %server.authority, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
+        self.record_failure(server);
+        ProxyError::Timeout
+    }
+
     fn record_failure(&self, s: &Server) {
         if self.max_fails == 0 {
             return;
@@ -270,12 +295,8 @@ impl Pool {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
-                        self.record_failure(&server);
-                        tried.push(idx);
-                        if tried.len() < max_servers {
-                            continue;
-                        }
-                        return Err(ProxyError::Connect);
+                        self.next_server(&server, idx, &mut tried, max_servers)?;
+                        continue;
                     }
                 },
             };
@@ -296,23 +317,15 @@ impl Pool {
                             stale += 1;
                             continue;
                         }
-                        self.record_failure(&server);
-                        tried.push(idx);
-                        if tried.len() < max_servers {
-                            continue;
-                        }
-                        return Err(ProxyError::Connect);
+                        self.next_server(&server, idx, &mut tried, max_servers)?;
+                        continue;
                     }
                     let err = e.into_error();
                     tracing::warn!(upstream = %self.name, server = %server.authority, error = %err, "upstream request failed");
                     self.record_failure(&server);
                     return Err(ProxyError::Upstream(err));
                 }
-                Err(_) => {
-                    tracing::warn!(upstream = %self.name, server = %server.authority, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
-                    self.record_failure(&server);
-                    return Err(ProxyError::Timeout);
-                }
+                Err(_) => return Err(self.timed_out(&server)),
             };
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client_upgrade) = client_upgrade {

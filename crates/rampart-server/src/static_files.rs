@@ -151,8 +151,9 @@ struct Entry {
     raw: [[OnceLock<Bytes>; 2]; 3],
 }
 
+/// Index into the arrays of compressed variants (br, gz); `c` is not identity.
 fn slot(c: Coding) -> usize {
-    usize::from(c == Coding::Gzip)
+    c.index() - 1
 }
 
 /// The request, as the static handler needs it.
@@ -505,11 +506,7 @@ fn with_headers(
     compress: bool,
     req: &FileRequest<'_>,
 ) -> Response<Body> {
-    let idx = match coding {
-        Coding::Identity => 0,
-        Coding::Brotli => 1,
-        Coding::Gzip => 2,
-    };
+    let idx = coding.index();
     let tls = usize::from(req.tls);
     let tpl =
         e.templates[idx][tls].get_or_init(|| template(e, coding, compress, req.policy, req.tls));
@@ -564,12 +561,7 @@ fn template(
     h.insert(header::CONTENT_TYPE, e.content_type.clone());
     h.insert(header::CACHE_CONTROL, e.cache_control.clone());
     h.insert(header::LAST_MODIFIED, e.last_modified.clone());
-    let etag = match coding {
-        Coding::Identity => &e.etags[0],
-        Coding::Brotli => &e.etags[1],
-        Coding::Gzip => &e.etags[2],
-    };
-    h.insert(header::ETAG, etag.clone());
+    h.insert(header::ETAG, e.etags[coding.index()].clone());
     if compress {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }

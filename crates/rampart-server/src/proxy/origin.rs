@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -98,12 +98,8 @@ impl Pool {
                     Ok(s) => (s, false),
                     Err(e) => {
                         tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
-                        self.record_failure(&server);
-                        tried.push(idx);
-                        if tried.len() < max_servers {
-                            continue;
-                        }
-                        return Err(ProxyError::Connect);
+                        self.next_server(&server, idx, &mut tried, max_servers)?;
+                        continue;
                     }
                 },
             };
@@ -118,23 +114,15 @@ impl Pool {
                     continue;
                 }
                 Ok(Err(Fail::Stale)) => {
-                    self.record_failure(&server);
-                    tried.push(idx);
-                    if tried.len() < max_servers {
-                        continue;
-                    }
-                    return Err(ProxyError::Connect);
+                    self.next_server(&server, idx, &mut tried, max_servers)?;
+                    continue;
                 }
                 Ok(Err(Fail::Broken(e))) => {
                     tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream request failed");
                     self.record_failure(&server);
                     return Err(ProxyError::Io(e));
                 }
-                Err(_) => {
-                    tracing::warn!(upstream = %self.name, server = %server.authority, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
-                    self.record_failure(&server);
-                    return Err(ProxyError::Timeout);
-                }
+                Err(_) => return Err(self.timed_out(&server)),
             };
             let mut body = body;
             body.back = Some(Back {
@@ -426,6 +414,18 @@ impl OriginBody {
         tokio_util::io::poll_read_buf(Pin::new(s), cx, &mut self.buf)
     }
 
+    /// Reads more of a framed body: the upstream closing first is an error (the body would
+    /// be cut short), and after any error the connection is dropped, never pooled.
+    fn poll_more(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<(), BoxError>> {
+        let r = match ready!(self.poll_fill(cx, want)) {
+            Ok(0) => Err(truncated()),
+            Ok(_) => return Poll::Ready(Ok(())),
+            Err(e) => Err(e.into()),
+        };
+        self.stream = None;
+        Poll::Ready(r)
+    }
+
     /// One line (without CRLF) from `buf`, when complete.
     fn line(&mut self) -> Result<Option<Bytes>, BoxError> {
         match self.buf.windows(2).position(|w| w == b"\r\n") {
@@ -462,17 +462,9 @@ impl http_body::Body for OriginBody {
                 }
                 State::Length(left) => {
                     if this.buf.is_empty() {
-                        match this.poll_fill(cx, usize::try_from(left).unwrap_or(usize::MAX)) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(0)) => {
-                                this.stream = None;
-                                return Poll::Ready(Some(Err(truncated())));
-                            }
-                            Poll::Ready(Err(e)) => {
-                                this.stream = None;
-                                return Poll::Ready(Some(Err(e.into())));
-                            }
-                            Poll::Ready(Ok(_)) => {}
+                        let want = usize::try_from(left).unwrap_or(usize::MAX);
+                        if let Err(e) = ready!(this.poll_more(cx, want)) {
+                            return Poll::Ready(Some(Err(e)));
                         }
                     }
                     let n = this
@@ -562,17 +554,8 @@ impl http_body::Body for OriginBody {
                         },
                     };
                     if !progressed {
-                        match this.poll_fill(cx, 16384) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(0)) => {
-                                this.stream = None;
-                                return Poll::Ready(Some(Err(truncated())));
-                            }
-                            Poll::Ready(Err(e)) => {
-                                this.stream = None;
-                                return Poll::Ready(Some(Err(e.into())));
-                            }
-                            Poll::Ready(Ok(_)) => {}
+                        if let Err(e) = ready!(this.poll_more(cx, 16384)) {
+                            return Poll::Ready(Some(Err(e)));
                         }
                     }
                 }
