@@ -544,7 +544,9 @@ fn service(
             }
         });
         async move {
-            match stack::handle(edge, info, req).await {
+            // Boxed: HTTP/2 spawns each stream as a task, and moving the whole request
+            // state machine into it cost more than one allocation.
+            match Box::pin(stack::handle(edge, info, req)).await {
                 // The connection stays busy until the body has been sent, however slowly
                 // the client reads it.
                 Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {

@@ -76,10 +76,17 @@ pub async fn handle(
         if let Some(policy) = policy {
             headers::apply(resp.headers_mut(), policy, conn.tls);
         }
-        if let Some(transform::CspHeader(name, value)) = resp.extensions_mut().remove() {
+        if let Some(transform::CspHeader(name, mut value)) = resp.extensions_mut().remove() {
+            // A per-response nonce: never worth a slot in the HTTP/2 header table.
+            value.set_sensitive(true);
             resp.headers_mut().insert(name, value);
         }
     }
+    // Unique per response: HPACK sends it as a never-indexed literal instead of inserting
+    // it into the connection's dynamic table, where each new id would evict the constant
+    // security headers and force them to be re-encoded.
+    let mut request_id = request_id;
+    request_id.set_sensitive(true);
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
     Ok(resp)
 }
