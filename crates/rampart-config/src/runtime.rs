@@ -128,7 +128,7 @@ pub struct CertificatePaths {
 }
 
 /// An upstream pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Its name in the config.
     pub name: String,

@@ -96,3 +96,15 @@ pub fn emit(counters: &Counters, e: &Event<'_>) {
         "refused"
     );
 }
+
+/// Emits an audit event about the edge itself (`config.reload`, `config.rejected`, admin
+/// changes): no client, no request.
+pub fn system(event: &'static str, severity: &'static str, reason: &str) {
+    tracing::warn!(
+        target: "rampart::audit",
+        event,
+        severity,
+        reason,
+        "edge"
+    );
+}

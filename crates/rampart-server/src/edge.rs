@@ -93,6 +93,25 @@ impl Edge {
         Self::build(config, &path.display().to_string())
     }
 
+    /// Carries over from `old` (the edge a reload replaces) what must outlive a config:
+    /// upstream pools whose config is unchanged (their keep-alive connections and health)
+    /// and the state of unchanged rate limits and lockouts. Returns the pools kept.
+    pub(crate) fn adopt(&mut self, old: &Edge) -> Vec<String> {
+        let mut kept = Vec::new();
+        for p in &mut self.pools {
+            if let Some(o) = old.pools.iter().find(|o| {
+                o.name == p.name && o.config == p.config && o.own_client() == p.own_client()
+            }) {
+                *p = o.clone();
+                kept.push(p.name.clone());
+            }
+        }
+        let _ = self
+            .policies
+            .adopt(&self.config, &old.policies, &old.config);
+        kept
+    }
+
     pub(crate) fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
         let proxies: &[IpNet] = &self.config.server.trusted_proxies;
         !proxies.is_empty() && proxies.iter().any(|n| n.contains(&ip))

@@ -25,7 +25,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::Body;
-use crate::edge::Edge;
+use crate::live::Live;
 use crate::server::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
 use crate::stack::{self, ConnInfo};
 
@@ -57,13 +57,14 @@ enum Parsed {
 /// asked to park.
 pub(crate) async fn serve<T>(
     io: &mut T,
-    edge: &Arc<Edge>,
+    live: &Arc<Live>,
     info: &ConnInfo,
     activity: &Arc<Activity>,
 ) -> Left
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let edge = live.edge();
     let s = &edge.config.server;
     let info = &ConnInfo {
         raw_head: true,
@@ -79,7 +80,7 @@ where
                 Parsed::Simple(req, len, keep_alive) => {
                     head_started = None;
                     let _ = buf.split_to(len);
-                    match answer(io, edge, info, activity, req, keep_alive, &mut out).await {
+                    match answer(io, live, info, activity, req, keep_alive, &mut out).await {
                         Ok(true) => continue,
                         Ok(false) => {
                             // A clean end: TLS sends its close_notify, TCP its FIN.
@@ -234,7 +235,7 @@ fn parse(buf: &BytesMut, max_headers: usize) -> Parsed {
 /// Answers one request; `Ok(true)` when the connection stays open.
 async fn answer<T>(
     io: &mut T,
-    edge: &Arc<Edge>,
+    live: &Arc<Live>,
     info: &ConnInfo,
     activity: &Arc<Activity>,
     req: Request<Body>,
@@ -248,7 +249,7 @@ where
     let _busy = InflightGuard::new(activity.clone());
     let head_only = req.method() == Method::HEAD;
     let version = req.version();
-    let Ok(resp) = stack::handle(edge.clone(), info.clone(), req).await else {
+    let Ok(resp) = stack::handle(live.edge(), info.clone(), req).await else {
         return Ok(false);
     };
     if activity.signal.load(Ordering::Acquire) > SIGNAL_PARK {

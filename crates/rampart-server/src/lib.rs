@@ -16,6 +16,7 @@ pub mod csp_report;
 pub mod edge;
 mod h1fast;
 pub mod headers;
+pub mod live;
 pub mod policy;
 pub mod proxy;
 pub mod refusal;
@@ -28,4 +29,5 @@ pub mod tls;
 pub mod transform;
 
 pub use edge::Edge;
+pub use live::Live;
 pub use server::{start, Running};

@@ -40,8 +40,8 @@ const LOGIN_BODY_MAX: usize = 64 * 1024;
 /// Policies compiled from a config: limiter state, JWT keys, tenant patterns.
 #[derive(Debug)]
 pub struct Policies {
-    limits: Vec<Store>,
-    lockouts: Vec<Option<Lockouts>>,
+    limits: Vec<Arc<Store>>,
+    lockouts: Vec<Option<Arc<Lockouts>>>,
     jwt: Option<JwtVerifier>,
     identity_headers: Vec<HeaderName>,
     /// Per route: compiled tenant pattern.
@@ -59,6 +59,34 @@ pub struct Policies {
 }
 
 impl Policies {
+    /// Takes over the counters of `old` (the edge being replaced by a reload) for every
+    /// limit whose config is unchanged, so a reload neither forgives a locked-out client
+    /// nor resets a rate limit. Returns the names of the limits kept.
+    pub(crate) fn adopt(
+        &mut self,
+        config: &Config,
+        old: &Policies,
+        old_config: &Config,
+    ) -> Vec<String> {
+        // One time base, or the carried timestamps would mean something else.
+        self.clock = old.clock;
+        let mut kept = Vec::new();
+        for (i, l) in config.policies.limits.iter().enumerate() {
+            let Some(j) = old_config
+                .policies
+                .limits
+                .iter()
+                .position(|o| o.name == l.name && format!("{o:?}") == format!("{l:?}"))
+            else {
+                continue;
+            };
+            self.limits[i] = old.limits[j].clone();
+            self.lockouts[i] = old.lockouts[j].clone();
+            kept.push(l.name.clone());
+        }
+        kept
+    }
+
     /// Compiles the policies of `config`.
     ///
     /// # Errors
@@ -82,14 +110,16 @@ impl Policies {
         let active = config.routes.iter().map(|r| is_active(&r.policy)).collect();
         let cors_values = p.cors.iter().map(CorsValues::new).collect();
         Ok(Self {
-            limits: p.limits.iter().map(Store::new).collect(),
+            limits: p.limits.iter().map(|l| Arc::new(Store::new(l))).collect(),
             lockouts: p
                 .limits
                 .iter()
                 .map(|l| {
-                    l.lockout.as_ref().map(|lo| Lockouts {
-                        map: Mutex::default(),
-                        window: u64::try_from(lo.window.as_nanos()).unwrap_or(u64::MAX),
+                    l.lockout.as_ref().map(|lo| {
+                        Arc::new(Lockouts {
+                            map: Mutex::default(),
+                            window: u64::try_from(lo.window.as_nanos()).unwrap_or(u64::MAX),
+                        })
                     })
                 })
                 .collect(),
@@ -113,7 +143,7 @@ impl Policies {
     /// Drops expired limiter and lockout state (called every few seconds).
     pub fn sweep(&self) {
         let now = self.now();
-        for l in self.limits.iter().chain(&self.csp_limit) {
+        for l in self.limits.iter().map(|l| &**l).chain(&self.csp_limit) {
             l.sweep(now);
         }
         for l in self.lockouts.iter().flatten() {

@@ -80,6 +80,8 @@ pub struct Pool {
     retry: bool,
     /// GET and HEAD go through rampart's own client (`server.h1_fast_path`).
     own_client: bool,
+    /// The config it was built from: a reload keeps the pool when this is unchanged.
+    pub(crate) config: Upstream,
 }
 
 /// One upstream server and its connections.
@@ -154,7 +156,12 @@ impl Pool {
             max_idle: u.max_idle,
             retry: u.retry,
             own_client,
+            config: u.clone(),
         }
+    }
+
+    pub(crate) fn own_client(&self) -> bool {
+        self.own_client
     }
 
     /// The servers, for status reports.

@@ -34,27 +34,28 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::edge::Edge;
+use crate::live::Live;
 use crate::stack::{self, ConnInfo};
 
 /// A started edge.
 #[derive(Debug)]
 pub struct Running {
-    /// Bound plain HTTP address.
+    /// Bound plain HTTP address (at start; [`Live::addrs`] after a reload).
     pub http_addr: Option<SocketAddr>,
-    /// Bound HTTPS address.
+    /// Bound HTTPS address (at start).
     pub https_addr: Option<SocketAddr>,
-    token: CancellationToken,
-    tracker: TaskTracker,
+    /// The live state: the current edge, reloads, listeners.
+    pub live: Arc<Live>,
     grace: Duration,
 }
 
 impl Running {
     /// Stops accepting and asks every connection to finish its in-flight requests.
     pub fn shutdown(&self) {
-        self.token.cancel();
+        self.live.draining.store(true, Ordering::Relaxed);
+        self.live.token.cancel();
     }
 
     /// How long [`Running::drain`] waits.
@@ -66,14 +67,14 @@ impl Running {
     /// whether every connection finished in time.
     pub async fn drain(self) -> bool {
         self.shutdown();
-        self.tracker.close();
-        tokio::time::timeout(self.grace, self.tracker.wait())
+        self.live.tracker.close();
+        tokio::time::timeout(self.grace, self.live.tracker.wait())
             .await
             .is_ok()
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -89,70 +90,33 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// # Errors
 /// A listener address that cannot be bound (in use, no permission), naming the key.
 pub async fn start(edge: Edge) -> anyhow::Result<Running> {
-    use anyhow::Context as _;
     let server = &edge.config.server;
-    let http = match server.http {
-        Some(a) => Some(bind(a).with_context(|| format!("server.http: cannot listen on {a}"))?),
-        None => None,
-    };
-    let https = match server.https {
-        Some(a) => Some(bind(a).with_context(|| format!("server.https: cannot listen on {a}"))?),
-        None => None,
-    };
-    let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
-    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
-    let redirect_port = match (&edge.tls, https_addr) {
-        (Some(_), Some(a)) => Some(server.https_port.unwrap_or(a.port())),
-        _ => None,
-    };
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let http = crate::live::bind_key("server.http", server.http)?;
+    let https = crate::live::bind_key("server.https", server.https)?;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let grace = server.shutdown_grace;
     let (park_after, idle) = (server.park_after, server.idle_timeout);
-    let acceptor = edge.tls.clone().map(TlsAcceptor::from);
-    let edge = Arc::new(edge);
-    spawn_pool_reaper(&edge, &token);
-    let conns = Arc::new(Registry::default());
-    tokio::spawn(sweep(conns.clone(), park_after, idle, token.clone()));
-    if let Some(l) = http {
-        let kind = Kind::Plain {
-            redirect_to_https: redirect_port,
-        };
-        tracker.spawn(accept_loop(
-            l,
-            kind,
-            edge.clone(),
-            limit.clone(),
-            conns.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
-    }
-    if let (Some(l), Some(acceptor)) = (https, acceptor) {
-        let kind = Kind::Tls(acceptor);
-        tracker.spawn(accept_loop(
-            l,
-            kind,
-            edge.clone(),
-            limit,
-            conns,
-            token.clone(),
-            tracker.clone(),
-        ));
-    }
+    let live = Live::new(edge, limit);
+    spawn_pool_reaper(&live);
+    tokio::spawn(sweep(
+        live.conns.clone(),
+        park_after,
+        idle,
+        live.token.clone(),
+    ));
+    live.install_listeners(http, https);
+    let (http_addr, https_addr) = live.addrs();
     Ok(Running {
         http_addr,
         https_addr,
-        token,
-        tracker,
+        live,
         grace,
     })
 }
 
-fn spawn_pool_reaper(edge: &Arc<Edge>, token: &CancellationToken) {
-    let weak = Arc::downgrade(edge);
-    let token = token.clone();
+fn spawn_pool_reaper(live: &Arc<Live>) {
+    let weak = Arc::downgrade(live);
+    let token = live.token.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -160,7 +124,8 @@ fn spawn_pool_reaper(edge: &Arc<Edge>, token: &CancellationToken) {
                 _ = tick.tick() => {}
                 () = token.cancelled() => return,
             }
-            let Some(edge) = weak.upgrade() else { return };
+            let Some(live) = weak.upgrade() else { return };
+            let edge = live.edge();
             for p in edge.pools() {
                 p.reap_idle();
             }
@@ -169,26 +134,23 @@ fn spawn_pool_reaper(edge: &Arc<Edge>, token: &CancellationToken) {
     });
 }
 
-#[derive(Clone)]
-enum Kind {
-    Plain { redirect_to_https: Option<u16> },
-    Tls(TlsAcceptor),
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Plain,
+    Tls,
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     kind: Kind,
-    edge: Arc<Edge>,
-    limit: Arc<Semaphore>,
-    conns: Arc<Registry>,
-    token: CancellationToken,
-    tracker: TaskTracker,
+    live: Arc<Live>,
+    stop: CancellationToken,
 ) {
     loop {
         // Past max_connections, further clients wait in the kernel's accept queue.
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            () = token.cancelled() => return,
+            p = live.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            () = stop.cancelled() => return,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -200,20 +162,17 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = token.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let edge = edge.clone();
-        let kind = kind.clone();
-        let token = token.clone();
-        let conns = conns.clone();
-        tracker.spawn(async move {
+        let live2 = live.clone();
+        live.tracker.spawn(async move {
             let activity = Arc::new(Activity::default());
             activity.register().await;
-            let _entry = conns.insert(&activity);
+            let _entry = live2.conns.insert(&activity);
             // Shutdown may have swept the registry just before this connection joined it.
-            if !token.is_cancelled() {
-                serve_conn(stream, peer, kind, edge, activity).await;
+            if !live2.token.is_cancelled() {
+                serve_conn(stream, peer, kind, live2, activity).await;
             }
             drop(permit);
         });
@@ -243,24 +202,26 @@ macro_rules! h2_limits {
 
 /// A connection's whole life, boxed: the task of a connection parked for minutes holds
 /// a pointer, not room for the largest state any branch (TLS handshake, HTTP/2, h2c
-/// sniffing) might need.
+/// sniffing) might need. Connection settings come from the edge current when it was
+/// accepted; each request uses the edge current when it starts.
 fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
-    edge: Arc<Edge>,
+    live: Arc<Live>,
     activity: Arc<Activity>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let edge = live.edge();
     match kind {
-        Kind::Plain { redirect_to_https } => {
+        Kind::Plain => {
             let info = ConnInfo {
                 peer,
                 peer_value: crate::proxy::ip_value(peer.ip()),
                 tls: false,
-                redirect_to_https,
+                redirect_to_https: live.redirect_port(),
                 raw_head: false,
             };
-            let svc = service(edge.clone(), info.clone(), activity.clone());
+            let svc = service(live.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
                 Box::pin(async move {
                     let s = &edge.config.server;
@@ -276,7 +237,7 @@ fn serve_conn(
                 Box::pin(async move {
                     serve_h1(
                         stream,
-                        &edge,
+                        &live,
                         &info,
                         svc,
                         &edge.config.server,
@@ -287,7 +248,18 @@ fn serve_conn(
                 })
             }
         }
-        Kind::Tls(acceptor) => Box::pin(serve_tls(stream, peer, acceptor, edge, activity)),
+        Kind::Tls => match edge.tls.clone() {
+            Some(cfg) => Box::pin(serve_tls(
+                stream,
+                peer,
+                TlsAcceptor::from(cfg),
+                live,
+                edge,
+                activity,
+            )),
+            // The HTTPS listener outlived its [tls] section by a moment during a reload.
+            None => Box::pin(async {}),
+        },
     }
 }
 
@@ -295,6 +267,7 @@ async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    live: Arc<Live>,
     edge: Arc<Edge>,
     activity: Arc<Activity>,
 ) {
@@ -324,7 +297,7 @@ async fn serve_tls(
         redirect_to_https: None,
         raw_head: false,
     };
-    let svc = service(edge.clone(), info.clone(), activity.clone());
+    let svc = service(live.clone(), info.clone(), activity.clone());
     if h2 {
         let io = TokioIo::new(Tracked::new(tls, &activity));
         let conn =
@@ -333,7 +306,7 @@ async fn serve_tls(
     } else {
         // Not waiting for readability first: the client's request may have come with its
         // last handshake flight and already sit decrypted in rustls.
-        Box::pin(serve_h1(tls, &edge, &info, svc, s, &activity, false)).await;
+        Box::pin(serve_h1(tls, &live, &info, svc, s, &activity, false)).await;
     }
 }
 
@@ -354,7 +327,7 @@ async fn serve_tls(
 #[allow(clippy::too_many_arguments)]
 async fn serve_h1<T, S>(
     stream: T,
-    edge: &Arc<Edge>,
+    live: &Arc<Live>,
     info: &ConnInfo,
     svc: S,
     s: &rampart_config::runtime::Server,
@@ -397,7 +370,7 @@ async fn serve_h1<T, S>(
         if fast {
             // Simple requests are answered without hyper; the first other one (and the
             // rest of the connection until it parks) goes to hyper.
-            match Box::pin(crate::h1fast::serve(io.inner_mut(), edge, info, activity)).await {
+            match Box::pin(crate::h1fast::serve(io.inner_mut(), live, info, activity)).await {
                 crate::h1fast::Left::Closed => return,
                 crate::h1fast::Left::Park => {
                     wait = true;
@@ -516,7 +489,7 @@ impl HasSocket for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 fn service(
-    edge: Arc<Edge>,
+    live: Arc<Live>,
     info: ConnInfo,
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
@@ -527,7 +500,7 @@ fn service(
                  + Send,
 > + Clone {
     service_fn(move |req| {
-        let edge = edge.clone();
+        let edge = live.edge();
         let guard = InflightGuard::new(activity.clone());
         activity.started.fetch_add(1, Ordering::Relaxed);
         let info = info.clone();
@@ -615,7 +588,7 @@ pub(crate) const SIGNAL_SHUTDOWN: u8 = 3;
 
 /// Every open connection's [`Activity`], for the sweeper.
 #[derive(Debug, Default)]
-struct Registry {
+pub(crate) struct Registry {
     conns: std::sync::Mutex<slab::Slab<Arc<Activity>>>,
 }
 

@@ -23,7 +23,7 @@ pub(crate) enum Command {
     Version,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct ServeArgs {
     /// Config file. Default: ./rampart.toml if present, else the embedded demo config.
     #[arg(short, long, value_name = "FILE", env = "RAMPART_CONFIG")]

@@ -29,23 +29,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(errors) => return Ok(refuse(&errors)),
     };
-    // Command-line overrides win over the file.
-    if let Some(a) = args.http {
-        config.server.http = Some(a);
+    if config.tls.is_none() && args.https.is_some() {
+        eprintln!("rampart: --https needs a [tls] section in {source}");
+        return Ok(ExitCode::from(2));
     }
-    if let Some(a) = args.https {
-        if config.tls.is_none() {
-            eprintln!("rampart: --https needs a [tls] section in {source}");
-            return Ok(ExitCode::from(2));
-        }
-        config.server.https = Some(a);
-    }
-    if let Some(w) = args.workers {
-        config.server.workers = w.clamp(1, 1024);
-    }
-    if let Some(d) = &args.state_dir {
-        config.server.state_dir = d.clone();
-    }
+    apply_overrides(&mut config, &args);
     let edge = match Edge::build(config, &source) {
         Ok(e) => e,
         Err(errors) => return Ok(refuse(&errors)),
@@ -63,13 +51,44 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .build()
     }
     .context("cannot start the runtime")?;
-    runtime.block_on(serve(edge, source, demo_upstream))
+    // A reload reads the same file again, with the same command-line overrides.
+    let reload_path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None if demo_upstream.is_none() => Some(PathBuf::from("rampart.toml")),
+        None => None,
+    };
+    let loader = reload_path.map(|path| -> rampart_server::live::Loader {
+        let args = args.clone();
+        Box::new(move || {
+            let mut c = rampart_config::load(&path)?;
+            apply_overrides(&mut c, &args);
+            Ok(c)
+        })
+    });
+    runtime.block_on(serve(edge, source, demo_upstream, loader))
+}
+
+/// Command-line overrides win over the file (at start and on every reload).
+fn apply_overrides(config: &mut rampart_config::Config, args: &ServeArgs) {
+    if let Some(a) = args.http {
+        config.server.http = Some(a);
+    }
+    if let (Some(a), Some(_)) = (args.https, &config.tls) {
+        config.server.https = Some(a);
+    }
+    if let Some(w) = args.workers {
+        config.server.workers = w.clamp(1, 1024);
+    }
+    if let Some(d) = &args.state_dir {
+        config.server.state_dir = d.clone();
+    }
 }
 
 async fn serve(
     edge: Edge,
     source: String,
     demo_upstream: Option<std::net::TcpListener>,
+    loader: Option<rampart_server::live::Loader>,
 ) -> anyhow::Result<ExitCode> {
     let is_demo = demo_upstream.is_some();
     if let Some(l) = demo_upstream {
@@ -84,6 +103,10 @@ async fn serve(
     let workers = edge.config.server.workers;
     let mut signals = Signals::new();
     let running = rampart_server::start(edge).await?;
+    let can_reload = loader.is_some();
+    if let Some(l) = loader {
+        running.live.set_loader(l);
+    }
     tracing::info!(config = %source, workers, "started");
     if let Some(a) = running.http_addr {
         tracing::info!(listener = "http", addr = %a, "listening");
@@ -114,14 +137,26 @@ async fn serve(
             }
         }
     }
-    signals.next().await;
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload if can_reload => {
+                tracing::info!("SIGHUP: reloading the config");
+                // Errors are logged, counted and audited inside; the old config serves on.
+                let _ = running.live.reload_from_source().await;
+            }
+            Signal::Reload => {
+                tracing::warn!("SIGHUP: the embedded default has no file to reload");
+            }
+        }
+    }
     tracing::info!(
         grace_ms = running.grace().as_millis() as u64,
         "shutting down: draining connections"
     );
     let drained = tokio::select! {
         d = running.drain() => d,
-        () = signals.next() => {
+        _ = signals.next_stop() => {
             tracing::warn!("second signal: exiting without waiting");
             false
         }
@@ -201,31 +236,36 @@ impl Signals {
         }
     }
 
-    /// The next SIGTERM or SIGINT (SIGHUP is logged and ignored until reload exists).
-    async fn next(&mut self) {
+    /// The next stop (SIGTERM, SIGINT) or reload (SIGHUP) signal.
+    async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             let Some([term, int, hup]) = &mut self.streams else {
                 let _ = tokio::signal::ctrl_c().await;
-                return;
+                return Signal::Stop;
             };
-            loop {
-                tokio::select! {
-                    _ = term.recv() => return,
-                    _ = int.recv() => return,
-                    _ = hup.recv() => {
-                        // Hot reload arrives with the operations work; until then SIGHUP must
-                        // not kill the process (its default action).
-                        tracing::warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
-                    }
-                }
+            tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = int.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
+
+    /// The next stop signal (a SIGHUP while draining is ignored).
+    async fn next_stop(&mut self) {
+        while !matches!(self.next().await, Signal::Stop) {}
+    }
+}
+
+enum Signal {
+    Stop,
+    Reload,
 }
 
 fn init_logging() {

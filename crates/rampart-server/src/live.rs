@@ -1,0 +1,326 @@
+//! The running edge's live state: the current [`Edge`] (swapped whole on reload), the
+//! listeners, and what survives reloads.
+//!
+//! # Reload
+//! A reload builds the new edge to the side (config read and validated, certificates
+//! loaded, policies compiled), binds any listener whose address changed, and only then
+//! swaps. Each request uses the edge that was current when it started, so in-flight
+//! requests finish on the old config and the next ones see the new one; connections (and
+//! upgraded WebSocket tunnels) are not touched. Upstream pools whose config is unchanged
+//! are carried over with their keep-alive connections and health, and rate-limit and
+//! lockout state carries over for limits whose config is unchanged. A failed reload
+//! changes nothing: the old edge keeps serving, the error is logged and counted.
+//!
+//! Settings that shape the process rather than requests (`server.workers`,
+//! `server.max_connections`, `server.state_dir`) take effect at the next start; a reload
+//! that changes them says so in its log line.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use rampart_config::{Config, ConfigErrors};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::edge::Edge;
+use crate::server::{accept_loop, bind, Kind, Registry};
+
+/// Reads and validates the config again (the file, with command-line overrides applied).
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+/// One bound listener.
+#[derive(Debug)]
+struct Slot {
+    /// The address the config asked for (port 0 stays 0).
+    configured: SocketAddr,
+    /// The address bound.
+    bound: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// Reload bookkeeping, for metrics and `/health`.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Successful reloads.
+    pub ok: AtomicU64,
+    /// Refused reloads (bad config, unbindable listener).
+    pub failed: AtomicU64,
+    /// Unix time of the last successful load (the start counts).
+    pub last_success: AtomicU64,
+}
+
+/// The live state of a started edge.
+pub struct Live {
+    edge: ArcSwap<Edge>,
+    /// Set while draining: `/ready` answers 503.
+    pub draining: AtomicBool,
+    /// Reload counts.
+    pub reloads: ReloadStats,
+    loader: Mutex<Option<Loader>>,
+    reloading: tokio::sync::Mutex<()>,
+    listeners: Mutex<[Option<Slot>; 2]>,
+    redirect_port: AtomicU16,
+    pub(crate) token: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) limit: Arc<Semaphore>,
+    pub(crate) conns: Arc<Registry>,
+    /// When the edge started.
+    pub started: std::time::Instant,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("draining", &self.draining)
+            .field("reloads", &self.reloads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, Default)]
+pub struct Reloaded {
+    /// Listeners re-bound (`server.http`, `server.https`).
+    pub rebound: Vec<&'static str>,
+    /// Upstream pools carried over unchanged (connections and health kept).
+    pub pools_kept: Vec<String>,
+    /// Keys that changed but apply only at the next start.
+    pub needs_restart: Vec<&'static str>,
+}
+
+pub(crate) fn bind_key(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => Ok(Some(
+            bind(a).with_context(|| format!("{key}: cannot listen on {a}"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Live {
+    pub(crate) fn new(edge: Edge, limit: Arc<Semaphore>) -> Arc<Self> {
+        let live = Arc::new(Self {
+            edge: ArcSwap::from_pointee(edge),
+            draining: AtomicBool::new(false),
+            reloads: ReloadStats::default(),
+            loader: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            listeners: Mutex::new([None, None]),
+            redirect_port: AtomicU16::new(0),
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            limit,
+            conns: Arc::new(Registry::default()),
+            started: std::time::Instant::now(),
+        });
+        live.reloads
+            .last_success
+            .store(unix_now(), Ordering::Relaxed);
+        live
+    }
+
+    /// The current edge.
+    pub fn edge(&self) -> Arc<Edge> {
+        self.edge.load_full()
+    }
+
+    /// The bound (plain, HTTPS) addresses now.
+    pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let l = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            l[0].as_ref().map(|s| s.bound),
+            l[1].as_ref().map(|s| s.bound),
+        )
+    }
+
+    /// The port plain-HTTP requests are redirected to, when HTTPS is served.
+    pub(crate) fn redirect_port(&self) -> Option<u16> {
+        match self.redirect_port.load(Ordering::Relaxed) {
+            0 => None,
+            p => Some(p),
+        }
+    }
+
+    /// Sets how [`Live::reload_from_source`] reads the config.
+    pub fn set_loader(&self, loader: Loader) {
+        *self
+            .loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loader);
+    }
+
+    /// Starts accept loops on freshly bound listeners (replacing those slots).
+    pub(crate) fn install_listeners(
+        self: &Arc<Self>,
+        http: Option<TcpListener>,
+        https: Option<TcpListener>,
+    ) {
+        let edge = self.edge();
+        let configured = [edge.config.server.http, edge.config.server.https];
+        let mut slots = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, l) in [http, https].into_iter().enumerate() {
+            let Some(l) = l else { continue };
+            let (Ok(bound), Some(configured)) = (l.local_addr(), configured[i]) else {
+                continue;
+            };
+            if let Some(old) = slots[i].take() {
+                old.stop.cancel();
+            }
+            let stop = self.token.child_token();
+            let kind = if i == 0 { Kind::Plain } else { Kind::Tls };
+            self.tracker
+                .spawn(accept_loop(l, kind, self.clone(), stop.clone()));
+            slots[i] = Some(Slot {
+                configured,
+                bound,
+                stop,
+            });
+        }
+        // Listeners the config no longer has.
+        for (i, c) in configured.iter().enumerate() {
+            if c.is_none() {
+                if let Some(old) = slots[i].take() {
+                    old.stop.cancel();
+                }
+            }
+        }
+        let port = match (&edge.tls, &slots[1]) {
+            (Some(_), Some(s)) => edge.config.server.https_port.unwrap_or(s.bound.port()),
+            _ => 0,
+        };
+        self.redirect_port.store(port, Ordering::Relaxed);
+    }
+
+    /// Reads the config again through the loader set by [`Live::set_loader`] and reloads.
+    ///
+    /// # Errors
+    /// The config's errors (each naming its key) or a listener that cannot be bound; the
+    /// old edge keeps serving.
+    pub async fn reload_from_source(self: &Arc<Self>) -> Result<Reloaded, String> {
+        let loaded = {
+            let loader = self
+                .loader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match loader.as_ref() {
+                Some(f) => f(),
+                None => {
+                    return Err("this edge was not started from a config file".into());
+                }
+            }
+        };
+        let built = loaded.and_then(|c| {
+            let source = "reload".to_owned();
+            Edge::build(c, &source)
+        });
+        match built {
+            Ok(edge) => self.reload(edge).await,
+            Err(errors) => {
+                let text = errors
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {e}", errors.source))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Err(self.rejected(text))
+            }
+        }
+    }
+
+    fn rejected(&self, why: String) -> String {
+        self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+        crate::audit::system("config.rejected", "critical", &why);
+        tracing::error!(error = %why, "config reload refused; the old config keeps serving");
+        why
+    }
+
+    /// Swaps in `new` (built to the side), re-binding listeners whose address changed.
+    ///
+    /// # Errors
+    /// A listener that cannot be bound; nothing changes then.
+    pub async fn reload(self: &Arc<Self>, mut new: Edge) -> Result<Reloaded, String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.edge();
+        let mut out = Reloaded::default();
+        let (o, n) = (&old.config.server, &new.config.server);
+        if o.workers != n.workers {
+            out.needs_restart.push("server.workers");
+        }
+        if o.max_connections != n.max_connections {
+            out.needs_restart.push("server.max_connections");
+        }
+        if o.state_dir != n.state_dir {
+            out.needs_restart.push("server.state_dir");
+        }
+        let current: [Option<SocketAddr>; 2] = {
+            let l = self
+                .listeners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            [
+                l[0].as_ref().map(|s| s.configured),
+                l[1].as_ref().map(|s| s.configured),
+            ]
+        };
+        let wanted = [n.http, n.https];
+        let keys = ["server.http", "server.https"];
+        let mut fresh: [Option<TcpListener>; 2] = [None, None];
+        for i in 0..2 {
+            if wanted[i].is_some() && wanted[i] != current[i] {
+                // Bound before the swap: an address in use refuses the whole reload.
+                match bind_key(keys[i], wanted[i]) {
+                    Ok(l) => fresh[i] = l,
+                    Err(e) => return Err(self.rejected(format!("{e:#}"))),
+                }
+                out.rebound.push(keys[i]);
+            } else if wanted[i].is_none() && current[i].is_some() {
+                out.rebound.push(keys[i]);
+            }
+        }
+        out.pools_kept = new.adopt(&old);
+        self.edge.store(Arc::new(new));
+        let [http, https] = fresh;
+        self.install_listeners(http, https);
+        self.reloads.ok.fetch_add(1, Ordering::Relaxed);
+        self.reloads
+            .last_success
+            .store(unix_now(), Ordering::Relaxed);
+        let summary = format!(
+            "rebound: [{}]; pools kept: [{}]; needs restart: [{}]",
+            out.rebound.join(", "),
+            out.pools_kept.join(", "),
+            out.needs_restart.join(", ")
+        );
+        crate::audit::system("config.reload", "info", &summary);
+        tracing::info!(
+            rebound = ?out.rebound,
+            pools_kept = ?out.pools_kept,
+            needs_restart = ?out.needs_restart,
+            "config reloaded"
+        );
+        Ok(out)
+    }
+
+    /// How long the process has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
