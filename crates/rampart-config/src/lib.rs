@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod load;
+pub mod ops;
 pub mod policy;
 pub mod raw;
 pub mod runtime;

@@ -44,6 +44,13 @@ pub struct RawConfig {
     pub csrf: Option<RawCsrf>,
     /// `[csp_report]`: the CSP violation report endpoint.
     pub csp_report: Option<RawCspReport>,
+    /// `[admin]`: the admin listener; off unless the section is present.
+    pub admin: Option<crate::ops::RawAdmin>,
+    /// `[logging]`: access and audit logs, PII masking.
+    pub logging: Option<crate::ops::RawLogging>,
+    /// `[[dependencies]]`: services `/ready` waits for.
+    #[serde(default)]
+    pub dependencies: Vec<crate::ops::RawDependency>,
 }
 
 /// `[server]`.
@@ -182,6 +189,10 @@ pub struct RawUpstream {
     pub max_idle: Option<usize>,
     /// Retry once on another server when a connection cannot be made (default true).
     pub retry: Option<bool>,
+    /// Active health check: `{ path, status, interval, timeout, rise, fall, host }`.
+    pub health_check: Option<crate::ops::RawHealthCheck>,
+    /// Whether `/ready` needs a healthy server in this pool (default true).
+    pub required: Option<bool>,
 }
 
 /// One `[[routes]]` entry.

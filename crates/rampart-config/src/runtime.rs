@@ -24,6 +24,12 @@ pub struct Config {
     pub policies: crate::policy::Policies,
     /// The CSP violation report endpoint, when on.
     pub csp_report: Option<crate::site::CspReport>,
+    /// The admin listener, when on.
+    pub admin: Option<crate::ops::Admin>,
+    /// Logs.
+    pub logging: crate::ops::Logging,
+    /// Services `/ready` waits for.
+    pub dependencies: Vec<crate::ops::Dependency>,
 }
 
 /// `[server]`.
@@ -150,6 +156,10 @@ pub struct Upstream {
     pub max_idle: usize,
     /// Retry once elsewhere when a connection cannot be made.
     pub retry: bool,
+    /// Active health check.
+    pub health_check: Option<crate::ops::HealthCheck>,
+    /// Needed by `/ready`.
+    pub required: bool,
 }
 
 /// Load-balancing policy.

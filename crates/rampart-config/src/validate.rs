@@ -157,6 +157,26 @@ pub(crate) fn validate(
             routes.push(route);
         }
     }
+    let (admin, logging, dependencies) = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        (
+            raw.admin.as_ref().map(|a| crate::ops::admin(a, &mut sink)),
+            crate::ops::logging(raw.logging.as_ref(), &base, &mut sink),
+            crate::ops::dependencies(&raw.dependencies, &mut sink),
+        )
+    };
+    if let (Some(a), true) = (
+        &admin,
+        raw.server.http.is_some() || raw.server.https.is_some(),
+    ) {
+        if Some(a.listen) == server.http || Some(a.listen) == server.https {
+            cx.err(
+                "admin.listen",
+                format!("{} is already a public listener", a.listen),
+            );
+        }
+    }
     // A key that already failed its shape check is not reported again by a rule.
     errors.extend(rule_errors.into_iter().filter(|e| {
         !shape_errored.iter().any(|k| {
@@ -173,6 +193,9 @@ pub(crate) fn validate(
         routes,
         policies,
         csp_report,
+        admin,
+        logging,
+        dependencies,
     })
 }
 
@@ -428,6 +451,11 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
         idle_timeout: dur(u.idle_timeout, Duration::from_secs(60)),
         max_idle: u.max_idle.unwrap_or(1024),
         retry: u.retry.unwrap_or(true),
+        health_check: u.health_check.as_ref().map(|h| {
+            let mut sink = |k: String, m: String| cx.err(k, m);
+            crate::ops::health_check(&format!("{key}.health_check"), h, &mut sink)
+        }),
+        required: u.required.unwrap_or(true),
     }
 }
 

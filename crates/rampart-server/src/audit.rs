@@ -1,11 +1,9 @@
-//! Audit events: one function every policy refusal (and lockout) goes through, emitted as a
-//! structured `tracing` event with target `rampart::audit`, so routing them to their own
-//! log (issue 6) is a subscriber filter, not a change here. Counted per error code for
-//! metrics. Never carries a secret: API keys appear by name, tokens not at all.
+//! Audit events: every policy refusal, lockout, CSP violation, reload and admin change,
+//! one JSON line each in the audit log (`[logging] audit`: stdout or a file of its own),
+//! masked like every log line, and counted (`rampart_refusals_total{policy,reason}`).
+//! Never carries a secret: API keys appear by name, tokens not at all.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 /// What an audit event is about.
 #[derive(Debug)]
@@ -30,81 +28,46 @@ pub struct Event<'a> {
     pub path: &'a str,
 }
 
-/// Refusal counters by code (refusals are not the hot path: a mutex is fine).
-#[derive(Debug, Default)]
-pub struct Counters {
-    by_code: Mutex<BTreeMap<&'static str, u64>>,
-    csp: Mutex<BTreeMap<&'static str, u64>>,
+/// Emits an audit event to the edge's audit log and counts it.
+pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
+    edge.metrics.refusal(e.event, e.code);
+    let mut m = serde_json::Map::new();
+    m.insert("ts".into(), crate::logs::timestamp().into());
+    m.insert("target".into(), "rampart::audit".into());
+    m.insert("event".into(), e.event.into());
+    m.insert("severity".into(), e.severity.into());
+    m.insert("ip".into(), edge.logs.ip(e.ip).into());
+    m.insert("code".into(), e.code.into());
+    m.insert("reason".into(), e.reason.into());
+    m.insert("route".into(), e.route.into());
+    m.insert("request_id".into(), e.request_id.into());
+    m.insert("method".into(), e.method.into());
+    m.insert("path".into(), e.path.into());
+    send(edge, m);
 }
 
-impl Counters {
-    /// Counts a refusal.
-    pub fn count(&self, code: &'static str) {
-        *self
-            .by_code
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(code)
-            .or_default() += 1;
+/// Sends a prepared audit line (other modules' events: `csp.violation`, lockouts).
+pub fn send(edge: &crate::Edge, m: serde_json::Map<String, serde_json::Value>) {
+    match &edge.logs.audit {
+        Some(sink) => {
+            if !sink.send(m) {
+                edge.metrics.log_dropped("audit");
+            }
+        }
+        None => {
+            tracing::warn!(target: "rampart::audit", line = %serde_json::Value::Object(m), "audit")
+        }
     }
-
-    /// Counts a CSP violation report by directive (a bounded set of names).
-    pub fn count_csp(&self, directive: &'static str) {
-        *self
-            .csp
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(directive)
-            .or_default() += 1;
-    }
-
-    /// (directive, count) pairs of CSP violation reports.
-    pub fn csp_snapshot(&self) -> Vec<(&'static str, u64)> {
-        self.csp
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect()
-    }
-
-    /// (code, count) pairs, sorted by code.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        self.by_code
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect()
-    }
-}
-
-/// Emits an audit event and counts it.
-pub fn emit(counters: &Counters, e: &Event<'_>) {
-    counters.count(e.code);
-    tracing::warn!(
-        target: "rampart::audit",
-        event = e.event,
-        severity = e.severity,
-        ip = %e.ip,
-        code = e.code,
-        reason = e.reason,
-        route = e.route,
-        request_id = e.request_id,
-        method = e.method,
-        path = e.path,
-        "refused"
-    );
 }
 
 /// Emits an audit event about the edge itself (`config.reload`, `config.rejected`, admin
 /// changes): no client, no request.
-pub fn system(event: &'static str, severity: &'static str, reason: &str) {
-    tracing::warn!(
-        target: "rampart::audit",
-        event,
-        severity,
-        reason,
-        "edge"
-    );
+pub fn system(edge: &crate::Edge, event: &'static str, severity: &'static str, reason: &str) {
+    let mut m = serde_json::Map::new();
+    m.insert("ts".into(), crate::logs::timestamp().into());
+    m.insert("target".into(), "rampart::audit".into());
+    m.insert("event".into(), event.into());
+    m.insert("severity".into(), severity.into());
+    m.insert("reason".into(), reason.into());
+    send(edge, m);
 }

@@ -195,21 +195,24 @@ pub async fn handle(
     let rid = request_id.to_str().unwrap_or_default();
     for v in &violations {
         let directive = label(&v.directive);
-        edge.policies.counters.count_csp(directive);
-        tracing::warn!(
-            target: "rampart::audit",
-            event = "csp.violation",
-            severity = "info",
-            ip = %ip,
-            directive,
-            document_uri = clean_url(&v.document_uri),
-            blocked_uri = clean_url(&v.blocked_uri),
-            source_file = clean_url(&v.source_file),
-            line = v.line,
-            disposition = v.disposition.chars().take(16).collect::<String>(),
-            request_id = rid,
-            "csp violation"
+        edge.metrics.csp_violation(directive);
+        let mut m = serde_json::Map::new();
+        m.insert("ts".into(), crate::logs::timestamp().into());
+        m.insert("target".into(), "rampart::audit".into());
+        m.insert("event".into(), "csp.violation".into());
+        m.insert("severity".into(), "info".into());
+        m.insert("ip".into(), edge.logs.ip(ip).into());
+        m.insert("directive".into(), directive.into());
+        m.insert("document_uri".into(), clean_url(&v.document_uri).into());
+        m.insert("blocked_uri".into(), clean_url(&v.blocked_uri).into());
+        m.insert("source_file".into(), clean_url(&v.source_file).into());
+        m.insert("line".into(), v.line.into());
+        m.insert(
+            "disposition".into(),
+            v.disposition.chars().take(16).collect::<String>().into(),
         );
+        m.insert("request_id".into(), rid.into());
+        crate::audit::send(edge, m);
     }
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = StatusCode::NO_CONTENT;

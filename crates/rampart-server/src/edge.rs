@@ -30,6 +30,17 @@ pub struct Edge {
     pub policies: crate::policy::Policies,
     /// Static files kept in memory, per route.
     pub(crate) files: Vec<crate::static_files::FileCache>,
+    /// Metric families (one set per process: a reload hands them on).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Access and audit log writers.
+    pub logs: crate::logs::Logs,
+    /// Route names as metric labels, and `none` last (requests no route matched).
+    pub(crate) route_labels: Vec<Arc<str>>,
+    /// Per route: the pool it proxies to (`usize::MAX` for other actions). Atomic so the
+    /// admin API can switch a route between pools (blue-green) without a rebuild.
+    route_pools: Vec<std::sync::atomic::AtomicUsize>,
+    /// The live state serving this edge (for the admin endpoints mounted on public routes).
+    pub(crate) live: std::sync::OnceLock<std::sync::Weak<crate::Live>>,
 }
 
 impl Edge {
@@ -56,6 +67,26 @@ impl Edge {
             source: source.to_owned(),
             errors,
         })?;
+        let logs = crate::logs::Logs::start(&config.logging).map_err(|e| ConfigErrors {
+            source: source.to_owned(),
+            errors: vec![rampart_config::ConfigError::new("logging", e)],
+        })?;
+        let route_labels = config
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .chain(std::iter::once(Arc::from("none")))
+            .collect();
+        let route_pools = config
+            .routes
+            .iter()
+            .map(|r| {
+                std::sync::atomic::AtomicUsize::new(match r.action {
+                    rampart_config::runtime::Action::Upstream(i) => i,
+                    _ => usize::MAX,
+                })
+            })
+            .collect();
         let router = Router::new(&config.routes);
         let n_routes = config.routes.len();
         let pools = config
@@ -81,6 +112,11 @@ impl Edge {
             files: (0..n_routes)
                 .map(|_| crate::static_files::FileCache::default())
                 .collect(),
+            metrics: Arc::default(),
+            logs,
+            route_labels,
+            route_pools,
+            live: std::sync::OnceLock::new(),
         })
     }
 
@@ -97,6 +133,7 @@ impl Edge {
     /// upstream pools whose config is unchanged (their keep-alive connections and health)
     /// and the state of unchanged rate limits and lockouts. Returns the pools kept.
     pub(crate) fn adopt(&mut self, old: &Edge) -> Vec<String> {
+        self.metrics = old.metrics.clone();
         let mut kept = Vec::new();
         for p in &mut self.pools {
             if let Some(o) = old.pools.iter().find(|o| {
@@ -110,6 +147,37 @@ impl Edge {
             .policies
             .adopt(&self.config, &old.policies, &old.config);
         kept
+    }
+
+    /// The pool route `i` proxies to now.
+    pub(crate) fn route_pool(&self, i: usize) -> Option<usize> {
+        match self.route_pools[i].load(std::sync::atomic::Ordering::Relaxed) {
+            usize::MAX => None,
+            p => Some(p),
+        }
+    }
+
+    /// The index of the pool named `name`.
+    pub(crate) fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// Points a proxying route at another pool. `Err` names what does not exist.
+    pub(crate) fn set_route_pool(&self, route: &str, pool: &str) -> Result<(), String> {
+        let r = self
+            .config
+            .routes
+            .iter()
+            .position(|r| r.name == route)
+            .ok_or_else(|| format!("no route named {route:?}"))?;
+        if self.route_pool(r).is_none() {
+            return Err(format!("route {route:?} does not proxy to an upstream"));
+        }
+        let p = self
+            .pool_index(pool)
+            .ok_or_else(|| format!("no upstream named {pool:?}"))?;
+        self.route_pools[r].store(p, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn is_trusted(&self, ip: std::net::IpAddr) -> bool {

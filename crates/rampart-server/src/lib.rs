@@ -10,13 +10,19 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod csp_report;
+pub mod deps;
 pub mod edge;
 mod h1fast;
 pub mod headers;
+pub mod health;
 pub mod live;
+pub mod logs;
+pub mod metrics;
+pub mod pii;
 pub mod policy;
 pub mod proxy;
 pub mod refusal;

@@ -44,6 +44,15 @@ struct Slot {
     stop: CancellationToken,
 }
 
+/// Runtime changes made through the admin API.
+#[derive(Debug, Default)]
+struct Overrides {
+    /// (pool, server) → weight.
+    weights: Vec<((String, String), u32)>,
+    /// route → pool.
+    routes: Vec<(String, String)>,
+}
+
 /// Reload bookkeeping, for metrics and `/health`.
 #[derive(Debug, Default)]
 pub struct ReloadStats {
@@ -65,6 +74,9 @@ pub struct Live {
     loader: Mutex<Option<Loader>>,
     reloading: tokio::sync::Mutex<()>,
     listeners: Mutex<[Option<Slot>; 2]>,
+    admin: Mutex<Option<Slot>>,
+    /// Admin API changes, re-applied after every reload while what they name exists.
+    overrides: Mutex<Overrides>,
     redirect_port: AtomicU16,
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -118,6 +130,8 @@ impl Live {
             loader: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             listeners: Mutex::new([None, None]),
+            admin: Mutex::new(None),
+            overrides: Mutex::new(Overrides::default()),
             redirect_port: AtomicU16::new(0),
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -209,6 +223,131 @@ impl Live {
         self.redirect_port.store(port, Ordering::Relaxed);
     }
 
+    /// Starts the active health checks of `pools`.
+    pub(crate) fn start_checks(self: &Arc<Self>, pools: &[Arc<crate::proxy::Pool>]) {
+        for p in pools {
+            crate::health::spawn(p, &self.token, Arc::downgrade(self));
+        }
+    }
+
+    /// Binds (or moves, or stops) the admin listener to match the current config.
+    ///
+    /// # Errors
+    /// The admin address cannot be bound.
+    pub(crate) fn install_admin(self: &Arc<Self>, listener: Option<TcpListener>) {
+        let edge = self.edge();
+        let mut slot = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (&edge.config.admin, listener) {
+            (Some(a), Some(l)) => {
+                if let Some(old) = slot.take() {
+                    old.stop.cancel();
+                }
+                let Ok(bound) = l.local_addr() else { return };
+                let stop = self.token.child_token();
+                tokio::spawn(crate::admin::serve(l, self.clone(), stop.clone()));
+                *slot = Some(Slot {
+                    configured: a.listen,
+                    bound,
+                    stop,
+                });
+            }
+            (None, _) => {
+                if let Some(old) = slot.take() {
+                    old.stop.cancel();
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+
+    /// The admin listener's address, when on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.bound)
+    }
+
+    /// Sets a server's weight (0 drains it), now and after reloads.
+    ///
+    /// # Errors
+    /// No such pool or server.
+    pub fn set_weight(&self, pool: &str, server: &str, weight: u32) -> Result<(), String> {
+        let edge = self.edge();
+        let p = edge
+            .pools()
+            .iter()
+            .find(|p| p.name == pool)
+            .ok_or_else(|| format!("no upstream named {pool:?}"))?;
+        let s = p
+            .servers()
+            .iter()
+            .find(|s| s.authority == server)
+            .ok_or_else(|| format!("upstream {pool:?} has no server {server:?}"))?;
+        let before = s.weight();
+        s.set_weight(weight);
+        let mut o = self
+            .overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (pool.to_owned(), server.to_owned());
+        o.weights.retain(|(k, _)| *k != key);
+        if weight != 1 {
+            o.weights.push((key, weight));
+        }
+        let what = if weight == 0 {
+            format!("{pool} {server}: draining (weight {before} -> 0)")
+        } else {
+            format!("{pool} {server}: weight {before} -> {weight}")
+        };
+        crate::audit::system(&edge, "admin.change", "warning", &what);
+        tracing::info!(change = %what, "admin change");
+        Ok(())
+    }
+
+    /// Points a route at another pool, now and after reloads.
+    ///
+    /// # Errors
+    /// No such route or pool, or the route does not proxy.
+    pub fn switch_route(&self, route: &str, pool: &str) -> Result<(), String> {
+        let edge = self.edge();
+        edge.set_route_pool(route, pool)?;
+        let mut o = self
+            .overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.routes.retain(|(r, _)| r != route);
+        o.routes.push((route.to_owned(), pool.to_owned()));
+        let what = format!("route {route}: now to upstream {pool}");
+        crate::audit::system(&edge, "admin.change", "warning", &what);
+        tracing::info!(change = %what, "admin change");
+        Ok(())
+    }
+
+    fn apply_overrides(&self, edge: &Edge) {
+        let o = self
+            .overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((pool, server), w) in &o.weights {
+            if let Some(s) = edge
+                .pools()
+                .iter()
+                .find(|p| &p.name == pool)
+                .and_then(|p| p.servers().iter().find(|s| &s.authority == server))
+            {
+                s.set_weight(*w);
+            }
+        }
+        for (route, pool) in &o.routes {
+            let _ = edge.set_route_pool(route, pool);
+        }
+    }
+
     /// Reads the config again through the loader set by [`Live::set_loader`] and reloads.
     ///
     /// # Errors
@@ -247,7 +386,7 @@ impl Live {
 
     fn rejected(&self, why: String) -> String {
         self.reloads.failed.fetch_add(1, Ordering::Relaxed);
-        crate::audit::system("config.rejected", "critical", &why);
+        crate::audit::system(&self.edge(), "config.rejected", "critical", &why);
         tracing::error!(error = %why, "config reload refused; the old config keeps serving");
         why
     }
@@ -295,10 +434,39 @@ impl Live {
                 out.rebound.push(keys[i]);
             }
         }
+        let admin_now = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.configured);
+        let admin_wanted = new.config.admin.as_ref().map(|a| a.listen);
+        let admin_listener = match admin_wanted {
+            Some(a) if Some(a) != admin_now => match bind_key("admin.listen", Some(a)) {
+                Ok(l) => {
+                    out.rebound.push("admin.listen");
+                    l
+                }
+                Err(e) => return Err(self.rejected(format!("{e:#}"))),
+            },
+            _ => None,
+        };
         out.pools_kept = new.adopt(&old);
+        let _ = new.live.set(Arc::downgrade(self));
+        self.apply_overrides(&new);
+        let fresh_pools: Vec<_> = new
+            .pools()
+            .iter()
+            .filter(|p| !out.pools_kept.contains(&p.name))
+            .cloned()
+            .collect();
         self.edge.store(Arc::new(new));
+        self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);
+        if admin_wanted.is_none() || admin_listener.is_some() {
+            self.install_admin(admin_listener);
+        }
         self.reloads.ok.fetch_add(1, Ordering::Relaxed);
         self.reloads
             .last_success
@@ -309,7 +477,7 @@ impl Live {
             out.pools_kept.join(", "),
             out.needs_restart.join(", ")
         );
-        crate::audit::system("config.reload", "info", &summary);
+        crate::audit::system(&self.edge(), "config.reload", "info", &summary);
         tracing::info!(
             rebound = ?out.rebound,
             pools_kept = ?out.pools_kept,

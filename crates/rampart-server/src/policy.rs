@@ -26,7 +26,6 @@ use rampart_config::policy::{AuthMethod, LimitKey, RoutePolicy};
 use rampart_config::runtime::{Action, Config, Route};
 use rampart_config::ConfigError;
 
-use crate::audit::Counters;
 use crate::body::Body;
 use crate::refusal::Refusal;
 use auth::{AuthError, Identity, JwtVerifier};
@@ -50,8 +49,6 @@ pub struct Policies {
     active: Vec<bool>,
     /// Per CORS policy: its list headers, joined once.
     cors_values: Vec<CorsValues>,
-    /// Refusals by code.
-    pub counters: Counters,
     /// The CSP report endpoint's per-IP limit.
     pub(crate) csp_limit: Option<Store>,
     clock: Instant,
@@ -128,7 +125,6 @@ impl Policies {
             tenants,
             active,
             cors_values,
-            counters: Counters::default(),
             csp_limit: config.csp_report.as_ref().map(|r| Store::new(&r.limit)),
             clock: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
@@ -317,7 +313,7 @@ pub async fn before(
     {
         return Err(refuse(
             Refusal::Forbidden("ip_denied"),
-            "access.denied",
+            "acl.refused",
             format!("client {ip} not allowed on this route"),
         ));
     }
@@ -446,7 +442,7 @@ pub async fn before(
                         limit: store.quota(),
                         reset: nanos_to_secs_ceil(reset),
                     },
-                    "rate_limit.exceeded",
+                    "ratelimit.refused",
                     format!("limit {:?} exceeded by {key}", limit.name),
                 ));
             }
@@ -514,7 +510,7 @@ fn preflight(
     req: &Request<Body>,
     origin: Option<HeaderValue>,
 ) -> Result<Response<Body>, Refused> {
-    let denied = |why: String| refuse(Refusal::Forbidden("cors_denied"), "cors.denied", why);
+    let denied = |why: String| refuse(Refusal::Forbidden("cors_denied"), "cors.refused", why);
     let Some(origin) = origin else {
         return Err(denied("preflight from an origin not allowed".into()));
     };
@@ -680,7 +676,7 @@ fn csrf(
         return Ok(());
     }
     let denied = |code: &'static str, why: &str| {
-        refuse(Refusal::Forbidden(code), "csrf.failure", why.to_owned())
+        refuse(Refusal::Forbidden(code), "csrf.refused", why.to_owned())
     };
     let origin = req
         .headers()
@@ -834,14 +830,15 @@ pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Respo
                 if e.0 >= lo.failures {
                     e.2 = now + u64::try_from(lo.lock_for.as_nanos()).unwrap_or(u64::MAX / 2);
                     e.0 = 0;
-                    tracing::warn!(
-                        target: "rampart::audit",
-                        event = "auth.lockout",
-                        severity = "warning",
-                        account = %account,
-                        route = %route.name,
-                        "account locked after failed logins"
-                    );
+                    let mut m = serde_json::Map::new();
+                    m.insert("ts".into(), crate::logs::timestamp().into());
+                    m.insert("target".into(), "rampart::audit".into());
+                    m.insert("event".into(), "auth.lockout".into());
+                    m.insert("severity".into(), "warning".into());
+                    m.insert("account".into(), account.clone().into());
+                    m.insert("route".into(), route.name.clone().into());
+                    m.insert("reason".into(), "account locked after failed logins".into());
+                    crate::audit::send(edge, m);
                 }
             } else if resp.status().is_success() {
                 map.remove(account);

@@ -68,6 +68,8 @@ fn clock() -> u64 {
 pub struct Pool {
     /// The pool's config name.
     pub name: String,
+    /// The name as a metric label.
+    pub(crate) label: Arc<str>,
     servers: Vec<Arc<Server>>,
     balance: Balance,
     next: AtomicUsize,
@@ -89,12 +91,47 @@ pub struct Pool {
 pub struct Server {
     /// `host:port`.
     pub authority: String,
+    /// The authority as a metric label.
+    pub(crate) label: Arc<str>,
     inflight: AtomicUsize,
     down_until: AtomicU64,
+    /// Failed exchanges (connect, timeout, broken), for metrics.
+    errors: AtomicU64,
+    /// Taken out by the active health check.
+    pub(crate) check_down: std::sync::atomic::AtomicBool,
+    /// Balancing weight; 0 drains the server (no new requests, in-flight ones finish).
+    weight: std::sync::atomic::AtomicU32,
     fails: Mutex<FailWindow>,
     idle: Mutex<Vec<IdleConn>>,
     /// Idle connections of rampart's own client (GET and HEAD).
     raw_idle: Mutex<Vec<origin::RawConn>>,
+}
+
+impl Server {
+    /// Failed exchanges so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Balancing weight (0: draining).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Sets the balancing weight; 0 drains.
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w, Ordering::Relaxed);
+    }
+
+    /// Whether the active health check has it out.
+    pub fn check_failed(&self) -> bool {
+        self.check_down.load(Ordering::Relaxed)
+    }
+
+    /// Whether passive health (failures) has it out now.
+    pub fn passive_down(&self) -> bool {
+        self.down_until.load(Ordering::Relaxed) > clock()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -132,14 +169,19 @@ impl Pool {
     pub fn new(u: &Upstream, own_client: bool) -> Self {
         Self {
             name: u.name.clone(),
+            label: Arc::from(u.name.as_str()),
             servers: u
                 .servers
                 .iter()
                 .map(|a| {
                     Arc::new(Server {
                         authority: a.clone(),
+                        label: Arc::from(a.as_str()),
                         inflight: AtomicUsize::new(0),
                         down_until: AtomicU64::new(0),
+                        errors: AtomicU64::new(0),
+                        check_down: std::sync::atomic::AtomicBool::new(false),
+                        weight: std::sync::atomic::AtomicU32::new(1),
                         fails: Mutex::new(FailWindow::default()),
                         idle: Mutex::new(Vec::new()),
                         raw_idle: Mutex::new(Vec::new()),
@@ -181,6 +223,11 @@ impl Pool {
         }
     }
 
+    /// Whether `s` takes new requests: not failed (actively or passively), not draining.
+    pub fn is_up(&self, s: &Server) -> bool {
+        s.weight() > 0 && !s.check_failed() && !s.passive_down()
+    }
+
     fn pick(&self, tried: &[usize]) -> Option<usize> {
         let n = self.servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -188,18 +235,73 @@ impl Pool {
         let order = (0..n)
             .map(|i| (start.wrapping_add(i)) % n)
             .filter(|i| !tried.contains(i));
-        let up = |i: &usize| self.servers[*i].down_until.load(Ordering::Relaxed) <= now;
+        let up = |i: &usize| {
+            let s = &self.servers[*i];
+            s.down_until.load(Ordering::Relaxed) <= now
+                && !s.check_down.load(Ordering::Relaxed)
+                && s.weight.load(Ordering::Relaxed) > 0
+        };
+        // Every server out: a draining one is still never picked; a failed one may be
+        // (Envoy's panic mode: a guess beats a certain 502).
+        let fallback = |i: &usize| self.servers[*i].weight.load(Ordering::Relaxed) > 0;
         match self.balance {
-            Balance::RoundRobin => order.clone().find(up).or_else(|| order.clone().next()),
+            Balance::RoundRobin => {
+                let weighted = self
+                    .servers
+                    .iter()
+                    .any(|s| s.weight.load(Ordering::Relaxed) > 1);
+                if weighted {
+                    if let Some(i) = self.pick_weighted(start, tried, &up) {
+                        return Some(i);
+                    }
+                }
+                order
+                    .clone()
+                    .find(up)
+                    .or_else(|| order.clone().find(fallback))
+            }
             Balance::LeastConn => {
-                let load = |i: &usize| self.servers[*i].inflight.load(Ordering::Relaxed);
+                // Fewest in flight per unit of weight.
+                let load = |i: &usize| {
+                    let s = &self.servers[*i];
+                    s.inflight.load(Ordering::Relaxed) * 1000
+                        / s.weight.load(Ordering::Relaxed).max(1) as usize
+                };
                 order
                     .clone()
                     .filter(up)
                     .min_by_key(load)
-                    .or_else(|| order.clone().min_by_key(load))
+                    .or_else(|| order.clone().filter(fallback).min_by_key(load))
             }
         }
+    }
+
+    /// Weighted round robin: the counter walks a cycle of total-weight slots.
+    fn pick_weighted(
+        &self,
+        start: usize,
+        tried: &[usize],
+        up: &dyn Fn(&usize) -> bool,
+    ) -> Option<usize> {
+        let total: usize = (0..self.servers.len())
+            .filter(|i| up(i) && !tried.contains(i))
+            .map(|i| self.servers[i].weight.load(Ordering::Relaxed) as usize)
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut slot = start % total;
+        for i in 0..self.servers.len() {
+            if !up(&i) || tried.contains(&i) {
+                continue;
+            }
+            let w = self.servers[i].weight.load(Ordering::Relaxed) as usize;
+            if slot < w {
+                return Some(i);
+            }
+            slot -= w;
+        }
+        None
     }
 
     /// Counts a failure on server `idx` and marks it tried: `Ok` when another server may
@@ -228,6 +330,7 @@ impl Pool {
     }
 
     fn record_failure(&self, s: &Server) {
+        s.errors.fetch_add(1, Ordering::Relaxed);
         if self.max_fails == 0 {
             return;
         }

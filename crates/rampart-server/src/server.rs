@@ -93,6 +93,8 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     let server = &edge.config.server;
     let http = crate::live::bind_key("server.http", server.http)?;
     let https = crate::live::bind_key("server.https", server.https)?;
+    let admin =
+        crate::live::bind_key("admin.listen", edge.config.admin.as_ref().map(|a| a.listen))?;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let grace = server.shutdown_grace;
     let (park_after, idle) = (server.park_after, server.idle_timeout);
@@ -105,6 +107,8 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         live.token.clone(),
     ));
     live.install_listeners(http, https);
+    live.install_admin(admin);
+    live.start_checks(live.edge().pools());
     let (http_addr, https_addr) = live.addrs();
     Ok(Running {
         http_addr,
@@ -220,6 +224,7 @@ fn serve_conn(
                 tls: false,
                 redirect_to_https: live.redirect_port(),
                 raw_head: false,
+                tls_version: None,
             };
             let svc = service(live.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
@@ -278,12 +283,17 @@ async fn serve_tls(
     ))
     .await
     {
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(tls)) => {
+            edge.metrics.tls_handshake("ok");
+            tls
+        }
         Ok(Err(e)) => {
+            edge.metrics.tls_handshake("failed");
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            edge.metrics.tls_handshake("timeout");
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
@@ -296,6 +306,11 @@ async fn serve_tls(
         tls: true,
         redirect_to_https: None,
         raw_head: false,
+        tls_version: match tls.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some("1.3"),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
+            _ => None,
+        },
     };
     let svc = service(live.clone(), info.clone(), activity.clone());
     if h2 {
@@ -593,6 +608,14 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Open connections.
+    pub(crate) fn len(&self) -> usize {
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<Arc<Activity>>> {
         self.conns
             .lock()

@@ -30,6 +30,9 @@ use crate::{audit, csp_report, headers, request_id, transform};
 /// `X-Request-ID`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The authenticated subject, as the auth policy forwards it.
+const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+
 /// What the request path knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -44,6 +47,28 @@ pub struct ConnInfo {
     /// The response is written by the HTTP/1.1 fast path, which understands
     /// [`Body::Head`](crate::body::Body::Head).
     pub raw_head: bool,
+    /// The negotiated TLS version (`"1.3"`, `"1.2"`), for the access log.
+    pub tls_version: Option<&'static str>,
+}
+
+/// What the request path learns for metrics and the access log.
+#[derive(Debug, Default)]
+struct Trace {
+    route: Option<usize>,
+    client_ip: Option<std::net::IpAddr>,
+    /// Upstream server and seconds to its response head.
+    upstream: Option<(Arc<str>, f64)>,
+    user: Option<HeaderValue>,
+    tenant: Option<HeaderValue>,
+}
+
+/// The request's facts the access log needs, taken before the request is consumed.
+struct Seen {
+    path: String,
+    ua: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+    bytes_in: u64,
+    version: http::Version,
 }
 
 /// The connection is closed without an answer (`misdirected = "close"`).
@@ -60,13 +85,32 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Body>,
 ) -> Result<Response<Body>, CloseConnection> {
+    let started = std::time::Instant::now();
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if request_id::is_acceptable(v) => v.clone(),
         _ => request_id::generate(),
     };
-    let (mut resp, policy) = match answer(&edge, &conn, req, &request_id).await {
+    let method = req.method().clone();
+    let seen = edge.logs.access.as_ref().map(|_| Seen {
+        path: req.uri().path().to_owned(),
+        ua: req.headers().get(header::USER_AGENT).cloned(),
+        host: req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        }),
+        bytes_in: req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0),
+        version: req.version(),
+    });
+    let mut trace = Trace::default();
+    let (mut resp, policy) = match answer(&edge, &conn, req, &request_id, &mut trace).await {
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
+            trace.route = trace.route.or(route);
             let policy = route.map_or(&edge.default_headers, |i| &edge.config.routes[i].headers);
             (r.response(&request_id), Some(policy))
         }
@@ -82,6 +126,16 @@ pub async fn handle(
             resp.headers_mut().insert(name, value);
         }
     }
+    record(
+        &edge,
+        &conn,
+        &method,
+        &resp,
+        &trace,
+        seen,
+        &request_id,
+        started,
+    );
     // Unique per response: HPACK sends it as a never-indexed literal instead of inserting
     // it into the connection's dynamic table, where each new id would evict the constant
     // security headers and force them to be re-encoded.
@@ -89,6 +143,89 @@ pub async fn handle(
     request_id.set_sensitive(true);
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
     Ok(resp)
+}
+
+/// Counts the answer and writes its access log line (queued; never waits for the disk).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    edge: &Edge,
+    conn: &ConnInfo,
+    method: &Method,
+    resp: &Response<Body>,
+    trace: &Trace,
+    seen: Option<Seen>,
+    request_id: &HeaderValue,
+    started: std::time::Instant,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    let route_label = &edge.route_labels[trace.route.unwrap_or(edge.route_labels.len() - 1)];
+    let tenant = trace.tenant.as_ref().and_then(|t| t.to_str().ok());
+    let m = crate::metrics::method_label(method);
+    edge.metrics.request(m, route_label, status, tenant, secs);
+    let (Some(sink), Some(seen)) = (&edge.logs.access, seen) else {
+        return;
+    };
+    use serde_json::Value;
+    let text = |v: &Option<HeaderValue>| -> Value {
+        v.as_ref().map_or(Value::Null, |v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned().into()
+        })
+    };
+    let mut l = serde_json::Map::with_capacity(20);
+    l.insert("ts".into(), crate::logs::timestamp().into());
+    l.insert(
+        "request_id".into(),
+        request_id.to_str().unwrap_or_default().into(),
+    );
+    l.insert(
+        "ip".into(),
+        edge.logs
+            .ip(trace.client_ip.unwrap_or(conn.peer.ip()))
+            .into(),
+    );
+    l.insert("method".into(), method.as_str().into());
+    l.insert("host".into(), text(&seen.host));
+    l.insert("route".into(), route_label.to_string().into());
+    l.insert("path".into(), seen.path.into());
+    l.insert("status".into(), status.into());
+    l.insert("bytes_in".into(), seen.bytes_in.into());
+    l.insert(
+        "bytes_out".into(),
+        http_body::Body::size_hint(resp.body())
+            .exact()
+            .map_or(Value::Null, Value::from),
+    );
+    l.insert("duration_ms".into(), ((secs * 1e6).round() / 1e3).into());
+    match &trace.upstream {
+        Some((server, t)) => {
+            l.insert("upstream".into(), server.to_string().into());
+            l.insert("upstream_ms".into(), ((t * 1e6).round() / 1e3).into());
+        }
+        None => {
+            l.insert("upstream".into(), Value::Null);
+            l.insert("upstream_ms".into(), Value::Null);
+        }
+    }
+    l.insert("tenant".into(), text(&trace.tenant));
+    l.insert("user".into(), text(&trace.user));
+    l.insert(
+        "protocol".into(),
+        match seen.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        }
+        .into(),
+    );
+    l.insert(
+        "tls".into(),
+        conn.tls_version.map_or(Value::Null, Value::from),
+    );
+    l.insert("ua".into(), text(&seen.ua));
+    if !sink.send(l) {
+        edge.metrics.log_dropped("access");
+    }
 }
 
 enum Answer {
@@ -108,6 +245,7 @@ async fn answer<'e>(
     conn: &ConnInfo,
     req: Request<Body>,
     request_id: &HeaderValue,
+    trace: &mut Trace,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
     let server = &edge.config.server;
     let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
@@ -140,16 +278,27 @@ async fn answer<'e>(
             return Ok((resp, Some(&edge.default_headers)));
         }
     }
+    if let Some((prefix, allow)) = edge.config.admin.as_ref().and_then(|a| a.public.as_ref()) {
+        if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+            let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+            let read_only = req.method() == Method::GET || req.method() == Method::HEAD;
+            if let Some(resp) = public_admin(edge, ip, read_only, rest, allow).await {
+                return resp.map(|r| (r, Some(&edge.default_headers)));
+            }
+        }
+    }
     let idx = edge.router.find(&host, &path).ok_or(Refusal::NotFound)?;
+    trace.route = Some(idx);
     let route = &edge.config.routes[idx];
     let in_route = |r: Refusal| Answer::Refuse(r, Some(idx));
     let (client_ip, peer_trusted) =
         proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+    trace.client_ip = Some(client_ip);
     let mut req = req;
     let method = req.method().clone();
     let audit = |r: &policy::Refused| {
         audit::emit(
-            &edge.policies.counters,
+            edge,
             &audit::Event {
                 event: r.event,
                 severity: "warning",
@@ -184,10 +333,14 @@ async fn answer<'e>(
         }
     };
     let exceeded = ctx.exceeded.clone();
+    trace.user = req.headers().get(SUBJECT).cloned();
+    if let Some(t) = &route.policy.tenant {
+        trace.tenant = req.headers().get(&t.header).cloned();
+    }
     let handled: Result<Response<Body>, Answer> = async {
         let resp = match &route.action {
-            Action::Upstream(pool) => {
-                let pool = &edge.pools[*pool];
+            Action::Upstream(configured) => {
+                let pool = &edge.pools[edge.route_pool(idx).unwrap_or(*configured)];
                 // The client's path and query are forwarded as they came unless normalisation
                 // or prefix stripping changed the path.
                 let pq = if route.strip_prefix || matches!(path, std::borrow::Cow::Owned(_)) {
@@ -213,8 +366,14 @@ async fn answer<'e>(
                 let (mut parts, body) = req.into_parts();
                 proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
                 let upstream_req = Request::from_parts(parts, body);
+                let sent = std::time::Instant::now();
                 match pool.forward(upstream_req).await {
-                    Ok((resp, _server)) => resp,
+                    Ok((resp, server)) => {
+                        let t = sent.elapsed().as_secs_f64();
+                        edge.metrics.upstream(&pool.label, &server.label, t);
+                        trace.upstream = Some((server.label.clone(), t));
+                        resp
+                    }
                     Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
                     Err(ProxyError::Connect | ProxyError::Upstream(_) | ProxyError::Io(_)) => {
                         return Err(in_route(Refusal::BadGateway))
@@ -319,6 +478,29 @@ async fn answer<'e>(
         || resp.status().is_server_error())
     .then_some(&route.headers);
     Ok((resp, policy))
+}
+
+/// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only
+/// (others get 404, as if nothing were there). `None` when `rest` is not one of them.
+async fn public_admin(
+    edge: &Edge,
+    ip: std::net::IpAddr,
+    read_only: bool,
+    rest: &str,
+    allow: &[ipnet::IpNet],
+) -> Option<Result<Response<Body>, Answer>> {
+    if !matches!(rest, "/metrics" | "/health" | "/ready") {
+        return None;
+    }
+    if !read_only || !allow.iter().any(|n| n.contains(&ip)) {
+        return Some(Err(Refusal::NotFound.into()));
+    }
+    let live = edge.live.get()?.upgrade()?;
+    Some(Ok(match rest {
+        "/metrics" => crate::admin::metrics(&live, edge),
+        "/health" => crate::admin::health(&live, edge).await,
+        _ => crate::admin::ready(&live, edge).await,
+    }))
 }
 
 /// The request's host, lowercase, without port: from the URI authority (HTTP/2, absolute

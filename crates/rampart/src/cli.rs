@@ -19,6 +19,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Test a config file (like `nginx -t`): prints `ok` or every error; exits 0 or 1.
     Check(CheckArgs),
+    /// Ask a running edge to reload its config (through the admin API of that config).
+    Reload(ReloadArgs),
     /// Print the version.
     Version,
 }
@@ -45,6 +47,23 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// Config file to test.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "rampart.toml",
+        env = "RAMPART_CONFIG"
+    )]
+    pub(crate) config: PathBuf,
+    /// Also show the running edge's effective state (pools, servers, weights, routes)
+    /// from its admin API.
+    #[arg(long)]
+    pub(crate) live: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    /// Config file of the running edge (its [admin] section says where to ask).
     #[arg(
         short,
         long,

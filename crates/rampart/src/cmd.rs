@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub(crate) mod check;
+pub(crate) mod reload;
 pub(crate) mod serve;
 
 /// `rampart version`.

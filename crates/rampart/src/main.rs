@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => cmd::serve::run(args),
         cli::Command::Check(args) => cmd::check::run(&args),
+        cli::Command::Reload(args) => cmd::reload::run(&args.config),
         cli::Command::Version => {
             cmd::version();
             Ok(ExitCode::SUCCESS)

@@ -18,6 +18,15 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 edge.config.upstreams.len(),
                 edge.certificates.len()
             );
+            if args.live {
+                let (status, body) =
+                    super::reload::admin_request(&args.config, "GET", "/upstreams")?;
+                if status != 200 {
+                    eprintln!("rampart: admin API answered {status}: {}", body.trim());
+                    return Ok(ExitCode::from(1));
+                }
+                print_live(&serde_json::from_str(body.trim()).unwrap_or_default());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -26,6 +35,40 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
             eprintln!("{}: {} error(s)", errors.source, errors.errors.len());
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The effective state, one line per server.
+fn print_live(v: &serde_json::Value) {
+    for p in v["upstreams"].as_array().into_iter().flatten() {
+        let routes: Vec<&str> = p["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
+        println!(
+            "upstream {} ({}), routes: {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?"),
+            if routes.is_empty() {
+                "-".to_owned()
+            } else {
+                routes.join(", ")
+            }
+        );
+        for s in p["servers"].as_array().into_iter().flatten() {
+            println!(
+                "  {} up={} weight={} inflight={} errors={} health_check={} passive={}",
+                s["server"].as_str().unwrap_or("?"),
+                s["up"],
+                s["weight"],
+                s["inflight"],
+                s["errors"],
+                s["health_check"].as_str().unwrap_or("?"),
+                s["passive"].as_str().unwrap_or("?"),
+            );
         }
     }
 }

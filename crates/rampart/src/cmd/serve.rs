@@ -114,6 +114,9 @@ async fn serve(
     if let Some(a) = running.https_addr {
         tracing::info!(listener = "https", addr = %a, "listening");
     }
+    if let Some(a) = running.live.admin_addr() {
+        tracing::info!(listener = "admin", addr = %a, "admin API");
+    }
     if has_self_signed {
         let cert = state_dir.join("tls/self-signed.crt");
         tracing::info!(path = %cert.display(), "self-signed development certificate");
@@ -147,6 +150,10 @@ async fn serve(
             }
             Signal::Reload => {
                 tracing::warn!("SIGHUP: the embedded default has no file to reload");
+            }
+            Signal::Reopen => {
+                tracing::info!("SIGUSR1: reopening log files");
+                running.live.edge().logs.reopen();
             }
         }
     }
@@ -212,7 +219,7 @@ fn embedded_default(
 /// process with the default action instead of draining it (seen once under load).
 struct Signals {
     #[cfg(unix)]
-    streams: Option<[tokio::signal::unix::Signal; 3]>,
+    streams: Option<[tokio::signal::unix::Signal; 4]>,
 }
 
 impl Signals {
@@ -224,8 +231,9 @@ impl Signals {
                 signal(SignalKind::terminate()),
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::hangup()),
+                signal(SignalKind::user_defined1()),
             ) {
-                (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
+                (Ok(t), Ok(i), Ok(h), Ok(u)) => Some([t, i, h, u]),
                 _ => None,
             };
             Self { streams }
@@ -236,11 +244,11 @@ impl Signals {
         }
     }
 
-    /// The next stop (SIGTERM, SIGINT) or reload (SIGHUP) signal.
+    /// The next stop (SIGTERM, SIGINT), reload (SIGHUP) or reopen-logs (SIGUSR1) signal.
     async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
-            let Some([term, int, hup]) = &mut self.streams else {
+            let Some([term, int, hup, usr1]) = &mut self.streams else {
                 let _ = tokio::signal::ctrl_c().await;
                 return Signal::Stop;
             };
@@ -248,6 +256,7 @@ impl Signals {
                 _ = term.recv() => Signal::Stop,
                 _ = int.recv() => Signal::Stop,
                 _ = hup.recv() => Signal::Reload,
+                _ = usr1.recv() => Signal::Reopen,
             }
         }
         #[cfg(not(unix))]
@@ -266,6 +275,7 @@ impl Signals {
 enum Signal {
     Stop,
     Reload,
+    Reopen,
 }
 
 fn init_logging() {

@@ -32,6 +32,7 @@ fn build(dir: &TempDir, toml: &str) -> Edge {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     config.server.state_dir = dir.path().join("state");
+    config.logging.access = rampart_config::ops::LogTarget::Off;
     Edge::build(config, "reload.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 

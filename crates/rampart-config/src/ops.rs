@@ -1,0 +1,436 @@
+//! Operations sections: `[admin]`, `[logging]`, `[[dependencies]]` and an upstream's
+//! `health_check`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::{Duration as RawDuration, ListenAddr};
+
+/// `[admin]`: the admin listener (`/metrics`, `/health`, `/ready`, `/upstreams`, control).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Where it listens (default `127.0.0.1:9901`).
+    pub listen: Option<ListenAddr>,
+    /// Bearer token required on every admin request (write `"${ENV_VAR}"` to keep it out
+    /// of the file). Required when `listen` is not a loopback address.
+    pub token: Option<String>,
+    /// Also answer `/metrics`, `/health` and `/ready` at this path prefix on the public
+    /// listeners (e.g. `/_rampart`), for clients in `public_allow` only.
+    pub public_path: Option<String>,
+    /// Client networks allowed to use `public_path`.
+    #[serde(default)]
+    pub public_allow: Vec<crate::units::Cidr>,
+}
+
+/// `[logging]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// Access log: `"stdout"` (default), `"off"`, or a file path.
+    pub access: Option<String>,
+    /// Audit log: `"stdout"` (default) or a file path.
+    pub audit: Option<String>,
+    /// Mask personal data (e-mail, phone, card numbers, tokens, keys, passwords) in every
+    /// access and audit line (default true).
+    pub mask_pii: Option<bool>,
+    /// Also zero the last octet of IPv4 client addresses (and the last 80 bits of IPv6).
+    pub mask_ip: Option<bool>,
+    /// More masking rules: `{ pattern = "regex", replace = "text" }`.
+    #[serde(default)]
+    pub mask: Vec<RawMaskRule>,
+    /// Log lines queued for the writer before new ones are dropped (and counted).
+    pub queue: Option<usize>,
+}
+
+/// One extra masking rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaskRule {
+    /// A regular expression (regex-lite syntax).
+    pub pattern: String,
+    /// What a match becomes (default `"[masked]"`).
+    pub replace: Option<String>,
+}
+
+/// An upstream's `health_check = { … }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Path requested with GET (default `/health`).
+    pub path: Option<String>,
+    /// Status that counts as healthy (default: any 2xx).
+    pub status: Option<u16>,
+    /// Time between checks (default 5s).
+    pub interval: Option<RawDuration>,
+    /// Time allowed per check (default 2s).
+    pub timeout: Option<RawDuration>,
+    /// Consecutive passes that bring a server back (default 2).
+    pub rise: Option<u32>,
+    /// Consecutive failures that take it out (default 3).
+    pub fall: Option<u32>,
+    /// `Host` header sent (default the server's address).
+    pub host: Option<String>,
+}
+
+/// One `[[dependencies]]` entry: something `/ready` waits for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDependency {
+    /// Name in `/health` and `/ready`.
+    pub name: String,
+    /// `tcp`, `http`, `redis`, `postgres` or `mysql`.
+    pub kind: String,
+    /// `host:port` (tcp, redis, postgres, mysql) or a URL (`http://host:port/path`).
+    pub address: String,
+    /// Whether `/ready` needs it (default true); an optional one only degrades `/health`.
+    pub required: Option<bool>,
+    /// Time allowed per probe (default 2s).
+    pub timeout: Option<RawDuration>,
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// Public mount prefix, and who may use it.
+    pub public: Option<(String, Vec<ipnet::IpNet>)>,
+}
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Nowhere.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// A file, appended to, reopened on SIGUSR1.
+    File(std::path::PathBuf),
+}
+
+/// `[logging]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logging {
+    /// Access log target.
+    pub access: LogTarget,
+    /// Audit log target.
+    pub audit: LogTarget,
+    /// Mask personal data.
+    pub mask_pii: bool,
+    /// Mask client IP tails.
+    pub mask_ip: bool,
+    /// Extra rules (pattern, replacement); patterns checked to compile.
+    pub rules: Vec<(String, String)>,
+    /// Queue length.
+    pub queue: usize,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            access: LogTarget::Stdout,
+            audit: LogTarget::Stdout,
+            mask_pii: true,
+            mask_ip: false,
+            rules: Vec::new(),
+            queue: 8192,
+        }
+    }
+}
+
+/// An active health check, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path.
+    pub path: String,
+    /// Expected status; `None` is any 2xx.
+    pub status: Option<u16>,
+    /// Interval.
+    pub interval: Duration,
+    /// Timeout.
+    pub timeout: Duration,
+    /// Passes to come back.
+    pub rise: u32,
+    /// Failures to go out.
+    pub fall: u32,
+    /// Host header.
+    pub host: Option<String>,
+}
+
+/// What a dependency speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyKind {
+    /// A TCP connect.
+    Tcp,
+    /// `GET` answered with 2xx/3xx.
+    Http,
+    /// `PING` answered `+PONG`.
+    Redis,
+    /// A PostgreSQL SSLRequest answered `S` or `N` (the server speaks the protocol).
+    Postgres,
+    /// A MySQL server greeting (protocol 10), not an error packet.
+    Mysql,
+}
+
+/// A dependency, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: DependencyKind,
+    /// `host:port`.
+    pub address: String,
+    /// For HTTP: the path (with query).
+    pub path: String,
+    /// Needed by `/ready`.
+    pub required: bool,
+    /// Probe timeout.
+    pub timeout: Duration,
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
+/// Validates `[admin]`.
+pub fn admin(a: &RawAdmin, sink: &mut dyn FnMut(String, String)) -> Admin {
+    let listen = a
+        .listen
+        .as_ref()
+        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901)), |l| l.0);
+    if let Some(t) = &a.token {
+        if t.len() < 16 {
+            sink(
+                "admin.token".into(),
+                "must be at least 16 characters (`rampart secrets` can make one)".into(),
+            );
+        }
+    }
+    if !listen.ip().is_loopback() && a.token.is_none() {
+        sink(
+            "admin.token".into(),
+            format!("admin.listen {listen} is not loopback: set a token (or listen on 127.0.0.1)"),
+        );
+    }
+    let public = match &a.public_path {
+        None => None,
+        Some(p) => {
+            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') {
+                sink(
+                    "admin.public_path".into(),
+                    format!("{p:?} must be a path like \"/_rampart\" (no trailing '/')"),
+                );
+            }
+            if a.public_allow.is_empty() {
+                sink(
+                    "admin.public_allow".into(),
+                    "public_path needs the client networks allowed to use it".into(),
+                );
+            }
+            Some((p.clone(), a.public_allow.iter().map(|c| c.0).collect()))
+        }
+    };
+    Admin {
+        listen,
+        token: a.token.clone(),
+        public,
+    }
+}
+
+fn target(
+    key: &str,
+    v: Option<&str>,
+    base: &std::path::Path,
+    off_ok: bool,
+    sink: &mut dyn FnMut(String, String),
+) -> LogTarget {
+    match v {
+        None | Some("stdout") => LogTarget::Stdout,
+        Some("off") if off_ok => LogTarget::Off,
+        Some("off") => {
+            sink(
+                key.into(),
+                "the audit log cannot be turned off; send it to \"stdout\" or a file".into(),
+            );
+            LogTarget::Stdout
+        }
+        Some("") => {
+            sink(
+                key.into(),
+                "expected \"stdout\", \"off\" or a file path".into(),
+            );
+            LogTarget::Stdout
+        }
+        Some(p) => LogTarget::File(base.join(p)),
+    }
+}
+
+/// Validates `[logging]`; relative paths resolve against `base`.
+pub fn logging(
+    l: Option<&RawLogging>,
+    base: &std::path::Path,
+    sink: &mut dyn FnMut(String, String),
+) -> Logging {
+    let default = RawLogging::default();
+    let l = l.unwrap_or(&default);
+    let mut rules = Vec::new();
+    for (i, r) in l.mask.iter().enumerate() {
+        match regex_lite::Regex::new(&r.pattern) {
+            Ok(_) => rules.push((
+                r.pattern.clone(),
+                r.replace.clone().unwrap_or_else(|| "[masked]".into()),
+            )),
+            Err(e) => sink(format!("logging.mask[{i}].pattern"), format!("{e}")),
+        }
+    }
+    let queue = l.queue.unwrap_or(8192);
+    if !(16..=1_000_000).contains(&queue) {
+        sink(
+            "logging.queue".into(),
+            format!("must be between 16 and 1000000, got {queue}"),
+        );
+    }
+    Logging {
+        access: target("logging.access", l.access.as_deref(), base, true, sink),
+        audit: target("logging.audit", l.audit.as_deref(), base, false, sink),
+        mask_pii: l.mask_pii.unwrap_or(true),
+        mask_ip: l.mask_ip.unwrap_or(false),
+        rules,
+        queue: queue.clamp(16, 1_000_000),
+    }
+}
+
+/// Validates an upstream's `health_check`.
+pub fn health_check(
+    key: &str,
+    h: &RawHealthCheck,
+    sink: &mut dyn FnMut(String, String),
+) -> HealthCheck {
+    let path = h.path.clone().unwrap_or_else(|| "/health".into());
+    if !path.starts_with('/') || path.contains([' ', '\r', '\n']) {
+        sink(
+            format!("{key}.path"),
+            format!("{path:?} must be a path starting with '/'"),
+        );
+    }
+    if let Some(s) = h.status {
+        if !(100..=599).contains(&s) {
+            sink(
+                format!("{key}.status"),
+                format!("{s} is not an HTTP status"),
+            );
+        }
+    }
+    let interval = h.interval.map_or(Duration::from_secs(5), |d| d.0);
+    let timeout = h.timeout.map_or(Duration::from_secs(2), |d| d.0);
+    if interval < Duration::from_millis(100) {
+        sink(format!("{key}.interval"), "must be at least 100ms".into());
+    }
+    if timeout.is_zero() || timeout > interval.max(Duration::from_millis(100)) {
+        sink(
+            format!("{key}.timeout"),
+            "must be more than 0 and at most the interval".into(),
+        );
+    }
+    let (rise, fall) = (h.rise.unwrap_or(2), h.fall.unwrap_or(3));
+    for (k, v) in [("rise", rise), ("fall", fall)] {
+        if !(1..=100).contains(&v) {
+            sink(
+                format!("{key}.{k}"),
+                format!("must be between 1 and 100, got {v}"),
+            );
+        }
+    }
+    HealthCheck {
+        path,
+        status: h.status,
+        interval,
+        timeout,
+        rise,
+        fall,
+        host: h.host.clone(),
+    }
+}
+
+/// Validates `[[dependencies]]`.
+pub fn dependencies(
+    deps: &[RawDependency],
+    sink: &mut dyn FnMut(String, String),
+) -> Vec<Dependency> {
+    let mut out: Vec<Dependency> = Vec::new();
+    for (i, d) in deps.iter().enumerate() {
+        let key = format!("dependencies[{i}]");
+        let kind = match d.kind.as_str() {
+            "tcp" => DependencyKind::Tcp,
+            "http" => DependencyKind::Http,
+            "redis" => DependencyKind::Redis,
+            "postgres" | "postgresql" => DependencyKind::Postgres,
+            "mysql" | "mariadb" => DependencyKind::Mysql,
+            other => {
+                sink(
+                    format!("{key}.kind"),
+                    format!("expected tcp, http, redis, postgres or mysql, got {other:?}"),
+                );
+                continue;
+            }
+        };
+        let (address, path) = if kind == DependencyKind::Http {
+            match d.address.strip_prefix("http://") {
+                Some(rest) => {
+                    let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let auth = if auth.contains(':') {
+                        auth.to_owned()
+                    } else {
+                        format!("{auth}:80")
+                    };
+                    (
+                        auth,
+                        if path.is_empty() {
+                            "/".into()
+                        } else {
+                            path.to_owned()
+                        },
+                    )
+                }
+                None => {
+                    sink(
+                        format!("{key}.address"),
+                        format!("{:?} must be an http:// URL", d.address),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            (d.address.clone(), String::new())
+        };
+        if !is_host_port(&address) {
+            sink(
+                format!("{key}.address"),
+                format!("{:?} must be host:port", d.address),
+            );
+            continue;
+        }
+        if d.name.is_empty() || out.iter().any(|o| o.name == d.name) {
+            sink(
+                format!("{key}.name"),
+                format!("{:?} must be a unique, non-empty name", d.name),
+            );
+        }
+        out.push(Dependency {
+            name: d.name.clone(),
+            kind,
+            address,
+            path,
+            required: d.required.unwrap_or(true),
+            timeout: d.timeout.map_or(Duration::from_secs(2), |t| t.0),
+        });
+    }
+    out
+}

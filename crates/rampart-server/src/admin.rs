@@ -1,0 +1,363 @@
+//! The admin API, on its own listener (`[admin] listen`, loopback by default), optionally
+//! behind a bearer token:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus / OpenMetrics text |
+//! | `GET /health` | `{"status": "healthy|degraded|unhealthy", "version", "services", "security", …}` |
+//! | `GET /ready` | 200 when serving, every required pool has a server up and every required dependency answers; 503 otherwise (and while draining) |
+//! | `GET /upstreams` | every pool and server: up, weight, in flight, errors, health-check and passive state |
+//! | `POST /reload` | re-read the config file (as SIGHUP); 200 with what changed, 422 with the errors |
+//! | `POST /upstreams/{pool}/{server}` | body `{"weight": N}` or `{"drain": true|false}` |
+//! | `POST /routes/{route}` | body `{"upstream": "pool"}`: switch the route's pool (blue-green) |
+//!
+//! Control changes are audit events (`admin.change`) and survive reloads while the pool,
+//! server or route they name still exists. `/metrics`, `/health` and `/ready` can also be
+//! mounted on the public listeners (`public_path`) for the networks in `public_allow`.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+use crate::live::Live;
+use crate::Edge;
+
+/// Serves the admin API on `listener` until `stop`.
+pub(crate) async fn serve(listener: TcpListener, live: Arc<Live>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let live = live.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let live = live.clone();
+                async move { Ok::<_, Infallible>(handle(&live, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::full(format!("{v}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json_response(status, &json!({"error": code, "message": message}))
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
+    let edge = live.edge();
+    if let Some(token) = edge.config.admin.as_ref().and_then(|a| a.token.as_deref()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), token.as_bytes()) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin API: send Authorization: Bearer <admin.token>",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method().clone(), parts.as_slice()) {
+        (Method::GET | Method::HEAD, ["metrics"]) => metrics(live, &edge),
+        (Method::GET | Method::HEAD, ["health"]) => health(live, &edge).await,
+        (Method::GET | Method::HEAD, ["ready"]) => ready(live, &edge).await,
+        (Method::GET | Method::HEAD, ["upstreams"]) => {
+            json_response(StatusCode::OK, &upstreams(&edge))
+        }
+        (Method::POST, ["reload"]) => match live.reload_from_source().await {
+            Ok(done) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "reloaded": true,
+                    "rebound": done.rebound,
+                    "pools_kept": done.pools_kept,
+                    "needs_restart": done.needs_restart,
+                }),
+            ),
+            Err(e) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"reloaded": false, "error": "config_rejected", "message": e}),
+            ),
+        },
+        (Method::POST, ["upstreams", pool, server]) => {
+            let (pool, server) = ((*pool).to_owned(), (*server).to_owned());
+            match body_json(req).await {
+                Ok(v) => set_server(live, &pool, &server, &v),
+                Err(r) => r,
+            }
+        }
+        (Method::POST, ["routes", route]) => {
+            let route = (*route).to_owned();
+            match body_json(req).await {
+                Ok(v) => switch_route(live, &route, &v),
+                Err(r) => r,
+            }
+        }
+        (_, ["metrics" | "health" | "ready" | "upstreams"]) => {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "GET only",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+    }
+}
+
+async fn body_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+    let limited = http_body_util::Limited::new(req.into_body(), 16 * 1024);
+    let bytes: Bytes = limited
+        .collect()
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "16KB at most"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", &e.to_string()))
+}
+
+/// `/metrics`.
+pub(crate) fn metrics(live: &Live, edge: &Edge) -> Response<Body> {
+    let text = edge.metrics.render(live);
+    let mut r = Response::new(Body::full(text));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The state of a pool: `operational` (every server up), `degraded`, or `down`.
+fn pool_state(p: &crate::proxy::Pool) -> &'static str {
+    let up = p.servers().iter().filter(|s| p.is_up(s)).count();
+    if up == p.servers().len() {
+        "operational"
+    } else if up > 0 {
+        "degraded"
+    } else {
+        "down"
+    }
+}
+
+/// `/health`.
+pub(crate) async fn health(live: &Live, edge: &Edge) -> Response<Body> {
+    let mut services = serde_json::Map::new();
+    let mut worst = 0u8; // 0 healthy, 1 degraded, 2 unhealthy
+    for p in edge.pools() {
+        let state = pool_state(p);
+        let required = p.config.required;
+        worst = worst.max(match (state, required) {
+            ("operational", _) => 0,
+            ("down", true) => 2,
+            _ => 1,
+        });
+        services.insert(format!("upstream:{}", p.name), state.into());
+    }
+    let deps = &edge.config.dependencies;
+    for (d, r) in deps.iter().zip(crate::deps::probe_all(deps).await) {
+        let state = if r.is_ok() { "operational" } else { "down" };
+        if r.is_err() {
+            worst = worst.max(if d.required { 2 } else { 1 });
+        }
+        services.insert(d.name.clone(), state.into());
+    }
+    if live.draining.load(Ordering::Relaxed) {
+        worst = worst.max(1);
+    }
+    let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
+    let c = &edge.config;
+    let routes = &c.routes;
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": live.uptime().as_secs(),
+        "draining": live.draining.load(Ordering::Relaxed),
+        "services": services,
+        "security": {
+            "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
+            "https_enforced": c.tls.is_some() && c.server.https.is_some(),
+            "hsts_enabled": routes.iter().all(|r| r.headers.hsts.is_some()),
+            "csp_enabled": routes.iter().all(|r| r.headers.set.iter().any(|(n, _)| n.as_str().starts_with("content-security-policy"))),
+            "rate_limiting_enabled": routes.iter().any(|r| !r.policy.limits.is_empty()),
+            "csrf_protection_enabled": routes.iter().any(|r| r.policy.csrf),
+            "pii_masking_enabled": edge.logs.mask_pii,
+            "admin_token_required": c.admin.as_ref().is_some_and(|a| a.token.is_some()),
+        },
+        "config": {
+            "reloads": live.reloads.ok.load(Ordering::Relaxed),
+            "reload_failures": live.reloads.failed.load(Ordering::Relaxed),
+            "last_reload_unix": live.reloads.last_success.load(Ordering::Relaxed),
+        },
+    });
+    let code = if worst == 2 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &body)
+}
+
+/// `/ready`.
+pub(crate) async fn ready(live: &Live, edge: &Edge) -> Response<Body> {
+    let mut reasons = Vec::new();
+    if live.draining.load(Ordering::Relaxed) {
+        reasons.push("draining".to_owned());
+    }
+    for p in edge.pools() {
+        if p.config.required && !p.servers().iter().any(|s| p.is_up(s)) {
+            reasons.push(format!("upstream {}: no server up", p.name));
+        }
+    }
+    let deps = &edge.config.dependencies;
+    for (d, r) in deps.iter().zip(crate::deps::probe_all(deps).await) {
+        if let Err(e) = r {
+            if d.required {
+                reasons.push(format!("{}: {e}", d.name));
+            }
+        }
+    }
+    let ready = reasons.is_empty();
+    json_response(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({"ready": ready, "reasons": reasons}),
+    )
+}
+
+/// `/upstreams`.
+pub(crate) fn upstreams(edge: &Edge) -> Value {
+    let pools: Vec<Value> = edge
+        .pools()
+        .iter()
+        .map(|p| {
+            let servers: Vec<Value> = p
+                .servers()
+                .iter()
+                .map(|s| {
+                    json!({
+                        "server": s.authority,
+                        "up": p.is_up(s),
+                        "weight": s.weight(),
+                        "draining": s.weight() == 0,
+                        "inflight": s.inflight(),
+                        "errors": s.errors(),
+                        "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
+                        "passive": if s.passive_down() { "out" } else { "in" },
+                    })
+                })
+                .collect();
+            let routes: Vec<&str> = edge
+                .config
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| edge.route_pool(*i) == edge.pool_index(&p.name))
+                .map(|(_, r)| r.name.as_str())
+                .collect();
+            json!({
+                "name": p.name,
+                "state": pool_state(p),
+                "required": p.config.required,
+                "routes": routes,
+                "servers": servers,
+            })
+        })
+        .collect();
+    json!({ "upstreams": pools })
+}
+
+fn set_server(live: &Arc<Live>, pool: &str, server: &str, v: &Value) -> Response<Body> {
+    let weight = match (v.get("weight"), v.get("drain")) {
+        (Some(w), None) => match w.as_u64() {
+            Some(w) if w <= 1000 => u32::try_from(w).unwrap_or(1000),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_weight",
+                    "weight must be an integer from 0 to 1000",
+                )
+            }
+        },
+        (None, Some(Value::Bool(true))) => 0,
+        (None, Some(Value::Bool(false))) => 1,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "send {\"weight\": N} or {\"drain\": true|false}",
+            )
+        }
+    };
+    match live.set_weight(pool, server, weight) {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &json!({"upstream": pool, "server": server, "weight": weight, "draining": weight == 0}),
+        ),
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
+    }
+}
+
+fn switch_route(live: &Arc<Live>, route: &str, v: &Value) -> Response<Body> {
+    let Some(pool) = v.get("upstream").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"upstream\": \"pool\"}",
+        );
+    };
+    match live.switch_route(route, pool) {
+        Ok(()) => json_response(StatusCode::OK, &json!({"route": route, "upstream": pool})),
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
+    }
+}

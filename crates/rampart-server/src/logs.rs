@@ -1,0 +1,261 @@
+//! Access and audit logs: one JSON object per line, written by a thread of its own from a
+//! bounded queue, so a slow disk never holds a request. A full queue drops the line and
+//! counts it (`rampart_log_lines_dropped_total`). File logs reopen on SIGUSR1 (logrotate's
+//! `postrotate`). Every line passes the PII [`Masker`] first.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use rampart_config::ops::{LogTarget, Logging};
+use serde_json::{Map, Value};
+
+use crate::pii::Masker;
+
+/// What the queue carries: a JSON object to mask and write.
+type Line = Map<String, Value>;
+
+/// One log's writer.
+#[derive(Debug)]
+pub struct LogSink {
+    tx: SyncSender<Line>,
+    reopen: Arc<AtomicBool>,
+    /// Lines dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Which log (`access`, `audit`).
+    pub name: &'static str,
+}
+
+impl LogSink {
+    /// Starts the writer thread. A file that cannot be opened is an error naming it.
+    ///
+    /// # Errors
+    /// The file cannot be created or opened for appending.
+    pub fn start(
+        name: &'static str,
+        target: &LogTarget,
+        queue: usize,
+        masker: Arc<Masker>,
+    ) -> std::io::Result<Option<Arc<Self>>> {
+        let out = match target {
+            LogTarget::Off => return Ok(None),
+            LogTarget::Stdout => Out::Stdout,
+            LogTarget::File(p) => Out::File(p.clone(), open(p)?),
+        };
+        let (tx, rx) = sync_channel(queue);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let flag = reopen.clone();
+        std::thread::Builder::new()
+            .name(format!("rampart-{name}-log"))
+            .spawn(move || write_loop(&rx, out, &masker, &flag))?;
+        Ok(Some(Arc::new(Self {
+            tx,
+            reopen,
+            dropped: AtomicU64::new(0),
+            name,
+        })))
+    }
+
+    /// Queues a line; `false` (and counted) when the queue is full.
+    pub fn send(&self, line: Line) -> bool {
+        match self.tx.try_send(line) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Reopens a file log before its next line (after logrotate moved it).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+enum Out {
+    Stdout,
+    File(std::path::PathBuf, std::fs::File),
+}
+
+fn open(p: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o640);
+    }
+    o.open(p)
+}
+
+fn write_loop(rx: &Receiver<Line>, mut out: Out, masker: &Masker, reopen: &AtomicBool) {
+    let mut buf = String::with_capacity(64 * 1024);
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        push(&mut buf, first, masker);
+        // Whatever else is queued goes out in the same write.
+        while buf.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(l) => push(&mut buf, l, masker),
+                Err(_) => break,
+            }
+        }
+        if reopen.swap(false, Ordering::Relaxed) {
+            if let Out::File(p, f) = &mut out {
+                match open(p) {
+                    Ok(nf) => *f = nf,
+                    Err(e) => {
+                        eprintln!("rampart: cannot reopen log {}: {e}", p.display());
+                    }
+                }
+            }
+        }
+        let r = match &mut out {
+            Out::Stdout => {
+                let mut s = std::io::stdout().lock();
+                s.write_all(buf.as_bytes()).and_then(|()| s.flush())
+            }
+            Out::File(_, f) => f.write_all(buf.as_bytes()),
+        };
+        if let Err(e) = r {
+            eprintln!("rampart: log write failed: {e}");
+        }
+    }
+}
+
+fn push(buf: &mut String, mut line: Line, masker: &Masker) {
+    for v in line.values_mut() {
+        if let Value::String(s) = v {
+            if let Some(m) = masker.mask(s) {
+                *s = m;
+            }
+        }
+    }
+    let _ = write!(buf, "{}", Value::Object(line));
+    buf.push('\n');
+}
+
+/// The logs of one edge (built with it; a reload starts new writers and the old ones end
+/// when their queue is drained).
+#[derive(Debug)]
+pub struct Logs {
+    /// Access log, when on.
+    pub access: Option<Arc<LogSink>>,
+    /// Audit log.
+    pub audit: Option<Arc<LogSink>>,
+    /// Zero IP tails.
+    pub mask_ip: bool,
+    /// Whether PII masking is on.
+    pub mask_pii: bool,
+}
+
+impl Logs {
+    /// Starts the writers `logging` asks for.
+    ///
+    /// # Errors
+    /// A log file that cannot be opened, naming its key.
+    pub fn start(logging: &Logging) -> Result<Self, String> {
+        let masker = Arc::new(Masker::new(logging.mask_pii, &logging.rules));
+        let access = LogSink::start("access", &logging.access, logging.queue, masker.clone())
+            .map_err(|e| format!("logging.access: {e}"))?;
+        let audit = LogSink::start("audit", &logging.audit, logging.queue, masker)
+            .map_err(|e| format!("logging.audit: {e}"))?;
+        Ok(Self {
+            access,
+            audit,
+            mask_ip: logging.mask_ip,
+            mask_pii: logging.mask_pii,
+        })
+    }
+
+    /// Logs that write nowhere (tests of the request path, `check`).
+    pub fn off() -> Self {
+        Self {
+            access: None,
+            audit: None,
+            mask_ip: false,
+            mask_pii: true,
+        }
+    }
+
+    /// Reopens file logs (SIGUSR1).
+    pub fn reopen(&self) {
+        for s in self.access.iter().chain(&self.audit) {
+            s.reopen();
+        }
+    }
+
+    /// A client address as logged (tail zeroed when `mask_ip`).
+    pub fn ip(&self, ip: IpAddr) -> String {
+        if !self.mask_ip {
+            return ip.to_string();
+        }
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.0", o[0], o[1], o[2])
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
+            }
+        }
+    }
+
+    /// Lines dropped so far, per log.
+    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+        self.access
+            .iter()
+            .chain(&self.audit)
+            .map(|s| (s.name, s.dropped.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// RFC 3339 UTC time with milliseconds.
+pub fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil(days: u64) -> (i64, u32, u32) {
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(19_723), (2024, 1, 1));
+        assert_eq!(civil(20_414), (2025, 11, 22));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+    }
+}

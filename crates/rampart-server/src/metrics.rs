@@ -1,0 +1,329 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text). The families live as long as
+//! the process (a reload keeps them); gauges that describe the current state (connections,
+//! server health, reloads) are read when scraped.
+//!
+//! Label cardinality is bounded: `route` is a configured route name (or `none`), `method`
+//! one of nine names (else `OTHER`), `status` a number, `tenant` only on routes with a
+//! tenant policy and only for the first [`MAX_TENANTS`] values seen (then `other`).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::live::Live;
+
+/// Distinct tenant label values kept before the rest are counted as `other`.
+pub const MAX_TENANTS: usize = 200;
+
+/// A shared name (route, tenant) as a label value without copying it per request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(pub Arc<str>);
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: Name,
+    status: u16,
+    tenant: Option<Name>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    route: Name,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    upstream: Name,
+    server: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    policy: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectiveLabels {
+    directive: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LogLabels {
+    log: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_buckets() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// The edge's metric families.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Histograms<DurationLabels>,
+    upstream_duration: Histograms<ServerLabels>,
+    tls: Family<ResultLabels, Counter>,
+    refusals: Family<RefusalLabels, Counter>,
+    csp: Family<DirectiveLabels, Counter>,
+    log_dropped: Family<LogLabels, Counter>,
+    tenants: Mutex<HashSet<Arc<str>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(request_buckets),
+            upstream_duration: Family::new_with_constructor(request_buckets),
+            tls: Family::default(),
+            refusals: Family::default(),
+            csp: Family::default(),
+            log_dropped: Family::default(),
+            tenants: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// A method as a bounded label.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn request(
+        &self,
+        method: &'static str,
+        route: &Arc<str>,
+        status: u16,
+        tenant: Option<&str>,
+        seconds: f64,
+    ) {
+        let route = Name(route.clone());
+        let tenant = tenant.map(|t| Name(self.tenant(t)));
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route: route.clone(),
+                status,
+                tenant,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&DurationLabels { route, method })
+            .observe(seconds);
+    }
+
+    fn tenant(&self, t: &str) -> Arc<str> {
+        let mut seen = self
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = seen.get(t) {
+            return v.clone();
+        }
+        if seen.len() >= MAX_TENANTS {
+            return Arc::from("other");
+        }
+        let v: Arc<str> = Arc::from(t);
+        seen.insert(v.clone());
+        v
+    }
+
+    /// One upstream exchange (to response head).
+    pub fn upstream(&self, upstream: &Arc<str>, server: &Arc<str>, seconds: f64) {
+        self.upstream_duration
+            .get_or_create(&ServerLabels {
+                upstream: Name(upstream.clone()),
+                server: Name(server.clone()),
+            })
+            .observe(seconds);
+    }
+
+    /// A TLS handshake: `ok`, `failed` or `timeout`.
+    pub fn tls_handshake(&self, result: &'static str) {
+        self.tls.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// A refusal by a policy (the audit event name) and reason (the error code).
+    pub fn refusal(&self, policy: &'static str, reason: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabels { policy, reason })
+            .inc();
+    }
+
+    /// A CSP violation report, by directive (a bounded set).
+    pub fn csp_violation(&self, directive: &'static str) {
+        self.csp.get_or_create(&DirectiveLabels { directive }).inc();
+    }
+
+    /// Log lines dropped because the writer fell behind.
+    pub fn log_dropped(&self, log: &'static str) {
+        self.log_dropped.get_or_create(&LogLabels { log }).inc();
+    }
+
+    /// Refusals counted so far for `policy` (tests, `/health`).
+    pub fn refusals_of(&self, policy: &'static str, reason: &'static str) -> u64 {
+        self.refusals
+            .get_or_create(&RefusalLabels { policy, reason })
+            .get()
+    }
+
+    /// The OpenMetrics text of every family, with the current state of `live`.
+    pub fn render(&self, live: &Live) -> String {
+        let edge = live.edge();
+        let mut r = Registry::default();
+        r.register(
+            "http_requests",
+            "Requests answered, by method, route, status and tenant",
+            self.requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request head to response head",
+            self.duration.clone(),
+        );
+        r.register(
+            "rampart_upstream_request_duration_seconds",
+            "Time from request sent upstream to response head, per server",
+            self.upstream_duration.clone(),
+        );
+        r.register(
+            "rampart_tls_handshakes",
+            "TLS handshakes by result",
+            self.tls.clone(),
+        );
+        r.register(
+            "rampart_refusals",
+            "Requests refused by a policy, by policy (audit event) and reason (error code)",
+            self.refusals.clone(),
+        );
+        r.register(
+            "rampart_csp_violations",
+            "CSP violation reports received, by directive",
+            self.csp.clone(),
+        );
+        r.register(
+            "rampart_log_lines_dropped",
+            "Log lines dropped because the writer fell behind",
+            self.log_dropped.clone(),
+        );
+        let active = Gauge::<i64>::default();
+        active.set(i64::try_from(live.conns.len()).unwrap_or(i64::MAX));
+        r.register(
+            "rampart_active_connections",
+            "Open client connections",
+            active,
+        );
+        let health: Family<ServerLabels, Gauge> = Family::default();
+        let inflight: Family<ServerLabels, Gauge> = Family::default();
+        let weight: Family<ServerLabels, Gauge> = Family::default();
+        let errors: Family<ServerLabels, Counter> = Family::default();
+        for p in edge.pools() {
+            for s in p.servers() {
+                let l = ServerLabels {
+                    upstream: Name(Arc::from(p.name.as_str())),
+                    server: Name(Arc::from(s.authority.as_str())),
+                };
+                health.get_or_create(&l).set(i64::from(p.is_up(s)));
+                inflight
+                    .get_or_create(&l)
+                    .set(i64::try_from(s.inflight()).unwrap_or(i64::MAX));
+                weight.get_or_create(&l).set(i64::from(s.weight()));
+                errors.get_or_create(&l).inc_by(s.errors());
+            }
+        }
+        r.register(
+            "rampart_upstream_server_up",
+            "1 when the server takes requests (health checks, passive failures, drain)",
+            health,
+        );
+        r.register(
+            "rampart_upstream_server_inflight",
+            "Requests in flight per server",
+            inflight,
+        );
+        r.register(
+            "rampart_upstream_errors",
+            "Failed upstream exchanges (connect, timeout, broken), per server",
+            errors,
+        );
+        r.register(
+            "rampart_upstream_server_weight",
+            "Balancing weight per server (0: draining)",
+            weight,
+        );
+        let reloads: Family<ResultLabels, Counter> = Family::default();
+        reloads
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc_by(live.reloads.ok.load(Ordering::Relaxed));
+        reloads
+            .get_or_create(&ResultLabels { result: "failed" })
+            .inc_by(live.reloads.failed.load(Ordering::Relaxed));
+        r.register(
+            "rampart_config_reloads",
+            "Config reloads by result",
+            reloads,
+        );
+        let last = Gauge::<i64>::default();
+        last.set(i64::try_from(live.reloads.last_success.load(Ordering::Relaxed)).unwrap_or(0));
+        r.register(
+            "rampart_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload)",
+            last,
+        );
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct Build {
+            version: &'static str,
+        }
+        let build: Family<Build, Gauge> = Family::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("rampart_build_info", "Build information", build);
+        let mut out = String::with_capacity(8192);
+        if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
