@@ -170,7 +170,8 @@ pub(crate) fn validate(
         &admin,
         raw.server.http.is_some() || raw.server.https.is_some(),
     ) {
-        if Some(a.listen) == server.http || Some(a.listen) == server.https {
+        if a.listen.port() != 0 && (Some(a.listen) == server.http || Some(a.listen) == server.https)
+        {
             cx.err(
                 "admin.listen",
                 format!("{} is already a public listener", a.listen),

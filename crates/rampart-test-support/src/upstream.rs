@@ -62,7 +62,12 @@ type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 impl Upstream {
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On a given address (to bring a stopped upstream back where it was).
+    pub async fn start_at(name: &str, at: SocketAddr) -> Self {
+        let listener = TcpListener::bind(at).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (n, s) = (name.to_owned(), seen.clone());

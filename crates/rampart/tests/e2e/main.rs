@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod headers;
 mod limits;
+mod observability;
 mod ops;
 mod policies;
 mod proxy;

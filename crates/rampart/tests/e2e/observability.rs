@@ -1,0 +1,724 @@
+//! Observability and control: the admin API (token, metrics, health, readiness, upstream
+//! state), server drain and weights, blue-green route switches, active health checks,
+//! dependency readiness, the access and audit logs (files, masking, SIGUSR1 reopen).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rampart_test_support::client::{self, get};
+use rampart_test_support::upstream::Upstream;
+use rampart_test_support::{eventually, TempDir};
+
+use crate::harness::{bin, serve, start, start_in};
+
+const TOKEN: &str = "admin-token-0123456789abcdef";
+
+async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> client::Resp {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(client::full(body.to_owned()))
+        .unwrap();
+    client::plain(addr, req).await
+}
+
+fn admin_addr(edge: &crate::harness::TestEdge) -> SocketAddr {
+    edge.running.as_ref().unwrap().live.admin_addr().unwrap()
+}
+
+/// How many of the last requests each upstream answered (health checks excluded).
+fn served(up: &Upstream, path: &str) -> usize {
+    up.seen().iter().filter(|s| s.uri.starts_with(path)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_needs_its_token_and_reports_metrics_health_and_upstreams() {
+    let app = Upstream::start("app").await;
+    let dead = rampart_test_support::dead_addr();
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[upstreams.app]
+servers = ["{app}"]
+health_check = {{ path = "/status/200", interval = "200ms", timeout = "100ms", fall = 1 }}
+[upstreams.spare]
+servers = ["{dead}"]
+required = false
+health_check = {{ path = "/status/200", interval = "200ms", timeout = "100ms", fall = 1 }}
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "app"
+[[routes]]
+name = "spare"
+path = "/spare"
+upstream = "spare"
+"#,
+        app = app.authority()
+    );
+    let edge = start(&toml).await;
+    let a = admin_addr(&edge);
+    for p in ["/metrics", "/health", "/ready", "/upstreams"] {
+        let r = client::plain(a, get("admin", p)).await;
+        assert_eq!(r.status, 401, "{p} without a token");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    let wrong = http::Request::get("/metrics")
+        .header("host", "admin")
+        .header("authorization", "Bearer admin-token-0123456789abcdeX")
+        .body(client::empty())
+        .unwrap();
+    assert_eq!(client::plain(a, wrong).await.status, 401);
+
+    for path in [
+        "/api/a",
+        "/api/b?email=x@y.z",
+        "/nothing-routes-here/123",
+        "/api/c",
+    ] {
+        client::plain(edge.http(), get("h", path)).await;
+    }
+    // The spare's only server fails its check: the pool is down, but not required.
+    let down = eventually(Duration::from_secs(5), || {
+        let v = futures_block(admin(a, "GET", "/upstreams", ""));
+        (v.json()["upstreams"][1]["state"] == "down").then_some(v)
+    })
+    .await;
+    assert!(down.is_some(), "spare never went down");
+
+    let m = admin(a, "GET", "/metrics", "").await;
+    assert_eq!(m.status, 200);
+    assert!(m
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = m.text();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+            .to_owned()
+    };
+    assert!(line(r#"http_requests_total{method="GET",route="api",status="200""#).ends_with(" 3"));
+    assert!(line(r#"http_requests_total{method="GET",route="none",status="404""#).ends_with(" 1"));
+    assert!(
+        !text.contains("nothing-routes-here"),
+        "a raw path became a label"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket{"));
+    assert!(line(r#"rampart_upstream_server_up{upstream="spare""#).ends_with(" 0"));
+    assert!(line(r#"rampart_upstream_server_up{upstream="app""#).ends_with(" 1"));
+    assert!(text.contains("rampart_upstream_request_duration_seconds_count{"));
+    assert!(text.contains("rampart_build_info{version=\""));
+    assert!(text.contains("rampart_config_reloads_total{result=\"ok\"} 0"));
+    assert!(text.contains("rampart_active_connections"));
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    let h = admin(a, "GET", "/health", "").await;
+    assert_eq!(h.status, 200);
+    let v = h.json();
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["services"]["upstream:app"], "operational");
+    assert_eq!(v["services"]["upstream:spare"], "down");
+    assert_eq!(v["security"]["https_enforced"], false);
+    assert_eq!(v["security"]["pii_masking_enabled"], true);
+    assert_eq!(v["security"]["admin_token_required"], true);
+    assert!(v["version"].as_str().unwrap().starts_with("0."));
+
+    let r = admin(a, "GET", "/ready", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The required pool's only server goes away: its health check fails and readiness
+    // follows.
+    app.stop();
+    let r = eventually(Duration::from_secs(5), || {
+        let r = futures_block(admin(a, "GET", "/ready", ""));
+        (r.status == 503).then_some(r)
+    })
+    .await
+    .expect("still ready with the required pool down");
+    assert!(r.json()["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("upstream app"));
+    let h = admin(a, "GET", "/health", "").await;
+    assert_eq!(h.status, 503);
+    assert_eq!(h.json()["status"], "unhealthy");
+
+    assert_eq!(admin(a, "GET", "/nope", "").await.status, 404);
+    assert_eq!(admin(a, "DELETE", "/metrics", "").await.status, 405);
+}
+
+/// Blocks on a future from inside `eventually`'s closure (a fresh runtime on a thread).
+fn futures_block<F: std::future::Future + Send + 'static>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_weights_and_blue_green_switch_without_a_file_edit_and_surviving_reload() {
+    let (b1, b2, g) = (
+        Upstream::start("b1").await,
+        Upstream::start("b2").await,
+        Upstream::start("g").await,
+    );
+    let dir = TempDir::new("bluegreen");
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[logging]
+access = "off"
+audit = "audit.log"
+[upstreams.blue]
+servers = ["{}", "{}"]
+[upstreams.green]
+servers = ["{}"]
+[[routes]]
+name = "app"
+upstream = "blue"
+"#,
+        b1.authority(),
+        b2.authority(),
+        g.authority()
+    );
+    let edge = start_in(dir, &toml).await;
+    let (a, h) = (admin_addr(&edge), edge.http());
+    let send = |n: usize, tag: &'static str| async move {
+        for i in 0..n {
+            let r = client::plain(h, get("h", &format!("/{tag}/{i}"))).await;
+            assert_eq!(r.status, 200);
+        }
+    };
+    send(10, "even").await;
+    assert_eq!((served(&b1, "/even"), served(&b2, "/even")), (5, 5));
+
+    // Drain b1: no new requests.
+    let r = admin(
+        a,
+        "POST",
+        &format!("/upstreams/blue/{}", b1.authority()),
+        r#"{"drain": true}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    send(6, "drained").await;
+    assert_eq!((served(&b1, "/drained"), served(&b2, "/drained")), (0, 6));
+    let st = admin(a, "GET", "/upstreams", "").await.json();
+    assert_eq!(st["upstreams"][0]["servers"][0]["draining"], true);
+
+    // Weights 3:1.
+    admin(
+        a,
+        "POST",
+        &format!("/upstreams/blue/{}", b1.authority()),
+        r#"{"weight": 3}"#,
+    )
+    .await;
+    send(8, "weighted").await;
+    assert_eq!((served(&b1, "/weighted"), served(&b2, "/weighted")), (6, 2));
+
+    // Switch the route to green.
+    let r = admin(a, "POST", "/routes/app", r#"{"upstream": "green"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    send(4, "green").await;
+    assert_eq!(served(&g, "/green"), 4);
+
+    // A reload from the same config keeps the runtime changes.
+    let live = edge.running.as_ref().unwrap().live.clone();
+    let cfg_dir = edge.dir.path().to_path_buf();
+    let toml2 = toml.clone();
+    live.set_loader(Box::new(move || {
+        let mut c = rampart_config::load_str(
+            &toml2,
+            &rampart_config::Source {
+                name: "t".into(),
+                base_dir: cfg_dir.clone(),
+                env: &rampart_config::process_env,
+            },
+        )?;
+        c.server.state_dir = cfg_dir.join("state");
+        Ok(c)
+    }));
+    let r = admin(a, "POST", "/reload", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["pools_kept"], serde_json::json!(["blue", "green"]));
+    send(3, "after").await;
+    assert_eq!(served(&g, "/after"), 3);
+
+    // Bad control requests: clear errors, nothing changes.
+    for (path, body, status) in [
+        ("/upstreams/blue/10.9.9.9:1", r#"{"drain": true}"#, 404),
+        ("/upstreams/nope/x:1", r#"{"drain": true}"#, 404),
+        (
+            &*format!("/upstreams/blue/{}", b2.authority()),
+            r#"{"weight": -1}"#,
+            400,
+        ),
+        (
+            &*format!("/upstreams/blue/{}", b2.authority()),
+            "not json",
+            400,
+        ),
+        ("/routes/app", r#"{"upstream": "purple"}"#, 404),
+        ("/routes/nope", r#"{"upstream": "green"}"#, 404),
+        ("/routes/app", r#"{}"#, 400),
+    ] {
+        let r = admin(a, "POST", path, body).await;
+        assert_eq!(r.status, status, "{path} {body}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+    }
+    send(2, "still").await;
+    assert_eq!(served(&g, "/still"), 2);
+
+    let audit = edge.dir.path().join("audit.log");
+    let text = eventually(Duration::from_secs(3), || {
+        let t = std::fs::read_to_string(&audit).ok()?;
+        (t.matches("admin.change").count() >= 3 && t.contains("config.reload")).then_some(t)
+    })
+    .await
+    .expect("admin changes not audited");
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["ts"].is_string() && v["event"].is_string(), "{l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_check_takes_a_server_out_within_an_interval_and_back_after_rise() {
+    let (a1, a2) = (Upstream::start("a1").await, Upstream::start("a2").await);
+    let a2_addr = a2.addr;
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+[upstreams.app]
+servers = ["{}", "{}"]
+max_fails = 0
+health_check = {{ path = "/status/204", status = 204, interval = "150ms", timeout = "100ms", rise = 2, fall = 2 }}
+[[routes]]
+upstream = "app"
+"#,
+        a1.authority(),
+        a2.authority()
+    );
+    let edge = start(&toml).await;
+    let live = edge.running.as_ref().unwrap().live.clone();
+    let up = |i: usize| {
+        let e = live.edge();
+        let p = &e.pools()[0];
+        p.is_up(&p.servers()[i])
+    };
+    assert!(up(0) && up(1));
+    drop(a2);
+    let t = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(3), || (!up(1)).then_some(()))
+            .await
+            .is_some(),
+        "a2 never marked down"
+    );
+    // fall = 2 checks 150ms apart.
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
+    for i in 0..6 {
+        let r = client::plain(edge.http(), get("h", &format!("/while-down/{i}"))).await;
+        assert_eq!(r.status, 200, "a request reached the dead server");
+    }
+    let a2 = Upstream::start_at("a2", a2_addr).await;
+    assert!(
+        eventually(Duration::from_secs(3), || up(1).then_some(()))
+            .await
+            .is_some(),
+        "a2 never came back"
+    );
+    for i in 0..4 {
+        client::plain(edge.http(), get("h", &format!("/back/{i}"))).await;
+    }
+    assert_eq!(served(&a2, "/back"), 2);
+    assert!(
+        served(&a2, "/status/204") >= 2,
+        "health checks reach the server"
+    );
+}
+
+/// A process speaking just enough of a protocol's greeting for a readiness probe: the
+/// server's first bytes after accept (MySQL) or its answer to the first packet (PostgreSQL).
+async fn greeter(first: &'static [u8], answer_after_read: bool) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if answer_after_read {
+                    let mut b = [0u8; 8];
+                    let _ = s.read_exact(&mut b).await;
+                }
+                let _ = s.write_all(first).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    addr
+}
+
+fn redis_server() -> Option<(std::process::Child, SocketAddr)> {
+    let port = rampart_test_support::dead_addr().port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((child, SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_each_declared_dependency_at_protocol_level() {
+    let (mut redis, redis_addr) = redis_server().expect("redis-server is installed by .ci/run");
+    let web = Upstream::start("web").await;
+    let pg = greeter(b"N", true).await;
+    let mysql = greeter(b"\x4a\x00\x00\x00\x0a8.0.36\x00", false).await;
+    let mysql_full = greeter(b"\x17\x00\x00\x00\xff\x10\x04Too many connections", false).await;
+    let not_pg = greeter(b"HTTP/1.1 400 Bad Request\r\n\r\n", true).await;
+    let dead = rampart_test_support::dead_addr();
+    let web = web.authority();
+    let toml = |redis: SocketAddr, pg: SocketAddr, mysql: SocketAddr| {
+        format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[dependencies]]
+name = "redis"
+kind = "redis"
+address = "{redis}"
+[[dependencies]]
+name = "web"
+kind = "http"
+address = "http://{web}/status/200"
+[[dependencies]]
+name = "pg"
+kind = "postgres"
+address = "{pg}"
+[[dependencies]]
+name = "mysql"
+kind = "mysql"
+address = "{mysql}"
+[[dependencies]]
+name = "search"
+kind = "tcp"
+address = "{dead}"
+required = false
+[[routes]]
+respond = {{ body = "ok" }}
+"#
+        )
+    };
+    let edge = start(&toml(redis_addr, pg, mysql)).await;
+    let a = admin_addr(&edge);
+    let ready = eventually(Duration::from_secs(5), || {
+        let r = futures_block(client::plain(a, get("admin", "/ready")));
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert!(ready.is_some(), "never ready (redis may still be starting)");
+    let h = client::plain(a, get("admin", "/health")).await.json();
+    assert_eq!(
+        h["status"], "degraded",
+        "an optional dependency is down: {h}"
+    );
+    assert_eq!(h["services"]["redis"], "operational");
+    assert_eq!(h["services"]["web"], "operational");
+    assert_eq!(h["services"]["pg"], "operational");
+    assert_eq!(h["services"]["mysql"], "operational");
+    assert_eq!(h["services"]["search"], "down");
+
+    // Each failure names its dependency and why.
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let (mut other_redis, other) = redis_server().unwrap();
+    eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(other).ok()
+    })
+    .await
+    .expect("second redis-server did not start");
+    let cases = [
+        ("redis", toml(redis_addr, pg, mysql), "connect"),
+        ("pg", toml(other, not_pg, mysql), "not PostgreSQL"),
+        ("mysql", toml(other, pg, mysql_full), "Too many connections"),
+    ];
+    for (name, t, why) in cases {
+        let e = start(&t).await;
+        let r = client::plain(admin_addr(&e), get("admin", "/ready")).await;
+        assert_eq!(r.status, 503, "{name}: {}", r.text());
+        let reasons = r.json()["reasons"].to_string();
+        assert!(
+            reasons.contains(&format!("{name}: ")) && reasons.contains(why),
+            "{name}: {reasons}"
+        );
+        assert!(
+            !reasons.contains("search"),
+            "optional dependency blocked readiness"
+        );
+        assert_eq!(
+            r.json()["reasons"].as_array().unwrap().len(),
+            1,
+            "{reasons}"
+        );
+    }
+    let _ = other_redis.kill();
+    let _ = other_redis.wait();
+}
+
+#[test]
+fn ops_config_errors_name_their_keys() {
+    let dir = TempDir::new("ops-bad");
+    let cfg = dir.write(
+        "rampart.toml",
+        r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "0.0.0.0:9901"
+public_path = "metrics/"
+[logging]
+audit = "off"
+queue = 1
+mask = [{ pattern = "(unclosed" }]
+[upstreams.app]
+servers = ["127.0.0.1:9"]
+health_check = { interval = "50ms", timeout = "1s", rise = 0 }
+[[dependencies]]
+name = "db"
+kind = "oracle"
+address = "db:1521"
+[[dependencies]]
+name = "web"
+kind = "http"
+address = "web:80"
+[[routes]]
+upstream = "app"
+"#,
+    );
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "admin.token",
+        "admin.public_path",
+        "admin.public_allow",
+        "logging.audit",
+        "logging.queue",
+        "logging.mask[0].pattern",
+        "upstreams.app.health_check.interval",
+        "upstreams.app.health_check.timeout",
+        "upstreams.app.health_check.rise",
+        "dependencies[0].kind",
+        "dependencies[1].address",
+    ] {
+        assert!(
+            text.contains(&format!("{key}:")),
+            "{key} missing from:\n{text}"
+        );
+    }
+}
+
+/// The binary: access and audit logs to files, personal data masked, each line one JSON
+/// object with the documented fields; SIGUSR1 reopens a rotated file; `rampart reload`
+/// and `rampart check --live` speak to the admin API.
+#[test]
+fn access_and_audit_files_are_masked_rotate_on_sigusr1_and_cli_talks_to_admin() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(Upstream::start("app"));
+    let dir = TempDir::new("logs");
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "{admin}"
+token = "{TOKEN}"
+[logging]
+access = "access.log"
+audit = "audit.log"
+mask_ip = true
+mask = [{{ pattern = "emp-[0-9]{{6}}", replace = "[employee]" }}]
+[api_keys]
+keys = [{{ name = "ci", key = "ci-key-0123456789abcdefghij" }}]
+[[routes]]
+name = "private"
+path = "/private"
+upstream = "app"
+auth = ["api_key"]
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+[upstreams.app]
+servers = ["{up}"]
+"#,
+            admin = rampart_test_support::dead_addr(),
+            up = up.authority()
+        ),
+    );
+    let p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let h = p.http.unwrap();
+    let req = |path: &str, ua: &str| {
+        http::Request::get(path)
+            .header("host", "shop.example")
+            .header("user-agent", ua)
+            .body(client::empty())
+            .unwrap()
+    };
+    rt.block_on(async {
+        client::plain(
+            h,
+            req(
+                "/users/jane.doe@example.com/orders?card=4111111111111111",
+                "curl/8 emp-123456",
+            ),
+        )
+        .await;
+        client::plain(
+            h,
+            req("/pay/4111-1111-1111-1111", "Bearer abcdef0123456789xyz"),
+        )
+        .await;
+        client::plain(h, req("/call/+1-415-555-2671", "ok")).await;
+        let r = client::plain(h, req("/private/x", "ok")).await;
+        assert_eq!(r.status, 401);
+    });
+    let access = dir.path().join("access.log");
+    let lines = |p: &std::path::Path, n: usize| {
+        rt.block_on(eventually(Duration::from_secs(5), || {
+            let t = std::fs::read_to_string(p).ok()?;
+            (t.lines().count() >= n).then_some(t)
+        }))
+        .unwrap_or_else(|| panic!("{} has fewer than {n} lines", p.display()))
+    };
+    let text = lines(&access, 4);
+    for secret in [
+        "jane.doe@example.com",
+        "4111",
+        "415-555",
+        "emp-123456",
+        "abcdef0123456789xyz",
+        "card=",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} reached the access log:\n{text}"
+        );
+    }
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["path"], "/users/[email]/orders",
+        "query removed, e-mail masked"
+    );
+    assert_eq!(first["ua"], "curl/8 [employee]");
+    assert_eq!(first["ip"], "127.0.0.0", "mask_ip zeroes the tail");
+    assert_eq!(first["route"], "app");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "shop.example");
+    assert_eq!(first["upstream"], up.authority());
+    assert!(first["duration_ms"].as_f64().unwrap() >= first["upstream_ms"].as_f64().unwrap());
+    assert_eq!(first["request_id"].as_str().unwrap().len(), 32);
+    for k in [
+        "ts",
+        "bytes_in",
+        "bytes_out",
+        "tenant",
+        "user",
+        "tls",
+        "protocol",
+    ] {
+        assert!(first.get(k).is_some(), "no {k}: {first}");
+    }
+    let audit = lines(&dir.path().join("audit.log"), 1);
+    assert!(
+        audit.contains("auth.failure") && audit.contains("127.0.0.0"),
+        "{audit}"
+    );
+
+    // logrotate: move the file, SIGUSR1, the next line lands in a new file.
+    std::fs::rename(&access, dir.path().join("access.log.1")).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-USR1", &p.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(200));
+    rt.block_on(client::plain(h, req("/after-rotate", "ok")));
+    let fresh = lines(&access, 1);
+    assert!(fresh.contains("/after-rotate"), "{fresh}");
+
+    // The CLI through the admin API.
+    let out = bin().args(["reload", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
+    let out = bin()
+        .args(["check", "--live", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("upstream app (operational), routes: private, app"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("  {} up=true weight=1", up.authority())),
+        "{shown}"
+    );
+}
