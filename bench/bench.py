@@ -34,7 +34,7 @@ POSTURE_NOTES = {
     "nginx": "headers, per-IP limit_req, JSON access log",
     "haproxy": "headers, per-IP stick-table limit, JSON log (stdout to file)",
     "caddy": "headers, JSON access log; no rate limit (needs a plugin Debian's caddy lacks)",
-    "rampart": "headers, per-IP GCRA limit; no access log or metrics yet (issue 6)",
+    "rampart": "headers, per-IP GCRA limit, JSON access log (PII-masked), Prometheus metrics",
 }
 
 

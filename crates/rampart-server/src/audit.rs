@@ -31,23 +31,23 @@ pub struct Event<'a> {
 /// Emits an audit event to the edge's audit log and counts it.
 pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
     edge.metrics.refusal(e.event, e.code);
-    let mut m = serde_json::Map::new();
-    m.insert("ts".into(), crate::logs::timestamp().into());
-    m.insert("target".into(), "rampart::audit".into());
-    m.insert("event".into(), e.event.into());
-    m.insert("severity".into(), e.severity.into());
-    m.insert("ip".into(), edge.logs.ip(e.ip).into());
-    m.insert("code".into(), e.code.into());
-    m.insert("reason".into(), e.reason.into());
-    m.insert("route".into(), e.route.into());
-    m.insert("request_id".into(), e.request_id.into());
-    m.insert("method".into(), e.method.into());
-    m.insert("path".into(), e.path.into());
+    let mut m = edge.logs.line();
+    m.insert("ts", crate::logs::timestamp().into());
+    m.insert("target", "rampart::audit".into());
+    m.insert("event", e.event.into());
+    m.insert("severity", e.severity.into());
+    m.insert("ip", edge.logs.ip(e.ip).into());
+    m.insert("code", e.code.into());
+    m.insert("reason", e.reason.into());
+    m.insert("route", e.route.into());
+    m.insert("request_id", e.request_id.into());
+    m.insert("method", e.method.into());
+    m.insert("path", e.path.into());
     send(edge, m);
 }
 
 /// Sends a prepared audit line (other modules' events: `csp.violation`, lockouts).
-pub fn send(edge: &crate::Edge, m: serde_json::Map<String, serde_json::Value>) {
+pub fn send(edge: &crate::Edge, m: crate::logs::Line) {
     match &edge.logs.audit {
         Some(sink) => {
             if !sink.send(m) {
@@ -55,7 +55,7 @@ pub fn send(edge: &crate::Edge, m: serde_json::Map<String, serde_json::Value>) {
             }
         }
         None => {
-            tracing::warn!(target: "rampart::audit", line = %serde_json::Value::Object(m), "audit")
+            tracing::warn!(target: "rampart::audit", line = ?m, "audit")
         }
     }
 }
@@ -63,11 +63,11 @@ pub fn send(edge: &crate::Edge, m: serde_json::Map<String, serde_json::Value>) {
 /// Emits an audit event about the edge itself (`config.reload`, `config.rejected`, admin
 /// changes): no client, no request.
 pub fn system(edge: &crate::Edge, event: &'static str, severity: &'static str, reason: &str) {
-    let mut m = serde_json::Map::new();
-    m.insert("ts".into(), crate::logs::timestamp().into());
-    m.insert("target".into(), "rampart::audit".into());
-    m.insert("event".into(), event.into());
-    m.insert("severity".into(), severity.into());
-    m.insert("reason".into(), reason.into());
+    let mut m = edge.logs.line();
+    m.insert("ts", crate::logs::timestamp().into());
+    m.insert("target", "rampart::audit".into());
+    m.insert("event", event.into());
+    m.insert("severity", severity.into());
+    m.insert("reason", reason.into());
     send(edge, m);
 }

@@ -196,22 +196,22 @@ pub async fn handle(
     for v in &violations {
         let directive = label(&v.directive);
         edge.metrics.csp_violation(directive);
-        let mut m = serde_json::Map::new();
-        m.insert("ts".into(), crate::logs::timestamp().into());
-        m.insert("target".into(), "rampart::audit".into());
-        m.insert("event".into(), "csp.violation".into());
-        m.insert("severity".into(), "info".into());
-        m.insert("ip".into(), edge.logs.ip(ip).into());
-        m.insert("directive".into(), directive.into());
-        m.insert("document_uri".into(), clean_url(&v.document_uri).into());
-        m.insert("blocked_uri".into(), clean_url(&v.blocked_uri).into());
-        m.insert("source_file".into(), clean_url(&v.source_file).into());
-        m.insert("line".into(), v.line.into());
+        let mut m = edge.logs.line();
+        m.insert("ts", crate::logs::timestamp().into());
+        m.insert("target", "rampart::audit".into());
+        m.insert("event", "csp.violation".into());
+        m.insert("severity", "info".into());
+        m.insert("ip", edge.logs.ip(ip).into());
+        m.insert("directive", directive.into());
+        m.insert("document_uri", clean_url(&v.document_uri).into());
+        m.insert("blocked_uri", clean_url(&v.blocked_uri).into());
+        m.insert("source_file", clean_url(&v.source_file).into());
+        m.insert("line", v.line.into());
         m.insert(
-            "disposition".into(),
+            "disposition",
             v.disposition.chars().take(16).collect::<String>().into(),
         );
-        m.insert("request_id".into(), rid.into());
+        m.insert("request_id", rid.into());
         crate::audit::send(edge, m);
     }
     let mut resp = Response::new(Body::Empty);

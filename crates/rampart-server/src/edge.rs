@@ -36,6 +36,8 @@ pub struct Edge {
     pub logs: crate::logs::Logs,
     /// Route names as metric labels, and `none` last (requests no route matched).
     pub(crate) route_labels: Vec<Arc<str>>,
+    /// Per route (and one for no route): cached metric series.
+    pub(crate) route_series: Vec<crate::metrics::RouteSeries>,
     /// Per route: the pool it proxies to (`usize::MAX` for other actions). Atomic so the
     /// admin API can switch a route between pools (blue-green) without a rebuild.
     route_pools: Vec<std::sync::atomic::AtomicUsize>,
@@ -114,6 +116,9 @@ impl Edge {
                 .collect(),
             metrics: Arc::default(),
             logs,
+            route_series: (0..=n_routes)
+                .map(|_| crate::metrics::RouteSeries::default())
+                .collect(),
             route_labels,
             route_pools,
             live: std::sync::OnceLock::new(),

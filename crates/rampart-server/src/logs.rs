@@ -3,7 +3,6 @@
 //! counts it (`rampart_log_lines_dropped_total`). File logs reopen on SIGUSR1 (logrotate's
 //! `postrotate`). Every line passes the PII [`Masker`] first.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,17 +10,109 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use rampart_config::ops::{LogTarget, Logging};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::pii::Masker;
 
-/// What the queue carries: a JSON object to mask and write.
-type Line = Map<String, Value>;
+/// One log line, serialized as it is built (fields in order, strings masked as they are
+/// added unless rampart wrote them itself), so the request path makes one buffer and the
+/// writer thread only writes bytes.
+#[derive(Debug)]
+pub struct Line {
+    buf: Vec<u8>,
+    masker: Arc<Masker>,
+}
+
+impl Line {
+    /// An empty object.
+    pub fn new(masker: Arc<Masker>) -> Self {
+        let mut buf = Vec::with_capacity(512);
+        buf.push(b'{');
+        Self { buf, masker }
+    }
+
+    fn key(&mut self, k: &'static str) {
+        if self.buf.len() > 1 {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(k.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    /// A string field: masked unless it is one of rampart's own.
+    pub fn str(&mut self, k: &'static str, v: &str) {
+        self.key(k);
+        if OWN_FIELDS.contains(&k) {
+            escape(&mut self.buf, v);
+        } else {
+            match self.masker.mask(v) {
+                Some(m) => escape(&mut self.buf, &m),
+                None => escape(&mut self.buf, v),
+            }
+        }
+    }
+
+    /// A string field, or `null`.
+    pub fn opt(&mut self, k: &'static str, v: Option<&str>) {
+        match v {
+            Some(v) => self.str(k, v),
+            None => {
+                self.key(k);
+                self.buf.extend_from_slice(b"null");
+            }
+        }
+    }
+
+    /// Any JSON value (strings masked as in [`Line::str`]).
+    pub fn insert(&mut self, k: &'static str, v: Value) {
+        match v {
+            Value::String(s) => self.str(k, &s),
+            other => {
+                self.key(k);
+                let _ = serde_json::to_writer(&mut self.buf, &other);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(b"}\n");
+        self.buf
+    }
+}
+
+/// A JSON string literal.
+fn escape(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
 
 /// One log's writer.
 #[derive(Debug)]
 pub struct LogSink {
-    tx: SyncSender<Line>,
+    tx: SyncSender<Vec<u8>>,
     reopen: Arc<AtomicBool>,
     /// Lines dropped because the queue was full.
     pub dropped: AtomicU64,
@@ -38,7 +129,6 @@ impl LogSink {
         name: &'static str,
         target: &LogTarget,
         queue: usize,
-        masker: Arc<Masker>,
     ) -> std::io::Result<Option<Arc<Self>>> {
         let out = match target {
             LogTarget::Off => return Ok(None),
@@ -50,7 +140,7 @@ impl LogSink {
         let flag = reopen.clone();
         std::thread::Builder::new()
             .name(format!("rampart-{name}-log"))
-            .spawn(move || write_loop(&rx, out, &masker, &flag))?;
+            .spawn(move || write_loop(&rx, out, &flag))?;
         Ok(Some(Arc::new(Self {
             tx,
             reopen,
@@ -61,7 +151,7 @@ impl LogSink {
 
     /// Queues a line; `false` (and counted) when the queue is full.
     pub fn send(&self, line: Line) -> bool {
-        match self.tx.try_send(line) {
+        match self.tx.try_send(line.finish()) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -92,15 +182,15 @@ fn open(p: &std::path::Path) -> std::io::Result<std::fs::File> {
     o.open(p)
 }
 
-fn write_loop(rx: &Receiver<Line>, mut out: Out, masker: &Masker, reopen: &AtomicBool) {
-    let mut buf = String::with_capacity(64 * 1024);
+fn write_loop(rx: &Receiver<Vec<u8>>, mut out: Out, reopen: &AtomicBool) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     while let Ok(first) = rx.recv() {
         buf.clear();
-        push(&mut buf, first, masker);
+        buf.extend_from_slice(&first);
         // Whatever else is queued goes out in the same write.
         while buf.len() < 60 * 1024 {
             match rx.try_recv() {
-                Ok(l) => push(&mut buf, l, masker),
+                Ok(l) => buf.extend_from_slice(&l),
                 Err(_) => break,
             }
         }
@@ -117,9 +207,9 @@ fn write_loop(rx: &Receiver<Line>, mut out: Out, masker: &Masker, reopen: &Atomi
         let r = match &mut out {
             Out::Stdout => {
                 let mut s = std::io::stdout().lock();
-                s.write_all(buf.as_bytes()).and_then(|()| s.flush())
+                s.write_all(&buf).and_then(|()| s.flush())
             }
-            Out::File(_, f) => f.write_all(buf.as_bytes()),
+            Out::File(_, f) => f.write_all(&buf),
         };
         if let Err(e) = r {
             eprintln!("rampart: log write failed: {e}");
@@ -127,17 +217,21 @@ fn write_loop(rx: &Receiver<Line>, mut out: Out, masker: &Masker, reopen: &Atomi
     }
 }
 
-fn push(buf: &mut String, mut line: Line, masker: &Masker) {
-    for v in line.values_mut() {
-        if let Value::String(s) = v {
-            if let Some(m) = masker.mask(s) {
-                *s = m;
-            }
-        }
-    }
-    let _ = write!(buf, "{}", Value::Object(line));
-    buf.push('\n');
-}
+/// Fields rampart writes itself (times, ids, names from the config): never personal data,
+/// so not scanned.
+const OWN_FIELDS: [&str; 11] = [
+    "ts",
+    "request_id",
+    "method",
+    "route",
+    "protocol",
+    "tls",
+    "upstream",
+    "event",
+    "severity",
+    "target",
+    "code",
+];
 
 /// The logs of one edge (built with it; a reload starts new writers and the old ones end
 /// when their queue is drained).
@@ -151,6 +245,7 @@ pub struct Logs {
     pub mask_ip: bool,
     /// Whether PII masking is on.
     pub mask_pii: bool,
+    masker: Arc<Masker>,
 }
 
 impl Logs {
@@ -160,15 +255,16 @@ impl Logs {
     /// A log file that cannot be opened, naming its key.
     pub fn start(logging: &Logging) -> Result<Self, String> {
         let masker = Arc::new(Masker::new(logging.mask_pii, &logging.rules));
-        let access = LogSink::start("access", &logging.access, logging.queue, masker.clone())
+        let access = LogSink::start("access", &logging.access, logging.queue)
             .map_err(|e| format!("logging.access: {e}"))?;
-        let audit = LogSink::start("audit", &logging.audit, logging.queue, masker)
+        let audit = LogSink::start("audit", &logging.audit, logging.queue)
             .map_err(|e| format!("logging.audit: {e}"))?;
         Ok(Self {
             access,
             audit,
             mask_ip: logging.mask_ip,
             mask_pii: logging.mask_pii,
+            masker,
         })
     }
 
@@ -179,7 +275,13 @@ impl Logs {
             audit: None,
             mask_ip: false,
             mask_pii: true,
+            masker: Arc::new(Masker::new(true, &[])),
         }
+    }
+
+    /// A new line for these logs (masked by their rules).
+    pub fn line(&self) -> Line {
+        Line::new(self.masker.clone())
     }
 
     /// Reopens file logs (SIGUSR1).
@@ -216,21 +318,38 @@ impl Logs {
     }
 }
 
-/// RFC 3339 UTC time with milliseconds.
+/// RFC 3339 UTC time with milliseconds (the date and time formatted once per second).
 pub fn timestamp() -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != secs {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, m, d) = civil(days);
+            l.1 = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            );
+            l.0 = secs;
+        }
+        let ms = now.subsec_millis();
+        let mut s = String::with_capacity(24);
+        s.push_str(&l.1);
+        s.push(char::from(b'0' + u8::try_from(ms / 100).unwrap_or(0)));
+        s.push(char::from(b'0' + u8::try_from(ms / 10 % 10).unwrap_or(0)));
+        s.push(char::from(b'0' + u8::try_from(ms % 10).unwrap_or(0)));
+        s.push('Z');
+        s
+    })
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).

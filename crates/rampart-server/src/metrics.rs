@@ -110,6 +110,18 @@ impl Default for Metrics {
     }
 }
 
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+/// Per-route handles to the request counters and histograms, so the request path finds
+/// its series without hashing label sets (one per route; built lazily).
+#[derive(Debug, Default)]
+pub struct RouteSeries {
+    duration: [std::sync::OnceLock<Histogram>; 10],
+    counters: Mutex<Vec<(u8, u16, Counter)>>,
+}
+
 /// A method as a bounded label.
 pub fn method_label(m: &http::Method) -> &'static str {
     match m.as_str() {
@@ -127,6 +139,46 @@ pub fn method_label(m: &http::Method) -> &'static str {
 }
 
 impl Metrics {
+    /// Counts one answered request through the route's cached handles (no tenant label).
+    pub fn request_cached(
+        &self,
+        series: &RouteSeries,
+        method: &'static str,
+        route: &Arc<str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        let m = METHODS.iter().position(|x| *x == method).unwrap_or(9);
+        series.duration[m]
+            .get_or_init(|| {
+                self.duration.get_or_create_owned(&DurationLabels {
+                    route: Name(route.clone()),
+                    method,
+                })
+            })
+            .observe(seconds);
+        let mut c = series
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let idx = u8::try_from(m).unwrap_or(9);
+        if let Some((_, _, counter)) = c.iter().find(|(mi, st, _)| *mi == idx && *st == status) {
+            counter.inc();
+            return;
+        }
+        let counter = self.requests.get_or_create_owned(&RequestLabels {
+            method,
+            route: Name(route.clone()),
+            status,
+            tenant: None,
+        });
+        counter.inc();
+        // A route sees a handful of (method, status) pairs; the rest go the slow way.
+        if c.len() < 32 {
+            c.push((idx, status, counter));
+        }
+    }
+
     /// Counts one answered request.
     pub fn request(
         &self,
@@ -168,11 +220,14 @@ impl Metrics {
     }
 
     /// One upstream exchange (to response head).
-    pub fn upstream(&self, upstream: &Arc<str>, server: &Arc<str>, seconds: f64) {
-        self.upstream_duration
-            .get_or_create(&ServerLabels {
-                upstream: Name(upstream.clone()),
-                server: Name(server.clone()),
+    pub fn upstream(&self, upstream: &Arc<str>, server: &crate::proxy::Server, seconds: f64) {
+        server
+            .latency
+            .get_or_init(|| {
+                self.upstream_duration.get_or_create_owned(&ServerLabels {
+                    upstream: Name(upstream.clone()),
+                    server: Name(server.label.clone()),
+                })
             })
             .observe(seconds);
     }

@@ -107,8 +107,21 @@ impl Masker {
         };
         if let Some(b) = &self.builtin {
             let bytes = s.as_bytes();
-            let digits = bytes.iter().filter(|c| c.is_ascii_digit()).count();
-            if bytes.contains(&b'=') {
+            // One pass decides which rules could match at all.
+            let (mut digits, mut eq, mut at, mut sep, mut dot, mut space) =
+                (0usize, false, false, false, false, false);
+            for &c in bytes {
+                match c {
+                    b'0'..=b'9' => digits += 1,
+                    b'=' => eq = true,
+                    b'@' => at = true,
+                    b'_' | b'-' => sep = true,
+                    b'.' => dot = true,
+                    b' ' | b'\t' => space = true,
+                    _ => {}
+                }
+            }
+            if eq {
                 apply(&mut cur, &|t| {
                     changed(
                         t,
@@ -118,12 +131,13 @@ impl Masker {
                     )
                 });
             }
-            if s.contains("eyJ") {
+            if dot && s.contains("eyJ") {
                 apply(&mut cur, &|t| changed(t, b.jwt.replace_all(t, "[jwt]")));
             }
-            if contains_ci(bytes, b"bearer")
-                || contains_ci(bytes, b"basic")
-                || contains_ci(bytes, b"token")
+            if space
+                && (contains_ci(bytes, b"bearer")
+                    || contains_ci(bytes, b"basic")
+                    || contains_ci(bytes, b"token"))
             {
                 apply(&mut cur, &|t| {
                     changed(
@@ -140,13 +154,18 @@ impl Masker {
                     )
                 });
             }
-            if bytes.contains(&b'_') || bytes.contains(&b'-') || s.contains("AKIA") {
+            if (sep
+                && ["sk_", "pk_", "rk_", "gh", "xox", "glpat-", "rmp_"]
+                    .iter()
+                    .any(|p| s.contains(p)))
+                || (digits > 0 && s.contains("AKIA"))
+            {
                 apply(&mut cur, &|t| changed(t, b.keys.replace_all(t, "[key]")));
             }
-            if bytes.contains(&b'@') {
+            if at {
                 apply(&mut cur, &|t| changed(t, b.email.replace_all(t, "[email]")));
             }
-            if digits >= 13 {
+            if digits >= 13 && digit_run(bytes, b" -") >= 13 {
                 apply(&mut cur, &|t| {
                     changed(
                         t,
@@ -160,7 +179,7 @@ impl Masker {
                     )
                 });
             }
-            if digits >= 9 {
+            if digits >= 9 && digit_run(bytes, b" .-()+") >= 9 {
                 apply(&mut cur, &|t| changed(t, b.phone.replace_all(t, "[phone]")));
             }
         }
@@ -176,6 +195,20 @@ fn changed(before: &str, after: std::borrow::Cow<'_, str>) -> Option<String> {
         std::borrow::Cow::Owned(s) if s != before => Some(s),
         _ => None,
     }
+}
+
+/// The most digits in one stretch of digits and `seps`.
+fn digit_run(s: &[u8], seps: &[u8]) -> usize {
+    let (mut best, mut cur) = (0, 0);
+    for &c in s {
+        if c.is_ascii_digit() {
+            cur += 1;
+            best = best.max(cur);
+        } else if !seps.contains(&c) {
+            cur = 0;
+        }
+    }
+    best
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {

@@ -101,6 +101,8 @@ pub struct Server {
     pub(crate) check_down: std::sync::atomic::AtomicBool,
     /// Balancing weight; 0 drains the server (no new requests, in-flight ones finish).
     weight: std::sync::atomic::AtomicU32,
+    /// Its series of `rampart_upstream_request_duration_seconds`, found once.
+    pub(crate) latency: OnceLock<prometheus_client::metrics::histogram::Histogram>,
     fails: Mutex<FailWindow>,
     idle: Mutex<Vec<IdleConn>>,
     /// Idle connections of rampart's own client (GET and HEAD).
@@ -182,6 +184,7 @@ impl Pool {
                         errors: AtomicU64::new(0),
                         check_down: std::sync::atomic::AtomicBool::new(false),
                         weight: std::sync::atomic::AtomicU32::new(1),
+                        latency: OnceLock::new(),
                         fails: Mutex::new(FailWindow::default()),
                         idle: Mutex::new(Vec::new()),
                         raw_idle: Mutex::new(Vec::new()),

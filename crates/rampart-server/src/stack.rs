@@ -145,6 +145,11 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// A header value as log text (`None` when absent or not visible ASCII).
+fn hv(v: &Option<HeaderValue>) -> Option<&str> {
+    v.as_ref().and_then(|v| v.to_str().ok())
+}
+
 /// Counts the answer and writes its access log line (queued; never waits for the disk).
 #[allow(clippy::too_many_arguments)]
 fn record(
@@ -159,70 +164,64 @@ fn record(
 ) {
     let secs = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
-    let route_label = &edge.route_labels[trace.route.unwrap_or(edge.route_labels.len() - 1)];
-    let tenant = trace.tenant.as_ref().and_then(|t| t.to_str().ok());
+    let ri = trace.route.unwrap_or(edge.route_labels.len() - 1);
+    let route_label = &edge.route_labels[ri];
     let m = crate::metrics::method_label(method);
-    edge.metrics.request(m, route_label, status, tenant, secs);
+    match trace.tenant.as_ref().and_then(|t| t.to_str().ok()) {
+        Some(tenant) => edge
+            .metrics
+            .request(m, route_label, status, Some(tenant), secs),
+        None => edge
+            .metrics
+            .request_cached(&edge.route_series[ri], m, route_label, status, secs),
+    }
     let (Some(sink), Some(seen)) = (&edge.logs.access, seen) else {
         return;
     };
-    use serde_json::Value;
-    let text = |v: &Option<HeaderValue>| -> Value {
-        v.as_ref().map_or(Value::Null, |v| {
-            String::from_utf8_lossy(v.as_bytes()).into_owned().into()
-        })
-    };
-    let mut l = serde_json::Map::with_capacity(20);
-    l.insert("ts".into(), crate::logs::timestamp().into());
+    let mut l = edge.logs.line();
+    l.str("ts", &crate::logs::timestamp());
+    l.str("request_id", request_id.to_str().unwrap_or_default());
+    let ip = trace.client_ip.unwrap_or(conn.peer.ip());
+    match conn.peer_value.to_str() {
+        // Formatted once per connection already.
+        Ok(v) if !edge.logs.mask_ip && ip == conn.peer.ip() => l.str("ip", v),
+        _ => l.str("ip", &edge.logs.ip(ip)),
+    }
+    l.str("method", method.as_str());
+    l.opt("host", hv(&seen.host));
+    l.str("route", route_label);
+    l.str("path", &seen.path);
+    l.insert("status", status.into());
+    l.insert("bytes_in", seen.bytes_in.into());
     l.insert(
-        "request_id".into(),
-        request_id.to_str().unwrap_or_default().into(),
-    );
-    l.insert(
-        "ip".into(),
-        edge.logs
-            .ip(trace.client_ip.unwrap_or(conn.peer.ip()))
-            .into(),
-    );
-    l.insert("method".into(), method.as_str().into());
-    l.insert("host".into(), text(&seen.host));
-    l.insert("route".into(), route_label.to_string().into());
-    l.insert("path".into(), seen.path.into());
-    l.insert("status".into(), status.into());
-    l.insert("bytes_in".into(), seen.bytes_in.into());
-    l.insert(
-        "bytes_out".into(),
+        "bytes_out",
         http_body::Body::size_hint(resp.body())
             .exact()
-            .map_or(Value::Null, Value::from),
+            .map_or(serde_json::Value::Null, serde_json::Value::from),
     );
-    l.insert("duration_ms".into(), ((secs * 1e6).round() / 1e3).into());
+    l.insert("duration_ms", ((secs * 1e6).round() / 1e3).into());
     match &trace.upstream {
         Some((server, t)) => {
-            l.insert("upstream".into(), server.to_string().into());
-            l.insert("upstream_ms".into(), ((t * 1e6).round() / 1e3).into());
+            l.str("upstream", server);
+            l.insert("upstream_ms", ((t * 1e6).round() / 1e3).into());
         }
         None => {
-            l.insert("upstream".into(), Value::Null);
-            l.insert("upstream_ms".into(), Value::Null);
+            l.opt("upstream", None);
+            l.opt("upstream_ms", None);
         }
     }
-    l.insert("tenant".into(), text(&trace.tenant));
-    l.insert("user".into(), text(&trace.user));
-    l.insert(
-        "protocol".into(),
+    l.opt("tenant", hv(&trace.tenant));
+    l.opt("user", hv(&trace.user));
+    l.str(
+        "protocol",
         match seen.version {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
-        }
-        .into(),
+        },
     );
-    l.insert(
-        "tls".into(),
-        conn.tls_version.map_or(Value::Null, Value::from),
-    );
-    l.insert("ua".into(), text(&seen.ua));
+    l.opt("tls", conn.tls_version);
+    l.opt("ua", hv(&seen.ua));
     if !sink.send(l) {
         edge.metrics.log_dropped("access");
     }
@@ -370,7 +369,7 @@ async fn answer<'e>(
                 match pool.forward(upstream_req).await {
                     Ok((resp, server)) => {
                         let t = sent.elapsed().as_secs_f64();
-                        edge.metrics.upstream(&pool.label, &server.label, t);
+                        edge.metrics.upstream(&pool.label, &server, t);
                         trace.upstream = Some((server.label.clone(), t));
                         resp
                     }
