@@ -99,6 +99,8 @@ pub struct RawServer {
     /// Answer simple HTTP/1.1 requests (GET/HEAD without a body) on rampart's own fast
     /// path rather than hyper's (default true).
     pub h1_fast_path: Option<bool>,
+    /// Reload when the config file changes (checked every 2 seconds; default false).
+    pub watch_config: Option<bool>,
     /// HTTP/2 streams open at once per connection.
     pub h2_max_concurrent_streams: Option<u32>,
     /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).

@@ -73,6 +73,8 @@ pub struct Server {
     pub h2c: bool,
     /// Answer simple HTTP/1.1 requests (GET/HEAD without a body) without hyper.
     pub h1_fast_path: bool,
+    /// Reload when the config file changes.
+    pub watch_config: bool,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2 pending reset streams per connection.

@@ -295,6 +295,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         max_connections: max_connections.max(1),
         h2c: s.h2c.unwrap_or(false),
         h1_fast_path: s.h1_fast_path.unwrap_or(true),
+        watch_config: s.watch_config.unwrap_or(false),
         h2_max_concurrent_streams: h2_streams.max(1),
         h2_max_pending_reset_streams: s.h2_max_pending_reset_streams.unwrap_or(20),
     }

@@ -142,6 +142,7 @@ impl Live {
         live.reloads
             .last_success
             .store(unix_now(), Ordering::Relaxed);
+        let _ = live.edge().live.set(Arc::downgrade(&live));
         live
     }
 

@@ -57,6 +57,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None if demo_upstream.is_none() => Some(PathBuf::from("rampart.toml")),
         None => None,
     };
+    let watch_path = reload_path.clone();
     let loader = reload_path.map(|path| -> rampart_server::live::Loader {
         let args = args.clone();
         Box::new(move || {
@@ -65,7 +66,38 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(c)
         })
     });
-    runtime.block_on(serve(edge, source, demo_upstream, loader))
+    runtime.block_on(serve(edge, source, demo_upstream, loader, watch_path))
+}
+
+/// `server.watch_config`: polls the file's size and modification time every 2 seconds
+/// and reloads when they change (after a short pause, so a half-written file is not read).
+/// Polling needs no inotify dependency and works on every filesystem, bind mounts and
+/// Kubernetes ConfigMap symlink swaps included. Turning the key off in the file stops it.
+async fn watch(live: std::sync::Arc<rampart_server::Live>, path: PathBuf) {
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if live.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if !live.edge().config.server.watch_config {
+            continue;
+        }
+        let now = stamp(&path);
+        if now != last && now.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            last = stamp(&path);
+            tracing::info!(path = %path.display(), "config file changed: reloading");
+            let _ = live.reload_from_source().await;
+        }
+    }
 }
 
 /// Command-line overrides win over the file (at start and on every reload).
@@ -89,6 +121,7 @@ async fn serve(
     source: String,
     demo_upstream: Option<std::net::TcpListener>,
     loader: Option<rampart_server::live::Loader>,
+    watch_path: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let is_demo = demo_upstream.is_some();
     if let Some(l) = demo_upstream {
@@ -104,6 +137,9 @@ async fn serve(
     let mut signals = Signals::new();
     let running = rampart_server::start(edge).await?;
     let can_reload = loader.is_some();
+    if let (true, Some(path)) = (can_reload, watch_path) {
+        tokio::spawn(watch(running.live.clone(), path));
+    }
     if let Some(l) = loader {
         running.live.set_loader(l);
     }

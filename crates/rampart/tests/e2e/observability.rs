@@ -722,3 +722,48 @@ servers = ["{up}"]
         "{shown}"
     );
 }
+
+/// `public_path`: metrics, health and readiness on the public listener for the allowed
+/// networks only; everything else under the prefix is routed as usual.
+#[tokio::test]
+async fn public_mount_answers_allowed_networks_only() {
+    let toml = |allow: &str| {
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"/_rampart\"\npublic_allow = [\"{allow}\"]\n[[routes]]\nrespond = {{ body = \"site\" }}\n"
+        )
+    };
+    let edge = start(&toml("127.0.0.0/8")).await;
+    let h = edge.http();
+    let m = client::plain(h, get("h", "/_rampart/metrics")).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("rampart_build_info"));
+    assert!(
+        m.header("x-content-type-options").is_some(),
+        "security headers apply"
+    );
+    assert_eq!(
+        client::plain(h, get("h", "/_rampart/ready")).await.status,
+        200
+    );
+    assert_eq!(
+        client::plain(h, get("h", "/_rampart/health")).await.json()["status"],
+        "healthy"
+    );
+    let post = http::Request::post("/_rampart/metrics")
+        .header("host", "h")
+        .body(client::empty())
+        .unwrap();
+    assert_eq!(client::plain(h, post).await.status, 404);
+    // Not one of the three: the site answers.
+    assert_eq!(
+        client::plain(h, get("h", "/_rampart/upstreams"))
+            .await
+            .text(),
+        "site"
+    );
+
+    let other = start(&toml("10.0.0.0/8")).await;
+    let r = client::plain(other.http(), get("h", "/_rampart/metrics")).await;
+    assert_eq!(r.status, 404);
+    assert!(!r.text().contains("rampart_build_info"));
+}

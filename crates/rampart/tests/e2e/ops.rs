@@ -199,3 +199,70 @@ fn bin_kill(sig: &str, pid: u32) -> bool {
         .unwrap()
         .success()
 }
+
+/// `server.watch_config`: editing the file reloads it, a broken edit is refused and the
+/// old config keeps serving.
+#[test]
+fn watched_config_file_reloads_on_change() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(Upstream::start("app"));
+    let dir = TempDir::new("watch");
+    let toml = |body: &str| {
+        respond_toml("127.0.0.1:0", body, &up.authority())
+            .replace("[server]\n", "[server]\nwatch_config = true\n")
+    };
+    let cfg = dir.write("rampart.toml", toml("one"));
+    let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let addr = p.http.unwrap();
+    let body = || rt.block_on(client::plain(addr, get("x", "/"))).text();
+    assert_eq!(body(), "one");
+    std::fs::write(&cfg, toml("two") + "\n[bogus]\n").unwrap();
+    p.wait_for_line("config reload refused", Duration::from_secs(10))
+        .expect("broken edit not refused");
+    assert_eq!(body(), "one");
+    std::fs::write(&cfg, toml("three")).unwrap();
+    p.wait_for_line("config reloaded", Duration::from_secs(10))
+        .expect("edit not picked up");
+    assert_eq!(body(), "three");
+}
+
+/// A reload loads certificates again (new handshakes get the new one) and leaves open
+/// connections alone: a TLS keep-alive connection made before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_picks_up_a_renewed_certificate_and_keeps_open_connections() {
+    use rampart_test_support::client::{tls_config, tls_connect, Conn};
+    use rampart_test_support::pki::Pki;
+    let pki = Pki::new();
+    let dir = TempDir::new("certreload");
+    let old = pki.leaf("old", &["a.test"]);
+    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
+    std::fs::copy(&old.cert, &cert).unwrap();
+    std::fs::copy(&old.key, &key).unwrap();
+    let toml = format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[[routes]]\nrespond = {{ body = \"hi\" }}\n",
+        cert.display(),
+        key.display()
+    );
+    let edge = start_in(TempDir::new("certreload-edge"), &toml).await;
+    let addr = edge.https();
+    let cfg = tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]);
+    let mut before = Conn::tls(addr, cfg.clone(), "a.test").await;
+    assert_eq!(before.send(get("a.test", "/")).await.unwrap().text(), "hi");
+    assert!(tls_connect(addr, cfg.clone(), "b.test").await.is_err());
+
+    let renewed = pki.leaf("new", &["a.test", "b.test"]);
+    std::fs::copy(&renewed.cert, &cert).unwrap();
+    std::fs::copy(&renewed.key, &key).unwrap();
+    let live = edge.running.as_ref().unwrap().live.clone();
+    live.reload(build(&dir, &toml)).await.unwrap();
+
+    assert!(
+        tls_connect(addr, cfg.clone(), "b.test").await.is_ok(),
+        "new certificate not served"
+    );
+    assert_eq!(
+        before.send(get("a.test", "/")).await.unwrap().text(),
+        "hi",
+        "a connection from before the reload was closed"
+    );
+}
