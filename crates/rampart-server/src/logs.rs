@@ -40,17 +40,19 @@ impl Line {
         self.buf.extend_from_slice(b"\":");
     }
 
-    /// A string field: masked unless it is one of rampart's own.
+    /// A string field that may carry personal data: masked.
     pub fn str(&mut self, k: &'static str, v: &str) {
         self.key(k);
-        if OWN_FIELDS.contains(&k) {
-            escape(&mut self.buf, v);
-        } else {
-            match self.masker.mask(v) {
-                Some(m) => escape(&mut self.buf, &m),
-                None => escape(&mut self.buf, v),
-            }
+        match self.masker.mask(v) {
+            Some(m) => escape(&mut self.buf, &m),
+            None => escape(&mut self.buf, v),
         }
+    }
+
+    /// A string field rampart wrote itself (time, id, method, route name): not scanned.
+    pub fn own(&mut self, k: &'static str, v: &str) {
+        self.key(k);
+        escape(&mut self.buf, v);
     }
 
     /// A string field, or `null`.
@@ -64,9 +66,10 @@ impl Line {
         }
     }
 
-    /// Any JSON value (strings masked as in [`Line::str`]).
+    /// Any JSON value (strings masked unless the field is one of rampart's own).
     pub fn insert(&mut self, k: &'static str, v: Value) {
         match v {
+            Value::String(s) if OWN_FIELDS.contains(&k) => self.own(k, &s),
             Value::String(s) => self.str(k, &s),
             other => {
                 self.key(k);
@@ -85,6 +88,14 @@ impl Line {
 fn escape(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if bytes
+        .iter()
+        .all(|&c| c >= 0x20 && c != b'"' && c != b'\\' && c != 0x7f)
+    {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let esc: &[u8] = match c {

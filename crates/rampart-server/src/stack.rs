@@ -179,17 +179,17 @@ fn record(
         return;
     };
     let mut l = edge.logs.line();
-    l.str("ts", &crate::logs::timestamp());
-    l.str("request_id", request_id.to_str().unwrap_or_default());
+    l.own("ts", &crate::logs::timestamp());
+    l.own("request_id", request_id.to_str().unwrap_or_default());
     let ip = trace.client_ip.unwrap_or(conn.peer.ip());
     match conn.peer_value.to_str() {
         // Formatted once per connection already.
-        Ok(v) if !edge.logs.mask_ip && ip == conn.peer.ip() => l.str("ip", v),
-        _ => l.str("ip", &edge.logs.ip(ip)),
+        Ok(v) if !edge.logs.mask_ip && ip == conn.peer.ip() => l.own("ip", v),
+        _ => l.own("ip", &edge.logs.ip(ip)),
     }
-    l.str("method", method.as_str());
+    l.own("method", method.as_str());
     l.opt("host", hv(&seen.host));
-    l.str("route", route_label);
+    l.own("route", route_label);
     l.str("path", &seen.path);
     l.insert("status", status.into());
     l.insert("bytes_in", seen.bytes_in.into());
@@ -202,7 +202,7 @@ fn record(
     l.insert("duration_ms", ((secs * 1e6).round() / 1e3).into());
     match &trace.upstream {
         Some((server, t)) => {
-            l.str("upstream", server);
+            l.own("upstream", server);
             l.insert("upstream_ms", ((t * 1e6).round() / 1e3).into());
         }
         None => {
@@ -212,7 +212,7 @@ fn record(
     }
     l.opt("tenant", hv(&trace.tenant));
     l.opt("user", hv(&trace.user));
-    l.str(
+    l.own(
         "protocol",
         match seen.version {
             http::Version::HTTP_2 => "HTTP/2",
