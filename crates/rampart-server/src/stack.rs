@@ -332,7 +332,11 @@ async fn answer<'e>(
         }
     };
     let exceeded = ctx.exceeded.clone();
-    trace.user = req.headers().get(SUBJECT).cloned();
+    // Set by the auth policy (which first removes a client's own); on a route without auth
+    // a client could have sent it, so it is not believed there.
+    if !route.policy.auth.is_empty() {
+        trace.user = req.headers().get(SUBJECT).cloned();
+    }
     if let Some(t) = &route.policy.tenant {
         trace.tenant = req.headers().get(&t.header).cloned();
     }

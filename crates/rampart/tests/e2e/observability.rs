@@ -626,6 +626,13 @@ servers = ["{up}"]
         client::plain(h, req("/call/+1-415-555-2671", "ok")).await;
         let r = client::plain(h, req("/private/x", "ok")).await;
         assert_eq!(r.status, 401);
+        let authed = http::Request::get("/private/ok")
+            .header("host", "shop.example")
+            .header("x-api-key", "ci-key-0123456789abcdefghij")
+            .header("x-auth-subject", "mallory")
+            .body(client::empty())
+            .unwrap();
+        assert_eq!(client::plain(h, authed).await.status, 200);
     });
     let access = dir.path().join("access.log");
     let lines = |p: &std::path::Path, n: usize| {
@@ -635,7 +642,21 @@ servers = ["{up}"]
         }))
         .unwrap_or_else(|| panic!("{} has fewer than {n} lines", p.display()))
     };
-    let text = lines(&access, 4);
+    let text = lines(&access, 5);
+    let authed: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find(|l| l.contains("/private/ok"))
+            .expect("no line for /private/ok"),
+    )
+    .unwrap();
+    let user = authed["user"]
+        .as_str()
+        .expect("authenticated subject logged");
+    assert!(user.contains("ci") && !user.contains("mallory"), "{authed}");
+    assert!(
+        !text.contains("ci-key-0123456789abcdefghij"),
+        "an API key reached the log"
+    );
     for secret in [
         "jane.doe@example.com",
         "4111",
