@@ -31,11 +31,7 @@ pub struct Event<'a> {
 /// Emits an audit event to the edge's audit log and counts it.
 pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
     edge.metrics.refusal(e.event, e.code);
-    let mut m = edge.logs.line();
-    m.insert("ts", crate::logs::timestamp().into());
-    m.insert("target", "rampart::audit".into());
-    m.insert("event", e.event.into());
-    m.insert("severity", e.severity.into());
+    let mut m = line(edge, e.event, e.severity);
     m.insert("ip", edge.logs.ip(e.ip).into());
     m.insert("code", e.code.into());
     m.insert("reason", e.reason.into());
@@ -44,6 +40,16 @@ pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
     m.insert("method", e.method.into());
     m.insert("path", e.path.into());
     send(edge, m);
+}
+
+/// An audit line with its common head: time, `target`, event and severity.
+pub fn line(edge: &crate::Edge, event: &'static str, severity: &'static str) -> crate::logs::Line {
+    let mut m = edge.logs.line();
+    m.own("ts", &crate::logs::timestamp());
+    m.own("target", "rampart::audit");
+    m.own("event", event);
+    m.own("severity", severity);
+    m
 }
 
 /// Sends a prepared audit line (other modules' events: `csp.violation`, lockouts).
@@ -63,11 +69,7 @@ pub fn send(edge: &crate::Edge, m: crate::logs::Line) {
 /// Emits an audit event about the edge itself (`config.reload`, `config.rejected`, admin
 /// changes): no client, no request.
 pub fn system(edge: &crate::Edge, event: &'static str, severity: &'static str, reason: &str) {
-    let mut m = edge.logs.line();
-    m.insert("ts", crate::logs::timestamp().into());
-    m.insert("target", "rampart::audit".into());
-    m.insert("event", event.into());
-    m.insert("severity", severity.into());
+    let mut m = line(edge, event, severity);
     m.insert("reason", reason.into());
     send(edge, m);
 }

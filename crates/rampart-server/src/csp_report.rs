@@ -196,11 +196,7 @@ pub async fn handle(
     for v in &violations {
         let directive = label(&v.directive);
         edge.metrics.csp_violation(directive);
-        let mut m = edge.logs.line();
-        m.insert("ts", crate::logs::timestamp().into());
-        m.insert("target", "rampart::audit".into());
-        m.insert("event", "csp.violation".into());
-        m.insert("severity", "info".into());
+        let mut m = crate::audit::line(edge, "csp.violation", "info");
         m.insert("ip", edge.logs.ip(ip).into());
         m.insert("directive", directive.into());
         m.insert("document_uri", clean_url(&v.document_uri).into());

@@ -24,20 +24,7 @@ async fn probe_inner(d: &Dependency) -> Result<(), String> {
         DependencyKind::Tcp => Ok(()),
         DependencyKind::Http => {
             let host = d.address.rsplit_once(':').map_or(&*d.address, |(h, _)| h);
-            let req = format!(
-                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rampart-ready\r\nConnection: close\r\n\r\n",
-                d.path
-            );
-            s.write_all(req.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            let head = read_some(&mut s, 12).await?;
-            let status = std::str::from_utf8(&head)
-                .ok()
-                .and_then(|h| h.strip_prefix("HTTP/1."))
-                .and_then(|h| h.get(2..5))
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or("not an HTTP response")?;
+            let status = get_status(&mut s, host, &d.path, "rampart-ready").await?;
             if (200..400).contains(&status) {
                 Ok(())
             } else {
@@ -85,6 +72,29 @@ async fn probe_inner(d: &Dependency) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Sends `GET path` (closing the connection after) and reads the response's status code.
+/// Shared by dependency probes and upstream health checks.
+pub(crate) async fn get_status(
+    s: &mut TcpStream,
+    host: &str,
+    path: &str,
+    agent: &str,
+) -> Result<u16, String> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let head = read_some(s, 12).await?;
+    std::str::from_utf8(&head)
+        .ok()
+        .and_then(|h| h.strip_prefix("HTTP/1."))
+        .and_then(|h| h.get(2..5))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| "not an HTTP response".to_owned())
 }
 
 /// Reads until at least `min` bytes (or the peer closes).

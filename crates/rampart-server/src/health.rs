@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use rampart_config::ops::HealthCheck;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -96,31 +95,8 @@ async fn check_once(server: &Server, check: &HealthCheck) -> Result<(), String> 
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let host = check.host.as_deref().unwrap_or(&server.authority);
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rampart-health-check\r\nConnection: close\r\n\r\n",
-            check.path
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let got = s
-                .read(&mut buf[n..])
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if got == 0 {
-                return Err("closed before a status line".to_owned());
-            }
-            n += got;
-        }
-        let status = std::str::from_utf8(&buf[..n])
-            .ok()
-            .and_then(|h| h.strip_prefix("HTTP/1."))
-            .and_then(|h| h.get(2..5))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| "not an HTTP response".to_owned())?;
+        let status =
+            crate::deps::get_status(&mut s, host, &check.path, "rampart-health-check").await?;
         let ok = match check.status {
             Some(want) => status == want,
             None => (200..300).contains(&status),

@@ -231,10 +231,8 @@ impl Live {
         }
     }
 
-    /// Binds (or moves, or stops) the admin listener to match the current config.
-    ///
-    /// # Errors
-    /// The admin address cannot be bound.
+    /// Starts the admin API on `listener` (bound by the caller), or stops it when the
+    /// current config has no `[admin]`.
     pub(crate) fn install_admin(self: &Arc<Self>, listener: Option<TcpListener>) {
         let edge = self.edge();
         let mut slot = self

@@ -5,8 +5,8 @@
 
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use rampart_config::ops::{LogTarget, Logging};
@@ -125,10 +125,6 @@ fn escape(out: &mut Vec<u8>, s: &str) {
 pub struct LogSink {
     tx: SyncSender<Vec<u8>>,
     reopen: Arc<AtomicBool>,
-    /// Lines dropped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Which log (`access`, `audit`).
-    pub name: &'static str,
 }
 
 impl LogSink {
@@ -152,23 +148,13 @@ impl LogSink {
         std::thread::Builder::new()
             .name(format!("rampart-{name}-log"))
             .spawn(move || write_loop(&rx, out, &flag))?;
-        Ok(Some(Arc::new(Self {
-            tx,
-            reopen,
-            dropped: AtomicU64::new(0),
-            name,
-        })))
+        Ok(Some(Arc::new(Self { tx, reopen })))
     }
 
-    /// Queues a line; `false` (and counted) when the queue is full.
+    /// Queues a line; `false` when the queue is full (the caller counts it in
+    /// `rampart_log_lines_dropped_total`).
     pub fn send(&self, line: Line) -> bool {
-        match self.tx.try_send(line.finish()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.tx.try_send(line.finish()).is_ok()
     }
 
     /// Reopens a file log before its next line (after logrotate moved it).
@@ -317,15 +303,6 @@ impl Logs {
                 format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
             }
         }
-    }
-
-    /// Lines dropped so far, per log.
-    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
-        self.access
-            .iter()
-            .chain(&self.audit)
-            .map(|s| (s.name, s.dropped.load(Ordering::Relaxed)))
-            .collect()
     }
 }
 

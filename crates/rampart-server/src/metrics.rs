@@ -254,13 +254,6 @@ impl Metrics {
         self.log_dropped.get_or_create(&LogLabels { log }).inc();
     }
 
-    /// Refusals counted so far for `policy` (tests, `/health`).
-    pub fn refusals_of(&self, policy: &'static str, reason: &'static str) -> u64 {
-        self.refusals
-            .get_or_create(&RefusalLabels { policy, reason })
-            .get()
-    }
-
     /// The OpenMetrics text of every family, with the current state of `live`.
     pub fn render(&self, live: &Live) -> String {
         let edge = live.edge();
@@ -314,8 +307,8 @@ impl Metrics {
         for p in edge.pools() {
             for s in p.servers() {
                 let l = ServerLabels {
-                    upstream: Name(Arc::from(p.name.as_str())),
-                    server: Name(Arc::from(s.authority.as_str())),
+                    upstream: Name(p.label.clone()),
+                    server: Name(s.label.clone()),
                 };
                 health.get_or_create(&l).set(i64::from(p.is_up(s)));
                 inflight

@@ -830,11 +830,7 @@ pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Respo
                 if e.0 >= lo.failures {
                     e.2 = now + u64::try_from(lo.lock_for.as_nanos()).unwrap_or(u64::MAX / 2);
                     e.0 = 0;
-                    let mut m = edge.logs.line();
-                    m.insert("ts", crate::logs::timestamp().into());
-                    m.insert("target", "rampart::audit".into());
-                    m.insert("event", "auth.lockout".into());
-                    m.insert("severity", "warning".into());
+                    let mut m = crate::audit::line(edge, "auth.lockout", "warning");
                     m.insert("account", account.clone().into());
                     m.insert("route", route.name.clone().into());
                     m.insert("reason", "account locked after failed logins".into());

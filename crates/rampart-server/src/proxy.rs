@@ -134,6 +134,14 @@ impl Server {
     pub fn passive_down(&self) -> bool {
         self.down_until.load(Ordering::Relaxed) > clock()
     }
+
+    /// Whether it takes new requests at `now` (a [`clock`] reading): not failed actively or
+    /// passively, not draining.
+    fn available(&self, now: u64) -> bool {
+        self.down_until.load(Ordering::Relaxed) <= now
+            && !self.check_down.load(Ordering::Relaxed)
+            && self.weight.load(Ordering::Relaxed) > 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -228,7 +236,7 @@ impl Pool {
 
     /// Whether `s` takes new requests: not failed (actively or passively), not draining.
     pub fn is_up(&self, s: &Server) -> bool {
-        s.weight() > 0 && !s.check_failed() && !s.passive_down()
+        s.available(clock())
     }
 
     fn pick(&self, tried: &[usize]) -> Option<usize> {
@@ -238,12 +246,7 @@ impl Pool {
         let order = (0..n)
             .map(|i| (start.wrapping_add(i)) % n)
             .filter(|i| !tried.contains(i));
-        let up = |i: &usize| {
-            let s = &self.servers[*i];
-            s.down_until.load(Ordering::Relaxed) <= now
-                && !s.check_down.load(Ordering::Relaxed)
-                && s.weight.load(Ordering::Relaxed) > 0
-        };
+        let up = |i: &usize| self.servers[*i].available(now);
         // Every server out: a draining one is still never picked; a failed one may be
         // (Envoy's panic mode: a guess beats a certain 502).
         let fallback = |i: &usize| self.servers[*i].weight.load(Ordering::Relaxed) > 0;
