@@ -11,12 +11,15 @@
 
 #![warn(missing_docs)]
 
+pub mod dotenv;
 pub mod error;
 pub mod load;
 pub mod ops;
 pub mod policy;
+pub mod posture;
 pub mod raw;
 pub mod runtime;
+pub mod secret;
 pub mod site;
 pub mod units;
 mod validate;

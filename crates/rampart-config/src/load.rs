@@ -68,6 +68,39 @@ pub fn load_str(text: &str, source: &Source<'_>) -> Result<Config, ConfigErrors>
         let msg = e.to_string();
         fail(vec![ConfigError::new("", one_line(&msg))])
     })?;
+    // `server.env_file`: its variables are seen by `${VAR}` before the process
+    // environment's, and it is read again on every reload (so a rotated secret takes effect).
+    let env_file = match table
+        .get("server")
+        .and_then(|s| s.get("env_file"))
+        .and_then(Value::as_str)
+    {
+        None => None,
+        Some(p) => {
+            let full = source.base_dir.join(p);
+            match std::fs::read_to_string(&full) {
+                Ok(text) => Some(crate::dotenv::EnvFile::parse(&text)),
+                Err(e) => {
+                    return Err(fail(vec![ConfigError::new(
+                        "server.env_file",
+                        format!("cannot read {}: {e}", full.display()),
+                    )]))
+                }
+            }
+        }
+    };
+    let env = |name: &str| -> Option<String> {
+        env_file
+            .as_ref()
+            .and_then(|f| f.get(name))
+            .map(str::to_owned)
+            .or_else(|| (source.env)(name))
+    };
+    let source = &Source {
+        name: source.name.clone(),
+        base_dir: source.base_dir.clone(),
+        env: &env,
+    };
     let mut root = Value::Table(table);
     let mut errors = Vec::new();
     resolve(&mut root, &mut String::new(), source, &mut errors);
@@ -115,9 +148,12 @@ fn resolve(v: &mut Value, path: &mut String, source: &Source<'_>, errors: &mut V
             }
             // `foo_file = "/run/secrets/foo"` becomes `foo = <file contents>`. The contents
             // are not interpolated: a secret may contain `${`.
+            // Keys that name a file rather than hold its contents are left alone.
+            const PATH_KEYS: &[&str] = &["server.env_file", "preflight.ca_file"];
             let file_keys: Vec<String> = t
                 .keys()
                 .filter(|k| k.len() > 5 && k.ends_with("_file"))
+                .filter(|k| !PATH_KEYS.contains(&format!("{path}.{k}").as_str()))
                 .cloned()
                 .collect();
             for fk in file_keys {

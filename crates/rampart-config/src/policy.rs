@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::did_you_mean;
+use crate::secret::Weakness;
 use crate::units::Duration as RawDuration;
 
 // === file shape ===
@@ -80,6 +81,10 @@ pub struct RawApiKey {
     pub key: Option<String>,
     /// Or its SHA-256, hex.
     pub sha256: Option<String>,
+    /// The key it replaces, accepted under the same name while clients move over
+    /// (`rampart secrets rotate` writes `KEY_PREVIOUS`: `previous = "${KEY_PREVIOUS:-}"`).
+    /// Empty means none.
+    pub previous: Option<String>,
 }
 
 /// `[jwt]`.
@@ -90,6 +95,9 @@ pub struct RawJwt {
     pub alg: Option<String>,
     /// HMAC secret (HS*), at least 32 bytes.
     pub secret: Option<String>,
+    /// The HMAC secret it replaces, still accepted during a rotation
+    /// (`secret_previous = "${JWT_SECRET_PREVIOUS:-}"`). Empty means none.
+    pub secret_previous: Option<String>,
     /// PEM public key (RS*, ES256, EdDSA); `public_key_file` reads it from a file.
     pub public_key: Option<String>,
     /// A JWKS document (JSON); `jwks_file` reads it from a file.
@@ -317,8 +325,8 @@ impl JwtAlg {
 /// Where JWT keys come from.
 #[derive(Debug, Clone)]
 pub enum JwtKey {
-    /// HMAC secret bytes.
-    Secret(Vec<u8>),
+    /// HMAC secret bytes, and the previous secret still accepted during a rotation.
+    Secret(Vec<u8>, Option<Vec<u8>>),
     /// PEM public key text.
     PublicKeyPem(String),
     /// JWKS JSON text.
@@ -676,6 +684,15 @@ pub(crate) fn api_keys(r: &RawApiKeys, err: Sink<'_>) -> ApiKeys {
                 format!("name {name:?} is used twice"),
             );
         }
+        if let Some(p) = k.previous.as_deref().filter(|p| !p.is_empty()) {
+            if p.len() < 16 || p.chars().any(char::is_whitespace) {
+                err(
+                    format!("{key}.previous"),
+                    "is shorter than 16 characters or contains whitespace".into(),
+                );
+            }
+            keys.push((name.clone(), sha256(p.as_bytes())));
+        }
         keys.push((name, hash));
     }
     ApiKeys { header, keys }
@@ -748,7 +765,17 @@ pub(crate) fn jwt(r: &RawJwt, err: Sink<'_>) -> Option<Jwt> {
                 "is shorter than 32 bytes: generate one with `rampart secrets`".into(),
             );
         }
-        JwtKey::Secret(s.as_bytes().to_vec())
+        let previous = r.secret_previous.as_deref().filter(|p| !p.is_empty());
+        if previous.is_some_and(|p| p.len() < 32) {
+            err(
+                "jwt.secret_previous".into(),
+                "is shorter than 32 bytes".into(),
+            );
+        }
+        JwtKey::Secret(
+            s.as_bytes().to_vec(),
+            previous.map(|p| p.as_bytes().to_vec()),
+        )
     } else if alg.is_hmac() {
         err(
             "jwt.secret".into(),
@@ -1071,6 +1098,57 @@ pub(crate) fn route_policy(
         };
     }
     p
+}
+
+/// Rampart's own secrets judged by the PF-SEC rules (their values are not kept): JWT HMAC
+/// secrets, API keys given as values, the admin token; and one value used for two of them
+/// (PF-SEC-05).
+pub(crate) fn secret_issues(raw: &crate::raw::RawConfig) -> Vec<(String, Weakness)> {
+    use crate::secret::{weaknesses, SecretKind};
+    let mut found: Vec<(String, SecretKind, &str)> = Vec::new();
+    if let Some(j) = &raw.jwt {
+        if j.alg
+            .as_deref()
+            .and_then(JwtAlg::parse)
+            .is_some_and(JwtAlg::is_hmac)
+        {
+            if let Some(s) = &j.secret {
+                found.push(("jwt.secret".into(), SecretKind::Jwt, s));
+            }
+            if let Some(s) = j.secret_previous.as_deref().filter(|s| !s.is_empty()) {
+                found.push(("jwt.secret_previous".into(), SecretKind::Jwt, s));
+            }
+        }
+    }
+    if let Some(a) = &raw.api_keys {
+        for (i, k) in a.keys.iter().enumerate() {
+            if let Some(s) = &k.key {
+                found.push((format!("api_keys.keys[{i}].key"), SecretKind::Token, s));
+            }
+            if let Some(s) = k.previous.as_deref().filter(|s| !s.is_empty()) {
+                found.push((format!("api_keys.keys[{i}].previous"), SecretKind::Token, s));
+            }
+        }
+    }
+    if let Some(t) = raw.admin.as_ref().and_then(|a| a.token.as_deref()) {
+        found.push(("admin.token".into(), SecretKind::Token, t));
+    }
+    let mut out = Vec::new();
+    for (i, (key, kind, value)) in found.iter().enumerate() {
+        for w in weaknesses(*kind, value) {
+            out.push((key.clone(), w));
+        }
+        if let Some((other, _, _)) = found[..i].iter().find(|(_, _, v)| v == value) {
+            out.push((
+                key.clone(),
+                Weakness {
+                    rule: "PF-SEC-05",
+                    why: format!("is the same value as {other}: each secret needs its own"),
+                },
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct RawConfig {
     /// `[[dependencies]]`: services `/ready` waits for.
     #[serde(default)]
     pub dependencies: Vec<crate::ops::RawDependency>,
+    /// `[preflight]`.
+    pub preflight: Option<crate::posture::RawPreflight>,
 }
 
 /// `[server]`.
@@ -101,6 +103,10 @@ pub struct RawServer {
     pub h1_fast_path: Option<bool>,
     /// Reload when the config file changes (checked every 2 seconds; default false).
     pub watch_config: Option<bool>,
+    /// `"production"` enforces the preflight checks at start and reload.
+    pub environment: Option<String>,
+    /// A `.env` file `${VAR}` reads first.
+    pub env_file: Option<String>,
     /// HTTP/2 streams open at once per connection.
     pub h2_max_concurrent_streams: Option<u32>,
     /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).

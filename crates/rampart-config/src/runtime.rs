@@ -30,6 +30,14 @@ pub struct Config {
     pub logging: crate::ops::Logging,
     /// Services `/ready` waits for.
     pub dependencies: Vec<crate::ops::Dependency>,
+    /// `[preflight]`.
+    pub preflight: crate::posture::Preflight,
+    /// What the preflight run on this config found (set by `serve` before the edge is
+    /// built; `None` when it did not run).
+    pub posture: Option<crate::posture::Posture>,
+    /// Weak secrets among rampart's own (`jwt.secret`, API keys, `admin.token`): the key
+    /// and the rule broken. The values themselves are not kept.
+    pub secret_issues: Vec<(String, crate::secret::Weakness)>,
 }
 
 /// `[server]`.
@@ -75,6 +83,11 @@ pub struct Server {
     pub h1_fast_path: bool,
     /// Reload when the config file changes.
     pub watch_config: bool,
+    /// `development` or `production` (`RAMPART_ENV` overrides the file).
+    pub environment: crate::posture::Environment,
+    /// A `.env` file whose variables `${VAR}` reads (before the process environment), read
+    /// again on every reload.
+    pub env_file: Option<PathBuf>,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2 pending reset streams per connection.

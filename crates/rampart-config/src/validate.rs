@@ -17,7 +17,7 @@ use crate::units::Toggle;
 
 /// Default `Content-Security-Policy`: strict, and a sound base for adding sources.
 pub const DEFAULT_CSP: &str =
-    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'";
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
 /// Default `Strict-Transport-Security`: two years, subdomains.
 pub const DEFAULT_HSTS: &str = "max-age=63072000; includeSubDomains";
 /// Default `Permissions-Policy`: powerful features off.
@@ -178,6 +178,11 @@ pub(crate) fn validate(
             );
         }
     }
+    let preflight = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::posture::preflight(raw.preflight.as_ref(), &base, &mut sink)
+    };
     // A key that already failed its shape check is not reported again by a rule.
     errors.extend(rule_errors.into_iter().filter(|e| {
         !shape_errored.iter().any(|k| {
@@ -187,6 +192,7 @@ pub(crate) fn validate(
                     || e.key.starts_with(&format!("{k}[")))
         })
     }));
+    let secret_issues = crate::policy::secret_issues(&raw);
     Some(Config {
         server,
         tls: tls.flatten(),
@@ -197,6 +203,9 @@ pub(crate) fn validate(
         admin,
         logging,
         dependencies,
+        preflight,
+        posture: None,
+        secret_issues,
     })
 }
 
@@ -275,7 +284,26 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
             cx.err(format!("server.{k}"), "must be greater than zero");
         }
     }
+    let env_override = (cx.source.env)("RAMPART_ENV").filter(|v| !v.is_empty());
+    let environment = match env_override.as_deref().or(s.environment.as_deref()) {
+        None | Some("development") => crate::posture::Environment::Development,
+        Some("production") => crate::posture::Environment::Production,
+        Some(other) => {
+            let key = if env_override.is_some() {
+                "RAMPART_ENV"
+            } else {
+                "server.environment"
+            };
+            cx.err(
+                key,
+                format!("expected \"production\" or \"development\", got {other:?}"),
+            );
+            crate::posture::Environment::Production
+        }
+    };
     Server {
+        environment,
+        env_file: s.env_file.as_ref().map(|p| cx.path(p)),
         http: s.http.map(|a| a.0),
         https: s.https.map(|a| a.0),
         workers: workers.clamp(1, 1024),

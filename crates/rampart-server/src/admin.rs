@@ -230,6 +230,17 @@ pub(crate) async fn health(live: &Live, edge: &Edge) -> Response<Body> {
             "csrf_protection_enabled": routes.iter().any(|r| r.policy.csrf),
             "pii_masking_enabled": edge.logs.mask_pii,
             "admin_token_required": c.admin.as_ref().is_some_and(|a| a.token.is_some()),
+            "environment": match c.server.environment {
+                rampart_config::posture::Environment::Production => "production",
+                rampart_config::posture::Environment::Development => "development",
+            },
+            "preflight": c.posture.as_ref().map_or("not_run", |p| p.status()),
+            "preflight_findings": c.posture.as_ref().map(|p| json!({
+                "errors": p.errors,
+                "warnings": p.warnings,
+                "infos": p.infos,
+                "allowed": p.allowed.len(),
+            })),
         },
         "config": {
             "reloads": live.reloads.ok.load(Ordering::Relaxed),

@@ -357,6 +357,28 @@ impl Metrics {
             "Unix time of the last successful config load (start or reload)",
             last,
         );
+        if let Some(p) = &live.edge().config.posture {
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            struct Severity {
+                severity: &'static str,
+            }
+            let findings: Family<Severity, Gauge> = Family::default();
+            for (s, n) in [
+                ("error", p.errors),
+                ("warn", p.warnings),
+                ("info", p.infos),
+                ("allowed", p.allowed.len()),
+            ] {
+                findings
+                    .get_or_create(&Severity { severity: s })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            r.register(
+                "rampart_preflight_findings",
+                "Preflight findings of the running config by severity (allowed: errors accepted by `allow`)",
+                findings,
+            );
+        }
         #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
         struct Build {
             version: &'static str,

@@ -21,6 +21,12 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Ask a running edge to reload its config (through the admin API of that config).
     Reload(ReloadArgs),
+    /// Check a production setup (edge config, application environment, certificates, key
+    /// files, git repository) against the PF-* rules; exits 1 on any error finding.
+    Preflight(PreflightArgs),
+    /// Generate secrets, fill `.env` placeholders, rotate a secret with an overlap.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print the version.
     Version,
 }
@@ -42,6 +48,95 @@ pub(crate) struct ServeArgs {
     /// Override `server.state_dir` (where the development certificate is kept).
     #[arg(long, value_name = "DIR", env = "RAMPART_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// Accept a preflight finding knowingly (`PF-CRT-02` or `PF-CSP-01:routes[1]`); it is
+    /// written to the audit log at start. Repeatable.
+    #[arg(long = "allow", value_name = "RULE_ID")]
+    pub(crate) allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PreflightArgs {
+    /// Edge config. Default: ./rampart.toml when present (without one, only the
+    /// environment and repository are checked).
+    #[arg(short, long, value_name = "FILE", env = "RAMPART_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// The application's `.env` file (default: the config's `server.env_file`). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Vec<PathBuf>,
+    /// Also check this process's environment as the application's.
+    #[arg(long)]
+    pub(crate) process_env: bool,
+    /// The application's git repository (default: `[preflight] repo`, else the config's
+    /// directory when it is inside one).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repo: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for the chain check.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// A key the environment must have: `KEY` or `KEY:type` (string, secret, url, int,
+    /// bool, email). Repeatable.
+    #[arg(long, value_name = "KEY[:TYPE]")]
+    pub(crate) require: Vec<String>,
+    /// Accept a finding knowingly (`PF-CRT-02` or `PF-CSP-01:routes[1]`). Repeatable.
+    #[arg(long = "allow", value_name = "RULE_ID")]
+    pub(crate) allow: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Print new secrets of the given kinds (token, jwt-hs256, fernet, api-key, ed25519,
+    /// rsa, password), or fill every placeholder of a `.env` file in place.
+    Generate(GenerateArgs),
+    /// Give KEY a new value in a `.env` file and keep the old one in KEY_PREVIOUS (both
+    /// accepted during the overlap); `--finish` drops KEY_PREVIOUS.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// Kinds to print (default: token).
+    #[arg(value_name = "KIND")]
+    pub(crate) kinds: Vec<String>,
+    /// Fill this file's placeholders in place (atomic, mode 0600, old file kept as .bak).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Option<PathBuf>,
+    /// Write the filled file (the default with --env-file; kept for scripts).
+    #[arg(long)]
+    pub(crate) write: bool,
+    /// Show which keys would be filled, change nothing.
+    #[arg(long, conflicts_with = "write")]
+    pub(crate) dry_run: bool,
+    /// Random bytes in a `token`.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(crate) bytes: usize,
+    /// RSA key size (2048, 3072, 4096).
+    #[arg(long, value_name = "BITS", default_value_t = 3072)]
+    pub(crate) bits: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    /// The variable to rotate (e.g. JWT_SECRET).
+    pub(crate) key: String,
+    /// The `.env` file holding it.
+    #[arg(long, value_name = "FILE", default_value = ".env")]
+    pub(crate) env_file: PathBuf,
+    /// End the overlap: remove KEY_PREVIOUS.
+    #[arg(long)]
+    pub(crate) finish: bool,
+    /// The edge config (for the reload command printed).
+    #[arg(short, long, value_name = "FILE", default_value = "rampart.toml")]
+    pub(crate) config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! Subcommands.
 
 pub(crate) mod check;
+pub(crate) mod preflight;
 pub(crate) mod reload;
+pub(crate) mod secrets;
 pub(crate) mod serve;
 
 /// `rampart version`.

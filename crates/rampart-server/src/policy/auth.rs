@@ -103,7 +103,13 @@ impl JwtVerifier {
     pub fn new(config: &Jwt) -> Result<Self, ConfigError> {
         let alg = algorithm(config.alg);
         let keys = match &config.key {
-            JwtKey::Secret(s) => vec![(None, DecodingKey::from_secret(s))],
+            JwtKey::Secret(s, previous) => {
+                let mut keys = vec![(None, DecodingKey::from_secret(s))];
+                if let Some(p) = previous {
+                    keys.push((None, DecodingKey::from_secret(p)));
+                }
+                keys
+            }
             JwtKey::PublicKeyPem(pem) => {
                 let k = match config.alg {
                     JwtAlg::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
@@ -190,6 +196,14 @@ impl JwtVerifier {
         }
         let key = match (&header.kid, self.keys.as_slice()) {
             (_, [(None, k)]) => k,
+            // A rotation: the current secret, then the previous one.
+            (_, [(None, current), (None, previous)]) => {
+                let first = self.decode(token, current);
+                return match first {
+                    Err(AuthError::Invalid("bad signature")) => self.decode(token, previous),
+                    other => other,
+                };
+            }
             (Some(kid), keys) => keys
                 .iter()
                 .find(|(id, _)| id.as_deref() == Some(kid))
@@ -198,6 +212,10 @@ impl JwtVerifier {
             (None, [(_, k)]) => k,
             (None, _) => return Err(AuthError::Invalid("no key id")),
         };
+        self.decode(token, key)
+    }
+
+    fn decode(&self, token: &str, key: &DecodingKey) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;

@@ -34,6 +34,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     apply_overrides(&mut config, &args);
+    let allow = super::preflight::parse_allows(&args.allow)?;
+    let config_path = if demo_upstream.is_some() {
+        None
+    } else {
+        Some(
+            args.config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("rampart.toml")),
+        )
+    };
+    if let Err(report) = posture(&mut config, config_path.as_deref(), &allow) {
+        eprint!("{report}");
+        eprintln!(
+            "rampart: refusing to start in production: {source} has preflight errors (fix them, or accept one knowingly with --allow RULE_ID)"
+        );
+        return Ok(ExitCode::from(1));
+    }
     let edge = match Edge::build(config, &source) {
         Ok(e) => e,
         Err(errors) => return Ok(refuse(&errors)),
@@ -63,6 +80,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Box::new(move || {
             let mut c = rampart_config::load(&path)?;
             apply_overrides(&mut c, &args);
+            if let Err(report) = posture(&mut c, Some(&path), &allow) {
+                eprint!("{report}");
+                let errors = c
+                    .posture
+                    .as_ref()
+                    .map(|p| p.errors)
+                    .unwrap_or_default();
+                return Err(ConfigErrors {
+                    source: path.display().to_string(),
+                    errors: vec![rampart_config::ConfigError::new(
+                        "server.environment",
+                        format!("production: {errors} preflight error(s); the running config stays (run `rampart preflight -c {}`)", path.display()),
+                    )],
+                });
+            }
             Ok(c)
         })
     });
@@ -98,6 +130,48 @@ async fn watch(live: std::sync::Arc<rampart_server::Live>, path: PathBuf) {
             let _ = live.reload_from_source().await;
         }
     }
+}
+
+/// Runs the preflight checks on `config` and keeps the summary on it (for `/health` and
+/// `/metrics`). In production an error finding refuses: the report is returned.
+fn posture(
+    config: &mut rampart_config::Config,
+    path: Option<&Path>,
+    allow: &[(String, Option<String>)],
+) -> Result<(), String> {
+    let extra = super::preflight::Extra {
+        allow: allow.to_vec(),
+        ..Default::default()
+    };
+    let report = match super::preflight::check(Some(config), path, extra) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("preflight could not run: {e:#}\n");
+            return if config.server.environment == rampart_config::posture::Environment::Production
+            {
+                Err(msg)
+            } else {
+                tracing::warn!("{}", msg.trim());
+                Ok(())
+            };
+        }
+    };
+    let summary = report.posture();
+    let production = config.server.environment == rampart_config::posture::Environment::Production;
+    if production && summary.errors > 0 {
+        config.posture = Some(summary);
+        return Err(rampart_ops::preflight::text(&report, false));
+    }
+    if summary.errors > 0 || summary.warnings > 0 {
+        tracing::warn!(
+            errors = summary.errors,
+            warnings = summary.warnings,
+            enforced = production,
+            "preflight: `rampart preflight` lists the findings"
+        );
+    }
+    config.posture = Some(summary);
+    Ok(())
 }
 
 /// Command-line overrides win over the file (at start and on every reload).
@@ -136,6 +210,12 @@ async fn serve(
     let workers = edge.config.server.workers;
     let mut signals = Signals::new();
     let running = rampart_server::start(edge).await?;
+    {
+        let edge = running.live.edge();
+        for a in edge.config.posture.iter().flat_map(|p| &p.allowed) {
+            rampart_server::audit::system(&edge, "preflight.allowed", "warning", a);
+        }
+    }
     let can_reload = loader.is_some();
     if let (true, Some(path)) = (can_reload, watch_path) {
         tokio::spawn(watch(running.live.clone(), path));

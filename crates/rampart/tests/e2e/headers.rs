@@ -9,7 +9,7 @@ use crate::harness::{proxy_toml, start};
 const DEFAULTS: [(&str, &str); 8] = [
     (
         "content-security-policy",
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'; report-uri /csp-report; report-to csp-endpoint",
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'; report-uri /csp-report; report-to csp-endpoint",
     ),
     ("reporting-endpoints", "csp-endpoint=\"/csp-report\""),
     ("x-content-type-options", "nosniff"),

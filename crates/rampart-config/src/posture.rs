@@ -1,0 +1,173 @@
+//! `[server] environment`, `[preflight]`, and the posture summary a preflight run leaves on
+//! the config for `/health` and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[preflight]`: what `rampart preflight` (and `serve` in production) checks besides the
+/// config itself.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreflight {
+    /// Findings accepted knowingly: a rule id (`"PF-CRT-02"`) or a rule id and its subject
+    /// (`"PF-CSP-01:routes[1]"`). Each allowance is written to the audit log at start.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// The application's git repository, checked for a tracked `.env` and secrets in its
+    /// history (default: the config's directory, when it is inside a repository).
+    pub repo: Option<String>,
+    /// Extra trusted CA certificates (PEM) for the certificate chain check.
+    pub ca_file: Option<String>,
+    /// Keys the application's environment must have, with their type:
+    /// `"string"`, `"secret"`, `"url"`, `"int"`, `"bool"`, `"email"`.
+    #[serde(default)]
+    pub required: BTreeMap<String, String>,
+    /// Also check rampart's own process environment as the application's (when the
+    /// application runs with the same environment, as in one container).
+    pub process_env: Option<bool>,
+    /// Commits of history scanned for secrets (default 1000).
+    pub history_depth: Option<usize>,
+}
+
+/// How `serve` treats findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// Findings are reported, never enforced.
+    #[default]
+    Development,
+    /// Any error finding refuses a start or a reload.
+    Production,
+}
+
+/// A value type for `[preflight] required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// Any non-empty value.
+    String,
+    /// A secret: the strength rules apply.
+    Secret,
+    /// An absolute URL with a scheme and host.
+    Url,
+    /// An integer.
+    Int,
+    /// `true/false/1/0/yes/no/on/off`.
+    Bool,
+    /// `local@domain`.
+    Email,
+}
+
+impl ValueType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => Self::String,
+            "secret" => Self::Secret,
+            "url" => Self::Url,
+            "int" => Self::Int,
+            "bool" => Self::Bool,
+            "email" => Self::Email,
+            _ => return None,
+        })
+    }
+}
+
+/// `[preflight]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    /// Accepted findings: `(rule, subject)`; no subject accepts the rule everywhere.
+    pub allow: Vec<(String, Option<String>)>,
+    /// The repository to scan.
+    pub repo: Option<PathBuf>,
+    /// Extra trusted CAs.
+    pub ca_file: Option<PathBuf>,
+    /// Required keys.
+    pub required: Vec<(String, ValueType)>,
+    /// Check the process environment too.
+    pub process_env: bool,
+    /// Commits of history scanned.
+    pub history_depth: usize,
+}
+
+/// Parses an allowance (`PF-CRT-02` or `PF-CSP-01:routes[1]`).
+pub fn parse_allow(s: &str) -> Option<(String, Option<String>)> {
+    let (rule, subject) = match s.split_once(':') {
+        Some((r, s)) => (r, Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+        None => (s, None),
+    };
+    let rule = rule.trim().to_ascii_uppercase();
+    let ok = rule.starts_with("PF-")
+        && rule.len() > 3
+        && rule[3..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then_some((rule, subject))
+}
+
+/// Validates `[preflight]`.
+pub fn preflight(
+    r: Option<&RawPreflight>,
+    base: &std::path::Path,
+    sink: &mut dyn FnMut(String, String),
+) -> Preflight {
+    let Some(r) = r else {
+        return Preflight {
+            history_depth: 1000,
+            ..Preflight::default()
+        };
+    };
+    let mut allow = Vec::new();
+    for (i, a) in r.allow.iter().enumerate() {
+        match parse_allow(a) {
+            Some(x) => allow.push(x),
+            None => sink(
+                format!("preflight.allow[{i}]"),
+                format!("{a:?} is not a rule id like \"PF-CRT-02\" or \"PF-CSP-01:routes[1]\""),
+            ),
+        }
+    }
+    let mut required = Vec::new();
+    for (k, t) in &r.required {
+        match ValueType::parse(t) {
+            Some(t) => required.push((k.clone(), t)),
+            None => sink(
+                format!("preflight.required.{k}"),
+                format!("unknown type {t:?}: expected string, secret, url, int, bool or email"),
+            ),
+        }
+    }
+    Preflight {
+        allow,
+        repo: r.repo.as_ref().map(|p| base.join(p)),
+        ca_file: r.ca_file.as_ref().map(|p| base.join(p)),
+        required,
+        process_env: r.process_env.unwrap_or(false),
+        history_depth: r.history_depth.unwrap_or(1000),
+    }
+}
+
+/// What the last preflight run found, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Posture {
+    /// Error findings not allowed.
+    pub errors: usize,
+    /// Warnings.
+    pub warnings: usize,
+    /// Notes.
+    pub infos: usize,
+    /// Error findings accepted by `allow`, as `RULE subject`.
+    pub allowed: Vec<String>,
+}
+
+impl Posture {
+    /// `passed`, `warnings` or `failed`.
+    pub fn status(&self) -> &'static str {
+        if self.errors > 0 {
+            "failed"
+        } else if self.warnings > 0 {
+            "warnings"
+        } else {
+            "passed"
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! `rampart preflight`: the checks of catalog part B1 (PF-*) over the edge config, the
+//! application's environment and the deployment's files, with text, JSON and JUnit output.
+//!
+//! Every check that runs is recorded (passed, failed, or skipped with the reason), so a
+//! report says what was looked at, not only what was wrong.
+
+mod edge;
+mod env;
+mod files;
+mod output;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use rampart_config::dotenv::EnvFile;
+use rampart_config::Config;
+
+pub use output::{json, junit, text};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// A note.
+    Info,
+    /// Reported; does not refuse.
+    Warn,
+    /// Refuses a production start.
+    Error,
+}
+
+impl Severity {
+    /// `error`, `warn`, `info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Catalog id (`PF-HSTS-01`).
+    pub id: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// The config key, variable, file or host it concerns (`headers.hsts`, `.env:3 DEBUG`).
+    pub subject: String,
+    /// What is wrong, with the evidence (never a secret's value).
+    pub why: String,
+    /// How to fix it.
+    pub fix: String,
+    /// An error accepted by `allow` / `--allow` (it no longer refuses).
+    pub allowed: bool,
+}
+
+/// A check that was run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Catalog id.
+    pub id: &'static str,
+    /// What it tests.
+    pub title: &'static str,
+    /// Why it did not run, when it did not.
+    pub skipped: Option<String>,
+}
+
+/// The application's environment: a `.env` file and/or a process environment.
+#[derive(Debug, Clone)]
+pub struct EnvSource {
+    /// `.env` path or `process environment`, for subjects.
+    pub name: String,
+    /// The parsed file (for line numbers and lint), when it is a file.
+    pub file: Option<EnvFile>,
+    /// `(key, value, line)`.
+    pub vars: Vec<(String, String, Option<usize>)>,
+}
+
+impl EnvSource {
+    /// A parsed `.env` file.
+    pub fn from_file(name: &str, file: EnvFile) -> Self {
+        let mut vars: Vec<(String, String, Option<usize>)> = Vec::new();
+        for l in &file.lines {
+            if let Some(e) = l.entry.as_ref().filter(|e| !e.no_equals) {
+                vars.retain(|(k, _, _)| *k != e.key);
+                vars.push((e.key.clone(), e.value.clone(), Some(l.number)));
+            }
+        }
+        Self {
+            name: name.to_owned(),
+            file: Some(file),
+            vars,
+        }
+    }
+
+    /// The process environment.
+    pub fn process() -> Self {
+        let mut vars: Vec<_> = std::env::vars().map(|(k, v)| (k, v, None)).collect();
+        vars.sort();
+        Self {
+            name: "process environment".into(),
+            file: None,
+            vars,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    fn subject(&self, key: &str, line: Option<usize>) -> String {
+        match line {
+            Some(n) => format!("{}:{n} {key}", self.name),
+            None => format!("{} {key}", self.name),
+        }
+    }
+}
+
+/// What a run looks at.
+pub struct Inputs<'a> {
+    /// The validated edge config, if there is one.
+    pub config: Option<&'a Config>,
+    /// Where it came from (for messages).
+    pub config_name: String,
+    /// The application's environment.
+    pub env: Vec<EnvSource>,
+    /// Required keys (config `[preflight] required` and `--require`).
+    pub required: Vec<(String, rampart_config::posture::ValueType)>,
+    /// The git repository, if any.
+    pub repo: Option<PathBuf>,
+    /// Extra trusted CAs (PEM file).
+    pub ca_file: Option<PathBuf>,
+    /// Commits of history scanned.
+    pub history_depth: usize,
+    /// Accepted findings: `(rule, subject)`.
+    pub allow: Vec<(String, Option<String>)>,
+    /// The user id the edge runs as (owner rule of PF-KEY-01).
+    pub uid: u32,
+    /// Now (certificates' remaining life).
+    pub now: SystemTime,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Checks run or skipped.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Errors not accepted by `allow`.
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+    /// Warnings.
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warn)
+    }
+    fn count(&self, s: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == s && !f.allowed)
+            .count()
+    }
+    /// The summary kept on the config for `/health` and `/metrics`.
+    pub fn posture(&self) -> rampart_config::posture::Posture {
+        rampart_config::posture::Posture {
+            errors: self.errors(),
+            warnings: self.warnings(),
+            infos: self.count(Severity::Info),
+            allowed: self
+                .findings
+                .iter()
+                .filter(|f| f.allowed)
+                .map(|f| format!("{} {}", f.id, f.subject))
+                .collect(),
+        }
+    }
+    /// Whether a check found anything (for JUnit and JSON).
+    pub fn check_status(&self, id: &str) -> &'static str {
+        let c = self.checks.iter().find(|c| c.id == id);
+        if c.is_some_and(|c| c.skipped.is_some()) {
+            return "skipped";
+        }
+        let worst = self
+            .findings
+            .iter()
+            .filter(|f| f.id == id && !f.allowed)
+            .map(|f| f.severity)
+            .max();
+        match worst {
+            Some(Severity::Error) => "failed",
+            Some(Severity::Warn) => "warning",
+            _ => "passed",
+        }
+    }
+}
+
+/// Collects findings for one run.
+pub(crate) struct Sink {
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) checks: Vec<Check>,
+}
+
+impl Sink {
+    pub(crate) fn check(&mut self, id: &'static str, title: &'static str) {
+        if !self.checks.iter().any(|c| c.id == id) {
+            self.checks.push(Check {
+                id,
+                title,
+                skipped: None,
+            });
+        }
+    }
+    pub(crate) fn skip(&mut self, id: &'static str, title: &'static str, why: &str) {
+        if !self.checks.iter().any(|c| c.id == id) {
+            self.checks.push(Check {
+                id,
+                title,
+                skipped: Some(why.to_owned()),
+            });
+        }
+    }
+    pub(crate) fn add(
+        &mut self,
+        id: &'static str,
+        severity: Severity,
+        subject: impl Into<String>,
+        why: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let f = Finding {
+            id,
+            severity,
+            subject: subject.into(),
+            why: why.into(),
+            fix: fix.into(),
+            allowed: false,
+        };
+        if !self.findings.contains(&f) {
+            self.findings.push(f);
+        }
+    }
+}
+
+/// Runs every check that applies.
+pub fn run(inputs: &Inputs<'_>) -> Report {
+    let mut s = Sink {
+        findings: Vec::new(),
+        checks: Vec::new(),
+    };
+    match inputs.config {
+        Some(c) => {
+            edge::check(c, &mut s);
+            files::certificates(c, inputs, &mut s);
+            files::key_files(c, inputs.uid, &mut s);
+        }
+        None => {
+            for (id, title) in edge::CHECKS.iter().chain(files::CERT_CHECKS) {
+                s.skip(id, title, "no rampart config given");
+            }
+        }
+    }
+    env::check(inputs, &mut s);
+    files::git(inputs, &mut s);
+    let mut findings = merge_routes(s.findings);
+    for f in &mut findings {
+        f.allowed = f.severity == Severity::Error
+            && inputs.allow.iter().any(|(rule, subject)| {
+                rule == f.id
+                    && subject.as_deref().is_none_or(|want| {
+                        f.subject
+                            .split(", ")
+                            .any(|one| one == want || one.starts_with(&format!("{want} ")))
+                    })
+            });
+    }
+    s.findings = findings;
+    s.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.id.cmp(b.id))
+            .then_with(|| a.subject.cmp(&b.subject))
+    });
+    s.checks.sort_by(|a, b| a.id.cmp(b.id));
+    Report {
+        findings: s.findings,
+        checks: s.checks,
+    }
+}
+
+/// The same finding on several routes (a global header setting) is reported once, naming
+/// every route.
+fn merge_routes(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        let same = out.iter_mut().find(|o| {
+            o.subject.starts_with("routes[")
+                && f.subject.starts_with("routes[")
+                && o.id == f.id
+                && o.severity == f.severity
+                && o.why == f.why
+        });
+        match same {
+            Some(o) => {
+                o.subject.push_str(", ");
+                o.subject.push_str(&f.subject);
+            }
+            None => out.push(f),
+        }
+    }
+    out
+}
+
+/// The effective user id of this process (from `/proc/self/status`; 0 elsewhere).
+pub fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        })
+        .unwrap_or(0)
+}

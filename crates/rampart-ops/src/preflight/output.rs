@@ -1,0 +1,214 @@
+//! Report formats. JSON (version 1) is stable:
+//!
+//! ```json
+//! {"version": 1, "tool": "rampart preflight", "status": "failed|warnings|passed",
+//!  "summary": {"errors": 1, "warnings": 0, "infos": 0, "allowed": 0},
+//!  "findings": [{"id": "PF-HSTS-01", "severity": "error", "subject": "routes[0] (app)",
+//!                "why": "…", "fix": "…", "allowed": false}],
+//!  "checks": [{"id": "PF-HSTS-01", "title": "…", "status": "failed|warning|passed|skipped",
+//!              "skipped": null}]}
+//! ```
+
+use std::fmt::Write as _;
+
+use super::{Report, Severity};
+
+/// The report as text for a person: findings grouped by severity, with colour when `colour`.
+pub fn text(r: &Report, colour: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = String::new();
+    for (sev, label, code) in [
+        (Severity::Error, "ERRORS", "1;31"),
+        (Severity::Warn, "WARNINGS", "1;33"),
+        (Severity::Info, "NOTES", "1;36"),
+    ] {
+        let group: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.severity == sev && !f.allowed)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{} ({})", paint(code, label), group.len());
+        for f in group {
+            let _ = writeln!(out, "  {} {}", paint(code, f.id), f.subject);
+            let _ = writeln!(out, "      {}", f.why);
+            let _ = writeln!(out, "      fix: {}", f.fix);
+        }
+        out.push('\n');
+    }
+    let allowed: Vec<_> = r.findings.iter().filter(|f| f.allowed).collect();
+    if !allowed.is_empty() {
+        let _ = writeln!(out, "{} ({})", paint("1;35", "ALLOWED"), allowed.len());
+        for f in allowed {
+            let _ = writeln!(out, "  {} {}: {}", f.id, f.subject, f.why);
+        }
+        out.push('\n');
+    }
+    let skipped: Vec<_> = r.checks.iter().filter(|c| c.skipped.is_some()).collect();
+    let passed = r
+        .checks
+        .iter()
+        .filter(|c| r.check_status(c.id) == "passed")
+        .count();
+    for c in &skipped {
+        let _ = writeln!(
+            out,
+            "skipped {} ({}): {}",
+            c.id,
+            c.title,
+            c.skipped.as_deref().unwrap_or("")
+        );
+    }
+    let status = status(r);
+    let _ = writeln!(
+        out,
+        "preflight {}: {} errors, {} warnings, {} checks passed, {} skipped",
+        match status {
+            "failed" => paint("1;31", "FAILED"),
+            "warnings" => paint("1;33", "passed with warnings"),
+            _ => paint("1;32", "passed"),
+        },
+        r.errors(),
+        r.warnings(),
+        passed,
+        skipped.len()
+    );
+    out
+}
+
+fn status(r: &Report) -> &'static str {
+    r.posture().status()
+}
+
+/// The report as JSON (see the module docs for the shape).
+pub fn json(r: &Report) -> serde_json::Value {
+    let p = r.posture();
+    serde_json::json!({
+        "version": 1,
+        "tool": "rampart preflight",
+        "status": status(r),
+        "summary": {
+            "errors": p.errors,
+            "warnings": p.warnings,
+            "infos": p.infos,
+            "allowed": p.allowed.len(),
+        },
+        "findings": r.findings.iter().map(|f| serde_json::json!({
+            "id": f.id,
+            "severity": f.severity.as_str(),
+            "subject": f.subject,
+            "why": f.why,
+            "fix": f.fix,
+            "allowed": f.allowed,
+        })).collect::<Vec<_>>(),
+        "checks": r.checks.iter().map(|c| serde_json::json!({
+            "id": c.id,
+            "title": c.title,
+            "status": r.check_status(c.id),
+            "skipped": c.skipped,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The report as JUnit XML: one test case per check; an error finding is a failure, a
+/// skipped check is skipped, warnings go to `system-out`.
+pub fn junit(r: &Report) -> String {
+    let failures = r
+        .checks
+        .iter()
+        .filter(|c| r.check_status(c.id) == "failed")
+        .count();
+    let skipped = r.checks.iter().filter(|c| c.skipped.is_some()).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"rampart preflight\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
+        r.checks.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"preflight\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
+        r.checks.len()
+    );
+    for c in &r.checks {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"preflight\" name=\"{} {}\"",
+            c.id,
+            xml(c.title)
+        );
+        let findings: Vec<_> = r.findings.iter().filter(|f| f.id == c.id).collect();
+        if c.skipped.is_none() && findings.is_empty() {
+            out.push_str("/>\n");
+            continue;
+        }
+        out.push_str(">\n");
+        if let Some(why) = &c.skipped {
+            let _ = writeln!(out, "      <skipped message=\"{}\"/>", xml(why));
+        }
+        let errors: Vec<_> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error && !f.allowed)
+            .collect();
+        if let Some(first) = errors.first() {
+            let body: Vec<String> = errors
+                .iter()
+                .map(|f| format!("{}: {} (fix: {})", f.subject, f.why, f.fix))
+                .collect();
+            let _ = writeln!(
+                out,
+                "      <failure message=\"{}: {}\" type=\"error\">{}</failure>",
+                xml(&first.subject),
+                xml(&first.why),
+                xml(&body.join("\n"))
+            );
+        }
+        let rest: Vec<String> = findings
+            .iter()
+            .filter(|f| f.severity != Severity::Error || f.allowed)
+            .map(|f| {
+                format!(
+                    "{}{}: {}: {}",
+                    if f.allowed { "allowed " } else { "" },
+                    f.severity.as_str(),
+                    f.subject,
+                    f.why
+                )
+            })
+            .collect();
+        if !rest.is_empty() {
+            let _ = writeln!(
+                out,
+                "      <system-out>{}</system-out>",
+                xml(&rest.join("\n"))
+            );
+        }
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
