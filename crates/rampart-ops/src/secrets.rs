@@ -153,11 +153,27 @@ impl Generator {
                 let pair = ring::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref())
                     .map_err(|e| e.to_string())?;
                 use ring::signature::KeyPair as _;
+                // ring writes PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL 3
+                // does not read; v1 (RFC 8410, the seed only) is what `openssl genpkey`
+                // writes and every tool reads. The seed sits at bytes 16..48 of ring's form.
+                let seed = doc.as_ref().get(16..48).ok_or("unexpected PKCS#8 layout")?;
+                let mut v1 = vec![
+                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04,
+                    0x22, 0x04, 0x20,
+                ];
+                v1.extend_from_slice(seed);
+                let check = ring::signature::Ed25519KeyPair::from_seed_and_public_key(
+                    seed,
+                    pair.public_key().as_ref(),
+                );
+                if check.is_err() {
+                    return Err("unexpected PKCS#8 layout".into());
+                }
                 let mut spki = vec![
                     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
                 ];
                 spki.extend_from_slice(pair.public_key().as_ref());
-                Ok((pem("PRIVATE KEY", doc.as_ref()), pem("PUBLIC KEY", &spki)))
+                Ok((pem("PRIVATE KEY", &v1), pem("PUBLIC KEY", &spki)))
             }
             Kind::Rsa => {
                 let (private, public) = crate::rsa::generate(self.rsa_bits)?;

@@ -55,6 +55,33 @@ impl Pki {
         }
     }
 
+    /// A leaf for `names` valid from `from` to `to` (seconds from now; negative is the
+    /// past), key file mode 0600.
+    pub fn leaf_valid(&self, file_stem: &str, names: &[&str], from: i64, to: i64) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(now + from).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(now + to).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let chain = format!("{}{}", cert.pem(), self.issuer.pem());
+        let cert_path = self.dir.write(&format!("{file_stem}.crt"), chain);
+        let key_path = self
+            .dir
+            .write(&format!("{file_stem}.key"), key.serialize_pem());
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Leaf {
+            cert: cert_path,
+            key: key_path,
+        }
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }

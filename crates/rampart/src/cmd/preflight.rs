@@ -50,8 +50,9 @@ pub(crate) fn check(
     for f in &env_files {
         let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        let shown = f.display().to_string();
         env.push(EnvSource::from_file(
-            &f.display().to_string(),
+            shown.strip_prefix("./").unwrap_or(&shown),
             EnvFile::parse(&text),
         ));
     }

@@ -183,3 +183,19 @@ pub fn sigterm(child: &Child) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Sends SIGHUP (reload) to a child process.
+pub fn sighup(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The Python that has `cryptography` and `junitparser` (`.ci/run` makes a venv and sets
+/// `RAMPART_TEST_PYTHON`).
+pub fn python() -> String {
+    std::env::var("RAMPART_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}

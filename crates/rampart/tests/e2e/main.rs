@@ -13,6 +13,7 @@ mod limits;
 mod observability;
 mod ops;
 mod policies;
+mod preflight;
 mod proxy;
 mod routing;
 mod site;
