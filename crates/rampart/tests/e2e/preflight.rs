@@ -1112,3 +1112,66 @@ async fn rotated_jwt_secret_is_accepted_during_the_overlap_only() {
         "the old secret after the overlap"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_api_key_is_accepted_during_the_overlap_only() {
+    let up = rampart_test_support::upstream::Upstream::start("app").await;
+    let dir = TempDir::new("rotate-key");
+    let old = generate("api-key");
+    dir.write(".env", format!("CI_API_KEY={old}\n"));
+    dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nenv_file = \".env\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[api_keys]\nkeys = [{{ name = \"ci\", key = \"${{CI_API_KEY}}\", previous = \"${{CI_API_KEY_PREVIOUS:-}}\" }}]\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"app\"\nauth = [\"api_key\"]\n",
+            up.addr
+        ),
+    );
+    let mut p = serve(dir.path(), &[], 1);
+    let admin = admin_addr(&mut p);
+    let http = p.http.unwrap();
+    let call = |key: String| async move {
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "app")
+            .header("x-api-key", key)
+            .body(client::empty())
+            .unwrap();
+        client::plain(http, req).await.status.as_u16()
+    };
+    let reload_to = |n: u64| async move {
+        for _ in 0..50 {
+            let h = client::plain(admin, client::get("admin", "/health"))
+                .await
+                .json();
+            if h["config"]["reloads"] == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("reload {n} did not happen");
+    };
+    assert_eq!(call(old.clone()).await, 200);
+    let rotate = |finish: bool| {
+        let mut c = bin();
+        c.args(["secrets", "rotate", "CI_API_KEY", "--env-file", ".env"]);
+        if finish {
+            c.arg("--finish");
+        }
+        assert!(c.current_dir(dir.path()).status().unwrap().success());
+    };
+    rotate(false);
+    let text = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+    let new = rampart_config::dotenv::EnvFile::parse(&text)
+        .get("CI_API_KEY")
+        .unwrap()
+        .to_owned();
+    crate::harness::sighup(&p.child);
+    reload_to(1).await;
+    assert_eq!(call(new.clone()).await, 200);
+    assert_eq!(call(old.clone()).await, 200, "old key during the overlap");
+    rotate(true);
+    crate::harness::sighup(&p.child);
+    reload_to(2).await;
+    assert_eq!(call(new).await, 200);
+    assert_eq!(call(old).await, 403, "old key after the overlap");
+}
