@@ -42,6 +42,10 @@ impl Pki {
         let params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        self.sign(file_stem, params)
+    }
+
+    fn sign(&self, file_stem: &str, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let chain = format!("{}{}", cert.pem(), self.issuer.pem());
@@ -67,19 +71,10 @@ impl Pki {
             .as_secs() as i64;
         params.not_before = time::OffsetDateTime::from_unix_timestamp(now + from).unwrap();
         params.not_after = time::OffsetDateTime::from_unix_timestamp(now + to).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let chain = format!("{}{}", cert.pem(), self.issuer.pem());
-        let cert_path = self.dir.write(&format!("{file_stem}.crt"), chain);
-        let key_path = self
-            .dir
-            .write(&format!("{file_stem}.key"), key.serialize_pem());
+        let leaf = self.sign(file_stem, params);
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Leaf {
-            cert: cert_path,
-            key: key_path,
-        }
+        std::fs::set_permissions(&leaf.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        leaf
     }
 
     pub fn ca_path(&self) -> PathBuf {

@@ -760,6 +760,20 @@ fn serve_in_production_refuses_a_placeholder_before_binding() {
     drop(held);
 }
 
+/// Waits until the edge behind `admin` has done `n` reloads.
+async fn reloads_reach(admin: std::net::SocketAddr, n: u64) {
+    for _ in 0..50 {
+        let h = client::plain(admin, client::get("admin", "/health"))
+            .await
+            .json();
+        if h["config"]["reloads"] == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("reload {n} did not happen");
+}
+
 fn admin_addr(p: &mut crate::harness::Proc) -> std::net::SocketAddr {
     let line = p
         .seen
@@ -812,13 +826,7 @@ async fn production_reload_with_a_new_error_keeps_the_old_config() {
     // Fixed: the reload goes through.
     f.env_with("DEBUG", Some("false"));
     crate::harness::sighup(&p.child);
-    for _ in 0..50 {
-        if health().await["config"]["reloads"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(health().await["config"]["reloads"], 1);
+    reloads_reach(admin, 1).await;
 }
 
 /// `.env` templates from the field guides (../shared/field-guides 000, 002, 004), as their
@@ -1036,13 +1044,6 @@ async fn rotated_jwt_secret_is_accepted_during_the_overlap_only() {
             .unwrap();
         client::plain(http, req).await.status.as_u16()
     };
-    let reloads = || async move {
-        client::plain(admin, client::get("admin", "/health"))
-            .await
-            .json()["config"]["reloads"]
-            .as_u64()
-            .unwrap()
-    };
     assert_eq!(call(hs256(&old)).await, 200);
     let out = bin()
         .args(["secrets", "rotate", "JWT_SECRET", "--env-file", ".env"])
@@ -1068,12 +1069,7 @@ async fn rotated_jwt_secret_is_accepted_during_the_overlap_only() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     crate::harness::sighup(&p.child);
-    for _ in 0..50 {
-        if reloads().await == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    reloads_reach(admin, 1).await;
     assert_eq!(call(hs256(&new)).await, 200, "new secret");
     assert_eq!(
         call(hs256(&old)).await,
@@ -1099,12 +1095,7 @@ async fn rotated_jwt_secret_is_accepted_during_the_overlap_only() {
         .unwrap();
     assert!(out.status.success());
     crate::harness::sighup(&p.child);
-    for _ in 0..50 {
-        if reloads().await == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    reloads_reach(admin, 2).await;
     assert_eq!(call(hs256(&new)).await, 200);
     assert_eq!(
         call(hs256(&old)).await,
@@ -1138,18 +1129,6 @@ async fn rotated_api_key_is_accepted_during_the_overlap_only() {
             .unwrap();
         client::plain(http, req).await.status.as_u16()
     };
-    let reload_to = |n: u64| async move {
-        for _ in 0..50 {
-            let h = client::plain(admin, client::get("admin", "/health"))
-                .await
-                .json();
-            if h["config"]["reloads"] == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("reload {n} did not happen");
-    };
     assert_eq!(call(old.clone()).await, 200);
     let rotate = |finish: bool| {
         let mut c = bin();
@@ -1166,12 +1145,12 @@ async fn rotated_api_key_is_accepted_during_the_overlap_only() {
         .unwrap()
         .to_owned();
     crate::harness::sighup(&p.child);
-    reload_to(1).await;
+    reloads_reach(admin, 1).await;
     assert_eq!(call(new.clone()).await, 200);
     assert_eq!(call(old.clone()).await, 200, "old key during the overlap");
     rotate(true);
     crate::harness::sighup(&p.child);
-    reload_to(2).await;
+    reloads_reach(admin, 2).await;
     assert_eq!(call(new).await, 200);
     assert_eq!(call(old).await, 403, "old key after the overlap");
 }
