@@ -481,7 +481,8 @@ fn history_secrets(top: &Path, depth: &str, s: &mut Sink) {
         ("OpenAI key", r"\bsk-(proj-)?[A-Za-z0-9_-]{32,}\b"),
         (
             "private key",
-            r"-----BEGIN (RSA |EC |OPENSSH |DSA |ENCRYPTED )?PRIVATE KEY-----",
+            // The header alone on its line, as in a key file (not a PEM label in code).
+            r#"^\s*["']?-----BEGIN (RSA |EC |OPENSSH |DSA |ENCRYPTED )?PRIVATE KEY-----(\\n)?["']?\s*$"#,
         ),
     ]
     .into_iter()
@@ -531,7 +532,12 @@ fn history_secrets(top: &Path, depth: &str, s: &mut Sink) {
                     ]
                     .iter()
                     .any(|w| lower.contains(w))
-                    || value.chars().all(|c| c.is_ascii_digit() || c == '.');
+                    || value.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    // Random secrets have digits and letters; code (`r.max_keys`,
+                    // `rampart_config::…`, `HeaderName`) and prose rarely have both.
+                    || !value.chars().any(|c| c.is_ascii_digit())
+                    || !value.chars().any(|c| c.is_ascii_alphabetic())
+                    || is_dotted_identifier(value);
                 if !stop && shape.shannon >= 3.5 {
                     hit = Some(format!(
                         "high-entropy value ({:.1} bits/char) assigned to {}",
@@ -555,4 +561,15 @@ fn history_secrets(top: &Path, depth: &str, s: &mut Sink) {
             );
         }
     }
+}
+
+/// `a.b_c.d`: a path of identifiers, as code writes (`self.config.key_2`).
+fn is_dotted_identifier(v: &str) -> bool {
+    v.contains('.')
+        && v.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }

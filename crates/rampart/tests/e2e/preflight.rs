@@ -424,9 +424,14 @@ fn git_rules_fire_on_tracked_unignored_and_historic_secrets() {
         "settings.py",
         "AWS_KEY = 'AKIAIOSFODNN7REALKEY'\nAPI_TOKEN = \"tK9vQ2mZ8pL4xR7wN1cB6yH3\"\nTIMEOUT = 30\n",
     );
-    git(f.path(), &["add", "settings.py"]);
+    f.dir.write(
+        "deploy.pem",
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n",
+    );
+    git(f.path(), &["add", "settings.py", "deploy.pem"]);
     git(f.path(), &["commit", "-qm", "settings"]);
     std::fs::remove_file(f.path().join("settings.py")).unwrap();
+    std::fs::remove_file(f.path().join("deploy.pem")).unwrap();
     git(f.path(), &["commit", "-qam", "rm"]);
     let (_, v) = preflight(f.path(), &[]);
     let w = why(&v, "PF-GIT-01");
@@ -436,7 +441,19 @@ fn git_rules_fire_on_tracked_unignored_and_historic_secrets() {
         !w.contains("AKIAIOSFODNN7REALKEY"),
         "evidence is not printed"
     );
-    assert_eq!(w.lines().count(), 2, "{w}");
+    assert!(w.contains("deploy.pem") && w.contains("private key"), "{w}");
+    assert_eq!(w.lines().count(), 3, "{w}");
+    // A finding in history can be accepted by its subject (a test fixture, say).
+    let (code, _) = preflight(
+        f.path(),
+        &[
+            "--allow",
+            "PF-GIT-01:git history: settings.py",
+            "--allow",
+            "PF-GIT-01:git history: deploy.pem",
+        ],
+    );
+    assert_eq!(code, 0);
 }
 
 #[test]
