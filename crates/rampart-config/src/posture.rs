@@ -59,7 +59,8 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    fn parse(s: &str) -> Option<Self> {
+    /// Parses `string`, `secret`, `url`, `int`, `bool` or `email`.
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "string" => Self::String,
             "secret" => Self::Secret,

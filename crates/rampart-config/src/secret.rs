@@ -252,7 +252,6 @@ pub fn is_external(name: &str, value: &str) -> bool {
         || n.ends_with("_DSN")
         || v.contains("actual")
         || v.contains("license")
-        || v.contains("your_license")
         || v.contains("provided")
 }
 

@@ -125,8 +125,6 @@ impl EnvSource {
 pub struct Inputs<'a> {
     /// The validated edge config, if there is one.
     pub config: Option<&'a Config>,
-    /// Where it came from (for messages).
-    pub config_name: String,
     /// The application's environment.
     pub env: Vec<EnvSource>,
     /// Required keys (config `[preflight] required` and `--require`).

@@ -320,11 +320,8 @@ fn edit_lines(file: &EnvFile, insert: Option<(usize, String)>, remove: Option<us
     let crlf = text.contains("\r\n");
     let eol = if crlf { "\r\n" } else { "\n" };
     let mut out = String::with_capacity(text.len() + 128);
-    let mut start = 0;
-    let segments: Vec<&str> = text.split_inclusive('\n').collect();
-    for (i, seg) in segments.iter().enumerate() {
+    for (i, seg) in text.split_inclusive('\n').enumerate() {
         let n = i + 1;
-        start += seg.len();
         if remove == Some(n) {
             continue;
         }
@@ -339,7 +336,6 @@ fn edit_lines(file: &EnvFile, insert: Option<(usize, String)>, remove: Option<us
             }
         }
     }
-    let _ = start;
     out
 }
 

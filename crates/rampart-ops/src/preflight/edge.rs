@@ -87,7 +87,7 @@ pub(crate) fn check(c: &Config, s: &mut Sink) {
         );
     }
     for (key, w) in &c.secret_issues {
-        s.check(w.rule, super::env::sec_title(w.rule));
+        s.check(w.rule, super::env::title(w.rule));
         s.add(
             w.rule,
             Severity::Error,
@@ -102,7 +102,7 @@ fn tls(c: &Config, s: &mut Sink) {
     match (&c.tls, c.server.https) {
         (Some(t), Some(_)) => {
             if !t.self_signed.is_empty() {
-                s.check("PF-CRT-02", super::files::CERT_CHECKS[1].1);
+                s.check("PF-CRT-02", super::files::title("PF-CRT-02"));
                 s.add(
                     "PF-CRT-02",
                     Severity::Error,

@@ -6,15 +6,9 @@ use rampart_config::secret::{weaknesses, SecretKind};
 
 use super::{EnvSource, Inputs, Severity, Sink};
 
-pub(crate) fn sec_title(id: &str) -> &'static str {
-    match id {
-        "PF-SEC-01" => "secrets: length, variety, known prefixes",
-        "PF-SEC-02" => "secrets: no placeholders or known defaults",
-        "PF-SEC-03" => "secrets: randomness (Shannon entropy)",
-        "PF-SEC-04" => "secrets: rotation fallbacks pass the same rules",
-        "PF-SEC-05" => "secrets: no value shared by two secrets",
-        _ => "",
-    }
+/// The title of one of this module's checks.
+pub(crate) fn title(id: &str) -> &'static str {
+    CHECKS.iter().find(|(i, _)| *i == id).map_or("", |(_, t)| t)
 }
 
 const CHECKS: &[(&str, &str)] = &[

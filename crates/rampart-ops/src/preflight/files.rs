@@ -21,6 +21,14 @@ pub(crate) const CERT_CHECKS: &[(&str, &str)] = &[
     ("PF-KEY-01", "private key file owner and mode"),
 ];
 
+/// The title of one of the certificate checks.
+pub(crate) fn title(id: &str) -> &'static str {
+    CERT_CHECKS
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or("", |(_, t)| t)
+}
+
 const DAY: i64 = 86_400;
 
 /// PEM certificates in `data`, as DER.

@@ -77,7 +77,6 @@ pub(crate) fn check(
     required.extend(extra.require);
     let inputs = Inputs {
         config,
-        config_name: config_path.map_or_else(String::new, |p| p.display().to_string()),
         env,
         required,
         repo,
@@ -106,16 +105,10 @@ fn parse_require(list: &[String]) -> anyhow::Result<Vec<(String, ValueType)>> {
     list.iter()
         .map(|r| {
             let (k, t) = r.split_once(':').unwrap_or((r, "string"));
-            let t = match t {
-                "string" => ValueType::String,
-                "secret" => ValueType::Secret,
-                "url" => ValueType::Url,
-                "int" => ValueType::Int,
-                "bool" => ValueType::Bool,
-                "email" => ValueType::Email,
-                other => anyhow::bail!(
-                    "--require {r}: unknown type {other:?} (string, secret, url, int, bool, email)"
-                ),
+            let Some(t) = ValueType::parse(t) else {
+                anyhow::bail!(
+                    "--require {r}: unknown type {t:?} (string, secret, url, int, bool, email)"
+                );
             };
             Ok((k.to_owned(), t))
         })

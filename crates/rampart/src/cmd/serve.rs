@@ -139,25 +139,20 @@ fn posture(
     path: Option<&Path>,
     allow: &[(String, Option<String>)],
 ) -> Result<(), String> {
+    let production = config.server.environment == rampart_config::posture::Environment::Production;
     let extra = super::preflight::Extra {
         allow: allow.to_vec(),
         ..Default::default()
     };
     let report = match super::preflight::check(Some(config), path, extra) {
         Ok(r) => r,
+        Err(e) if production => return Err(format!("preflight could not run: {e:#}\n")),
         Err(e) => {
-            let msg = format!("preflight could not run: {e:#}\n");
-            return if config.server.environment == rampart_config::posture::Environment::Production
-            {
-                Err(msg)
-            } else {
-                tracing::warn!("{}", msg.trim());
-                Ok(())
-            };
+            tracing::warn!("preflight could not run: {e:#}");
+            return Ok(());
         }
     };
     let summary = report.posture();
-    let production = config.server.environment == rampart_config::posture::Environment::Production;
     if production && summary.errors > 0 {
         config.posture = Some(summary);
         return Err(rampart_ops::preflight::text(&report, false));

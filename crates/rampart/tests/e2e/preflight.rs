@@ -1022,6 +1022,17 @@ fn secrets_generate_kinds() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read missing.env"));
 }
 
+/// The status of `GET /` on `http` with one extra request header.
+async fn status_with(http: std::net::SocketAddr, name: &'static str, value: String) -> u16 {
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "app")
+        .header(name, value)
+        .body(client::empty())
+        .unwrap();
+    client::plain(http, req).await.status.as_u16()
+}
+
 fn hs256(secret: &str) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1052,15 +1063,7 @@ async fn rotated_jwt_secret_is_accepted_during_the_overlap_only() {
     let mut p = serve(dir.path(), &[], 1);
     let admin = admin_addr(&mut p);
     let http = p.http.unwrap();
-    let call = |token: String| async move {
-        let req = http::Request::builder()
-            .uri("/")
-            .header("host", "app")
-            .header("authorization", format!("Bearer {token}"))
-            .body(client::empty())
-            .unwrap();
-        client::plain(http, req).await.status.as_u16()
-    };
+    let call = |token: String| status_with(http, "authorization", format!("Bearer {token}"));
     assert_eq!(call(hs256(&old)).await, 200);
     let out = bin()
         .args(["secrets", "rotate", "JWT_SECRET", "--env-file", ".env"])
@@ -1137,15 +1140,7 @@ async fn rotated_api_key_is_accepted_during_the_overlap_only() {
     let mut p = serve(dir.path(), &[], 1);
     let admin = admin_addr(&mut p);
     let http = p.http.unwrap();
-    let call = |key: String| async move {
-        let req = http::Request::builder()
-            .uri("/")
-            .header("host", "app")
-            .header("x-api-key", key)
-            .body(client::empty())
-            .unwrap();
-        client::plain(http, req).await.status.as_u16()
-    };
+    let call = |key: String| status_with(http, "x-api-key", key);
     assert_eq!(call(old.clone()).await, 200);
     let rotate = |finish: bool| {
         let mut c = bin();
