@@ -248,4 +248,90 @@ pub struct HeaderPolicy {
     pub hsts: Option<HeaderValue>,
     /// Removed from every response.
     pub remove: Vec<HeaderName>,
+    /// Made on first use, after validation has finished the policy.
+    raw: std::sync::OnceLock<Raw>,
+}
+
+/// A header policy prepared for a writer that serializes responses itself.
+#[derive(Debug, Clone)]
+struct Raw {
+    /// `set` (and for HTTPS `hsts`) as `name: value\r\n` lines: `[plain, https]`.
+    lines: [Box<[u8]>; 2],
+    /// Every name the policy sets or removes…
+    names: Box<[Box<str>]>,
+    /// …and a bit per name length (below 64), so most names are ruled out by length.
+    lens: u64,
+}
+
+impl HeaderPolicy {
+    /// A policy from its parts.
+    #[must_use]
+    pub fn new(
+        set: Vec<(HeaderName, HeaderValue)>,
+        hsts: Option<HeaderValue>,
+        remove: Vec<HeaderName>,
+    ) -> Self {
+        Self {
+            set,
+            hsts,
+            remove,
+            raw: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn raw(&self) -> &Raw {
+        self.raw.get_or_init(|| {
+            let mut plain = Vec::new();
+            for (name, value) in &self.set {
+                plain.extend_from_slice(name.as_str().as_bytes());
+                plain.extend_from_slice(b": ");
+                plain.extend_from_slice(value.as_bytes());
+                plain.extend_from_slice(b"\r\n");
+            }
+            let mut tls = plain.clone();
+            if let Some(v) = &self.hsts {
+                tls.extend_from_slice(b"strict-transport-security: ");
+                tls.extend_from_slice(v.as_bytes());
+                tls.extend_from_slice(b"\r\n");
+            }
+            let hsts = self
+                .hsts
+                .as_ref()
+                .map(|_| http::header::STRICT_TRANSPORT_SECURITY);
+            let names: Box<[Box<str>]> = (self.set.iter().map(|(k, _)| k))
+                .chain(&self.remove)
+                .chain(hsts.as_ref())
+                .map(|n| n.as_str().into())
+                .collect();
+            let lens = names.iter().fold(0u64, |m, n| match n.len() {
+                l @ 0..64 => m | 1u64 << l,
+                // Longer names are always compared.
+                _ => m,
+            });
+            Raw {
+                lines: [plain.into(), tls.into()],
+                names,
+                lens,
+            }
+        })
+    }
+
+    /// The headers this policy sets, serialized as HTTP/1.1 header lines.
+    pub fn lines(&self, https: bool) -> &[u8] {
+        &self.raw().lines[usize::from(https)]
+    }
+
+    /// Whether the policy replaces or removes a response header of this name. With `hsts`
+    /// set the policy owns that header: its value over HTTPS, none over plain HTTP (where
+    /// browsers ignore it).
+    pub fn overrides(&self, name: &HeaderName) -> bool {
+        let raw = self.raw();
+        let name = name.as_str();
+        if name.len() < 64 && raw.lens & (1u64 << name.len()) == 0 {
+            return false;
+        }
+        raw.names
+            .iter()
+            .any(|k| k.len() == name.len() && **k == *name)
+    }
 }

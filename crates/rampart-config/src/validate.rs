@@ -926,5 +926,5 @@ fn header_policy_plain(h: &RawHeaders) -> HeaderPolicy {
             .flatten()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
     );
-    HeaderPolicy { set, hsts, remove }
+    HeaderPolicy::new(set, hsts, remove)
 }

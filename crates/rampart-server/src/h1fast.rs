@@ -249,7 +249,8 @@ where
     let _busy = InflightGuard::new(activity.clone());
     let head_only = req.method() == Method::HEAD;
     let version = req.version();
-    let Ok(resp) = stack::handle(live.edge(), info.clone(), req).await else {
+    let edge = live.edge();
+    let Ok((resp, policy)) = stack::respond(&edge, info, req, true).await else {
         return Ok(false);
     };
     if activity.signal.load(Ordering::Acquire) > SIGNAL_PARK {
@@ -277,14 +278,28 @@ where
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // An upstream's `Date` is kept (as hyper's server does), never sent twice.
+    let (mut server, mut date) = (false, false);
     for (name, value) in &parts.headers {
-        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+        if name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || policy.is_some_and(|p| p.overrides(name))
+        {
             continue;
         }
+        server |= name == header::SERVER;
+        date |= name == header::DATE;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    // The header policy, as `headers::apply` would have set it.
+    if let Some(p) = policy {
+        out.extend_from_slice(p.lines(info.tls));
+        if !server {
+            out.extend_from_slice(b"server: rampart\r\n");
+        }
     }
     if let Body::Head(raw, _) = &body {
         out.extend_from_slice(raw);
@@ -310,9 +325,12 @@ where
     } else if version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    out.extend_from_slice(b"date: ");
-    with_date(|d| out.extend_from_slice(d));
-    out.extend_from_slice(b"\r\n\r\n");
+    if !date {
+        out.extend_from_slice(b"date: ");
+        with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     if bodiless || head_only {
         write_all(io, &mut [IoSlice::new(out)]).await?;
     } else if let Body::Full(Some(b)) | Body::Head(_, Some(b)) = &body {

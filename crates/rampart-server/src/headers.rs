@@ -18,9 +18,12 @@ pub fn apply(h: &mut HeaderMap, policy: &HeaderPolicy, https: bool) {
     for (name, value) in &policy.set {
         h.insert(name.clone(), value.clone());
     }
-    if https {
-        if let Some(v) = &policy.hsts {
+    // HSTS is the policy's: over plain HTTP (where browsers ignore it) an upstream's goes.
+    if let Some(v) = &policy.hsts {
+        if https {
             h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        } else {
+            h.remove(header::STRICT_TRANSPORT_SECURITY);
         }
     }
     if !h.contains_key(header::SERVER) {

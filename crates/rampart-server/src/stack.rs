@@ -85,6 +85,23 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Body>,
 ) -> Result<Response<Body>, CloseConnection> {
+    respond(&edge, &conn, req, false).await.map(|(r, _)| r)
+}
+
+/// Handles one request. With `defer`, the header policy is not applied to the response's
+/// map but returned, for a writer that serializes the response itself (the HTTP/1.1 fast
+/// path): it leaves out the upstream headers the policy [overrides](HeaderPolicy::overrides)
+/// and writes the policy's [lines](HeaderPolicy::lines), and `Server: rampart` when no
+/// `Server` header is left. Without `defer` the returned policy is always `None`.
+///
+/// # Errors
+/// [`CloseConnection`] when policy says to drop the connection instead of answering.
+pub async fn respond<'e>(
+    edge: &'e Edge,
+    conn: &ConnInfo,
+    req: Request<Body>,
+    defer: bool,
+) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), CloseConnection> {
     let started = std::time::Instant::now();
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if request_id::is_acceptable(v) => v.clone(),
@@ -107,7 +124,7 @@ pub async fn handle(
         version: req.version(),
     });
     let mut trace = Trace::default();
-    let (mut resp, policy) = match answer(&edge, &conn, req, &request_id, &mut trace).await {
+    let (mut resp, policy) = match answer(edge, conn, req, &request_id, &mut trace).await {
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
             trace.route = trace.route.or(route);
@@ -116,19 +133,26 @@ pub async fn handle(
         }
         Err(Answer::Close) => return Err(CloseConnection),
     };
+    let mut deferred = None;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let nonced = resp.extensions_mut().remove::<transform::CspHeader>();
         if let Some(policy) = policy {
-            headers::apply(resp.headers_mut(), policy, conn.tls);
+            // A per-response CSP replaces the policy's own: that one is applied to the map.
+            if defer && nonced.is_none() {
+                deferred = Some(policy);
+            } else {
+                headers::apply(resp.headers_mut(), policy, conn.tls);
+            }
         }
-        if let Some(transform::CspHeader(name, mut value)) = resp.extensions_mut().remove() {
+        if let Some(transform::CspHeader(name, mut value)) = nonced {
             // A per-response nonce: never worth a slot in the HTTP/2 header table.
             value.set_sensitive(true);
             resp.headers_mut().insert(name, value);
         }
     }
     record(
-        &edge,
-        &conn,
+        edge,
+        conn,
         &method,
         &resp,
         &trace,
@@ -142,7 +166,7 @@ pub async fn handle(
     let mut request_id = request_id;
     request_id.set_sensitive(true);
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
-    Ok(resp)
+    Ok((resp, deferred))
 }
 
 /// A header value as log text (`None` when absent or not visible ASCII).

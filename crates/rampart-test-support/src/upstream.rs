@@ -3,7 +3,7 @@
 //! Behaviour by path:
 //! - `/slow/MS`: answers after MS milliseconds.
 //! - `/status/CODE`: answers with that status.
-//! - `/banner`: answers with `Server`, `X-Powered-By`, its own CSP and `X-Frame-Options`,
+//! - `/banner`: answers with `Server`, `X-Powered-By`, its own CSP, `X-Frame-Options` and HSTS,
 //!   and hop-by-hop headers, to check what the edge replaces and removes.
 //! - `…/set-cookie`: sets a bare cookie and an already hardened one.
 //! - `/echo-body`: reads the whole request body and answers `len=N`.
@@ -152,6 +152,10 @@ async fn handle(
             HeaderValue::from_static("default-src *"),
         );
         h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        h.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=60"),
+        );
         h.insert("x-app-header", HeaderValue::from_static("kept"));
         h.insert("connection", HeaderValue::from_static("x-resp-hop"));
         h.insert("x-resp-hop", HeaderValue::from_static("secret"));

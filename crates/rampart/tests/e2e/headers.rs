@@ -44,6 +44,7 @@ async fn defaults_replace_upstream_values_and_banners_are_removed() {
         "no HSTS over plain HTTP"
     );
     assert_eq!(r.header("x-app-header"), Some("kept"));
+    assert_eq!(r.header_count("date"), 1, "the upstream's Date, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,30 @@ async fn http1_and_http2_by_alpn_end_to_end() {
     .await;
     assert_eq!(h1.version, Version::HTTP_11);
     assert_eq!(h1.status, 200);
+    // Upstream values of the headers the edge sets are replaced, over both protocols (the
+    // HTTP/1.1 writer applies the policy while serializing), and nothing is sent twice.
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let r = client::tls(
+            edge.https(),
+            tls_config(&roots, &[alpn]),
+            "localhost",
+            get("localhost", "/banner"),
+        )
+        .await;
+        for (name, value) in [
+            (
+                "strict-transport-security",
+                "max-age=63072000; includeSubDomains",
+            ),
+            ("x-frame-options", "DENY"),
+            ("server", "rampart"),
+        ] {
+            assert_eq!(r.header(name), Some(value), "{name}");
+            assert_eq!(r.header_count(name), 1, "{name} over {alpn:?}");
+        }
+        assert_eq!(r.header_count("date"), 1, "date over {alpn:?}");
+        assert!(r.header("x-powered-by").is_none());
+    }
     let seen = up.seen();
     assert_eq!(
         seen[0].headers["host"], "localhost",
