@@ -78,20 +78,73 @@ impl Line {
         }
     }
 
+    /// An unsigned integer field.
+    pub fn uint(&mut self, k: &'static str, v: u64) {
+        self.key(k);
+        push_uint(&mut self.buf, v);
+    }
+
+    /// A duration in milliseconds with microsecond precision (`12.345`, `0.5`, `3`).
+    pub fn millis(&mut self, k: &'static str, d: std::time::Duration) {
+        self.key(k);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        push_uint(&mut self.buf, micros / 1000);
+        let frac = micros % 1000;
+        if frac != 0 {
+            let digits = [
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ];
+            let keep = if frac % 100 == 0 {
+                2
+            } else if frac % 10 == 0 {
+                3
+            } else {
+                4
+            };
+            self.buf.extend_from_slice(&digits[..keep]);
+        }
+    }
+
     fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(b"}\n");
         self.buf
     }
 }
 
+/// Decimal digits of `v`.
+fn push_uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Bytes a JSON string cannot carry as they are (controls, `"`, `\\`, DEL).
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c < 0x20 || c == b'"' as usize || c == b'\\' as usize || c == 0x7f;
+        c += 1;
+    }
+    t
+};
+
 /// A JSON string literal.
 fn escape(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    if bytes
-        .iter()
-        .all(|&c| c >= 0x20 && c != b'"' && c != b'\\' && c != 0x7f)
-    {
+    if !bytes.iter().any(|&c| NEEDS_ESCAPE[usize::from(c)]) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -364,5 +417,26 @@ mod tests {
         assert_eq!(civil(19_723), (2024, 1, 1));
         assert_eq!(civil(20_414), (2025, 11, 22));
         assert_eq!(civil(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn numbers_and_escapes_are_json() {
+        use std::time::Duration;
+        let mut l = Line::new(Arc::new(Masker::new(true, &[])));
+        l.uint("a", 0);
+        l.uint("b", u64::MAX);
+        l.millis("c", Duration::from_micros(12_345));
+        l.millis("d", Duration::from_micros(500));
+        l.millis("e", Duration::from_micros(3_000));
+        l.millis("f", Duration::from_micros(1_020));
+        l.own("g", "a\"b\\c\n\u{1}\u{7f}é");
+        let v: Value = serde_json::from_slice(&l.finish()).unwrap();
+        assert_eq!(v["a"], 0);
+        assert_eq!(v["b"], u64::MAX);
+        assert_eq!(v["c"], 12.345);
+        assert_eq!(v["d"], 0.5);
+        assert_eq!(v["e"], 3);
+        assert_eq!(v["f"], 1.02);
+        assert_eq!(v["g"], "a\"b\\c\n\u{1}\u{7f}é");
     }
 }

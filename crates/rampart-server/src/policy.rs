@@ -713,7 +713,7 @@ fn csrf(
 
 fn limit_key(key: &LimitKey, req: &Request<Body>, id: Option<&Identity>, ip: IpAddr) -> String {
     match key {
-        LimitKey::Ip => format!("ip:{ip}"),
+        LimitKey::Ip => ip_key(ip),
         LimitKey::User => match id {
             Some(i) => format!("user:{}", i.subject),
             None => "user:-".into(),
@@ -724,13 +724,36 @@ fn limit_key(key: &LimitKey, req: &Request<Body>, id: Option<&Identity>, ip: IpA
         },
         LimitKey::UserOrIp => match id {
             Some(i) => format!("user:{}", i.subject),
-            None => format!("ip:{ip}"),
+            None => ip_key(ip),
         },
         LimitKey::Header(h) => match req.headers().get(h).and_then(|v| v.to_str().ok()) {
             Some(v) => format!("h:{v}"),
-            None => format!("ip:{ip}"),
+            None => ip_key(ip),
         },
     }
+}
+
+/// `ip:ADDRESS`. IPv4 is formatted by hand: `Display` for an address costs more than
+/// the limiter's decision (measured, callgrind: ~1.4k instructions).
+fn ip_key(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return format!("ip:{ip}");
+    };
+    let mut s = String::with_capacity(18);
+    s.push_str("ip:");
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 /// Reads a login request's body (it is small) to find the account it names, then puts
@@ -853,9 +876,12 @@ pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Respo
         }
     }
     if let Some((limit, remaining, reset)) = ctx.rate {
-        h.insert("ratelimit-limit", HeaderValue::from(limit));
-        h.insert("ratelimit-remaining", HeaderValue::from(remaining));
-        h.insert("ratelimit-reset", HeaderValue::from(reset));
+        const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+        const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+        const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+        h.insert(LIMIT, HeaderValue::from(limit));
+        h.insert(REMAINING, HeaderValue::from(remaining));
+        h.insert(RESET, HeaderValue::from(reset));
     }
     let c = &edge.config.policies.csrf;
     if ctx.set_csrf {
@@ -925,6 +951,21 @@ fn harden_cookies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_keys_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "192.168.9.99",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_key(ip), format!("ip:{ip}"));
+        }
+    }
 
     #[test]
     fn cookies_are_hardened_without_duplicating_attributes() {

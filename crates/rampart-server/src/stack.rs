@@ -57,7 +57,7 @@ struct Trace {
     route: Option<usize>,
     client_ip: Option<std::net::IpAddr>,
     /// Upstream server and seconds to its response head.
-    upstream: Option<(Arc<str>, f64)>,
+    upstream: Option<(Arc<str>, std::time::Duration)>,
     user: Option<HeaderValue>,
     tenant: Option<HeaderValue>,
 }
@@ -186,7 +186,8 @@ fn record(
     request_id: &HeaderValue,
     started: std::time::Instant,
 ) {
-    let secs = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let secs = elapsed.as_secs_f64();
     let status = resp.status().as_u16();
     let ri = trace.route.unwrap_or(edge.route_labels.len() - 1);
     let route_label = &edge.route_labels[ri];
@@ -215,19 +216,17 @@ fn record(
     l.opt("host", hv(&seen.host));
     l.own("route", route_label);
     l.str("path", &seen.path);
-    l.insert("status", status.into());
-    l.insert("bytes_in", seen.bytes_in.into());
-    l.insert(
-        "bytes_out",
-        http_body::Body::size_hint(resp.body())
-            .exact()
-            .map_or(serde_json::Value::Null, serde_json::Value::from),
-    );
-    l.insert("duration_ms", ((secs * 1e6).round() / 1e3).into());
+    l.uint("status", status.into());
+    l.uint("bytes_in", seen.bytes_in);
+    match http_body::Body::size_hint(resp.body()).exact() {
+        Some(n) => l.uint("bytes_out", n),
+        None => l.opt("bytes_out", None),
+    }
+    l.millis("duration_ms", elapsed);
     match &trace.upstream {
         Some((server, t)) => {
             l.own("upstream", server);
-            l.insert("upstream_ms", ((t * 1e6).round() / 1e3).into());
+            l.millis("upstream_ms", *t);
         }
         None => {
             l.opt("upstream", None);
@@ -396,8 +395,8 @@ async fn answer<'e>(
                 let sent = std::time::Instant::now();
                 match pool.forward(upstream_req).await {
                     Ok((resp, server)) => {
-                        let t = sent.elapsed().as_secs_f64();
-                        edge.metrics.upstream(&pool.label, &server, t);
+                        let t = sent.elapsed();
+                        edge.metrics.upstream(&pool.label, &server, t.as_secs_f64());
                         trace.upstream = Some((server.label.clone(), t));
                         resp
                     }
