@@ -10,3 +10,4 @@ pub mod csp;
 pub mod preflight;
 mod rsa;
 pub mod secrets;
+pub mod verify;

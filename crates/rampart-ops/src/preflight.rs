@@ -6,8 +6,8 @@
 
 mod edge;
 mod env;
-mod files;
-mod output;
+pub(crate) mod files;
+pub(crate) mod output;
 
 use std::path::PathBuf;
 use std::time::SystemTime;

@@ -27,6 +27,9 @@ pub(crate) enum Command {
     /// Generate secrets, fill `.env` placeholders, rotate a secret with an overlap.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Grade a live deployment from the outside (any site): the MDN Observatory HTTP grade,
+    /// the SSL Labs TLS grade, and the VF-* checks; exits 1 below --min-grade or on any error.
+    Verify(VerifyArgs),
     /// Print the version.
     Version,
 }
@@ -87,6 +90,63 @@ pub(crate) struct PreflightArgs {
     /// Accept a finding knowingly (`PF-CRT-02` or `PF-CSP-01:routes[1]`). Repeatable.
     #[arg(long = "allow", value_name = "RULE_ID")]
     pub(crate) allow: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The site: https://host[:port] (http:// for a site without TLS, graded as such).
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// The plain-HTTP port for the redirect check (default 80 when the URL uses 443).
+    #[arg(long, value_name = "N")]
+    pub(crate) http_port: Option<u16>,
+    /// Another path whose headers and cookies are checked. Repeatable.
+    #[arg(long = "path", value_name = "P")]
+    pub(crate) paths: Vec<String>,
+    /// A path that must refuse anonymous requests (401/403). Repeatable.
+    #[arg(long = "protected", value_name = "P")]
+    pub(crate) protected: Vec<String>,
+    /// The login route: its cookies are checked; with --active its limit is probed.
+    #[arg(long, value_name = "P")]
+    pub(crate) login: Option<String>,
+    /// The health endpoint (default /health; skipped when that answers 404).
+    #[arg(long, value_name = "P")]
+    pub(crate) health: Option<String>,
+    /// Health probes to send.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub(crate) health_probes: usize,
+    /// Slowest acceptable health answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub(crate) health_max_ms: u64,
+    /// A WebSocket path, upgraded with --active.
+    #[arg(long, value_name = "P")]
+    pub(crate) websocket: Option<String>,
+    /// Also send probes that change state: N+1 wrong logins (expects 429), a 1 GiB body
+    /// declaration (expects 413), a WebSocket upgrade (expects 101).
+    #[arg(long)]
+    pub(crate) active: bool,
+    /// Wrong login attempts with --active.
+    #[arg(long, value_name = "N", default_value_t = 11)]
+    pub(crate) login_attempts: usize,
+    /// Check that the live site matches this rampart config (headers, HSTS, auth, limits,
+    /// CORS, redirect per route).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) expect_config: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM), for a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Grade even when the certificate does not verify (reported as a warning).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Per-probe timeout in seconds.
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    pub(crate) timeout: u64,
+    /// The least grade that passes, for both grades (A+, A, A-, B+, B, …, F).
+    #[arg(long, value_name = "GRADE", default_value = "A")]
+    pub(crate) min_grade: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: Format,

@@ -5,6 +5,7 @@ pub(crate) mod preflight;
 pub(crate) mod reload;
 pub(crate) mod secrets;
 pub(crate) mod serve;
+pub(crate) mod verify;
 
 /// `rampart version`.
 pub(crate) fn version() {

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Reload(args) => cmd::reload::run(&args.config),
         cli::Command::Preflight(args) => cmd::preflight::run(&args),
         cli::Command::Secrets(c) => cmd::secrets::run(c),
+        cli::Command::Verify(args) => cmd::verify::run(&args),
         cli::Command::Version => {
             cmd::version();
             Ok(ExitCode::SUCCESS)

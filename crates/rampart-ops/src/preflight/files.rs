@@ -32,7 +32,7 @@ pub(crate) fn title(id: &str) -> &'static str {
 const DAY: i64 = 86_400;
 
 /// PEM certificates in `data`, as DER.
-fn pem_certs(data: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn pem_certs(data: &[u8]) -> Vec<Vec<u8>> {
     x509_parser::pem::Pem::iter_from_buffer(data)
         .filter_map(Result::ok)
         .filter(|p| p.label == "CERTIFICATE")
@@ -40,7 +40,7 @@ fn pem_certs(data: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn system_roots() -> Vec<Vec<u8>> {
+pub(crate) fn system_roots() -> Vec<Vec<u8>> {
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",

@@ -137,31 +137,44 @@ fn xml(s: &str) -> String {
 /// The report as JUnit XML: one test case per check; an error finding is a failure, a
 /// skipped check is skipped, warnings go to `system-out`.
 pub fn junit(r: &Report) -> String {
-    let failures = r
-        .checks
-        .iter()
-        .filter(|c| r.check_status(c.id) == "failed")
-        .count();
-    let skipped = r.checks.iter().filter(|c| c.skipped.is_some()).count();
+    junit_of(
+        "rampart preflight",
+        "preflight",
+        &r.checks,
+        &r.findings,
+        |id| r.check_status(id),
+    )
+}
+
+/// JUnit XML for any checks and findings (`status` says failed / skipped / … per check).
+pub(crate) fn junit_of(
+    tool: &str,
+    suite: &str,
+    checks: &[super::Check],
+    findings: &[super::Finding],
+    status: impl Fn(&str) -> &'static str,
+) -> String {
+    let failures = checks.iter().filter(|c| status(c.id) == "failed").count();
+    let skipped = checks.iter().filter(|c| c.skipped.is_some()).count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"rampart preflight\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
-        r.checks.len()
+        "<testsuites name=\"{tool}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
+        checks.len()
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"preflight\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
-        r.checks.len()
+        "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
+        checks.len()
     );
-    for c in &r.checks {
+    for c in checks {
         let _ = write!(
             out,
-            "    <testcase classname=\"preflight\" name=\"{} {}\"",
+            "    <testcase classname=\"{suite}\" name=\"{} {}\"",
             c.id,
             xml(c.title)
         );
-        let findings: Vec<_> = r.findings.iter().filter(|f| f.id == c.id).collect();
+        let findings: Vec<_> = findings.iter().filter(|f| f.id == c.id).collect();
         if c.skipped.is_none() && findings.is_empty() {
             out.push_str("/>\n");
             continue;

@@ -1,0 +1,513 @@
+//! Raw TLS ClientHello probes, for what rustls cannot speak: SSLv3, TLS 1.0 and 1.1, and
+//! TLS 1.2 suites one at a time (including ones no modern library offers). Only the
+//! server's first flight is read (ServerHello, Certificate, ServerKeyExchange); no
+//! handshake is ever completed, so no key is made and nothing is decrypted.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use super::client::Client;
+
+/// Protocol versions on the wire.
+pub const SSL3: u16 = 0x0300;
+/// TLS 1.0.
+pub const TLS10: u16 = 0x0301;
+/// TLS 1.1.
+pub const TLS11: u16 = 0x0302;
+/// TLS 1.2.
+pub const TLS12: u16 = 0x0303;
+
+/// `TLS_FALLBACK_SCSV` (RFC 7507).
+const FALLBACK_SCSV: u16 = 0x5600;
+
+/// Key exchange of a suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kx {
+    /// Ephemeral elliptic-curve Diffie-Hellman (forward secret).
+    Ecdhe,
+    /// Ephemeral finite-field Diffie-Hellman (forward secret).
+    Dhe,
+    /// RSA key transport (no forward secrecy).
+    Rsa,
+    /// Anonymous (no authentication at all).
+    Anon,
+}
+
+/// Bulk cipher family of a suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enc {
+    /// AES-GCM, ChaCha20-Poly1305: authenticated encryption.
+    Aead,
+    /// A block cipher in CBC mode with a 128-bit block (AES, Camellia).
+    Cbc,
+    /// A 64-bit block cipher (3DES, IDEA, DES): SWEET32.
+    Block64,
+    /// RC4.
+    Rc4,
+    /// No encryption.
+    Null,
+    /// Export-grade (40/56-bit keys).
+    Export,
+}
+
+/// A cipher suite rampart knows how to name and judge.
+#[derive(Debug, Clone, Copy)]
+pub struct Suite {
+    /// Code point.
+    pub id: u16,
+    /// OpenSSL name (what nginx and HAProxy configs use).
+    pub openssl: &'static str,
+    /// Key exchange.
+    pub kx: Kx,
+    /// Cipher family.
+    pub enc: Enc,
+    /// Effective key bits (3DES: 112).
+    pub bits: u16,
+}
+
+const fn s(id: u16, openssl: &'static str, kx: Kx, enc: Enc, bits: u16) -> Suite {
+    Suite {
+        id,
+        openssl,
+        kx,
+        enc,
+        bits,
+    }
+}
+
+/// Suites probed for SSLv3 to TLS 1.2: the modern ones, the legacy CBC ones, and every
+/// category testssl.sh rates (NULL, anonymous, export, DES, RC4, 3DES, IDEA).
+pub const SUITES: &[Suite] = &[
+    s(
+        0xC02B,
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        Kx::Ecdhe,
+        Enc::Aead,
+        128,
+    ),
+    s(
+        0xC02C,
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        Kx::Ecdhe,
+        Enc::Aead,
+        256,
+    ),
+    s(
+        0xC02F,
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        Kx::Ecdhe,
+        Enc::Aead,
+        128,
+    ),
+    s(
+        0xC030,
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        Kx::Ecdhe,
+        Enc::Aead,
+        256,
+    ),
+    s(
+        0xCCA9,
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        Kx::Ecdhe,
+        Enc::Aead,
+        256,
+    ),
+    s(
+        0xCCA8,
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        Kx::Ecdhe,
+        Enc::Aead,
+        256,
+    ),
+    s(0x009E, "DHE-RSA-AES128-GCM-SHA256", Kx::Dhe, Enc::Aead, 128),
+    s(0x009F, "DHE-RSA-AES256-GCM-SHA384", Kx::Dhe, Enc::Aead, 256),
+    s(0xCCAA, "DHE-RSA-CHACHA20-POLY1305", Kx::Dhe, Enc::Aead, 256),
+    s(0x009C, "AES128-GCM-SHA256", Kx::Rsa, Enc::Aead, 128),
+    s(0x009D, "AES256-GCM-SHA384", Kx::Rsa, Enc::Aead, 256),
+    s(
+        0xC023,
+        "ECDHE-ECDSA-AES128-SHA256",
+        Kx::Ecdhe,
+        Enc::Cbc,
+        128,
+    ),
+    s(
+        0xC024,
+        "ECDHE-ECDSA-AES256-SHA384",
+        Kx::Ecdhe,
+        Enc::Cbc,
+        256,
+    ),
+    s(0xC027, "ECDHE-RSA-AES128-SHA256", Kx::Ecdhe, Enc::Cbc, 128),
+    s(0xC028, "ECDHE-RSA-AES256-SHA384", Kx::Ecdhe, Enc::Cbc, 256),
+    s(0xC009, "ECDHE-ECDSA-AES128-SHA", Kx::Ecdhe, Enc::Cbc, 128),
+    s(0xC00A, "ECDHE-ECDSA-AES256-SHA", Kx::Ecdhe, Enc::Cbc, 256),
+    s(0xC013, "ECDHE-RSA-AES128-SHA", Kx::Ecdhe, Enc::Cbc, 128),
+    s(0xC014, "ECDHE-RSA-AES256-SHA", Kx::Ecdhe, Enc::Cbc, 256),
+    s(0x0067, "DHE-RSA-AES128-SHA256", Kx::Dhe, Enc::Cbc, 128),
+    s(0x006B, "DHE-RSA-AES256-SHA256", Kx::Dhe, Enc::Cbc, 256),
+    s(0x0033, "DHE-RSA-AES128-SHA", Kx::Dhe, Enc::Cbc, 128),
+    s(0x0039, "DHE-RSA-AES256-SHA", Kx::Dhe, Enc::Cbc, 256),
+    s(0x003C, "AES128-SHA256", Kx::Rsa, Enc::Cbc, 128),
+    s(0x003D, "AES256-SHA256", Kx::Rsa, Enc::Cbc, 256),
+    s(0x002F, "AES128-SHA", Kx::Rsa, Enc::Cbc, 128),
+    s(0x0035, "AES256-SHA", Kx::Rsa, Enc::Cbc, 256),
+    s(0x0041, "CAMELLIA128-SHA", Kx::Rsa, Enc::Cbc, 128),
+    s(0x0084, "CAMELLIA256-SHA", Kx::Rsa, Enc::Cbc, 256),
+    s(
+        0xC012,
+        "ECDHE-RSA-DES-CBC3-SHA",
+        Kx::Ecdhe,
+        Enc::Block64,
+        112,
+    ),
+    s(0x0016, "EDH-RSA-DES-CBC3-SHA", Kx::Dhe, Enc::Block64, 112),
+    s(0x000A, "DES-CBC3-SHA", Kx::Rsa, Enc::Block64, 112),
+    s(0x0007, "IDEA-CBC-SHA", Kx::Rsa, Enc::Block64, 128),
+    s(0x0009, "DES-CBC-SHA", Kx::Rsa, Enc::Block64, 56),
+    s(0xC011, "ECDHE-RSA-RC4-SHA", Kx::Ecdhe, Enc::Rc4, 128),
+    s(0x0005, "RC4-SHA", Kx::Rsa, Enc::Rc4, 128),
+    s(0x0004, "RC4-MD5", Kx::Rsa, Enc::Rc4, 128),
+    s(0x0003, "EXP-RC4-MD5", Kx::Rsa, Enc::Export, 40),
+    s(0x0008, "EXP-DES-CBC-SHA", Kx::Rsa, Enc::Export, 40),
+    s(0x0006, "EXP-RC2-CBC-MD5", Kx::Rsa, Enc::Export, 40),
+    s(0x0014, "EXP-EDH-RSA-DES-CBC-SHA", Kx::Dhe, Enc::Export, 40),
+    s(0x0001, "NULL-MD5", Kx::Rsa, Enc::Null, 0),
+    s(0x0002, "NULL-SHA", Kx::Rsa, Enc::Null, 0),
+    s(0x003B, "NULL-SHA256", Kx::Rsa, Enc::Null, 0),
+    s(0xC010, "ECDHE-RSA-NULL-SHA", Kx::Ecdhe, Enc::Null, 0),
+    s(0xC006, "ECDHE-ECDSA-NULL-SHA", Kx::Ecdhe, Enc::Null, 0),
+    s(0x0018, "ADH-RC4-MD5", Kx::Anon, Enc::Rc4, 128),
+    s(0x001B, "ADH-DES-CBC3-SHA", Kx::Anon, Enc::Block64, 112),
+    s(0x0034, "ADH-AES128-SHA", Kx::Anon, Enc::Cbc, 128),
+    s(0x00A6, "ADH-AES128-GCM-SHA256", Kx::Anon, Enc::Aead, 128),
+    s(0xC018, "AECDH-AES128-SHA", Kx::Anon, Enc::Cbc, 128),
+    s(0xC019, "AECDH-AES256-SHA", Kx::Anon, Enc::Cbc, 256),
+];
+
+/// The suite with this code point.
+pub fn suite(id: u16) -> Option<&'static Suite> {
+    SUITES.iter().find(|s| s.id == id)
+}
+
+/// A protocol version's name.
+pub fn version_name(v: u16) -> &'static str {
+    match v {
+        SSL3 => "SSLv3",
+        TLS10 => "TLSv1.0",
+        TLS11 => "TLSv1.1",
+        TLS12 => "TLSv1.2",
+        0x0304 => "TLSv1.3",
+        _ => "unknown",
+    }
+}
+
+/// What the server answered to one ClientHello.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The version the server chose.
+    pub version: u16,
+    /// The suite it chose.
+    pub suite: u16,
+    /// It chose compression (CRIME).
+    pub compression: bool,
+    /// It sent `renegotiation_info` (RFC 5746 secure renegotiation).
+    pub secure_renegotiation: bool,
+    /// The last 8 bytes of its random are the TLS 1.3 downgrade sentinel.
+    pub downgrade_sentinel: bool,
+    /// Leaf certificate (DER), when the flight carried one.
+    pub leaf: Option<Vec<u8>>,
+    /// ECDHE group code point, or DHE prime bits (`(group, 0)` / `(0, bits)`).
+    pub ecdhe_group: Option<u16>,
+    /// DHE prime size in bits.
+    pub dh_bits: Option<u32>,
+}
+
+/// The answer to a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A ServerHello.
+    Accepted(Hello),
+    /// An alert (its description code), or the connection closed.
+    Refused(Option<u8>),
+    /// Could not connect or no TLS answer (the reason).
+    Failed(String),
+}
+
+/// Sends a ClientHello for `version` offering `suites` and reads the server's answer.
+pub fn probe(client: &Client, port: u16, version: u16, suites: &[u16], scsv: bool) -> Answer {
+    let mut tcp = match client.connect(port) {
+        Ok(t) => t,
+        Err(e) => return Answer::Failed(e),
+    };
+    let sni = client
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_err()
+        .then_some(client.host.as_str());
+    let mut offered = suites.to_vec();
+    if scsv {
+        offered.push(FALLBACK_SCSV);
+    }
+    if tcp
+        .write_all(&client_hello(version, &offered, sni))
+        .is_err()
+    {
+        return Answer::Refused(None);
+    }
+    read_flight(&mut tcp, client.timeout)
+}
+
+/// The bytes of a ClientHello.
+pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(512);
+    body.extend_from_slice(&version.to_be_bytes());
+    let mut random = [0u8; 32];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    body.extend_from_slice(&random);
+    body.push(0); // no session id
+    let mut cs = Vec::with_capacity(suites.len() * 2 + 2);
+    for s in suites {
+        cs.extend_from_slice(&s.to_be_bytes());
+    }
+    push16(&mut body, &cs);
+    body.extend_from_slice(&[2, 1, 0]); // compression: DEFLATE offered, then none
+    if version > SSL3 {
+        let mut ext = Vec::new();
+        if let Some(name) = sni {
+            let mut list = vec![0u8];
+            push16(&mut list, name.as_bytes());
+            let mut sn = Vec::new();
+            push16(&mut sn, &list);
+            extension(&mut ext, 0x0000, &sn);
+        }
+        // Groups: x25519, P-256, P-384, P-521, ffdhe2048, ffdhe3072.
+        let groups: &[u16] = &[0x001D, 0x0017, 0x0018, 0x0019, 0x0100, 0x0101];
+        let mut g = Vec::new();
+        for x in groups {
+            g.extend_from_slice(&x.to_be_bytes());
+        }
+        let mut gl = Vec::new();
+        push16(&mut gl, &g);
+        extension(&mut ext, 0x000A, &gl);
+        extension(&mut ext, 0x000B, &[1, 0]); // point formats: uncompressed
+        if version >= TLS12 {
+            let algs: &[u16] = &[
+                0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0203,
+                0x0201, 0x0402, 0x0202,
+            ];
+            let mut a = Vec::new();
+            for x in algs {
+                a.extend_from_slice(&x.to_be_bytes());
+            }
+            let mut al = Vec::new();
+            push16(&mut al, &a);
+            extension(&mut ext, 0x000D, &al);
+        }
+        extension(&mut ext, 0xFF01, &[0]); // renegotiation_info, empty
+        extension(&mut ext, 0x0017, &[]); // extended_master_secret
+        push16(&mut body, &ext);
+    }
+    let mut hs = vec![1u8];
+    push24(&mut hs, body.len());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16];
+    // Record version: TLS 1.0 for everything newer (what real clients send).
+    rec.extend_from_slice(&version.min(TLS10).to_be_bytes());
+    push16(&mut rec, &hs);
+    rec
+}
+
+fn extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
+    out.extend_from_slice(&kind.to_be_bytes());
+    push16(out, data);
+}
+
+fn push16(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+fn push24(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes()[1..]);
+}
+
+/// Reads records until the server's first flight ends (ServerHelloDone), an alert, EOF,
+/// or 64 KiB.
+fn read_flight<R: Read>(s: &mut R, _timeout: Duration) -> Answer {
+    let mut hs = Vec::new();
+    let mut hello: Option<Hello> = None;
+    let mut total = 0usize;
+    loop {
+        let mut head = [0u8; 5];
+        if s.read_exact(&mut head).is_err() {
+            return match hello {
+                Some(h) => Answer::Accepted(h),
+                None => Answer::Refused(None),
+            };
+        }
+        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+        let mut frag = vec![0u8; len];
+        if s.read_exact(&mut frag).is_err() {
+            return match hello {
+                Some(h) => Answer::Accepted(h),
+                None => Answer::Refused(None),
+            };
+        }
+        total += len + 5;
+        match head[0] {
+            0x15 => {
+                return match hello {
+                    Some(h) => Answer::Accepted(h),
+                    None => Answer::Refused(frag.get(1).copied()),
+                }
+            }
+            0x16 => hs.extend_from_slice(&frag),
+            // SSLv2 answers, HTTP on a TLS port, anything else.
+            _ if hello.is_none() => {
+                return Answer::Failed("the answer is not TLS".into());
+            }
+            _ => return hello.map_or(Answer::Refused(None), Answer::Accepted),
+        }
+        // Handshake messages complete so far.
+        while hs.len() >= 4 {
+            let mlen = usize::from(hs[1]) << 16 | usize::from(hs[2]) << 8 | usize::from(hs[3]);
+            if hs.len() < 4 + mlen {
+                break;
+            }
+            let msg: Vec<u8> = hs.drain(..4 + mlen).collect();
+            let body = &msg[4..];
+            match msg[0] {
+                2 => match server_hello(body) {
+                    Some(h) => hello = Some(h),
+                    None => return Answer::Failed("malformed ServerHello".into()),
+                },
+                11 => {
+                    if let Some(h) = hello.as_mut() {
+                        h.leaf = first_cert(body);
+                    }
+                }
+                12 => {
+                    if let Some(h) = hello.as_mut() {
+                        key_exchange(body, h);
+                    }
+                }
+                14 => return hello.map_or(Answer::Refused(None), Answer::Accepted),
+                _ => {}
+            }
+        }
+        if total > 65536 {
+            return hello.map_or(Answer::Refused(None), Answer::Accepted);
+        }
+    }
+}
+
+fn server_hello(b: &[u8]) -> Option<Hello> {
+    let version = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+    let random = b.get(2..34)?;
+    let sid = usize::from(*b.get(34)?);
+    let at = 35 + sid;
+    let suite = u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]);
+    let compression = *b.get(at + 2)? != 0;
+    let mut h = Hello {
+        version,
+        suite,
+        compression,
+        downgrade_sentinel: random[24..] == *b"DOWNGRD\x01" || random[24..] == *b"DOWNGRD\x00",
+        ..Hello::default()
+    };
+    if let Some(ext) = b.get(at + 5..) {
+        let mut e = ext;
+        while e.len() >= 4 {
+            let kind = u16::from_be_bytes([e[0], e[1]]);
+            let len = usize::from(u16::from_be_bytes([e[2], e[3]]));
+            if kind == 0xFF01 {
+                h.secure_renegotiation = true;
+            }
+            e = e.get(4 + len..).unwrap_or(&[]);
+        }
+    }
+    Some(h)
+}
+
+fn first_cert(b: &[u8]) -> Option<Vec<u8>> {
+    // certificate_list<0..2^24-1>, each ASN.1Cert<1..2^24-1>
+    let len =
+        usize::from(*b.get(3)?) << 16 | usize::from(*b.get(4)?) << 8 | usize::from(*b.get(5)?);
+    b.get(6..6 + len).map(<[u8]>::to_vec)
+}
+
+fn key_exchange(b: &[u8], h: &mut Hello) {
+    let Some(s) = suite(h.suite) else { return };
+    match s.kx {
+        Kx::Ecdhe if b.first() == Some(&3) => {
+            if let (Some(x), Some(y)) = (b.get(1), b.get(2)) {
+                h.ecdhe_group = Some(u16::from_be_bytes([*x, *y]));
+            }
+        }
+        Kx::Dhe => {
+            if let (Some(x), Some(y)) = (b.first(), b.get(1)) {
+                let plen = usize::from(u16::from_be_bytes([*x, *y]));
+                // Leading zero bytes do not count.
+                let p = b.get(2..2 + plen).unwrap_or(&[]);
+                let skip = p.iter().take_while(|&&c| c == 0).count();
+                let bits = p.get(skip).map_or(0, |&top| {
+                    (p.len() - skip - 1) * 8 + (8 - top.leading_zeros() as usize)
+                });
+                h.dh_bits = u32::try_from(bits).ok();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An elliptic-curve group's name and size in bits.
+pub fn group(id: u16) -> (&'static str, u32) {
+    match id {
+        0x001D => ("x25519", 253),
+        0x001E => ("x448", 448),
+        0x0017 => ("P-256", 256),
+        0x0018 => ("P-384", 384),
+        0x0019 => ("P-521", 521),
+        0x0015 => ("P-224", 224),
+        0x0013 => ("P-192", 192),
+        _ => ("unknown", 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_hello_is_well_formed() {
+        let h = client_hello(TLS12, &[0xC02F, 0x002F], Some("example.test"));
+        assert_eq!(h[0], 0x16);
+        assert_eq!(&h[1..3], &[3, 1]);
+        assert_eq!(usize::from(u16::from_be_bytes([h[3], h[4]])), h.len() - 5);
+        assert_eq!(h[5], 1);
+        let body_len = usize::from(h[6]) << 16 | usize::from(h[7]) << 8 | usize::from(h[8]);
+        assert_eq!(body_len, h.len() - 9);
+        assert_eq!(&h[9..11], &[3, 3]);
+        // suites after version (2) + random (32) + session id (1)
+        assert_eq!(&h[44..46], &[0, 4]);
+        assert_eq!(&h[46..50], &[0xC0, 0x2F, 0x00, 0x2F]);
+        let ssl3 = client_hello(SSL3, &[0x000A], None);
+        assert_eq!(&ssl3[1..3], &[3, 0]);
+    }
+
+    #[test]
+    fn server_hellos_parse() {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&[7; 24]);
+        b.extend_from_slice(b"DOWNGRD\x01");
+        b.push(0);
+        b.extend_from_slice(&[0xC0, 0x2F, 0]);
+        b.extend_from_slice(&[0, 5, 0xFF, 0x01, 0, 1, 0]);
+        let h = server_hello(&b).unwrap();
+        assert_eq!(h.version, TLS12);
+        assert_eq!(h.suite, 0xC02F);
+        assert!(h.secure_renegotiation && h.downgrade_sentinel && !h.compression);
+    }
+}
