@@ -381,7 +381,16 @@ pub fn run(o: &Options) -> Result<Report, String> {
             );
         }
     }
-    let http = observatory::score(&observed);
+    // Observatory aborts a scan of a site that does not answer: no score.
+    let http = if main.is_ok() {
+        observatory::score(&observed)
+    } else {
+        observatory::Score {
+            score: 0,
+            grade: "F",
+            tests: Vec::new(),
+        }
+    };
     if let Some(t) = tls_report.as_mut() {
         facts.hsts_max_age = observed
             .headers

@@ -158,11 +158,19 @@ impl Client {
     /// # Errors
     /// The name does not resolve.
     pub fn new(host: &str, port: u16, timeout: Duration) -> Result<Self, String> {
-        let ip = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        let addrs: Vec<SocketAddr> = (host.trim_start_matches('[').trim_end_matches(']'), port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address"))?
+            .collect();
+        let first = addrs
+            .first()
+            .ok_or_else(|| format!("{host} has no address"))?;
+        // The first address that accepts a connection (`localhost` may list ::1 first
+        // for a site bound to 127.0.0.1 only).
+        let ip = addrs
+            .iter()
+            .find(|a| TcpStream::connect_timeout(a, timeout).is_ok())
+            .unwrap_or(first)
             .ip();
         Ok(Self {
             host: host.to_owned(),

@@ -556,3 +556,194 @@ fn coep(o: &Observed) -> (&'static str, i32) {
         _ => ("coep-header-invalid", -5),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(headers: &[(&str, &str)]) -> Observed {
+        Observed {
+            https: true,
+            cert_valid: true,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            host: "example.com".into(),
+            cors_origin: "https://abc.invalid".into(),
+            ..Observed::default()
+        }
+    }
+
+    fn results(s: &Score) -> Vec<(&'static str, i32)> {
+        s.tests.iter().map(|t| (t.result, t.modifier)).collect()
+    }
+
+    /// rampart's default header set (its strict defaults).
+    const RAMPART: &[(&str, &str)] = &[
+        ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
+        ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+    ];
+
+    #[test]
+    fn no_headers_at_all() {
+        // csp-not-implemented -25, hsts-not-implemented -20, xcto -5, xfo -20; the rest 0.
+        // 100 - 70 = 30 (no bonus to drop) -> D.
+        let s = score(&site(&[]));
+        assert_eq!(s.score, 30);
+        assert_eq!(s.grade, "D");
+    }
+
+    #[test]
+    fn owasp_recommended_set() {
+        // Catalog A5 (OWASP Secure Headers): csp no-unsafe +5, xfo via frame-ancestors +5,
+        // referrer no-referrer +5, corp/coop/coep +10 each; no negatives, so the
+        // uncurved score is 100 (>= 90) and the bonuses count: 100 + 45 = 145 -> A+.
+        let s = score(&site(&[
+            ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
+            ("Content-Security-Policy", "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; frame-ancestors 'none'; upgrade-insecure-requests"),
+            ("X-Frame-Options", "deny"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cross-Origin-Opener-Policy", "same-origin"),
+            ("Cross-Origin-Embedder-Policy", "require-corp"),
+            ("Cross-Origin-Resource-Policy", "same-origin"),
+        ]));
+        assert_eq!(s.score, 145);
+        assert_eq!(s.grade, "A+");
+    }
+
+    #[test]
+    fn rampart_defaults() {
+        // csp +5, referrer private +5, xfo via csp +5, corp +10, coop +10 = +35 -> 135 A+.
+        let s = score(&site(RAMPART));
+        assert_eq!(s.score, 135);
+        assert_eq!(s.grade, "A+");
+        assert!(results(&s).contains(&("x-frame-options-implemented-via-csp", 5)));
+    }
+
+    #[test]
+    fn a_weak_site() {
+        // csp unsafe-inline -20; hsts one day -10; xfo SAMEORIGIN +5; referrer unsafe-url
+        // -5; cookie sessionid without Secure (HSTS does not pass) -40 (worse than the
+        // missing HttpOnly, -30). Uncurved 100 - 75 = 25 < 90, so the +5 is dropped: 25 -> D-.
+        let s = score(&site(&[
+            ("Strict-Transport-Security", "max-age=86400"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self' 'unsafe-inline'",
+            ),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "SAMEORIGIN"),
+            ("Referrer-Policy", "unsafe-url"),
+            ("Set-Cookie", "sessionid=abc; Path=/"),
+        ]));
+        assert_eq!(
+            results(&s)
+                .into_iter()
+                .filter(|(_, m)| *m != 0)
+                .collect::<Vec<_>>(),
+            [
+                ("csp-implemented-with-unsafe-inline", -20),
+                ("cookies-session-without-secure-flag", -40),
+                ("referrer-policy-unsafe", -5),
+                ("hsts-implemented-max-age-less-than-six-months", -10),
+                ("x-frame-options-sameorigin-or-deny", 5),
+            ]
+        );
+        assert_eq!(s.score, 25);
+        assert_eq!(s.grade, "D-");
+    }
+
+    #[test]
+    fn universal_cors_drops_the_bonuses() {
+        // rampart's headers, but the preflight echoes any origin with credentials: -50.
+        // Uncurved 100 - 50 = 50 < 90: the +35 is not counted -> 50, C.
+        let mut o = site(RAMPART);
+        o.cors_preflight = Some((Some("https://abc.invalid".into()), Some("true".into())));
+        let s = score(&o);
+        assert_eq!(s.score, 50);
+        assert_eq!(s.grade, "C");
+    }
+
+    #[test]
+    fn the_curve_at_ninety() {
+        // unsafe-eval -10 (uncurved 90, so bonuses count), xfo DENY +5 (no frame-ancestors),
+        // referrer absent 0: 100 - 10 + 5 = 95 -> A.
+        let s = score(&site(&[
+            ("Strict-Transport-Security", "max-age=31536000"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'self' 'unsafe-eval'",
+            ),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+        ]));
+        assert_eq!(s.score, 95);
+        assert_eq!(s.grade, "A");
+        // Two HSTS headers are one invalid value (-20): 100 - 30 = 70 < 90 -> 70, B.
+        let s = score(&site(&[
+            ("Strict-Transport-Security", "max-age=31536000"),
+            ("Strict-Transport-Security", "max-age=31536000"),
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'self' 'unsafe-eval'",
+            ),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+        ]));
+        assert_eq!(s.score, 70);
+        assert_eq!(s.grade, "B");
+    }
+
+    #[test]
+    fn cookies_and_scripts() {
+        let c = Cookie::parse("__Host-sess=1; Secure; HttpOnly; SameSite=None").unwrap();
+        assert!(c.is_session() && c.same_site_valid());
+        assert!(!Cookie::parse("a=1; SameSite=None")
+            .unwrap()
+            .same_site_valid());
+        assert!(!Cookie::parse("a=1; SameSite=Sometimes; Secure")
+            .unwrap()
+            .same_site_valid());
+        let html = r#"<html><script src="/app.js"></script><SCRIPT integrity="sha384-x" src="https://cdn.test/x.js"></SCRIPT><script>inline()</script><script src='http://cdn.test/y.js'></script>"#;
+        assert_eq!(
+            scripts(html),
+            [
+                ("/app.js".to_owned(), false),
+                ("https://cdn.test/x.js".to_owned(), true),
+                ("http://cdn.test/y.js".to_owned(), false)
+            ]
+        );
+        assert_eq!(
+            script_origin("https://cdn.test/x.js", "example.com"),
+            (true, true)
+        );
+        assert_eq!(
+            script_origin("//example.com/x.js", "example.com"),
+            (false, true)
+        );
+        let mut o = site(RAMPART);
+        o.headers.push(("content-type".into(), "text/html".into()));
+        o.html = Some(html.into());
+        // One external script over http without integrity, one with: -20.
+        assert_eq!(
+            sri(&o),
+            (
+                "sri-implemented-but-external-scripts-not-loaded-securely",
+                -20
+            )
+        );
+        assert_eq!(
+            meta_csp(r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'">"#)
+                .as_deref(),
+            Some("default-src 'none'")
+        );
+    }
+}

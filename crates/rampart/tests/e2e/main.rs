@@ -19,3 +19,4 @@ mod routing;
 mod site;
 mod static_files;
 mod tls;
+mod verify;
