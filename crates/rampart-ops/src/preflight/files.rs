@@ -53,6 +53,64 @@ pub(crate) fn system_roots() -> Vec<Vec<u8>> {
     Vec::new()
 }
 
+/// Verifies `chain` (leaf first, DER) for server authentication against `roots` (DER), at
+/// a moment inside the leaf's validity (`not_before`..`not_after`, Unix seconds) closest to
+/// `now`, so an expired certificate is reported once, as expired, not also as untrusted.
+pub(crate) fn verify_chain(
+    roots: &[Vec<u8>],
+    chain: &[Vec<u8>],
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+) -> Result<(), String> {
+    let root_ders: Vec<CertificateDer<'_>> = roots
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    let anchors: Vec<_> = root_ders
+        .iter()
+        .filter_map(|d| webpki::anchor_from_trusted_cert(d).ok())
+        .collect();
+    let Some(leaf) = chain.first() else {
+        return Err("no certificate".into());
+    };
+    let leaf = CertificateDer::from(leaf.as_slice());
+    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    let when = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(now.clamp(not_before + 1, (not_after - 1).max(not_before + 1))).unwrap_or(0),
+    ));
+    let ee = webpki::EndEntityCert::try_from(&leaf).map_err(|e| format!("{e:?}"))?;
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        &intermediates,
+        when,
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Whether the leaf (DER) is valid for `name` (a DNS name or an IP address).
+pub(crate) fn names_host(leaf: &[u8], name: &str) -> bool {
+    let der = CertificateDer::from(leaf);
+    let Ok(ee) = webpki::EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ee
+            .verify_is_valid_for_subject_name(&ServerName::IpAddress(ip.into()))
+            .is_ok(),
+        Err(_) => ServerName::try_from(name)
+            .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok()),
+    }
+}
+
 /// Host names the edge serves (exact names; a wildcard pattern is checked with a sample).
 fn served_hosts(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -99,14 +157,6 @@ pub(crate) fn certificates(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
             ),
         }
     }
-    let root_ders: Vec<CertificateDer<'_>> = roots
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
-    let anchors: Vec<_> = root_ders
-        .iter()
-        .filter_map(|d| webpki::anchor_from_trusted_cert(d).ok())
-        .collect();
     let hosts = served_hosts(c);
     let mut covered = vec![false; hosts.len()];
     for (i, paths) in tls.certificates.iter().enumerate() {
@@ -187,48 +237,18 @@ pub(crate) fn certificates(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
         }
         // Chain: verified at a moment inside the validity period, so an expired certificate
         // is reported once (PF-CRT-01), not also as an untrusted chain.
-        let when = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(now.clamp(nb + 1, (na - 1).max(nb + 1))).unwrap_or(0),
-        ));
-        let leaf_cert = CertificateDer::from(leaf_der.as_slice());
-        let intermediates: Vec<CertificateDer<'_>> = chain[1..]
-            .iter()
-            .map(|d| CertificateDer::from(d.as_slice()))
-            .collect();
-        match webpki::EndEntityCert::try_from(&leaf_cert) {
-            Ok(ee) => {
-                let verified = ee.verify_for_usage(
-                    webpki::ALL_VERIFICATION_ALGS,
-                    &anchors,
-                    &intermediates,
-                    when,
-                    webpki::KeyUsage::server_auth(),
-                    None,
-                    None,
-                );
-                if let Err(e) = verified {
-                    let why = if leaf.issuer() == leaf.subject() {
-                        "the certificate is self-signed".to_owned()
-                    } else {
-                        format!("the chain does not verify to a trusted root: {e:?}")
-                    };
-                    s.add("PF-CRT-02", Severity::Error, subj.clone(), why, "serve the full chain (leaf then intermediates) from a trusted CA; a private CA goes in [preflight] ca_file");
-                }
-                for (h, done) in hosts.iter().zip(covered.iter_mut()) {
-                    if let Ok(name) = ServerName::try_from(h.as_str()) {
-                        if ee.verify_is_valid_for_subject_name(&name).is_ok() {
-                            *done = true;
-                        }
-                    }
-                }
+        if let Err(e) = verify_chain(&roots, &chain, nb, na, now) {
+            let why = if leaf.issuer() == leaf.subject() {
+                "the certificate is self-signed".to_owned()
+            } else {
+                format!("the chain does not verify to a trusted root: {e}")
+            };
+            s.add("PF-CRT-02", Severity::Error, subj.clone(), why, "serve the full chain (leaf then intermediates) from a trusted CA; a private CA goes in [preflight] ca_file");
+        }
+        for (h, done) in hosts.iter().zip(covered.iter_mut()) {
+            if names_host(leaf_der, h) {
+                *done = true;
             }
-            Err(e) => s.add(
-                "PF-CRT-02",
-                Severity::Error,
-                subj.clone(),
-                format!("not a usable end-entity certificate: {e:?}"),
-                "fix tls.cert",
-            ),
         }
         key_and_signature(&leaf, &subj, s);
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::hello::{self, Answer, Enc, Kx, SSL3, SUITES, TLS10, TLS11, TLS12};
@@ -632,90 +632,48 @@ fn certificate(
             ),
         }
     }
-    let root_ders: Vec<CertificateDer<'_>> = roots
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
-    let anchors: Vec<_> = root_ders
-        .iter()
-        .filter_map(|d| webpki::anchor_from_trusted_cert(d).ok())
-        .collect();
-    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
-    let inter: Vec<CertificateDer<'_>> = chain[1..]
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
-    let when = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(now.clamp(nb + 1, (na - 1).max(nb + 1))).unwrap_or(0),
-    ));
-    let mut trusted = false;
-    match webpki::EndEntityCert::try_from(&leaf_cert) {
-        Ok(ee) => {
-            match ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &anchors,
-                &inter,
-                when,
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            ) {
-                Ok(_) => trusted = true,
-                Err(e) => {
-                    let why = if leaf.issuer() == leaf.subject() {
-                        "the certificate is self-signed".to_owned()
-                    } else {
-                        format!("the chain does not verify to a trusted root: {e:?}")
-                    };
-                    if run.o.insecure {
-                        run.sink.add(
-                            "VF-CRT-01",
-                            Severity::Warn,
-                            subject.clone(),
-                            format!("{why}; graded anyway (--insecure)"),
-                            "serve a chain from a trusted CA (or pass the private CA with --ca-file)",
-                        );
-                    } else {
-                        facts.cert_untrusted = true;
-                        run.sink.add(
-                            "VF-CRT-01",
-                            Severity::Error,
-                            subject.clone(),
-                            why,
-                            "serve the full chain from a trusted CA; for a private CA pass --ca-file",
-                        );
-                    }
-                }
-            }
-            let host = run.target.host.clone();
-            let name_ok = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ee
-                    .verify_is_valid_for_subject_name(&ServerName::IpAddress(ip.into()))
-                    .is_ok(),
-                Err(_) => ServerName::try_from(host.as_str())
-                    .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok()),
+    let trusted = match crate::preflight::files::verify_chain(&roots, chain, nb, na, now) {
+        Ok(()) => true,
+        Err(e) => {
+            let why = if leaf.issuer() == leaf.subject() {
+                "the certificate is self-signed".to_owned()
+            } else {
+                format!("the chain does not verify to a trusted root: {e}")
             };
-            if !name_ok {
-                facts.name_mismatch = true;
+            if run.o.insecure {
+                run.sink.add(
+                    "VF-CRT-01",
+                    Severity::Warn,
+                    subject.clone(),
+                    format!("{why}; graded anyway (--insecure)"),
+                    "serve a chain from a trusted CA (or pass the private CA with --ca-file)",
+                );
+            } else {
+                facts.cert_untrusted = true;
                 run.sink.add(
                     "VF-CRT-01",
                     Severity::Error,
                     subject.clone(),
-                    format!(
-                        "the certificate does not name {host} (names: {})",
-                        names.join(", ")
-                    ),
-                    "add the name to the certificate's subjectAltName",
+                    why,
+                    "serve the full chain from a trusted CA; for a private CA pass --ca-file",
                 );
             }
+            false
         }
-        Err(e) => run.sink.add(
+    };
+    let host = run.target.host.clone();
+    if !crate::preflight::files::names_host(leaf_der, &host) {
+        facts.name_mismatch = true;
+        run.sink.add(
             "VF-CRT-01",
             Severity::Error,
             subject,
-            format!("not a usable end-entity certificate: {e:?}"),
-            "reissue the certificate",
-        ),
+            format!(
+                "the certificate does not name {host} (names: {})",
+                names.join(", ")
+            ),
+            "add the name to the certificate's subjectAltName",
+        );
     }
     trusted || run.o.insecure
 }

@@ -199,3 +199,30 @@ pub fn sighup(child: &Child) {
 pub fn python() -> String {
     std::env::var("RAMPART_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
+
+/// `(id, severity)` of the findings of a JSON report (preflight, verify) that `keep` accepts.
+pub fn finding_ids(
+    v: &serde_json::Value,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> std::collections::BTreeSet<(String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| keep(f))
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_owned(),
+                f["severity"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The expected `(id, severity)` set.
+pub fn id_set(items: &[(&str, &str)]) -> std::collections::BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}

@@ -152,25 +152,11 @@ fn preflight(dir: &Path, args: &[&str]) -> (i32, Value) {
 
 /// `(id, severity)` of every finding not allowed.
 fn found(v: &Value) -> BTreeSet<(String, String)> {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["allowed"] == false && f["severity"] != "info")
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_owned(),
-                f["severity"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    crate::harness::finding_ids(v, |f| f["allowed"] == false && f["severity"] != "info")
 }
 
 fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    items
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
+    crate::harness::id_set(items)
 }
 
 fn why(v: &Value, id: &str) -> String {

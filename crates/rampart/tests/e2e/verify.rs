@@ -41,24 +41,11 @@ async fn verify(args: Vec<String>) -> (i32, Value) {
 
 /// `(id, severity)` of every finding.
 fn found(v: &Value) -> BTreeSet<(String, String)> {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_owned(),
-                f["severity"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    crate::harness::finding_ids(v, |_| true)
 }
 
 fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    items
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
+    crate::harness::id_set(items)
 }
 
 fn why(v: &Value, id: &str) -> String {
