@@ -231,6 +231,33 @@ csp = "default-src 'self'; script-src 'self' 'unsafe-inline'"
     // TLS is rampart's: still A- (no HSTS is a grade warning).
     assert_eq!(v["tls"]["grade"], "A-");
     assert_eq!(v["tls"]["warnings"], serde_json::json!(["no HSTS"]));
+    // Wildcard CORS with credentials (rampart refuses it in its own [cors]; an upstream
+    // can still send it): an error, though Observatory scores `*` as 0.
+    let wild = HeaderSite::start(
+        &pki,
+        vec![
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Credentials", "true"),
+        ],
+        false,
+        "a",
+    )
+    .await;
+    let edge = rampart(&pki, &wild.plain.to_string(), "").await;
+    let (code, v) = verify(args(edge.https(), edge.http(), &pki, &[])).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        found(&v),
+        set(&[("VF-CORS-01", "error"), ("VF-CRT-02", "info")]),
+        "{v:#}"
+    );
+    assert!(why(&v, "VF-CORS-01")
+        .contains("Access-Control-Allow-Origin: * with Access-Control-Allow-Credentials: true"));
+    assert!(tests_of(&v).contains(&(
+        "cross-origin-resource-sharing-implemented-with-public-access".to_owned(),
+        0
+    )));
+    assert_eq!(v["http"]["grade"], "A+");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
