@@ -679,7 +679,7 @@ http {{
                     key = leaf.key.display(),
                 ),
             );
-            let mut child = Command::new(nginx)
+            let child = Command::new(nginx)
                 .arg("-e")
                 .arg(dir.path().join("error.log"))
                 .arg("-p")
@@ -690,17 +690,18 @@ http {{
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
+            let mut started = Self { child, port };
             for _ in 0..100 {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, port };
+                    return started;
                 }
-                if child.try_wait().unwrap().is_some() {
+                if started.child.try_wait().unwrap().is_some() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            // Dropped: stopped with SIGTERM, its worker too; the next port is tried.
+            drop(started);
         }
         panic!(
             "nginx did not start: {}",
@@ -710,7 +711,18 @@ http {{
 }
 
 impl Drop for WeakNginx {
+    /// SIGTERM, so the master stops its worker (SIGKILL would leave the worker running).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..250 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
