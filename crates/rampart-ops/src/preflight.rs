@@ -183,21 +183,25 @@ impl Report {
     }
     /// Whether a check found anything (for JUnit and JSON).
     pub fn check_status(&self, id: &str) -> &'static str {
-        let c = self.checks.iter().find(|c| c.id == id);
-        if c.is_some_and(|c| c.skipped.is_some()) {
-            return "skipped";
-        }
-        let worst = self
-            .findings
-            .iter()
-            .filter(|f| f.id == id && !f.allowed)
-            .map(|f| f.severity)
-            .max();
-        match worst {
-            Some(Severity::Error) => "failed",
-            Some(Severity::Warn) => "warning",
-            _ => "passed",
-        }
+        check_status(&self.checks, &self.findings, id)
+    }
+}
+
+/// A check's status for JUnit and JSON: `skipped`, else by its worst finding not allowed:
+/// `failed` (an error), `warning`, or `passed`.
+pub(crate) fn check_status(checks: &[Check], findings: &[Finding], id: &str) -> &'static str {
+    if checks.iter().any(|c| c.id == id && c.skipped.is_some()) {
+        return "skipped";
+    }
+    let worst = findings
+        .iter()
+        .filter(|f| f.id == id && !f.allowed)
+        .map(|f| f.severity)
+        .max();
+    match worst {
+        Some(Severity::Error) => "failed",
+        Some(Severity::Warn) => "warning",
+        _ => "passed",
     }
 }
 

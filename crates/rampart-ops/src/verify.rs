@@ -233,24 +233,7 @@ impl Report {
     }
     /// Like [`crate::preflight::Report::check_status`].
     pub fn check_status(&self, id: &str) -> &'static str {
-        if self
-            .checks
-            .iter()
-            .any(|c| c.id == id && c.skipped.is_some())
-        {
-            return "skipped";
-        }
-        match self
-            .findings
-            .iter()
-            .filter(|f| f.id == id)
-            .map(|f| f.severity)
-            .max()
-        {
-            Some(Severity::Error) => "failed",
-            Some(Severity::Warn) => "warning",
-            _ => "passed",
-        }
+        crate::preflight::check_status(&self.checks, &self.findings, id)
     }
 }
 

@@ -109,13 +109,26 @@ pub fn json(r: &Report) -> serde_json::Value {
             "fix": f.fix,
             "allowed": f.allowed,
         })).collect::<Vec<_>>(),
-        "checks": r.checks.iter().map(|c| serde_json::json!({
-            "id": c.id,
-            "title": c.title,
-            "status": r.check_status(c.id),
-            "skipped": c.skipped,
-        })).collect::<Vec<_>>(),
+        "checks": checks_json(&r.checks, |id| r.check_status(id)),
     })
+}
+
+/// The `checks` array of a JSON report.
+pub(crate) fn checks_json(
+    checks: &[super::Check],
+    status: impl Fn(&str) -> &'static str,
+) -> Vec<serde_json::Value> {
+    checks
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "title": c.title,
+                "status": status(c.id),
+                "skipped": c.skipped,
+            })
+        })
+        .collect()
 }
 
 fn xml(s: &str) -> String {

@@ -238,7 +238,11 @@ impl Client {
         Ok(seen(&conn, &rec))
     }
 
-    fn tls_conn(&self, cfg: Arc<ClientConfig>) -> Result<rustls::ClientConnection, String> {
+    /// A TLS client connection to the target's name (SNI; none for an IP address).
+    pub(crate) fn tls_conn(
+        &self,
+        cfg: Arc<ClientConfig>,
+    ) -> Result<rustls::ClientConnection, String> {
         let name = match self.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(self.host.clone())

@@ -4,7 +4,6 @@
 //! handshake is ever completed, so no key is made and nothing is decrypted.
 
 use std::io::{Read, Write};
-use std::time::Duration;
 
 use super::client::Client;
 
@@ -218,7 +217,7 @@ pub struct Hello {
     pub downgrade_sentinel: bool,
     /// Leaf certificate (DER), when the flight carried one.
     pub leaf: Option<Vec<u8>>,
-    /// ECDHE group code point, or DHE prime bits (`(group, 0)` / `(0, bits)`).
+    /// ECDHE group code point (from ServerKeyExchange).
     pub ecdhe_group: Option<u16>,
     /// DHE prime size in bits.
     pub dh_bits: Option<u32>,
@@ -256,7 +255,7 @@ pub fn probe(client: &Client, port: u16, version: u16, suites: &[u16], scsv: boo
     {
         return Answer::Refused(None);
     }
-    read_flight(&mut tcp, client.timeout)
+    read_flight(&mut tcp)
 }
 
 /// The bytes of a ClientHello.
@@ -267,11 +266,7 @@ pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> 
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
     body.extend_from_slice(&random);
     body.push(0); // no session id
-    let mut cs = Vec::with_capacity(suites.len() * 2 + 2);
-    for s in suites {
-        cs.extend_from_slice(&s.to_be_bytes());
-    }
-    push16(&mut body, &cs);
+    push16(&mut body, &be16(suites));
     body.extend_from_slice(&[2, 1, 0]); // compression: DEFLATE offered, then none
     if version > SSL3 {
         let mut ext = Vec::new();
@@ -283,26 +278,22 @@ pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> 
             extension(&mut ext, 0x0000, &sn);
         }
         // Groups: x25519, P-256, P-384, P-521, ffdhe2048, ffdhe3072.
-        let groups: &[u16] = &[0x001D, 0x0017, 0x0018, 0x0019, 0x0100, 0x0101];
-        let mut g = Vec::new();
-        for x in groups {
-            g.extend_from_slice(&x.to_be_bytes());
-        }
         let mut gl = Vec::new();
-        push16(&mut gl, &g);
+        push16(
+            &mut gl,
+            &be16(&[0x001D, 0x0017, 0x0018, 0x0019, 0x0100, 0x0101]),
+        );
         extension(&mut ext, 0x000A, &gl);
         extension(&mut ext, 0x000B, &[1, 0]); // point formats: uncompressed
         if version >= TLS12 {
-            let algs: &[u16] = &[
-                0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0203,
-                0x0201, 0x0402, 0x0202,
-            ];
-            let mut a = Vec::new();
-            for x in algs {
-                a.extend_from_slice(&x.to_be_bytes());
-            }
             let mut al = Vec::new();
-            push16(&mut al, &a);
+            push16(
+                &mut al,
+                &be16(&[
+                    0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0203,
+                    0x0201, 0x0402, 0x0202,
+                ]),
+            );
             extension(&mut ext, 0x000D, &al);
         }
         extension(&mut ext, 0xFF01, &[0]); // renegotiation_info, empty
@@ -324,6 +315,11 @@ fn extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
     push16(out, data);
 }
 
+/// Code points as big-endian bytes.
+fn be16(list: &[u16]) -> Vec<u8> {
+    list.iter().flat_map(|x| x.to_be_bytes()).collect()
+}
+
 fn push16(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(u16::MAX).to_be_bytes());
     out.extend_from_slice(data);
@@ -335,7 +331,7 @@ fn push24(out: &mut Vec<u8>, n: usize) {
 
 /// Reads records until the server's first flight ends (ServerHelloDone), an alert, EOF,
 /// or 64 KiB.
-fn read_flight<R: Read>(s: &mut R, _timeout: Duration) -> Answer {
+fn read_flight<R: Read>(s: &mut R) -> Answer {
     let mut hs = Vec::new();
     let mut hello: Option<Hello> = None;
     let mut total = 0usize;

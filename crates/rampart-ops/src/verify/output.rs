@@ -210,12 +210,7 @@ pub fn json(r: &Report) -> serde_json::Value {
             "why": f.why,
             "fix": f.fix,
         })).collect::<Vec<_>>(),
-        "checks": r.checks.iter().map(|c| serde_json::json!({
-            "id": c.id,
-            "title": c.title,
-            "status": r.check_status(c.id),
-            "skipped": c.skipped,
-        })).collect::<Vec<_>>(),
+        "checks": crate::preflight::output::checks_json(&r.checks, |id| r.check_status(id)),
     })
 }
 

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::hello::{self, Answer, Enc, Kx, SSL3, SUITES, TLS10, TLS11, TLS12};
@@ -218,14 +217,7 @@ fn handshake_with(run: &Run<'_>, suite: rustls::SupportedCipherSuite) -> bool {
     let Ok(mut tcp) = run.client.connect(run.target.port) else {
         return false;
     };
-    let name = match run.client.host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => match ServerName::try_from(run.client.host.clone()) {
-            Ok(n) => n,
-            Err(_) => return false,
-        },
-    };
-    let Ok(mut conn) = rustls::ClientConnection::new(Arc::new(cfg), name) else {
+    let Ok(mut conn) = run.client.tls_conn(Arc::new(cfg)) else {
         return false;
     };
     while conn.is_handshaking() {

@@ -226,3 +226,16 @@ pub fn id_set(items: &[(&str, &str)]) -> std::collections::BTreeSet<(String, Str
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
         .collect()
 }
+
+/// Exit code and JSON report of a finished command; panics with its output when stdout is
+/// not JSON.
+pub fn json_report(out: &std::process::Output) -> (i32, serde_json::Value) {
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}

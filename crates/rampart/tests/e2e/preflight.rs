@@ -140,14 +140,7 @@ fn preflight(dir: &Path, args: &[&str]) -> (i32, Value) {
         .env_remove("RAMPART_ENV")
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
+    crate::harness::json_report(&out)
 }
 
 /// `(id, severity)` of every finding not allowed.

@@ -26,14 +26,7 @@ async fn verify(args: Vec<String>) -> (i32, Value) {
             .args(["--format", "json", "--timeout", "3"])
             .output()
             .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{e}: stdout {} stderr {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), v)
+        crate::harness::json_report(&out)
     })
     .await
     .unwrap()
