@@ -135,8 +135,8 @@ fn prepare(c: &mut Criterion) {
         b.iter_batched(
             make,
             |mut parts| {
-                proxy::prepare_request(&mut parts, None, &info, &id);
-                parts
+                let fwd = proxy::prepare_request(&mut parts, None, &info, &id);
+                (parts, fwd)
             },
             criterion::BatchSize::SmallInput,
         )

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body::Body as _;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::Body;
@@ -45,8 +46,8 @@ pub(crate) enum Left {
 
 #[allow(clippy::large_enum_variant)] // built and consumed at once, never stored
 enum Parsed {
-    /// A request this path serves, and the head's length.
-    Simple(Request<Body>, usize, bool),
+    /// A request this path serves (its head taken out of the buffer), and keep-alive.
+    Simple(Request<Body>, bool),
     /// Not complete yet.
     Partial,
     /// Anything else.
@@ -76,10 +77,9 @@ where
     loop {
         // Parse what is there first: pipelined requests need no read.
         if !buf.is_empty() {
-            match parse(&buf, s.max_headers.min(STACK_HEADERS)) {
-                Parsed::Simple(req, len, keep_alive) => {
+            match parse(&mut buf, s.max_headers.min(STACK_HEADERS)) {
+                Parsed::Simple(req, keep_alive) => {
                     head_started = None;
-                    let _ = buf.split_to(len);
                     match answer(io, live, info, activity, req, keep_alive, &mut out).await {
                         Ok(true) => continue,
                         Ok(false) => {
@@ -161,11 +161,13 @@ async fn read<T: AsyncRead + Unpin>(
 }
 
 /// Parses one request head; `Simple` only for a request with no body that needs nothing
-/// hyper does beyond framing.
-fn parse(buf: &BytesMut, max_headers: usize) -> Parsed {
+/// hyper does beyond framing. A simple request's head is split off `buf` and shared by the
+/// request (target and header values are slices of it, not copies); the buffer's memory is
+/// reused for the next read once the request is gone.
+fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let mut storage = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut r = httparse::Request::new(&mut storage[..max_headers.max(1)]);
-    let len = match r.parse(buf) {
+    let len = match r.parse(&buf[..]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
@@ -183,18 +185,13 @@ fn parse(buf: &BytesMut, max_headers: usize) -> Parsed {
     let Some(path) = r.path else {
         return Parsed::Other;
     };
-    // Shares the buffer: values and the target are not copied.
-    let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let slice = |s: &[u8]| {
+    let offsets = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
-        head.slice(start..start + s.len())
+        (start, start + s.len())
     };
-    let Ok(uri) = http::Uri::from_maybe_shared(slice(path.as_bytes())) else {
-        return Parsed::Other;
-    };
-    // Room for the forwarding headers a proxied request gets: the map never grows.
-    let mut headers = HeaderMap::with_capacity(r.headers.len() + 8);
+    let target = offsets(path.as_bytes());
+    let mut fields: SmallVec<[(HeaderName, u32, u32); 12]> = SmallVec::new();
     let mut keep_alive = version == Version::HTTP_11;
     for h in r.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
@@ -219,17 +216,34 @@ fn parse(buf: &BytesMut, max_headers: usize) -> Parsed {
                 }
             }
         }
-        let Ok(value) = HeaderValue::from_maybe_shared(slice(h.value)) else {
-            return Parsed::Other;
-        };
-        headers.append(name, value);
+        let (start, end) = offsets(h.value);
+        // Offsets fit: the buffer holds at most `max_header_size` (≤ 1 MiB) plus one read.
+        fields.push((name, start as u32, end as u32));
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = http::Uri::from_maybe_shared(head.slice(target.0..target.1)) else {
+        // Not a target `http` takes: hyper answers it, from the same bytes (put back).
+        let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return Parsed::Other;
+    };
+    // Room for the five forwarding headers a proxied request gets: the map never grows.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 5);
+    for (name, start, end) in fields.drain(..) {
+        let (start, end) = (start as usize, end as usize);
+        // INVARIANT: httparse accepts only bytes a `HeaderValue` takes (HTAB, SP-~, obs-text).
+        if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(start..end)) {
+            headers.append(name, v);
+        }
     }
     let mut req = Request::new(Body::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
-    Parsed::Simple(req, len, keep_alive)
+    Parsed::Simple(req, keep_alive)
 }
 
 /// Answers one request; `Ok(true)` when the connection stays open.
@@ -463,26 +477,26 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Parsed {
-        parse(&BytesMut::from(s.as_bytes()), 64)
+        parse(&mut BytesMut::from(s.as_bytes()), 64)
     }
 
     #[test]
     fn only_bodiless_requests_are_simple() {
         assert!(matches!(
             p("GET / HTTP/1.1\r\nhost: a\r\n\r\n"),
-            Parsed::Simple(_, 27, true)
+            Parsed::Simple(_, true)
         ));
         assert!(matches!(
             p("HEAD /x HTTP/1.0\r\n\r\n"),
-            Parsed::Simple(_, _, false)
+            Parsed::Simple(_, false)
         ));
         assert!(matches!(
             p("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"),
-            Parsed::Simple(_, _, true)
+            Parsed::Simple(_, true)
         ));
         assert!(matches!(
             p("GET / HTTP/1.1\r\nconnection: close\r\n\r\n"),
-            Parsed::Simple(_, _, false)
+            Parsed::Simple(_, false)
         ));
         assert!(matches!(
             p("GET / HTTP/1.1\r\nhost: a\r\n"),
@@ -501,6 +515,25 @@ mod tests {
         ] {
             assert!(matches!(p(other), Parsed::Other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_simple_head_is_split_off_and_shared() {
+        let mut buf = BytesMut::from(
+            &b"GET /a?b=1 HTTP/1.1\r\nhost: h\r\nx-v: \tv \xff\r\n\r\nGET /next"[..],
+        );
+        let Parsed::Simple(req, true) = parse(&mut buf, 64) else {
+            panic!("not simple");
+        };
+        assert_eq!(&buf[..], b"GET /next", "a pipelined request stays buffered");
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["host"], "h");
+        assert_eq!(req.headers()["x-v"].as_bytes(), b"v \xff");
+        // A target `http` refuses goes to hyper whole, bytes in place.
+        let raw = &b"GET http://[x/ HTTP/1.1\r\nhost: h\r\n\r\nGET / HTTP/1.1\r\n"[..];
+        let mut buf = BytesMut::from(raw);
+        assert!(matches!(parse(&mut buf, 64), Parsed::Other));
+        assert_eq!(&buf[..], raw);
     }
 
     #[test]

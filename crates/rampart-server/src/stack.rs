@@ -390,10 +390,10 @@ async fn answer<'e>(
                     tls: conn.tls,
                 };
                 let (mut parts, body) = req.into_parts();
-                proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
+                let fwd = proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
                 let upstream_req = Request::from_parts(parts, body);
                 let sent = std::time::Instant::now();
-                match pool.forward(upstream_req).await {
+                match pool.forward(upstream_req, fwd).await {
                     Ok((resp, server)) => {
                         let t = sent.elapsed();
                         edge.metrics.upstream(&pool.label, &server, t.as_secs_f64());

@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: per proxied request, allocation and release were
+/// ~15 % of rampart's instructions with glibc (callgrind), most of it in `_int_malloc`,
+/// `_int_free` and `malloc_consolidate` for header maps larger than glibc's per-thread cache.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {

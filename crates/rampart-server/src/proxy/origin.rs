@@ -18,10 +18,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Frame;
+use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Inflight, Pool, ProxyError, Server};
+use super::{Forwarding, Inflight, Pool, ProxyError, Server};
 use crate::body::{Body, BoxError};
 
 /// Largest response head read.
@@ -29,10 +30,17 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers.
 const MAX_HEADERS: usize = 100;
 
-/// An idle connection kept for reuse.
+/// Read buffer size for a response head (and the body bytes that come with it).
+const READ_BUF: usize = 8192;
+/// A pooled connection keeps its read buffer up to this capacity.
+const KEEP_BUF: usize = 16 * 1024;
+
+/// An idle connection kept for reuse, with its read buffer: the next response is read into
+/// the same memory (its head's header values are slices of it, so nothing is copied).
 #[derive(Debug)]
 pub(super) struct RawConn {
     stream: TcpStream,
+    buf: BytesMut,
     since: Instant,
 }
 
@@ -57,11 +65,11 @@ enum Fail {
 }
 
 impl Pool {
-    fn checkout_raw(&self, s: &Server) -> Option<TcpStream> {
+    fn checkout_raw(&self, s: &Server) -> Option<(TcpStream, BytesMut)> {
         let mut idle = s.raw_idle.lock().ok()?;
         while let Some(c) = idle.pop() {
             if c.since.elapsed() < self.idle_timeout {
-                return Some(c.stream);
+                return Some((c.stream, c.buf));
             }
         }
         None
@@ -77,14 +85,15 @@ impl Pool {
         Ok(stream)
     }
 
-    /// Sends a GET or HEAD (already rewritten by `prepare_request`) on a connection of
-    /// rampart's own.
+    /// Sends a GET or HEAD (already rewritten by `prepare_request`) with the forwarding
+    /// headers `fwd` on a connection of rampart's own.
     pub(super) async fn forward_raw(
         self: &Arc<Self>,
         req: Request<Body>,
+        fwd: &Forwarding,
     ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
         let head_only = req.method() == http::Method::HEAD;
-        let head = serialize(&req);
+        let head = serialize(&req, fwd);
         let n = self.servers.len();
         let max_servers = if self.retry { n.min(2) } else { 1 };
         let mut tried: Vec<usize> = Vec::new();
@@ -92,10 +101,10 @@ impl Pool {
         loop {
             let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
             let server = self.servers[idx].clone();
-            let (stream, reused) = match self.checkout_raw(&server) {
-                Some(s) => (s, true),
+            let (stream, buf, reused) = match self.checkout_raw(&server) {
+                Some((s, buf)) => (s, buf, true),
                 None => match self.connect_raw(&server).await {
-                    Ok(s) => (s, false),
+                    Ok(s) => (s, BytesMut::new(), false),
                     Err(e) => {
                         tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
                         self.next_server(&server, idx, &mut tried, max_servers)?;
@@ -104,9 +113,11 @@ impl Pool {
                 },
             };
             let inflight = Inflight::new(&server);
-            let exchanged =
-                tokio::time::timeout(self.response_timeout, exchange(stream, &head, head_only))
-                    .await;
+            let exchanged = tokio::time::timeout(
+                self.response_timeout,
+                exchange(stream, buf, &head, head_only),
+            )
+            .await;
             let (parts, body) = match exchanged {
                 Ok(Ok(r)) => r,
                 Ok(Err(Fail::Stale)) if reused && stale < 4 => {
@@ -141,8 +152,9 @@ impl Pool {
     }
 }
 
-/// The request head in one buffer: origin-form target, HTTP/1.1, the headers as they are.
-fn serialize(req: &Request<Body>) -> Vec<u8> {
+/// The request head in one buffer: origin-form target, HTTP/1.1, the client's headers but
+/// those `fwd` replaces, then `fwd`'s.
+fn serialize(req: &Request<Body>, fwd: &Forwarding) -> Vec<u8> {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut b = Vec::with_capacity(256 + req.headers().len() * 48);
     b.extend_from_slice(req.method().as_str().as_bytes());
@@ -150,11 +162,15 @@ fn serialize(req: &Request<Body>) -> Vec<u8> {
     b.extend_from_slice(pq.as_bytes());
     b.extend_from_slice(b" HTTP/1.1\r\n");
     for (k, v) in req.headers() {
+        if fwd.replaces(k) {
+            continue;
+        }
         b.extend_from_slice(k.as_str().as_bytes());
         b.extend_from_slice(b": ");
         b.extend_from_slice(v.as_bytes());
         b.extend_from_slice(b"\r\n");
     }
+    fwd.write_lines(&mut b);
     b.extend_from_slice(b"\r\n");
     b
 }
@@ -164,15 +180,16 @@ type Head = (StatusCode, HeaderMap);
 /// Writes the request and reads the response head; the body is left to [`OriginBody`].
 async fn exchange(
     mut stream: TcpStream,
+    mut buf: BytesMut,
     head: &[u8],
     head_only: bool,
 ) -> Result<(Head, OriginBody), Fail> {
     if stream.write_all(head).await.is_err() {
         return Err(Fail::Stale);
     }
-    let mut buf = BytesMut::with_capacity(8192);
+    buf.clear();
     loop {
-        buf.reserve(8192);
+        buf.reserve(READ_BUF);
         let n = match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await {
             Ok(n) => n,
             Err(e) if buf.is_empty() => {
@@ -207,8 +224,10 @@ async fn exchange(
                         break;
                     }
                 }
-                Some((len, Some((status, headers, framing, reusable)))) => {
-                    buf.advance(len);
+                Some((len, Some(mut parsed))) => {
+                    // The head's bytes become shared: header values are slices of them.
+                    let raw = buf.split_to(len).freeze();
+                    let (status, headers, framing, reusable) = parsed.build(&raw);
                     let body = OriginBody {
                         stream: Some(stream),
                         buf,
@@ -223,7 +242,44 @@ async fn exchange(
     }
 }
 
-type Parsed = (StatusCode, HeaderMap, State, bool);
+/// A response head parsed, its header values as offsets into the head's bytes.
+struct Parsed {
+    status: StatusCode,
+    /// Every header but the hop-by-hop ones (all of them when `named_other`), in order.
+    fields: SmallVec<[(HeaderName, u32, u32); 10]>,
+    state: State,
+    reusable: bool,
+    /// Coded body: any `Content-Length` is dropped.
+    coded: bool,
+    /// `Connection` names another header, which is hop-by-hop too.
+    named_other: bool,
+}
+
+impl Parsed {
+    /// The header map, values sharing `raw` (the head's bytes) rather than copied.
+    fn build(&mut self, raw: &Bytes) -> (StatusCode, HeaderMap, State, bool) {
+        // Room for what the edge adds to the map on HTTP/1.1 (request id, three rate-limit
+        // headers; the security headers are written while serializing). HTTP/2 answers,
+        // which get the security headers in the map, grow it once.
+        let mut headers = HeaderMap::with_capacity(self.fields.len() + 4);
+        for (name, start, end) in self.fields.drain(..) {
+            let value = raw.slice(start as usize..end as usize);
+            // INVARIANT: httparse accepts only bytes a `HeaderValue` takes (HTAB, SP-~, obs-text).
+            if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+                headers.append(name, v);
+            }
+        }
+        if self.coded {
+            // The edge frames the body itself; a length next to a coding is never trusted.
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        if self.named_other {
+            // `Connection: x-foo` makes `x-foo` hop-by-hop too; rare, so found the slow way.
+            super::strip_hop_by_hop(&mut headers, false);
+        }
+        (self.status, headers, self.state, self.reusable)
+    }
+}
 
 /// Parses a response head: `None` when incomplete, `Some((len, None))` for an interim 1xx.
 fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<Parsed>)>> {
@@ -248,18 +304,17 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
     } else {
         Version::HTTP_11
     };
-    // Room for what the edge adds (security headers, request id, rate-limit headers).
-    let mut headers = HeaderMap::with_capacity(r.headers.len() + 24);
+    let base = buf.as_ptr() as usize;
+    let mut fields = SmallVec::new();
     let mut chunked = false;
     let mut other_coding = false;
     let mut length: Option<u64> = None;
     let mut close = version == Version::HTTP_10;
     let mut named_other = false;
     for h in r.headers.iter() {
+        let mut names_other = false;
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| std::io::Error::other("bad upstream header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| std::io::Error::other("bad upstream header value"))?;
         if name == header::TRANSFER_ENCODING {
             let last = h
                 .value
@@ -290,13 +345,16 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
                     }
                 } else if !t.is_empty() {
                     // Names another hop-by-hop header: the general strip below removes it.
-                    named_other = true;
+                    names_other = true;
                 }
             }
         }
-        // Hop-by-hop headers are dropped here rather than removed after (a hash each).
-        if !super::HOP_BY_HOP.contains(&name) {
-            headers.append(name, value);
+        named_other |= names_other;
+        // Hop-by-hop headers are dropped here rather than removed after (a hash each);
+        // a `Connection` naming others is kept for the strip in `build`.
+        if !super::HOP_BY_HOP.contains(&name) || (name == header::CONNECTION && names_other) {
+            let start = h.value.as_ptr() as usize - base;
+            fields.push((name, start as u32, (start + h.value.len()) as u32));
         }
     }
     let state =
@@ -314,24 +372,17 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
             close = true;
             State::UntilClose
         };
-    if chunked || other_coding {
-        // The edge frames the body itself; a length next to a coding is never trusted.
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    if named_other {
-        // `Connection: x-foo` makes `x-foo` hop-by-hop too; rare, so found the slow way.
-        let mut with_connection = headers.clone();
-        for h in r.headers.iter() {
-            if h.name.eq_ignore_ascii_case("connection") {
-                if let Ok(v) = HeaderValue::from_bytes(h.value) {
-                    with_connection.append(header::CONNECTION, v);
-                }
-            }
-        }
-        super::strip_hop_by_hop(&mut with_connection, false);
-        headers = with_connection;
-    }
-    Ok(Some((len, Some((status, headers, state, !close)))))
+    Ok(Some((
+        len,
+        Some(Parsed {
+            status,
+            fields,
+            state,
+            reusable: !close,
+            coded: chunked || other_coding,
+            named_other,
+        }),
+    )))
 }
 
 /// Where a body is in its framing.
@@ -394,11 +445,16 @@ impl OriginBody {
         if !self.reusable || !self.buf.is_empty() {
             return;
         }
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() > KEEP_BUF {
+            buf = BytesMut::new();
+        }
         let server = back.server.clone();
         if let Ok(mut idle) = server.raw_idle.lock() {
             if idle.len() < back.max_idle {
                 idle.push(RawConn {
                     stream,
+                    buf,
                     since: Instant::now(),
                 });
             }
@@ -604,7 +660,13 @@ mod tests {
             s.write_all(wire).await.unwrap();
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let r = exchange(stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", head_only).await;
+        let r = exchange(
+            stream,
+            BytesMut::new(),
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+            head_only,
+        )
+        .await;
         let Ok(((status, headers), body)) = r else {
             panic!("exchange failed");
         };

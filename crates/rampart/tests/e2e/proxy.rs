@@ -46,7 +46,41 @@ async fn forwards_and_sets_forwarding_headers_replacing_spoofed_ones() {
         Some(rid.as_str()),
         "same id returned to the client"
     );
+    let once = |seen: &rampart_test_support::upstream::Seen| {
+        for n in FORWARDING {
+            let n_sent = seen.headers.get_all(n).iter().count();
+            assert_eq!(n_sent, 1, "{n} sent {n_sent} times: {:?}", seen.headers);
+        }
+    };
+    once(seen);
+    // The same over the other upstream client (a request with a body goes through hyper).
+    let post = Request::post("/hello")
+        .header("host", "app.example")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-real-ip", "6.6.6.6")
+        .header("x-request-id", "bad id")
+        .body(client::full("x"))
+        .unwrap();
+    assert_eq!(client::plain(edge.http(), post).await.status, 200);
+    let seen = &up.seen()[1];
+    assert_eq!(seen.method, "POST");
+    once(seen);
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-host"], "app.example");
+    assert_eq!(seen.headers["x-real-ip"], "127.0.0.1");
+    assert_ne!(seen.headers["x-request-id"], "bad id");
 }
+
+/// The headers the edge sets on every upstream request.
+const FORWARDING: [&str; 6] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxies_forwarding_headers_are_extended() {
@@ -427,7 +461,12 @@ async fn h2c_prior_knowledge_only_when_enabled() {
         (resp.status(), resp.version()),
         (StatusCode::OK, http::Version::HTTP_2)
     );
-    assert_eq!(up.seen()[0].headers["host"], "h2c.example");
+    let seen = &up.seen()[0];
+    assert_eq!(seen.headers["host"], "h2c.example");
+    assert_eq!(seen.headers["x-forwarded-host"], "h2c.example");
+    for n in FORWARDING {
+        assert_eq!(seen.headers.get_all(n).iter().count(), 1, "{n}");
+    }
     // Without h2c the preface is not HTTP/1.1: the connection is refused, not misread.
     let off = start(&proxy_toml(&[up.authority()], "", "")).await;
     let tcp = tokio::net::TcpStream::connect(off.http()).await.unwrap();
