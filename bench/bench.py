@@ -97,6 +97,18 @@ class Proc:
                 pass
         return total
 
+    def cpu_seconds(self):
+        """User + system CPU time of the process tree so far."""
+        total = 0
+        for pid in self.tree():
+            try:
+                f = open("/proc/%d/stat" % pid).read()
+                fields = f[f.rindex(")") + 2:].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -193,7 +205,9 @@ def run_wrk(url, seconds, conns=64, close=False):
     r = {}
     for line in out.splitlines():
         p = line.split()
-        if line.startswith("Requests/sec:"):
+        if "requests in" in line:
+            r["requests"] = int(p[0])
+        elif line.startswith("Requests/sec:"):
             r["rps"] = float(p[1])
         elif line.startswith("Transfer/sec:"):
             r["mbps"] = mbytes(p[1])
@@ -214,6 +228,8 @@ def run_h2load(url, seconds):
     if m:
         r["rps"] = float(m.group(1))
     m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    if m:
+        r["requests"] = int(m.group(2))
     if m and int(m.group(3)) > 0:
         r["errors"] = "%s failed" % m.group(3)
     m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
@@ -284,6 +300,7 @@ def main():
                         print("%s did not start for %s" % (system, scenario), file=sys.stderr)
                         proc.stop()
                         continue
+                    cpu0 = proc.cpu_seconds()
                     if scenario == "plain":
                         r = run_wrk(http + "/", args.seconds)
                     elif scenario in ("tls", "posture"):
@@ -302,6 +319,10 @@ def main():
                         r = {"held": line}
                         client.terminate()
                         client.wait()
+                    if r.get("requests"):
+                        # The proxy's own CPU per request: much steadier than req/s on a
+                        # shared machine, since it does not depend on how much CPU it got.
+                        r["cpu_us"] = (proc.cpu_seconds() - cpu0) * 1e6 / r["requests"]
                     r["rss"] = proc.peak_rss_kib()
                     proc.stop()
                     results.append((scenario, system, rep, r))
@@ -336,7 +357,9 @@ def render_report(results, scenarios, systems, args):
            "%d cores, %s, %s; %ds per run, %d runs per system, interleaved; origin and proxy on CPU 0, load on CPU 1."
            % (os.cpu_count(), cpu, platform.platform(), args.seconds, args.reps), "",
            "Medians with the min-max spread. Ratios are to nginx in the same run: only ratios "
-           "within one run mean anything on a shared machine.", ""]
+           "within one run mean anything on a shared machine. Proxy CPU per request is the "
+           "process tree's user + system time over the run divided by the requests served "
+           "(10 ms clock ticks): the cost of one request whatever share of the core it got.", ""]
     for sc in scenarios:
         rows = [(s, [r for (c, sy, _, r) in results if c == sc and sy == s]) for s in systems]
         if not any(rs for _, rs in rows):
@@ -359,9 +382,10 @@ def render_report(results, scenarios, systems, args):
         unit = "MB/s" if sc == "large" else ("handshakes/s" if sc == "new-conns" else "req/s")
         lat = "mean / max ms (h2load)" if sc == "h2" else "p50 / p99 ms"
         extra = " | expresses" if sc == "posture" else ""
-        out.append("| system | median %s (min-max) | %s | peak RSS MiB | ratio to nginx%s |" % (unit, lat, extra))
-        out.append("|---|---|---|---|---|" + ("---|" if extra else ""))
+        out.append("| system | median %s (min-max) | %s | peak RSS MiB | ratio to nginx | proxy CPU µs/request (to nginx)%s |" % (unit, lat, extra))
+        out.append("|---|---|---|---|---|---|" + ("---|" if extra else ""))
         base = med([r.get(key) for r in dict(rows).get("nginx", [])])
+        base_cpu = med([r.get("cpu_us") for r in dict(rows).get("nginx", [])])
         for s, rs in rows:
             vals = [r.get(key) for r in rs if r.get(key) is not None]
             m = med(vals)
@@ -370,10 +394,13 @@ def render_report(results, scenarios, systems, args):
             p99 = med([r.get("p99") for r in rs])
             rss = med([r.get("rss") for r in rs])
             ratio = m / base if m and base else None
+            cpu = med([r.get("cpu_us") for r in rs])
+            cpu_text = "%s (%s)" % (fmt(cpu, 1), fmt(cpu / base_cpu, 2)) if cpu and base_cpu else fmt(cpu, 1)
             errs = sorted({r["errors"] for r in rs if r.get("errors")})
             note = (" (%s)" % "; ".join(errs)) if errs else ""
-            row = "| %s | %s (%s)%s | %s / %s | %s | %s" % (s, fmt(m, 1 if sc == "large" else 0), spread, note,
-                                                      fmt(p50, 2), fmt(p99, 2), fmt(rss / 1024 if rss else None, 1), fmt(ratio, 2))
+            row = "| %s | %s (%s)%s | %s / %s | %s | %s | %s" % (s, fmt(m, 1 if sc == "large" else 0), spread, note,
+                                                           fmt(p50, 2), fmt(p99, 2), fmt(rss / 1024 if rss else None, 1),
+                                                           fmt(ratio, 2), cpu_text)
             if extra:
                 row += " | %s" % POSTURE_NOTES.get(s, "")
             out.append(row + " |")
