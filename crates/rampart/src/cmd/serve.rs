@@ -272,6 +272,8 @@ async fn serve(
         grace_ms = running.grace().as_millis() as u64,
         "shutting down: draining connections"
     );
+    // The log writers batch lines for a few milliseconds: the last ones go out before exit.
+    let live = running.live.clone();
     let drained = tokio::select! {
         d = running.drain() => d,
         _ = signals.next_stop() => {
@@ -279,6 +281,7 @@ async fn serve(
             false
         }
     };
+    live.edge().logs.flush();
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)
 }

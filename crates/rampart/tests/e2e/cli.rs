@@ -311,3 +311,29 @@ async fn refusals_emit_audit_events_without_secrets() {
     sigterm(&p.child);
     assert_eq!(wait_exit(&mut p.child, Duration::from_secs(15)), Some(0));
 }
+
+/// The log writers batch lines for a few milliseconds; lines of requests answered just
+/// before SIGTERM are still written before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_the_last_access_log_lines_before_exit() {
+    let dir = TempDir::new("log-flush");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nrespond = { body = \"x\" }\n[logging]\naccess = \"access.log\"\n",
+    );
+    let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let addr = p.http.unwrap();
+    for i in 0..20 {
+        let r = client::plain(addr, get("h", &format!("/last/{i}"))).await;
+        assert_eq!(r.status, 200);
+    }
+    sigterm(&p.child);
+    assert_eq!(wait_exit(&mut p.child, Duration::from_secs(15)), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    for i in 0..20 {
+        assert!(
+            log.contains(&format!("\"/last/{i}\"")),
+            "line {i} missing:\n{log}"
+        );
+    }
+}
