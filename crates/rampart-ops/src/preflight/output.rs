@@ -11,39 +11,47 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, Severity};
+use super::{Finding, Report, Severity};
 
-/// The report as text for a person: findings grouped by severity, with colour when `colour`.
-pub fn text(r: &Report, colour: bool) -> String {
-    let paint = |code: &str, s: &str| {
-        if colour {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    };
-    let mut out = String::new();
+/// `s` in the ANSI colour `code` when `colour`.
+pub(crate) fn paint(colour: bool, code: &str, s: &str) -> String {
+    if colour {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The findings not allowed, grouped by severity (errors, warnings, notes), each with its
+/// evidence and fix.
+pub(crate) fn finding_groups(out: &mut String, findings: &[Finding], colour: bool) {
     for (sev, label, code) in [
         (Severity::Error, "ERRORS", "1;31"),
         (Severity::Warn, "WARNINGS", "1;33"),
         (Severity::Info, "NOTES", "1;36"),
     ] {
-        let group: Vec<_> = r
-            .findings
+        let group: Vec<_> = findings
             .iter()
             .filter(|f| f.severity == sev && !f.allowed)
             .collect();
         if group.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "{} ({})", paint(code, label), group.len());
+        let _ = writeln!(out, "{} ({})", paint(colour, code, label), group.len());
         for f in group {
-            let _ = writeln!(out, "  {} {}", paint(code, f.id), f.subject);
+            let _ = writeln!(out, "  {} {}", paint(colour, code, f.id), f.subject);
             let _ = writeln!(out, "      {}", f.why);
             let _ = writeln!(out, "      fix: {}", f.fix);
         }
         out.push('\n');
     }
+}
+
+/// The report as text for a person: findings grouped by severity, with colour when `colour`.
+pub fn text(r: &Report, colour: bool) -> String {
+    let paint = |code: &str, s: &str| paint(colour, code, s);
+    let mut out = String::new();
+    finding_groups(&mut out, &r.findings, colour);
     let allowed: Vec<_> = r.findings.iter().filter(|f| f.allowed).collect();
     if !allowed.is_empty() {
         let _ = writeln!(out, "{} ({})", paint("1;35", "ALLOWED"), allowed.len());

@@ -72,12 +72,13 @@ pub struct Client {
     pub timeout: Duration,
 }
 
-/// Records the chain instead of judging it.
+/// Records the chain instead of judging it (verify judges it afterwards, with its own
+/// roots); the handshake signature is still checked, so the server holds the leaf's key.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     chain: Mutex<Vec<Vec<u8>>>,
     ocsp: Mutex<bool>,
-    schemes: Vec<SignatureScheme>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
 impl Recorder {
@@ -85,9 +86,7 @@ impl Recorder {
         Self {
             chain: Mutex::new(Vec::new()),
             ocsp: Mutex::new(false),
-            schemes: rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes(),
+            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         }
     }
 }
@@ -114,24 +113,24 @@ impl ServerCertVerifier for Recorder {
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
     }
 
     fn verify_tls13_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
+        self.algs.supported_schemes()
     }
 }
 

@@ -28,13 +28,7 @@ use crate::preflight::Severity;
 
 /// The report for a person: the two grades side by side, then findings by severity.
 pub fn text(r: &Report, colour: bool) -> String {
-    let paint = |code: &str, s: &str| {
-        if colour {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    };
+    let paint = |code: &str, s: &str| crate::preflight::output::paint(colour, code, s);
     let grade_colour = |g: &str| match g.chars().next() {
         Some('A') => "1;32",
         Some('B' | 'C') => "1;33",
@@ -112,23 +106,8 @@ pub fn text(r: &Report, colour: bool) -> String {
         );
     }
     out.push('\n');
-    for (sev, label, code) in [
-        (Severity::Error, "ERRORS", "1;31"),
-        (Severity::Warn, "WARNINGS", "1;33"),
-        (Severity::Info, "NOTES", "1;36"),
-    ] {
-        let group: Vec<_> = r.findings.iter().filter(|f| f.severity == sev).collect();
-        if group.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "{} ({})", paint(code, label), group.len());
-        for f in group {
-            let _ = writeln!(out, "  {} {}", paint(code, f.id), f.subject);
-            let _ = writeln!(out, "      {}", f.why);
-            let _ = writeln!(out, "      fix: {}", f.fix);
-        }
-        out.push('\n');
-    }
+    // verify has no `allow`: every finding is listed.
+    crate::preflight::output::finding_groups(&mut out, &r.findings, colour);
     let skipped: Vec<_> = r.checks.iter().filter(|c| c.skipped.is_some()).collect();
     for c in &skipped {
         let _ = writeln!(
