@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod dotenv;
 pub mod error;
 pub mod load;

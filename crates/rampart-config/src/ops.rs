@@ -291,7 +291,7 @@ pub fn logging(
         }
     }
     let queue = l.queue.unwrap_or(8192);
-    if !(16..=1_000_000).contains(&queue) {
+    if !crate::bounds::LOG_QUEUE.contains(&(queue as u64)) {
         sink(
             "logging.queue".into(),
             format!("must be between 16 and 1000000, got {queue}"),
@@ -341,11 +341,8 @@ pub fn health_check(
     }
     let (rise, fall) = (h.rise.unwrap_or(2), h.fall.unwrap_or(3));
     for (k, v) in [("rise", rise), ("fall", fall)] {
-        if !(1..=100).contains(&v) {
-            sink(
-                format!("{key}.{k}"),
-                format!("must be between 1 and 100, got {v}"),
-            );
+        if let Err(m) = crate::bounds::check(u64::from(v), &crate::bounds::RISE_FALL) {
+            sink(format!("{key}.{k}"), m);
         }
     }
     HealthCheck {

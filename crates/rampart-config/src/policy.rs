@@ -25,7 +25,8 @@ use crate::units::Duration as RawDuration;
 pub struct RawLimit {
     /// `10/s`, `5/m`, `500/h`, `1000/d`.
     pub rate: Option<String>,
-    /// Requests allowed above the steady rate at once (nginx `burst`; default 0).
+    /// Requests allowed above the steady rate at once (nginx `burst`; default: the rate's
+    /// count less one, so `N/period` admits N at once).
     pub burst: Option<u32>,
     /// `ip` (default), `user`, `api_key`, `user_or_ip`, or `header:NAME`.
     pub key: Option<String>,
@@ -236,6 +237,16 @@ impl Limit {
     /// Whether requests with `m` count against this limit.
     pub fn applies_to(&self, m: &Method) -> bool {
         self.methods.is_empty() || self.methods.contains(m)
+    }
+}
+
+impl LimitKey {
+    /// Whether the key is the authenticated identity (or falls back to one bucket or the IP
+    /// without one): such limits run after authentication. The others (IP, a header) need
+    /// no secret checked and run before it, so a flood of bad credentials is throttled
+    /// before any signature is verified.
+    pub fn needs_identity(&self) -> bool {
+        matches!(self, LimitKey::User | LimitKey::ApiKey | LimitKey::UserOrIp)
     }
 }
 
@@ -569,8 +580,19 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         },
     };
     let max_keys = r.max_keys.unwrap_or(100_000);
-    if max_keys == 0 {
-        err(format!("{key}.max_keys"), "must be at least 1".into());
+    let mut bound = |k: &str, v: u64, range| {
+        if let Err(m) = crate::bounds::check(v, range) {
+            err(format!("{key}.{k}"), m);
+        }
+    };
+    bound(
+        "max_keys",
+        u64::try_from(max_keys).unwrap_or(u64::MAX),
+        &crate::bounds::MAX_KEYS,
+    );
+    bound("rate", u64::from(count), &crate::bounds::RATE_COUNT);
+    if let Some(b) = r.burst {
+        bound("burst", u64::from(b), &crate::bounds::BURST);
     }
     let lockout = r.lockout.as_ref().map(|l| {
         let status = l.status.unwrap_or(429);
@@ -581,11 +603,9 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
             );
         }
         let failures = l.failures.unwrap_or(5);
-        if failures == 0 {
-            err(
-                format!("{key}.lockout.failures"),
-                "must be at least 1".into(),
-            );
+        if let Err(m) = crate::bounds::check(u64::from(failures), &crate::bounds::LOCKOUT_FAILURES)
+        {
+            err(format!("{key}.lockout.failures"), m);
         }
         let lock_for = l.lock_for.map_or(Duration::from_secs(900), |d| d.0);
         let statuses = l.statuses.clone().unwrap_or_else(|| vec![401, 403]);
@@ -610,7 +630,9 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         name: name.to_owned(),
         count,
         per,
-        burst: r.burst.unwrap_or(0),
+        // `N/period` admits N at once, as every guide's `5/minute` means (slowapi,
+        // Flask-Limiter); `burst = 0` keeps nginx's strict spacing.
+        burst: r.burst.unwrap_or(count.saturating_sub(1)),
         key: lk,
         methods: methods(
             r.methods.as_deref().unwrap_or(&[]),

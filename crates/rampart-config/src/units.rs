@@ -16,10 +16,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub StdDuration);
 
+/// The longest duration any key takes: ten years. Longer ones are refused at parse time, so
+/// no deadline computed from a configured duration can overflow a clock.
+pub const MAX_DURATION: StdDuration = StdDuration::from_secs(10 * 365 * 86_400);
+
 /// Parses a duration such as `30s` or `1h30m`.
 ///
 /// # Errors
-/// A message naming the expected shape when the text is not a duration.
+/// A message naming the expected shape when the text is not a duration, or the limit when
+/// it is longer than [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<StdDuration, String> {
     let s = text.trim();
     if s == "0" {
@@ -55,6 +60,11 @@ pub fn parse_duration(text: &str) -> Result<StdDuration, String> {
         };
         total = total.saturating_add(part);
     }
+    if total > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is longer than the longest any key takes (10 years)"
+        ));
+    }
     Ok(total)
 }
 
@@ -85,12 +95,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let n: u64 = s[..digits].parse().map_err(|_| bad())?;
     let mult: u64 = match s[digits..].trim() {
         "" | "B" | "b" => 1,
-        "KB" | "kB" | "kb" | "K" | "k" => 1_000,
-        "MB" | "mb" | "M" | "m" => 1_000_000,
-        "GB" | "gb" | "G" | "g" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+        "KB" | "kB" | "kb" => 1_000,
+        "MB" | "mb" => 1_000_000,
+        "GB" | "gb" => 1_000_000_000,
+        // nginx's single letters (`client_max_body_size 500m`) mean what nginx means.
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" | "m" => 1 << 20,
+        "GiB" | "G" | "g" => 1 << 30,
         _ => return Err(bad()),
     };
     n.checked_mul(mult).ok_or_else(bad)
@@ -214,7 +225,21 @@ mod tests {
             StdDuration::from_millis(250)
         );
         assert_eq!(parse_duration("0").unwrap(), StdDuration::ZERO);
-        for bad in ["", "30", "s", "3x", "-1s", "1.5s", "30 s"] {
+        assert_eq!(
+            parse_duration("10y").unwrap(),
+            StdDuration::from_secs(10 * 365 * 86_400)
+        );
+        for bad in [
+            "",
+            "30",
+            "s",
+            "3x",
+            "-1s",
+            "1.5s",
+            "30 s",
+            "11y",
+            "18446744073709551615s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -225,6 +250,10 @@ mod tests {
         assert_eq!(parse_size("1MiB").unwrap(), 1_048_576);
         assert_eq!(parse_size("512").unwrap(), 512);
         assert_eq!(parse_size("64KiB").unwrap(), 65_536);
+        // nginx's `client_max_body_size 500m` is 500 MiB, here too.
+        assert_eq!(parse_size("500m").unwrap(), 500 << 20);
+        assert_eq!(parse_size("8k").unwrap(), 8192);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
         for bad in ["", "MB", "10XB", "99999999999999999999GB", "-1"] {
             assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
         }

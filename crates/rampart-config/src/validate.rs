@@ -1,11 +1,13 @@
 //! The rules: raw file shape → runtime form. All problems are collected, none stops the pass.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::bounds;
 use crate::error::{did_you_mean, ConfigError};
 use crate::load::Source;
 use crate::raw::{RawConfig, RawHeaders, RawRoute, RawServer, RawTls, RawUpstream};
@@ -43,6 +45,13 @@ struct Ctx<'a, 'b> {
 impl Ctx<'_, '_> {
     fn err(&mut self, key: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(key, msg));
+    }
+    /// Checks a numeric key against its range ([`crate::bounds`]).
+    fn bound(&mut self, key: impl Into<String>, v: impl TryInto<u64>, r: &RangeInclusive<u64>) {
+        let v = v.try_into().unwrap_or(u64::MAX);
+        if let Err(m) = crate::bounds::check(v, r) {
+            self.err(key, m);
+        }
     }
     fn path(&self, p: &str) -> PathBuf {
         self.source.base_dir.join(p)
@@ -216,12 +225,7 @@ fn dur(v: Option<crate::units::Duration>, default: Duration) -> Duration {
 fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let workers = s.workers.unwrap_or(cores);
-    if !(1..=1024).contains(&workers) {
-        cx.err(
-            "server.workers",
-            format!("must be between 1 and 1024, got {workers}"),
-        );
-    }
+    cx.bound("server.workers", workers, &bounds::WORKERS);
     let allowed_hosts = s
         .allowed_hosts
         .iter()
@@ -252,26 +256,34 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         None => default_state_dir(cx.source.env),
     };
     let max_header_size = s.max_header_size.map_or(64 * 1024, |v| v.0);
-    if !(8192..=1 << 20).contains(&max_header_size) {
+    if !bounds::MAX_HEADER_SIZE.contains(&max_header_size) {
         cx.err(
             "server.max_header_size",
             format!("must be between 8KiB and 1MiB, got {max_header_size} bytes"),
         );
     }
     let max_headers = s.max_headers.unwrap_or(100);
-    if !(8..=1000).contains(&max_headers) {
-        cx.err(
-            "server.max_headers",
-            format!("must be between 8 and 1000, got {max_headers}"),
-        );
-    }
+    cx.bound("server.max_headers", max_headers, &bounds::MAX_HEADERS);
     let max_connections = s.max_connections.unwrap_or(10_000);
-    if max_connections == 0 {
-        cx.err("server.max_connections", "must be at least 1");
-    }
+    cx.bound(
+        "server.max_connections",
+        max_connections,
+        &bounds::MAX_CONNECTIONS,
+    );
     let h2_streams = s.h2_max_concurrent_streams.unwrap_or(128);
-    if h2_streams == 0 {
-        cx.err("server.h2_max_concurrent_streams", "must be at least 1");
+    cx.bound(
+        "server.h2_max_concurrent_streams",
+        h2_streams,
+        &bounds::H2_STREAMS,
+    );
+    let h2_resets = s.h2_max_pending_reset_streams.unwrap_or(20);
+    cx.bound(
+        "server.h2_max_pending_reset_streams",
+        h2_resets,
+        &bounds::H2_PENDING_RESETS,
+    );
+    if let Some(p) = s.https_port {
+        cx.bound("server.https_port", p, &bounds::PORT);
     }
     let timeouts = [
         ("header_read_timeout", s.header_read_timeout),
@@ -325,7 +337,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         h1_fast_path: s.h1_fast_path.unwrap_or(true),
         watch_config: s.watch_config.unwrap_or(false),
         h2_max_concurrent_streams: h2_streams.max(1),
-        h2_max_pending_reset_streams: s.h2_max_pending_reset_streams.unwrap_or(20),
+        h2_max_pending_reset_streams: h2_resets,
     }
 }
 
@@ -469,6 +481,12 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
         if v.is_some_and(|d| d.0.is_zero()) {
             cx.err(format!("{key}.{k}"), "must be greater than zero");
         }
+    }
+    if let Some(n) = u.max_fails {
+        cx.bound(format!("{key}.max_fails"), n, &bounds::MAX_FAILS);
+    }
+    if let Some(n) = u.max_idle {
+        cx.bound(format!("{key}.max_idle"), n, &bounds::MAX_IDLE);
     }
     Upstream {
         name: name.to_owned(),

@@ -38,6 +38,9 @@ pub enum Body {
     /// A body that keeps its connection counted as busy until it ends, so an idle check
     /// never mistakes a client that stopped reading for an idle connection.
     Held(Box<Body>, crate::server::InflightGuard),
+    /// A request body being forwarded, its end or failure recorded for the proxy (which
+    /// then blames the client, not the upstream, for a failed exchange).
+    Watched(Box<Body>, std::sync::Arc<crate::proxy::BodyWatch>),
     /// A request body of unknown length with bytes still allowed; over the limit it
     /// fails (the upstream sees the request aborted, never a truncated body) and raises
     /// the flag so the client gets a 413.
@@ -83,6 +86,16 @@ impl http_body::Body for Body {
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
             Body::Transformed(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
+            Body::Watched(b, watch) => {
+                let r = Pin::new(b.as_mut()).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => watch.set_done(),
+                    Poll::Ready(Some(Err(_))) => watch.set_failed(),
+                    Poll::Ready(Some(Ok(_))) if b.is_end_stream() => watch.set_done(),
+                    _ => {}
+                }
+                r
+            }
             Body::Limited(b, left, flag) => {
                 let r = Pin::new(b.as_mut()).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(f))) = &r {
@@ -109,7 +122,7 @@ impl http_body::Body for Body {
             Body::Origin(b) => http_body::Body::is_end_stream(b.as_ref()),
             Body::Boxed(b) => b.is_end_stream(),
             Body::Transformed(b) => http_body::Body::is_end_stream(b.as_ref()),
-            Body::Held(b, _) | Body::Limited(b, _, _) => b.is_end_stream(),
+            Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.is_end_stream(),
         }
     }
 
@@ -124,7 +137,7 @@ impl http_body::Body for Body {
             Body::Origin(b) => http_body::Body::size_hint(b.as_ref()),
             Body::Boxed(b) => b.size_hint(),
             Body::Transformed(_) => SizeHint::default(),
-            Body::Held(b, _) | Body::Limited(b, _, _) => b.size_hint(),
+            Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.size_hint(),
         }
     }
 }

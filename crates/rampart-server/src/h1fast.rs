@@ -50,9 +50,15 @@ enum Parsed {
     Simple(Request<Body>, bool),
     /// Not complete yet.
     Partial,
+    /// A complete head over `max_header_size`.
+    TooLarge,
     /// Anything else.
     Other,
 }
+
+/// hyper's own answer to an oversized head, with the connection closed after it.
+const TOO_LARGE: &[u8] =
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// Serves simple requests on `io` until one is not simple, the connection ends, or it is
 /// asked to park.
@@ -77,7 +83,11 @@ where
     loop {
         // Parse what is there first: pipelined requests need no read.
         if !buf.is_empty() {
-            match parse(&mut buf, s.max_headers.min(STACK_HEADERS)) {
+            match parse(
+                &mut buf,
+                s.max_headers.min(STACK_HEADERS),
+                s.max_header_size,
+            ) {
                 Parsed::Simple(req, keep_alive) => {
                     head_started = None;
                     match answer(io, live, info, activity, req, keep_alive, &mut out).await {
@@ -93,10 +103,12 @@ where
                     }
                 }
                 Parsed::Other => return Left::Handoff(buf.freeze()),
+                Parsed::TooLarge => return too_large(io).await,
                 Parsed::Partial => {
+                    // Everything buffered belongs to the head: more than the limit and no
+                    // end yet is over it, byte-exact.
                     if buf.len() > s.max_header_size {
-                        // hyper answers an oversized head (431) as it always has.
-                        return Left::Handoff(buf.freeze());
+                        return too_large(io).await;
                     }
                     head_started.get_or_insert_with(tokio::time::Instant::now);
                 }
@@ -115,6 +127,16 @@ where
             Ev::Closed => return Left::Closed,
         }
     }
+}
+
+/// Answers 431 and closes: the rest of an oversized head is never read.
+async fn too_large<T: AsyncWrite + Unpin>(io: &mut T) -> Left {
+    if write_all(io, &mut [IoSlice::new(TOO_LARGE)]).await.is_ok() {
+        let _ = poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await;
+        let shut = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), shut).await;
+    }
+    Left::Closed
 }
 
 enum Ev {
@@ -163,11 +185,14 @@ async fn read<T: AsyncRead + Unpin>(
 /// Parses one request head; `Simple` only for a request with no body that needs nothing
 /// hyper does beyond framing. A simple request's head is split off `buf` and shared by the
 /// request (target and header values are slices of it, not copies); the buffer's memory is
-/// reused for the next read once the request is gone.
-fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
+/// reused for the next read once the request is gone. Any head over `max_head` bytes
+/// (request line, header lines and the blank line) is `TooLarge`, whatever its method:
+/// the first request of a connection handed to hyper is held to the limit here, exactly.
+fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> Parsed {
     let mut storage = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut r = httparse::Request::new(&mut storage[..max_headers.max(1)]);
     let len = match r.parse(&buf[..]) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => return Parsed::TooLarge,
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
@@ -477,7 +502,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Parsed {
-        parse(&mut BytesMut::from(s.as_bytes()), 64)
+        parse(&mut BytesMut::from(s.as_bytes()), 64, 1024)
     }
 
     #[test]
@@ -522,7 +547,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"GET /a?b=1 HTTP/1.1\r\nhost: h\r\nx-v: \tv \xff\r\n\r\nGET /next"[..],
         );
-        let Parsed::Simple(req, true) = parse(&mut buf, 64) else {
+        let Parsed::Simple(req, true) = parse(&mut buf, 64, 1024) else {
             panic!("not simple");
         };
         assert_eq!(&buf[..], b"GET /next", "a pipelined request stays buffered");
@@ -532,7 +557,7 @@ mod tests {
         // A target `http` refuses goes to hyper whole, bytes in place.
         let raw = &b"GET http://[x/ HTTP/1.1\r\nhost: h\r\n\r\nGET / HTTP/1.1\r\n"[..];
         let mut buf = BytesMut::from(raw);
-        assert!(matches!(parse(&mut buf, 64), Parsed::Other));
+        assert!(matches!(parse(&mut buf, 64, 1024), Parsed::Other));
         assert_eq!(&buf[..], raw);
     }
 

@@ -1,10 +1,15 @@
 //! Request policies, in DESIGN.md's order, each optional per route:
 //!
 //! ```text
-//! ip allow/deny → CORS (preflight answered here) → method allow-list → body limit
+//! ip allow/deny → IP- and header-keyed rate limits → CORS (preflight answered here)
+//!   → method allow-list → body limit → login lockout
 //!   → auth (api key / jwt; identity headers forwarded, client copies stripped)
-//!   → tenant → CSRF → rate limits → login lockout
+//!   → user-keyed rate limits → tenant → CSRF
 //! ```
+//! Cheap refusals that need no secret come first: a flood of bad credentials meets the
+//! IP limits and the lockout before any signature is checked, and a request whose
+//! credentials are refused still counts against the user-keyed limits (by its anonymous
+//! key: the IP for `user_or_ip`), so guessing keys or tokens is throttled too.
 //! and after the handler: lockout accounting, CORS and `RateLimit-*` headers, the CSRF
 //! cookie, cookie hardening. A refused request never reaches the upstream; the caller
 //! turns a refusal into its JSON answer and an audit event.
@@ -302,8 +307,8 @@ pub async fn before(
             req.headers_mut().remove(h);
         }
     }
-    body_limit(p.body_limit, req, &mut ctx)?;
     if !pol.is_active(route_idx) {
+        body_limit(p.body_limit, req, &mut ctx)?;
         return Ok(Before::Continue(ctx));
     }
     // IP allow/deny. IPv4-mapped IPv6 addresses count as IPv4.
@@ -317,6 +322,10 @@ pub async fn before(
             format!("client {ip} not allowed on this route"),
         ));
     }
+    // Rate limits that need no identity (IP, header).
+    let now = pol.now();
+    let mut delay = 0;
+    rate_limits(edge, p, req, None, ip, now, false, &mut ctx, &mut delay)?;
     // CORS.
     if let Some(ci) = p.cors {
         ctx.cors = Some(ci);
@@ -348,8 +357,37 @@ pub async fn before(
             format!("method {} not allowed", req.method()),
         ));
     }
-    // Authentication.
-    let identity = authenticate(edge, p, req)?;
+    body_limit(p.body_limit, req, &mut ctx)?;
+    // Login lockout: before the credentials are looked at.
+    for &li in &p.limits {
+        let (Some(lo), Some(store)) = (&config.policies.limits[li].lockout, &pol.lockouts[li])
+        else {
+            continue;
+        };
+        let account = match login_account(req, &lo.field, p.body_limit).await {
+            Ok(Some(a)) => format!("account:{a}"),
+            Ok(None) => format!("ip:{ip}"),
+            Err(r) => return Err(r),
+        };
+        if let Some(left) = store.locked_for(&account, now) {
+            return Err(refuse(
+                Refusal::Locked {
+                    status: lo.status,
+                    retry_after: nanos_to_secs_ceil(left).max(1),
+                },
+                "auth.locked",
+                format!("{account} is locked after failed logins"),
+            ));
+        }
+        ctx.lockout = Some((li, account));
+        break;
+    }
+    // Authentication. A refused attempt still counts against the user-keyed limits (by
+    // its anonymous key), and a limit it exceeds answers instead of the auth refusal.
+    let authenticated = authenticate(edge, p, req);
+    let id = authenticated.as_ref().ok().and_then(Option::as_ref);
+    rate_limits(edge, p, req, id, ip, now, true, &mut ctx, &mut delay)?;
+    let identity = authenticated?;
     if let (Some(id), true) = (&identity, upstream) {
         let h = req.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&id.subject) {
@@ -413,23 +451,42 @@ pub async fn before(
     if p.csrf {
         csrf(edge, req, identity.as_ref(), &mut ctx)?;
     }
-    // Rate limits.
-    let now = pol.now();
-    let mut delay = 0;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_nanos(delay)).await;
+    }
+    Ok(Before::Continue(ctx))
+}
+
+/// Checks the route's rate limits of one phase: those keyed by identity (`identified`,
+/// after authentication, with `id` when it succeeded) or the others (before it). The
+/// lowest remaining quota is kept for the `RateLimit-*` headers; `delay` is the longest
+/// wait a limit without `nodelay` asks for.
+#[allow(clippy::too_many_arguments)]
+fn rate_limits(
+    edge: &crate::edge::Edge,
+    p: &RoutePolicy,
+    req: &Request<Body>,
+    id: Option<&Identity>,
+    ip: IpAddr,
+    now: u64,
+    identified: bool,
+    ctx: &mut Ctx,
+    delay: &mut u64,
+) -> Result<(), Refused> {
     for &li in &p.limits {
-        let limit = &config.policies.limits[li];
-        if !limit.applies_to(req.method()) {
+        let limit = &edge.config.policies.limits[li];
+        if limit.key.needs_identity() != identified || !limit.applies_to(req.method()) {
             continue;
         }
-        let key = limit_key(&limit.key, req, identity.as_ref(), ip);
-        let store = &pol.limits[li];
+        let key = limit_key(&limit.key, req, id, ip);
+        let store = &edge.policies.limits[li];
         match store.check(&key, now) {
             Decision::Allow {
                 delay: d,
                 remaining,
                 reset,
             } => {
-                delay = delay.max(d);
+                *delay = (*delay).max(d);
                 let r = (store.quota(), remaining, nanos_to_secs_ceil(reset));
                 if ctx.rate.is_none_or(|(_, rem, _)| remaining < rem) {
                     ctx.rate = Some(r);
@@ -448,34 +505,7 @@ pub async fn before(
             }
         }
     }
-    // Login lockout.
-    for &li in &p.limits {
-        let (Some(lo), Some(store)) = (&config.policies.limits[li].lockout, &pol.lockouts[li])
-        else {
-            continue;
-        };
-        let account = match login_account(req, &lo.field, p.body_limit).await {
-            Ok(Some(a)) => format!("account:{a}"),
-            Ok(None) => format!("ip:{ip}"),
-            Err(r) => return Err(r),
-        };
-        if let Some(left) = store.locked_for(&account, now) {
-            return Err(refuse(
-                Refusal::Locked {
-                    status: lo.status,
-                    retry_after: nanos_to_secs_ceil(left).max(1),
-                },
-                "auth.locked",
-                format!("{account} is locked after failed logins"),
-            ));
-        }
-        ctx.lockout = Some((li, account));
-        break;
-    }
-    if delay > 0 {
-        tokio::time::sleep(std::time::Duration::from_nanos(delay)).await;
-    }
-    Ok(Before::Continue(ctx))
+    Ok(())
 }
 
 fn body_limit(limit: u64, req: &mut Request<Body>, ctx: &mut Ctx) -> Result<(), Refused> {

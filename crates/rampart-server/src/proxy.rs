@@ -9,12 +9,18 @@
 //!    is opened within `connect_timeout`.
 //! 3. A connection that cannot be made counts as a failure and the request goes to one other
 //!    server (`retry = true`, the default). Nothing has been sent then, so this is safe for
-//!    every method. A pooled connection that the upstream closed before our request was
-//!    written hands the request back (hyper's `try_send_request`) and is retried on a fresh
-//!    connection. A request that was sent is never retried.
-//! 4. The response head must arrive within `response_timeout` (504 otherwise). Bodies stream
+//!    every method. A pooled connection that the upstream closed while idle is its
+//!    keep-alive ending, never a failure: hyper hands back a request it could not write
+//!    (`try_send_request`) and it goes on the next pooled or a fresh connection; rampart's
+//!    own client (GET and HEAD only) also retries a request that was written and got no
+//!    byte back. Any other request that was (partly) written is never retried. An
+//!    upstream's `Keep-Alive: timeout=N` is learnt, so its connections leave the pool first.
+//! 4. A failure of the client's own request body (malformed chunked framing, over the
+//!    route's limit, a stall past `response_timeout`) is the client's: 400/413/408, and
+//!    nothing is counted against the upstream.
+//! 5. The response head must arrive within `response_timeout` (504 otherwise). Bodies stream
 //!    in both directions without being buffered whole.
-//! 5. When the response body has been read to its end the connection returns to the pool
+//! 6. When the response body has been read to its end the connection returns to the pool
 //!    (the body wrapper does it, so no task is spawned per request). A body dropped before
 //!    its end takes its connection with it, since the rest of it is still on the wire.
 //!
@@ -55,6 +61,16 @@ pub enum ProxyError {
     /// The same, on rampart's own client.
     #[error("upstream connection failed")]
     Io(#[source] std::io::Error),
+    /// The client's request body failed (malformed chunked framing, over the route's
+    /// limit, the client gone): the client's fault, never counted against the upstream.
+    #[error("client request body failed")]
+    ClientBody,
+    /// The client's request body stalled past `response_timeout`: the client's fault too.
+    #[error("client request body too slow")]
+    ClientTimeout,
+    /// The upstream switched protocols to something other than the WebSocket asked for.
+    #[error("upstream switched protocols unasked")]
+    Protocol,
 }
 
 fn clock() -> u64 {
@@ -84,6 +100,8 @@ pub struct Pool {
     own_client: bool,
     /// The config it was built from: a reload keeps the pool when this is unchanged.
     pub(crate) config: Upstream,
+    /// Passive mark-downs not yet reported ([`Pool::take_downs`]).
+    downs: Mutex<Vec<String>>,
 }
 
 /// One upstream server and its connections.
@@ -154,6 +172,15 @@ struct FailWindow {
 struct IdleConn {
     sender: SendRequest<Body>,
     since: Instant,
+    /// The upstream's keep-alive, less a margin ([`keep_alive_timeout`]).
+    keep: Option<Duration>,
+}
+
+impl IdleConn {
+    fn fresh(&self, idle_timeout: Duration) -> bool {
+        !self.sender.is_closed()
+            && self.since.elapsed() < self.keep.map_or(idle_timeout, |k| k.min(idle_timeout))
+    }
 }
 
 /// Counts a request in flight on a server until dropped (for `least_conn`).
@@ -210,6 +237,7 @@ impl Pool {
             retry: u.retry,
             own_client,
             config: u.clone(),
+            downs: Mutex::new(Vec::new()),
         }
     }
 
@@ -226,7 +254,7 @@ impl Pool {
     pub fn reap_idle(&self) {
         for s in &self.servers {
             if let Ok(mut idle) = s.idle.lock() {
-                idle.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
+                idle.retain(|c| c.fresh(self.idle_timeout));
             }
             if let Ok(mut idle) = s.raw_idle.lock() {
                 idle.retain(|c| c.fresh(self.idle_timeout));
@@ -349,12 +377,33 @@ impl Pool {
             };
         }
         w.count += 1;
-        if w.count >= self.max_fails {
+        // A server already out is not marked again: one transition, one event, however
+        // many requests in flight fail with it.
+        if w.count >= self.max_fails && s.down_until.load(Ordering::Relaxed) <= now {
             s.down_until
                 .store(now + self.fail_timeout_ms, Ordering::Relaxed);
             *w = FailWindow::default();
             tracing::warn!(upstream = %self.name, server = %s.authority, for_ms = self.fail_timeout_ms, "upstream server marked down");
+            if let Ok(mut downs) = self.downs.lock() {
+                downs.push(format!(
+                    "{} {}: {} failures within {} ms; out for {} ms",
+                    self.name,
+                    s.authority,
+                    self.max_fails,
+                    self.fail_timeout_ms,
+                    self.fail_timeout_ms
+                ));
+            }
         }
+    }
+
+    /// Servers passive health took out since the last call, as audit reasons: the request
+    /// path reports them (`upstream.down`) after a failed forward.
+    pub fn take_downs(&self) -> Vec<String> {
+        self.downs
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
     }
 
     fn checkout(&self, s: &Server) -> Option<SendRequest<Body>> {
@@ -362,7 +411,7 @@ impl Pool {
         while let Some(c) = idle.pop() {
             // A connection returned at the end of a body may not have signalled readiness
             // yet; `forward` waits for that. A closed or expired one is dropped here.
-            if !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout {
+            if c.fresh(self.idle_timeout) {
                 return Some(c.sender);
             }
         }
@@ -401,10 +450,16 @@ impl Pool {
         }
         fwd.apply(req.headers_mut());
         let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // A request body is watched: when it fails or stalls, the client is to blame.
+        let watch = (!http_body::Body::is_end_stream(req.body())).then(|| {
+            let w = Arc::new(BodyWatch::default());
+            let inner = std::mem::take(req.body_mut());
+            *req.body_mut() = Body::Watched(Box::new(inner), w.clone());
+            w
+        });
         let n = self.servers.len();
         let max_servers = if self.retry { n.min(2) } else { 1 };
         let mut tried: Vec<usize> = Vec::new();
-        let mut stale = 0;
         loop {
             let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
             let server = self.servers[idx].clone();
@@ -429,24 +484,41 @@ impl Pool {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => {
                     if let Some(unsent) = e.take_message() {
-                        // Nothing reached the upstream: a stale pooled connection, or one
-                        // that closed at once. Try again on a fresh connection.
+                        // Nothing reached the upstream. A pooled connection the upstream
+                        // closed while idle is its keep-alive ending, not a failure: the
+                        // next idle one, or a fresh one, is tried (each pooled connection
+                        // at most once). A fresh connection that fails so is a failure.
                         req = unsent;
-                        if reused && stale < 4 {
-                            stale += 1;
+                        if reused {
                             continue;
                         }
                         self.next_server(&server, idx, &mut tried, max_servers)?;
                         continue;
                     }
                     let err = e.into_error();
+                    if watch.as_ref().is_some_and(|w| w.failed()) || err.is_user() {
+                        // The request body (the client's) failed, not the upstream.
+                        return Err(ProxyError::ClientBody);
+                    }
                     tracing::warn!(upstream = %self.name, server = %server.authority, error = %err, "upstream request failed");
                     self.record_failure(&server);
                     return Err(ProxyError::Upstream(err));
                 }
+                Err(_) if watch.as_ref().is_some_and(|w| !w.done()) => {
+                    // The upstream may rightly wait for the whole body before answering.
+                    return Err(ProxyError::ClientTimeout);
+                }
                 Err(_) => return Err(self.timed_out(&server)),
             };
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let websocket = resp
+                    .headers()
+                    .get(header::UPGRADE)
+                    .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
+                if client_upgrade.is_none() || !websocket {
+                    tracing::warn!(upstream = %self.name, server = %server.authority, "upstream switched protocols to something not asked for");
+                    return Err(ProxyError::Protocol);
+                }
                 if let Some(client_upgrade) = client_upgrade {
                     let upstream_upgrade = hyper::upgrade::on(&mut resp);
                     tokio::spawn(async move {
@@ -463,11 +535,16 @@ impl Pool {
                 strip_hop_by_hop(resp.headers_mut(), true);
                 return Ok((resp.map(Body::from), server));
             }
+            let keep = resp
+                .headers()
+                .get(&KEEP_ALIVE)
+                .and_then(|v| keep_alive_timeout(v.as_bytes()));
             strip_hop_by_hop(resp.headers_mut(), false);
             let back = PoolReturn {
                 sender,
                 server: server.clone(),
                 max_idle: self.max_idle,
+                keep,
                 _inflight: inflight,
             };
             let resp = resp.map(|inner| {
@@ -493,6 +570,7 @@ struct PoolReturn {
     sender: SendRequest<Body>,
     server: Arc<Server>,
     max_idle: usize,
+    keep: Option<Duration>,
     _inflight: Inflight,
 }
 
@@ -511,6 +589,7 @@ impl PoolReturn {
                 idle.push(IdleConn {
                     sender: self.sender,
                     since: Instant::now(),
+                    keep: self.keep,
                 });
             }
         }
@@ -574,10 +653,33 @@ impl Server {
     }
 }
 
+/// `Keep-Alive`.
+pub(crate) const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// An upstream's `Keep-Alive: timeout=N` as how long rampart keeps the connection idle:
+/// one second less than N (at least half of it), so the pool drops it before the upstream
+/// closes it under a request.
+pub(crate) fn keep_alive_timeout(v: &[u8]) -> Option<Duration> {
+    let secs = v.split(|b| *b == b',').find_map(|p| {
+        let p = p.trim_ascii();
+        let (k, v) = p.split_at(p.iter().position(|b| *b == b'=')?);
+        if !k.trim_ascii().eq_ignore_ascii_case(b"timeout") {
+            return None;
+        }
+        std::str::from_utf8(&v[1..])
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    })?;
+    let ms = secs.saturating_mul(1000);
+    Some(Duration::from_millis(ms.saturating_sub(1000).max(ms / 2)))
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
 pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
+    KEEP_ALIVE,
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,
@@ -586,9 +688,17 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
-/// Whether a request asks for a protocol upgrade (WebSocket).
+/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket` named in
+/// `Connection`). No other upgrade is ever tunnelled: `Upgrade: h2c` (or anything else)
+/// is stripped like any hop-by-hop header, so an upstream that would switch protocols
+/// cannot open a tunnel that later requests bypass the edge's policies through.
 pub fn is_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
+    let mut upgrades = h.get_all(header::UPGRADE).iter();
+    let websocket = upgrades
+        .next()
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    websocket
+        && upgrades.next().is_none()
         && h.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
@@ -638,6 +748,31 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if let Some(u) = upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, u);
+    }
+}
+
+/// What became of a request body being forwarded: whether it ended, or failed on the
+/// client's side (malformed framing, over the route's limit, the client gone).
+#[derive(Debug, Default)]
+pub struct BodyWatch(std::sync::atomic::AtomicU8);
+
+impl BodyWatch {
+    const DONE: u8 = 1;
+    const FAILED: u8 = 2;
+
+    /// Records the body's end.
+    pub(crate) fn set_done(&self) {
+        self.0.store(Self::DONE, Ordering::Relaxed);
+    }
+    /// Records the body's failure.
+    pub(crate) fn set_failed(&self) {
+        self.0.store(Self::FAILED, Ordering::Relaxed);
+    }
+    fn done(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::DONE
+    }
+    fn failed(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::FAILED
     }
 }
 

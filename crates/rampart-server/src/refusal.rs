@@ -47,6 +47,10 @@ pub enum Refusal {
     RangeNotSatisfiable(u64),
     /// An unsupported media type (415), e.g. a CSP report that is not a report.
     UnsupportedMediaType,
+    /// The request head is over `max_header_size` (431).
+    HeadersTooLarge,
+    /// The client's request body stalled (408); the connection is closed after.
+    RequestTimeout,
 }
 
 impl Refusal {
@@ -68,6 +72,8 @@ impl Refusal {
             }
             Refusal::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -86,6 +92,8 @@ impl Refusal {
             Refusal::Locked { .. } => "account_locked",
             Refusal::RangeNotSatisfiable(_) => "range_not_satisfiable",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::RequestTimeout => "request_timeout",
         }
     }
 
@@ -97,8 +105,9 @@ impl Refusal {
                 | Refusal::Misdirected
                 | Refusal::BadGateway
                 | Refusal::GatewayTimeout
-                | Refusal::BadRequest("bad_request")
+                | Refusal::BadRequest("bad_request" | "bad_body")
                 | Refusal::RangeNotSatisfiable(_)
+                | Refusal::RequestTimeout
         )
     }
 
@@ -138,6 +147,10 @@ impl Refusal {
             }
             Refusal::Locked { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Refusal::RequestTimeout | Refusal::BadRequest("bad_body") => {
+                // The request's body is unread or broken: nothing after it can be framed.
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Refusal::RangeNotSatisfiable(len) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {

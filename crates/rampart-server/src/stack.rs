@@ -270,6 +270,12 @@ async fn answer<'e>(
     trace: &mut Trace,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
     let server = &edge.config.server;
+    if !conn.raw_head
+        && req.version() <= http::Version::HTTP_11
+        && head_len(&req) > server.max_header_size
+    {
+        return Err(Refusal::HeadersTooLarge.into());
+    }
     let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
     if !server.allowed_hosts.is_empty() && !server.allowed_hosts.iter().any(|p| p.matches(&host)) {
         return match server.misdirected {
@@ -393,7 +399,13 @@ async fn answer<'e>(
                 let fwd = proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
                 let upstream_req = Request::from_parts(parts, body);
                 let sent = std::time::Instant::now();
-                match pool.forward(upstream_req, fwd).await {
+                let forwarded = pool.forward(upstream_req, fwd).await;
+                if forwarded.is_err() {
+                    for reason in pool.take_downs() {
+                        audit::system(edge, "upstream.down", "warning", &reason);
+                    }
+                }
+                match forwarded {
                     Ok((resp, server)) => {
                         let t = sent.elapsed();
                         edge.metrics.upstream(&pool.label, &server, t.as_secs_f64());
@@ -401,9 +413,19 @@ async fn answer<'e>(
                         resp
                     }
                     Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
-                    Err(ProxyError::Connect | ProxyError::Upstream(_) | ProxyError::Io(_)) => {
-                        return Err(in_route(Refusal::BadGateway))
+                    // The exceeded-limit flag, checked below, turns this into a 413.
+                    Err(ProxyError::ClientBody) => {
+                        return Err(in_route(Refusal::BadRequest("bad_body")))
                     }
+                    Err(ProxyError::ClientTimeout) => {
+                        return Err(in_route(Refusal::RequestTimeout))
+                    }
+                    Err(
+                        ProxyError::Connect
+                        | ProxyError::Upstream(_)
+                        | ProxyError::Io(_)
+                        | ProxyError::Protocol,
+                    ) => return Err(in_route(Refusal::BadGateway)),
                 }
             }
             Action::Static(site) => {
@@ -504,6 +526,20 @@ async fn answer<'e>(
         || resp.status().is_server_error())
     .then_some(&route.headers);
     Ok((resp, policy))
+}
+
+/// The size of an HTTP/1.x request head as parsed by hyper, counted as it is written with
+/// one space after each colon: request line, header lines, blank line. hyper holds heads
+/// only loosely to `max_buf_size` (a head that arrives whole in one read passes), and it
+/// serves a connection's later requests without the fast path's exact count, so this
+/// check keeps `max_header_size` on every path (exact for heads written that way; optional
+/// whitespace a client adds is not counted).
+fn head_len<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    req.headers()
+        .iter()
+        .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only

@@ -756,6 +756,49 @@ pub(crate) fn active(run: &mut Run<'_>) {
     const LOGIN: &str = "login lockout or limit answers 429 (--active)";
     const BODY: &str = "oversized body answers 413 (--active)";
     const WS: &str = "WebSocket upgrade works (--active)";
+    run.sink.check("VF-ACT-02", BODY);
+    run.o.step("active: oversized body");
+    // Before the login probe: a login route's rate limit (which runs before the body
+    // limit) is not used up yet.
+    let path = run.o.login.clone().unwrap_or_else(|| "/".to_owned());
+    let r = run.send(&Req {
+        tls: run.target.tls,
+        port: run.target.port,
+        method: "POST",
+        path: &path,
+        headers: &[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", "1073741824"),
+        ],
+        body: None,
+    });
+    match r {
+        Ok(r) if r.status == 413 => {}
+        Ok(r) if r.status == 429 => run.sink.add(
+            "VF-ACT-02",
+            Severity::Info,
+            run.subject(&path),
+            "a request declaring a 1 GiB body was rate limited (429) before its size was judged"
+                .to_owned(),
+            "run verify again once the rate limit has refilled",
+        ),
+        Ok(r) => run.sink.add(
+            "VF-ACT-02",
+            Severity::Error,
+            run.subject(&path),
+            format!("a request declaring a 1 GiB body got {}, not 413", r.status),
+            "limit request bodies (rampart: body_limit)",
+        ),
+        Err(e) => run.sink.add(
+            "VF-ACT-02",
+            Severity::Warn,
+            run.subject(&path),
+            format!(
+                "a request declaring a 1 GiB body got no answer ({e}): the limit is not stated"
+            ),
+            "refuse an oversized Content-Length at once with 413",
+        ),
+    }
     match run.o.login.clone() {
         None => run.sink.skip("VF-ACT-01", LOGIN, "no --login path"),
         Some(p) => {
@@ -801,38 +844,6 @@ pub(crate) fn active(run: &mut Run<'_>) {
                 );
             }
         }
-    }
-    run.sink.check("VF-ACT-02", BODY);
-    run.o.step("active: oversized body");
-    let r = run.send(&Req {
-        tls: run.target.tls,
-        port: run.target.port,
-        method: "POST",
-        path: run.o.login.as_deref().unwrap_or("/"),
-        headers: &[
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Length", "1073741824"),
-        ],
-        body: None,
-    });
-    match r {
-        Ok(r) if r.status == 413 => {}
-        Ok(r) => run.sink.add(
-            "VF-ACT-02",
-            Severity::Error,
-            run.subject("/"),
-            format!("a request declaring a 1 GiB body got {}, not 413", r.status),
-            "limit request bodies (rampart: body_limit)",
-        ),
-        Err(e) => run.sink.add(
-            "VF-ACT-02",
-            Severity::Warn,
-            run.subject("/"),
-            format!(
-                "a request declaring a 1 GiB body got no answer ({e}): the limit is not stated"
-            ),
-            "refuse an oversized Content-Length at once with 413",
-        ),
     }
     match run.o.websocket.clone() {
         None => run.sink.skip("VF-ACT-03", WS, "no --websocket path"),

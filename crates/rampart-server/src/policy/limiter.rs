@@ -91,15 +91,31 @@ impl Gcra {
 }
 
 const SHARDS: usize = 16;
-const OVERFLOW: &str = "\0overflow";
+
+/// Slots a new key looks at for an expired one to take over when its shard is full. A
+/// constant: a flood of new keys costs the same per request whatever the table holds.
+const EVICT_TRIES: usize = 4;
+
+/// One shard of a limit's keys: the keys' state in slots (at most the shard's share of
+/// `max_keys`), an index from key to slot, and a clock hand that walks the slots looking
+/// for an expired key to replace.
+#[derive(Debug, Default)]
+struct Shard {
+    index: HashMap<Box<str>, u32>,
+    slots: Vec<(Box<str>, u64)>,
+    hand: usize,
+    /// The TAT of the bucket new keys share while the shard is full of live keys.
+    overflow: u64,
+}
 
 /// The per-key state of one limit.
 #[derive(Debug)]
 pub struct Store {
     gcra: Gcra,
     nodelay: bool,
-    per_shard: usize,
-    shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
+    /// Keys each shard may hold: `max_keys` split exactly.
+    caps: [usize; SHARDS],
+    shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -107,11 +123,12 @@ impl Store {
     /// A store for `limit`.
     pub fn new(limit: &Limit) -> Self {
         let per = u64::try_from(limit.per.as_nanos()).unwrap_or(u64::MAX);
+        let (base, extra) = (limit.max_keys / SHARDS, limit.max_keys % SHARDS);
         Self {
             gcra: Gcra::new(limit.count, per, limit.burst),
             nodelay: limit.nodelay,
-            per_shard: limit.max_keys.div_ceil(SHARDS).max(1),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            caps: std::array::from_fn(|i| (base + usize::from(i < extra)).max(1)),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -121,36 +138,64 @@ impl Store {
         u32::try_from(self.gcra.tolerance / self.gcra.interval + 1).unwrap_or(u32::MAX)
     }
 
-    /// Decides for `key` at `now`.
+    /// Decides for `key` at `now`. A known key costs one lookup; a new key in a full shard
+    /// takes over an expired key's slot if the clock hand finds one within
+    /// [`EVICT_TRIES`] slots, else it is counted in the shard's overflow bucket: a flood of
+    /// distinct keys can neither grow memory past `max_keys` nor escape limiting, and it
+    /// costs a constant amount of work per request.
     pub fn check(&self, key: &str, now: u64) -> Decision {
         let idx = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        let mut map = self.shards[idx]
+        let mut guard = self.shards[idx]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tat) = map.get_mut(key) {
+        let shard = &mut *guard;
+        if let Some(&slot) = shard.index.get(key) {
+            let tat = &mut shard.slots[slot as usize].1;
             let (d, new) = self.gcra.check(*tat, now, self.nodelay);
             *tat = new;
             return d;
         }
-        let mut key = key;
-        if map.len() >= self.per_shard {
-            map.retain(|_, tat| *tat > now);
-            if map.len() >= self.per_shard {
-                key = OVERFLOW;
+        let (d, new) = self.gcra.check(0, now, self.nodelay);
+        if shard.slots.len() < self.caps[idx] {
+            let slot = u32::try_from(shard.slots.len()).unwrap_or(u32::MAX);
+            shard.slots.push((key.into(), new));
+            shard.index.insert(key.into(), slot);
+            return d;
+        }
+        let len = shard.slots.len();
+        for _ in 0..EVICT_TRIES.min(len) {
+            let slot = shard.hand;
+            shard.hand = (slot + 1) % len;
+            if shard.slots[slot].1 <= now {
+                let old = std::mem::replace(&mut shard.slots[slot], (key.into(), new));
+                shard.index.remove(&old.0);
+                shard
+                    .index
+                    .insert(key.into(), u32::try_from(slot).unwrap_or(u32::MAX));
+                return d;
             }
         }
-        let tat = map.get(key).copied().unwrap_or(0);
-        let (d, new) = self.gcra.check(tat, now, self.nodelay);
-        map.insert(key.into(), new);
+        let (d, new) = self.gcra.check(shard.overflow, now, self.nodelay);
+        shard.overflow = new;
         d
     }
 
     /// Drops keys whose state has run out (TAT in the past).
     pub fn sweep(&self, now: u64) {
         for s in &self.shards {
-            s.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|_, tat| *tat > now);
+            let mut guard = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let shard = &mut *guard;
+            if shard.slots.iter().all(|(_, tat)| *tat > now) {
+                continue;
+            }
+            shard.slots.retain(|(_, tat)| *tat > now);
+            shard.index.clear();
+            for (i, (k, _)) in shard.slots.iter().enumerate() {
+                shard
+                    .index
+                    .insert(k.clone(), u32::try_from(i).unwrap_or(u32::MAX));
+            }
+            shard.hand = 0;
         }
     }
 
@@ -161,6 +206,7 @@ impl Store {
             .map(|s| {
                 s.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .slots
                     .len()
             })
             .sum()
@@ -251,8 +297,8 @@ mod tests {
         for i in 0..10_000 {
             s.check(&format!("k{i}"), 0);
         }
-        // Each shard holds at most its share plus the overflow bucket.
-        assert!(s.len() <= 64 + SHARDS * 2, "{}", s.len());
+        // The cap is exact.
+        assert_eq!(s.len(), 64);
         // Keys beyond the cap share the overflow bucket: they are limited, not free.
         let refused = (10_000..10_100)
             .filter(|i| !allowed(s.check(&format!("k{i}"), 0)))
@@ -261,6 +307,54 @@ mod tests {
         // After their TAT passes, keys are dropped.
         s.sweep(10 * S);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn new_keys_take_over_expired_ones_when_full() {
+        let s = Store::new(&limit("1/s", 0, true, 1000));
+        for i in 0..20_000 {
+            s.check(&format!("old{i}"), 0);
+        }
+        assert_eq!(s.len(), 1000, "every shard is full");
+        // A second later every old key has expired: each new key gets a slot of its own
+        // (never the shared overflow bucket), without a sweep, and the cap holds.
+        for i in 0..200 {
+            assert!(allowed(s.check(&format!("new{i}"), 2 * S)), "new{i}");
+            assert!(
+                !allowed(s.check(&format!("new{i}"), 2 * S)),
+                "new{i} has its own state"
+            );
+        }
+        assert_eq!(s.len(), 1000);
+    }
+
+    #[test]
+    fn a_flood_of_live_keys_costs_constant_work_and_shares_one_bucket() {
+        let s = Store::new(&limit("1/m", 0, true, 1600));
+        for i in 0..20_000 {
+            s.check(&format!("live{i}"), 0);
+        }
+        assert_eq!(s.len(), 1600, "every shard is full of live keys");
+        let live = s.shards[0].lock().unwrap().slots[0].0.to_string();
+        // Flood with new keys: each looks at no more than EVICT_TRIES slots (the hands
+        // move at most that far per request) and the cap holds.
+        let hands: Vec<usize> = s.shards.iter().map(|m| m.lock().unwrap().hand).collect();
+        for i in 0..16 {
+            s.check(&format!("flood{i}"), 1);
+        }
+        let moved: usize = s
+            .shards
+            .iter()
+            .zip(hands)
+            .map(|(m, h)| {
+                let sh = m.lock().unwrap();
+                (sh.hand + sh.slots.len() - h) % sh.slots.len()
+            })
+            .sum();
+        assert!(moved <= 16 * EVICT_TRIES, "{moved}");
+        assert_eq!(s.len(), 1600);
+        // A live key keeps its own state (refused: its one request a minute is used).
+        assert!(!allowed(s.check(&live, 2)));
     }
 
     proptest! {

@@ -42,11 +42,29 @@ pub(super) struct RawConn {
     stream: TcpStream,
     buf: BytesMut,
     since: Instant,
+    /// How long the upstream said it keeps the connection (`Keep-Alive: timeout=`), less
+    /// a margin: the connection is dropped before the upstream closes it.
+    keep: Option<std::time::Duration>,
 }
 
 impl RawConn {
     pub(super) fn fresh(&self, idle_timeout: std::time::Duration) -> bool {
-        self.since.elapsed() < idle_timeout
+        self.since.elapsed() < self.keep.map_or(idle_timeout, |k| k.min(idle_timeout))
+    }
+}
+
+/// Whether an idle connection is still open: the upstream has not closed it (its FIN
+/// would have made the socket readable) nor sent anything unasked. Costs no system call
+/// while the socket is not readable.
+fn is_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => matches!(
+            stream.try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ),
     }
 }
 
@@ -68,7 +86,7 @@ impl Pool {
     fn checkout_raw(&self, s: &Server) -> Option<(TcpStream, BytesMut)> {
         let mut idle = s.raw_idle.lock().ok()?;
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < self.idle_timeout {
+            if c.fresh(self.idle_timeout) && is_open(&c.stream) {
                 return Some((c.stream, c.buf));
             }
         }
@@ -97,7 +115,6 @@ impl Pool {
         let n = self.servers.len();
         let max_servers = if self.retry { n.min(2) } else { 1 };
         let mut tried: Vec<usize> = Vec::new();
-        let mut stale = 0;
         loop {
             let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
             let server = self.servers[idx].clone();
@@ -120,10 +137,10 @@ impl Pool {
             .await;
             let (parts, body) = match exchanged {
                 Ok(Ok(r)) => r,
-                Ok(Err(Fail::Stale)) if reused && stale < 4 => {
-                    stale += 1;
-                    continue;
-                }
+                // The upstream closed a pooled connection as its keep-alive ended (the
+                // close crossed our request): not a failure. The next idle connection, or
+                // a fresh one, is tried; each pooled connection at most once.
+                Ok(Err(Fail::Stale)) if reused => continue,
                 Ok(Err(Fail::Stale)) => {
                     self.next_server(&server, idx, &mut tried, max_servers)?;
                     continue;
@@ -227,12 +244,14 @@ async fn exchange(
                 Some((len, Some(mut parsed))) => {
                     // The head's bytes become shared: header values are slices of them.
                     let raw = buf.split_to(len).freeze();
+                    let keep = parsed.keep;
                     let (status, headers, framing, reusable) = parsed.build(&raw);
                     let body = OriginBody {
                         stream: Some(stream),
                         buf,
                         state: framing,
                         reusable,
+                        keep,
                         back: None,
                     };
                     return Ok(((status, headers), body));
@@ -249,6 +268,8 @@ struct Parsed {
     fields: SmallVec<[(HeaderName, u32, u32); 10]>,
     state: State,
     reusable: bool,
+    /// The upstream's `Keep-Alive: timeout=`, less a margin.
+    keep: Option<std::time::Duration>,
     /// Coded body: any `Content-Length` is dropped.
     coded: bool,
     /// `Connection` names another header, which is hop-by-hop too.
@@ -311,6 +332,7 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
     let mut length: Option<u64> = None;
     let mut close = version == Version::HTTP_10;
     let mut named_other = false;
+    let mut keep = None;
     for h in r.headers.iter() {
         let mut names_other = false;
         let name = HeaderName::from_bytes(h.name.as_bytes())
@@ -355,6 +377,8 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
         if !super::HOP_BY_HOP.contains(&name) || (name == header::CONNECTION && names_other) {
             let start = h.value.as_ptr() as usize - base;
             fields.push((name, start as u32, (start + h.value.len()) as u32));
+        } else if name == super::KEEP_ALIVE {
+            keep = super::keep_alive_timeout(h.value);
         }
     }
     let state =
@@ -379,6 +403,7 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
             fields,
             state,
             reusable: !close,
+            keep,
             coded: chunked || other_coding,
             named_other,
         }),
@@ -425,6 +450,7 @@ pub struct OriginBody {
     buf: BytesMut,
     state: State,
     reusable: bool,
+    keep: Option<std::time::Duration>,
     back: Option<Back>,
 }
 
@@ -456,6 +482,7 @@ impl OriginBody {
                     stream,
                     buf,
                     since: Instant::now(),
+                    keep: self.keep,
                 });
             }
         };

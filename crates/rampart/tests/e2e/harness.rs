@@ -239,3 +239,70 @@ pub fn json_report(out: &std::process::Output) -> (i32, serde_json::Value) {
     });
     (out.status.code().unwrap_or(-1), v)
 }
+
+/// A real Python app server (uvicorn, gunicorn) on 127.0.0.1:0, run from the test venv;
+/// stopped when dropped.
+pub struct AppServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl AppServer {
+    /// Runs `python -m MODULE ARGS…` in `dir` and waits for the line in which it names its
+    /// address (`http://127.0.0.1:PORT`).
+    pub fn start(dir: &std::path::Path, module: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(python())
+            .arg("-m")
+            .arg(module)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{module}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{module} did not start (is it in RAMPART_TEST_PYTHON's venv?): {seen:?}");
+            };
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                let rest = &line[at + "http://".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .unwrap_or(rest.len());
+                let addr = rest[..end].parse().unwrap();
+                return Self { child, addr };
+            }
+            seen.push(line);
+        }
+    }
+}
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

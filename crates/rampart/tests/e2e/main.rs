@@ -6,8 +6,11 @@
 
 mod harness;
 
+mod app_servers;
 mod browser;
 mod cli;
+mod config_ranges;
+mod framing;
 mod headers;
 mod limits;
 mod observability;
@@ -15,6 +18,7 @@ mod ops;
 mod policies;
 mod preflight;
 mod proxy;
+mod rate;
 mod routing;
 mod site;
 mod static_files;

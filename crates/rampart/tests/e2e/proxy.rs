@@ -482,3 +482,42 @@ async fn h2c_prior_knowledge_only_when_enabled() {
     assert!(sender.send_request(req).await.is_err());
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_mark_down_is_one_transition_and_one_audit_event() {
+    let dead = dead_addr();
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[logging]\naccess = \"off\"\naudit = \"audit.log\"\n[upstreams.app]\nservers = [\"{dead}\"]\nmax_fails = 3\nretry = false\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n"
+    ))
+    .await;
+    let at = edge.http();
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        tasks.push(tokio::spawn(async move {
+            client::plain(at, get("h", "/")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::BAD_GATEWAY);
+    }
+    let audit = edge.dir.path().join("audit.log");
+    let downs = eventually(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&audit).ok()?;
+        let n = t
+            .lines()
+            .filter(|l| l.contains("\"upstream.down\""))
+            .count();
+        (n > 0).then_some(t)
+    })
+    .await
+    .expect("no upstream.down event");
+    // The writer batches for a few ms: give a second event the chance to show.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains("\"upstream.down\""))
+        .collect();
+    assert_eq!(events.len(), 1, "{downs}");
+    assert!(events[0].contains(&dead.to_string()), "{}", events[0]);
+}
