@@ -289,7 +289,11 @@ where
     let head_only = req.method() == Method::HEAD;
     let version = req.version();
     let edge = live.edge();
-    let Ok((resp, policy)) = stack::respond(&edge, info, req, true).await else {
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let answered = crate::rescue::Caught(std::pin::pin!(stack::respond(&edge, info, req, true)))
+        .await
+        .unwrap_or_else(|()| Ok((crate::rescue::internal_error(&method, uri.path()), None)));
+    let Ok((resp, policy)) = answered else {
         return Ok(false);
     };
     if activity.signal.load(Ordering::Acquire) > SIGNAL_PARK {

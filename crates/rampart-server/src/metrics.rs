@@ -97,7 +97,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
+        let m = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(request_buckets),
             upstream_duration: Family::new_with_constructor(request_buckets),
@@ -106,7 +106,16 @@ impl Default for Metrics {
             csp: Family::default(),
             log_dropped: Family::default(),
             tenants: Mutex::new(HashSet::new()),
+        };
+        // Series whose labels are known in advance exist from the start at 0, so an alert
+        // on them can tell "none yet" from "not scraped".
+        for log in ["access", "audit"] {
+            let _ = m.log_dropped.get_or_create(&LogLabels { log });
         }
+        for result in ["ok", "failed", "timeout"] {
+            let _ = m.tls.get_or_create(&ResultLabels { result });
+        }
+        m
     }
 }
 
@@ -292,6 +301,13 @@ impl Metrics {
             "rampart_log_lines_dropped",
             "Log lines dropped because the writer fell behind",
             self.log_dropped.clone(),
+        );
+        let panics = Counter::<u64>::default();
+        panics.inc_by(crate::rescue::panics());
+        r.register(
+            "rampart_panics",
+            "Panics caught (a request answered 500, or one connection ended); each is logged with its cause",
+            panics,
         );
         let active = Gauge::<i64>::default();
         active.set(i64::try_from(live.conns.len()).unwrap_or(i64::MAX));

@@ -51,6 +51,8 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The client's request body stalled (408); the connection is closed after.
     RequestTimeout,
+    /// A bug: the request path panicked (500).
+    Internal,
 }
 
 impl Refusal {
@@ -74,6 +76,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -94,6 +97,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::RequestTimeout => "request_timeout",
+            Refusal::Internal => "internal_error",
         }
     }
 
@@ -108,6 +112,7 @@ impl Refusal {
                 | Refusal::BadRequest("bad_request" | "bad_body")
                 | Refusal::RangeNotSatisfiable(_)
                 | Refusal::RequestTimeout
+                | Refusal::Internal
         )
     }
 

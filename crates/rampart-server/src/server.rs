@@ -95,6 +95,8 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     let https = crate::live::bind_key("server.https", server.https)?;
     let admin =
         crate::live::bind_key("admin.listen", edge.config.admin.as_ref().map(|a| a.listen))?;
+    crate::rescue::install_hook();
+    crate::fd_limit::raise_for(server.max_connections);
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let grace = server.shutdown_grace;
     let (park_after, idle) = (server.park_after, server.idle_timeout);
@@ -531,10 +533,14 @@ fn service(
                 )
             }
         });
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         async move {
             // Boxed: HTTP/2 spawns each stream as a task, and moving the whole request
             // state machine into it cost more than one allocation.
-            match Box::pin(stack::handle(edge, info, req)).await {
+            let answered = crate::rescue::Caught(Box::pin(stack::handle(edge, info, req)))
+                .await
+                .unwrap_or_else(|()| Ok(crate::rescue::internal_error(&method, uri.path())));
+            match answered {
                 // The connection stays busy until the body has been sent, however slowly
                 // the client reads it.
                 Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {

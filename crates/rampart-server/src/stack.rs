@@ -102,6 +102,8 @@ pub async fn respond<'e>(
     req: Request<Body>,
     defer: bool,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), CloseConnection> {
+    #[cfg(feature = "test-panic")]
+    crate::rescue::test_trigger(req.headers());
     let started = std::time::Instant::now();
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if request_id::is_acceptable(v) => v.clone(),

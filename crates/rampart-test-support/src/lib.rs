@@ -68,3 +68,13 @@ pub fn dead_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// Raises this test process's soft open-file limit to its hard one (once): the e2e suite
+/// runs many edges, upstreams and clients at once, and a CI runner's soft limit of 1024
+/// is below what they hold together at peak.
+pub fn raise_open_files() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    });
+}

@@ -67,6 +67,7 @@ impl Upstream {
 
     /// On a given address (to bring a stopped upstream back where it was).
     pub async fn start_at(name: &str, at: SocketAddr) -> Self {
+        crate::raise_open_files();
         let listener = TcpListener::bind(at).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

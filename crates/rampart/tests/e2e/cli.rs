@@ -337,3 +337,77 @@ async fn sigterm_writes_the_last_access_log_lines_before_exit() {
         );
     }
 }
+
+/// A soft open-file limit of 64 (a container's or a login shell's default) must not cap
+/// the edge: it raises the soft limit to the hard one at start, serves 100 concurrent
+/// proxied connections (200 descriptors), and warns when `max_connections` needs more
+/// descriptors than even the hard limit allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_soft_open_file_limit_is_raised_and_a_short_hard_one_is_named() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("prlimit (util-linux) is needed");
+    }
+    let up = Upstream::start("a").await;
+    let dir = TempDir::new("nofile");
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nmax_connections = 5000\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"app\"\n",
+            up.authority()
+        ),
+    );
+    // The hard limit this test may set: its own, at most 2048 (below max_connections' need).
+    let own = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard: u64 = own
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(u64::MAX)
+        .min(2048);
+    assert!(
+        hard >= 512,
+        "this test needs a hard open-file limit of 512 or more"
+    );
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile=64:{hard}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .env_remove("RAMPART_CONFIG")
+        .env_remove("RAMPART_LOG");
+    let p = crate::harness::serve_cmd(cmd, dir.path(), 1);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, [hard.to_string(), hard.to_string()], "{limits}");
+    let warned = p
+        .seen
+        .iter()
+        .find(|l| l.contains("open-file limit"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        warned.contains("\"needed\":10064") && warned.contains(&format!("\"open_files\":{hard}")),
+        "a hard limit below max_connections' need is named: {:?}",
+        p.seen
+    );
+    let addr = p.http.unwrap();
+    let calls = (0..100)
+        .map(|_| tokio::spawn(async move { client::plain(addr, get("h", "/slow/1500")).await }))
+        .collect::<Vec<_>>();
+    for c in calls {
+        assert_eq!(c.await.unwrap().status, 200);
+    }
+    sigterm(&p.child);
+}

@@ -42,6 +42,7 @@ pub async fn start(toml: &str) -> TestEdge {
 }
 
 pub async fn start_in(dir: TempDir, toml: &str) -> TestEdge {
+    rampart_test_support::raise_open_files();
     let mut config = load_str(
         toml,
         &Source {
@@ -104,9 +105,14 @@ pub fn bin() -> Command {
 /// Runs `rampart serve` with `args` in `cwd`, waiting until it has logged `listeners`
 /// "listening" lines.
 pub fn serve(cwd: &std::path::Path, args: &[&str], listeners: usize) -> Proc {
-    let mut child = bin()
-        .arg("serve")
-        .args(args)
+    let mut cmd = bin();
+    cmd.arg("serve").args(args);
+    serve_cmd(cmd, cwd, listeners)
+}
+
+/// As [`serve`], for a prepared command (a wrapper such as `prlimit` around the binary).
+pub fn serve_cmd(mut cmd: Command, cwd: &std::path::Path, listeners: usize) -> Proc {
+    let mut child = cmd
         .current_dir(cwd)
         .env("RAMPART_STATE_DIR", cwd.join("state"))
         .stdout(Stdio::piped())

@@ -788,3 +788,66 @@ async fn public_mount_answers_allowed_networks_only() {
     assert_eq!(r.status, 404);
     assert!(!r.text().contains("rampart_build_info"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_answers_500_and_every_other_connection_goes_on() {
+    let app = Upstream::start("app").await;
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
+        app.authority()
+    ))
+    .await;
+    let mut other = client::Conn::plain(edge.http()).await;
+    assert_eq!(other.send(get("h", "/before")).await.unwrap().status, 200);
+    let panicking = |method: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri("/boom")
+            .header("host", "h")
+            .header("x-rampart-test-panic", "1")
+            .body(client::full(if method == "POST" { "body" } else { "" }))
+            .unwrap()
+    };
+    // The fast path (GET) and hyper's (POST): 500 with a request id, JSON like every
+    // refusal, and the connection that panicked goes on too.
+    let mut conn = client::Conn::plain(edge.http()).await;
+    for method in ["GET", "POST"] {
+        let r = conn.send(panicking(method)).await.unwrap();
+        assert_eq!(r.status, 500, "{method}");
+        assert_eq!(r.json()["error"], "internal_error");
+        let id = r.json()["request_id"].as_str().unwrap().to_owned();
+        assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+    }
+    assert_eq!(conn.send(get("h", "/after")).await.unwrap().status, 200);
+    assert_eq!(other.send(get("h", "/after")).await.unwrap().status, 200);
+    assert!(app.seen().iter().all(|s| s.uri != "/boom"));
+    let m = admin(admin_addr(&edge), "GET", "/metrics", "").await.text();
+    let panics: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_panics_total "))
+        .expect("rampart_panics_total")
+        .parse()
+        .unwrap();
+    assert!(panics >= 2, "{panics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_with_known_labels_start_at_zero() {
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[[routes]]\nrespond = {{ body = \"ok\" }}\n"
+    ))
+    .await;
+    let m = admin(admin_addr(&edge), "GET", "/metrics", "").await.text();
+    for series in [
+        "rampart_log_lines_dropped_total{log=\"access\"} 0",
+        "rampart_log_lines_dropped_total{log=\"audit\"} 0",
+        "rampart_tls_handshakes_total{result=\"failed\"} 0",
+        "rampart_config_reloads_total{result=\"failed\"} 0",
+    ] {
+        assert!(m.lines().any(|l| l == series), "{series} missing:\n{m}");
+    }
+    assert!(
+        m.lines().any(|l| l.starts_with("rampart_panics_total ")),
+        "{m}"
+    );
+}
