@@ -5,7 +5,8 @@
 //! The accepted syntax is the common subset of python-dotenv, docker compose and
 //! dotenv-linter: `KEY=value`, an optional `export ` prefix, `#` comments, single quotes
 //! (literal), double quotes (`\n`, `\"`, `\\` escapes), and ` #` starting a comment after an
-//! unquoted value. Values span one line.
+//! unquoted value. A quoted value may span lines (a PEM key, as python-dotenv and compose
+//! read it); an unquoted one ends at its line.
 
 use std::ops::Range;
 
@@ -48,16 +49,22 @@ impl EnvFile {
     /// no entry, and [`lint`] names what is wrong with them.
     pub fn parse(text: &str) -> Self {
         let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, seg) in text.split_inclusive('\n').enumerate() {
-            let content = seg.trim_end_matches('\n').trim_end_matches('\r');
-            let span = start..start + content.len();
+        let (mut start, mut number) = (0, 1);
+        while start < text.len() {
+            let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+            let (entry, end) = parse_entry(text, start, line_end);
+            let content_end = if text[..end].ends_with('\r') {
+                end - 1
+            } else {
+                end
+            };
             lines.push(EnvLine {
-                number: i + 1,
-                entry: parse_line(content, start),
-                span,
+                number,
+                span: start..content_end,
+                entry,
             });
-            start += seg.len();
+            number += text[start..end].matches('\n').count() + 1;
+            start = (end + 1).min(text.len());
         }
         Self {
             text: text.to_owned(),
@@ -123,10 +130,13 @@ impl EnvFile {
     }
 }
 
-fn parse_line(content: &str, offset: usize) -> Option<Entry> {
+/// The entry starting at `start` (its first line ends at `line_end`) and where its last
+/// line ends: a quoted value may span lines, as python-dotenv and compose allow.
+fn parse_entry(text: &str, start: usize, line_end: usize) -> (Option<Entry>, usize) {
+    let content = text[start..line_end].trim_end_matches('\r');
     let trimmed = content.trim_start();
     if trimmed.is_empty() || trimmed.starts_with('#') {
-        return None;
+        return (None, line_end);
     }
     let lead = content.len() - trimmed.len();
     let (body, body_at) = match trimmed.strip_prefix("export ") {
@@ -134,48 +144,59 @@ fn parse_line(content: &str, offset: usize) -> Option<Entry> {
         None => (trimmed, lead),
     };
     let Some(eq) = body.find('=') else {
-        return Some(Entry {
+        let entry = Entry {
             key: body.trim().to_owned(),
             value: String::new(),
-            value_span: offset + content.len()..offset + content.len(),
+            value_span: start + content.len()..start + content.len(),
             quote: None,
             no_equals: true,
-        });
+        };
+        return (Some(entry), line_end);
     };
     let key = body[..eq].trim().to_owned();
     let after = &body[eq + 1..];
     let skip = after.len() - after.trim_start().len();
     let v_at = body_at + eq + 1 + skip;
     let raw = &content[v_at..];
+    let mut end = line_end;
     let (value, len, quote) = match raw.chars().next() {
-        Some(q @ ('"' | '\'')) => match closing(raw, q) {
-            Some(end) => {
-                let inner = &raw[1..end];
-                let v = if q == '"' {
-                    unescape(inner)
-                } else {
-                    inner.to_owned()
-                };
-                (v, end + 1, Some(q))
+        Some(q @ ('"' | '\'')) => {
+            // The closing quote on this line, or on a later one.
+            let rest = &text[start + v_at..];
+            match closing(raw, q).or_else(|| closing(rest, q)) {
+                Some(close) => {
+                    let inner = &rest[1..close];
+                    let v = if q == '"' {
+                        unescape(inner)
+                    } else {
+                        inner.to_owned()
+                    };
+                    let close_at = start + v_at + close;
+                    end = text[close_at..]
+                        .find('\n')
+                        .map_or(text.len(), |i| close_at + i);
+                    (v, close + 1, Some(q))
+                }
+                None => (raw.to_owned(), raw.len(), None),
             }
-            None => (raw.to_owned(), raw.len(), None),
-        },
+        }
         _ => {
-            let end = raw
+            let cut = raw
                 .char_indices()
                 .find(|(i, c)| *c == '#' && *i > 0 && raw[..*i].ends_with([' ', '\t']))
                 .map_or(raw.len(), |(i, _)| i);
-            let v = raw[..end].trim_end();
+            let v = raw[..cut].trim_end();
             (v.to_owned(), v.len(), None)
         }
     };
-    Some(Entry {
+    let entry = Entry {
         key,
         value,
-        value_span: offset + v_at..offset + v_at + len,
+        value_span: start + v_at..start + v_at + len,
         quote,
         no_equals: false,
-    })
+    };
+    (Some(entry), end)
 }
 
 fn closing(raw: &str, q: char) -> Option<usize> {
@@ -436,5 +457,39 @@ mod tests {
             assert!(rules.contains(&r), "{r:?} missing from {rules:?}");
         }
         assert!(lint(&EnvFile::parse("A=1\nB=2\n")).is_empty());
+    }
+
+    #[test]
+    fn quoted_values_may_span_lines_as_in_python_dotenv() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----";
+        let text = format!(
+            "A=1\nLICENSE_PUBLIC_KEY=\"{pem}\"\nB='x\ny'\r\nC=\"open \\\" quote\nstill\"\nD=4\n"
+        );
+        let f = EnvFile::parse(&text);
+        assert_eq!(f.get("LICENSE_PUBLIC_KEY"), Some(pem));
+        assert_eq!(f.get("B"), Some("x\ny"));
+        assert_eq!(f.get("C"), Some("open \" quote\nstill"));
+        assert_eq!(f.get("D"), Some("4"));
+        let numbers: Vec<(usize, Option<&str>)> = f
+            .lines
+            .iter()
+            .map(|l| (l.number, l.entry.as_ref().map(|e| e.key.as_str())))
+            .collect();
+        assert_eq!(
+            numbers,
+            [(1, Some("A")), (2, Some("LICENSE_PUBLIC_KEY")), (5, Some("B")), (7, Some("C")), (9, Some("D"))]
+        );
+        assert!(
+            lint(&f).iter().all(|l| !l.error),
+            "{:?}",
+            lint(&f)
+        );
+        // Rewriting a multi-line value keeps every other byte.
+        let span = f.entries().find(|e| e.key == "B").unwrap().value_span.clone();
+        let out = f.rewrite(&[(span, "z".into())]);
+        assert_eq!(out, text.replace("'x\ny'", "'z'"));
+        // An unterminated quote stays a one-line value and is not swallowing the file.
+        let f = EnvFile::parse("A=\"open\nB=2\n");
+        assert_eq!(f.get("B"), Some("2"));
     }
 }

@@ -127,17 +127,36 @@ fn one_line(msg: &str) -> String {
 
 fn resolve(v: &mut Value, path: &mut String, source: &Source<'_>, errors: &mut Vec<ConfigError>) {
     match v {
-        Value::String(s) if s.contains('$') => match interpolate(s, source.env) {
-            Ok(new) => *s = new,
-            Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+        Value::String(s) if s.contains('$') => match list_var(s) {
+            // `key = "${VAR:list}"`: the whole value becomes the list.
+            Some(spec) => match expand_list(spec, source.env) {
+                Ok(items) => *v = Value::Array(items.into_iter().map(Value::String).collect()),
+                Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+            },
+            None => match interpolate(s, source.env) {
+                Ok(new) => *s = new,
+                Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+            },
         },
         Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
+            // `["fixed", "${VAR:list}"]`: a list item expands in place.
+            let mut expanded = Vec::with_capacity(items.len());
+            for (i, mut item) in std::mem::take(items).into_iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                resolve(item, path, source, errors);
+                match item.as_str().and_then(list_var) {
+                    Some(spec) => match expand_list(spec, source.env) {
+                        Ok(list) => expanded.extend(list.into_iter().map(Value::String)),
+                        Err(msg) => errors.push(ConfigError::new(path.clone(), msg)),
+                    },
+                    None => {
+                        resolve(&mut item, path, source, errors);
+                        expanded.push(item);
+                    }
+                }
                 path.truncate(len);
             }
+            *items = expanded;
         }
         Value::Table(t) => {
             for (k, item) in t.iter_mut() {
@@ -197,6 +216,37 @@ fn push_key(path: &mut String, key: &str) {
     path.push_str(key);
 }
 
+/// `${VAR:list}` or `${VAR:list:-a,b}` as a whole value: the part after `${`.
+fn list_var(s: &str) -> Option<&str> {
+    let body = s.strip_prefix("${")?.strip_suffix('}')?;
+    let (name, rest) = body.split_once(":list")?;
+    (rest.is_empty() || rest.starts_with(":-")).then_some(body).filter(|_| !name.contains('}'))
+}
+
+/// The items of `VAR` split on commas, trimmed, empty ones dropped (`API_KEYS=k1, k2,`).
+fn expand_list(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    let (name, rest) = spec.split_once(":list").unwrap_or((spec, ""));
+    let default = rest.strip_prefix(":-");
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("invalid variable name {name:?} in `${{{spec}}}`"));
+    }
+    let text = match (env(name), default) {
+        (Some(v), _) => v,
+        (None, Some(d)) => d.to_owned(),
+        (None, None) => {
+            return Err(format!(
+                "environment variable {name} is not set (write `${{{name}:list:-}}` for an empty list)"
+            ))
+        }
+    };
+    Ok(text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Replaces `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
 fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
@@ -216,6 +266,11 @@ fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, 
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
+            if name.ends_with(":list") {
+                return Err(format!(
+                    "`${{{expr}}}` must be a whole value or a whole list item, not part of a string"
+                ));
+            }
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("invalid variable name {name:?} in `${{{expr}}}`"));
             }

@@ -68,12 +68,13 @@ pub struct RawApiKeys {
     /// Request header carrying the key (default `X-API-Key`).
     pub header: Option<String>,
     /// The keys; several may be valid at once (rotation).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "api_key_entries")]
     pub keys: Vec<RawApiKey>,
 }
 
-/// One API key.
-#[derive(Debug, Deserialize)]
+/// One API key: a table, or the key alone as a string (`keys = ["${API_KEYS:list}"]`, named
+/// `key0`, `key1`… in logs).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     /// Shown in logs instead of the key.
@@ -86,6 +87,39 @@ pub struct RawApiKey {
     /// (`rampart secrets rotate` writes `KEY_PREVIOUS`: `previous = "${KEY_PREVIOUS:-}"`).
     /// Empty means none.
     pub previous: Option<String>,
+}
+
+/// `keys` items: a `{ name, key… }` table or a bare key string.
+fn api_key_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RawApiKey>, D::Error> {
+    struct Item(RawApiKey);
+    impl<'de> Deserialize<'de> for Item {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = RawApiKey;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key string or a { name, key } table")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawApiKey, E> {
+                    Ok(RawApiKey {
+                        key: Some(v.to_owned()),
+                        ..RawApiKey::default()
+                    })
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<RawApiKey, A::Error> {
+                    RawApiKey::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_any(V).map(Item)
+        }
+    }
+    Ok(Vec::<Item>::deserialize(d)?
+        .into_iter()
+        .map(|i| i.0)
+        .collect())
 }
 
 /// `[jwt]`.

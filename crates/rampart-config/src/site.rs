@@ -232,14 +232,13 @@ impl StaticSite {
     }
 }
 
-/// A content-hashed build output: anything under an `assets/` directory, or a file name
-/// with a hash part (`main.3f2a1b9c.js`, `index-BnNmW0n4.css`, `app.abc123def456.chunk.js`):
-/// 8–64 characters of hex, or of `[A-Za-z0-9_]` with at least one digit and one letter.
+/// A content-hashed build output: a file name with a hash part (`main.3f2a1b9c.js`,
+/// `index-BnNmW0n4.css`, `app.abc123def456.chunk.js`): 8–64 characters of hex, or of
+/// `[A-Za-z0-9_]` with at least one digit and one letter. The directory does not count:
+/// an unhashed `assets/app.js` is replaced in place by a deploy, so a year of `immutable`
+/// would keep browsers on the old one.
 pub fn is_hashed(rel: &str) -> bool {
     let rel = rel.trim_start_matches('/');
-    if rel.starts_with("assets/") || rel.contains("/assets/") {
-        return true;
-    }
     let name = rel.rsplit('/').next().unwrap_or(rel);
     // Only the parts between the first and the last dot: the stem's tail after `-` or `.`.
     let Some((stem, _ext)) = name.rsplit_once('.') else {
@@ -460,9 +459,10 @@ mod tests {
     }
 
     #[test]
-    fn hashed_names() {
+    fn only_content_hashed_names_are_immutable_wherever_they_live() {
         for h in [
-            "/assets/logo.svg",
+            "/assets/logo.5f8a2c11.svg",
+            "assets/index-BnNmW0n4.js",
             "static/js/main.3f2a1b9c.js",
             "index-BnNmW0n4.css",
             "app.abc123def456.chunk.js",
@@ -477,6 +477,9 @@ mod tests {
             "robots.txt",
             "my-favourite-picture.png",
             "report-final.pdf",
+            "/assets/app.js",
+            "assets/logo.svg",
+            "static/assets/vendor.js",
         ] {
             assert!(!is_hashed(n), "{n}");
         }

@@ -9,6 +9,11 @@ fn env(name: &str) -> Option<String> {
     match name {
         "UPSTREAM_PORT" => Some("9001".into()),
         "HOME" => Some("/home/test".into()),
+        "API_KEYS" => Some("k1-0123456789abcdef, k2-0123456789abcdef,".into()),
+        "ALLOWED_ORIGINS" => Some("https://a.example,https://b.example".into()),
+        "ALLOWED_HOSTS" => Some("a.example, *.b.example".into()),
+        "TRUSTED_PROXIES" => Some("10.0.0.0/8,192.168.1.1/32".into()),
+        "BLOCKED_IPS" => Some("203.0.113.0/24".into()),
         _ => None,
     }
 }
@@ -350,4 +355,50 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[test]
+fn lists_come_from_comma_separated_environment_variables() {
+    let c = load(
+        r#"
+[server]
+http = "127.0.0.1:0"
+allowed_hosts = "${ALLOWED_HOSTS:list}"
+trusted_proxies = ["127.0.0.1/32", "${TRUSTED_PROXIES:list}"]
+[api_keys]
+keys = ["${API_KEYS:list}", { name = "ops", key = "k3-0123456789abcdef" }]
+[cors.app]
+origins = "${ALLOWED_ORIGINS:list}"
+[upstreams.app]
+servers = ["127.0.0.1:9"]
+[[routes]]
+path = "/"
+upstream = "app"
+cors = "app"
+deny = ["${BLOCKED_IPS:list}", "${UNSET_LIST:list:-}"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.server.allowed_hosts.len(), 2);
+    let proxies: Vec<String> = c.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "192.168.1.1/32"]);
+    let keys = &c.policies.api_keys.as_ref().unwrap().keys;
+    let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["key0", "key1", "ops"]);
+    assert_eq!(c.policies.cors[0].origins, ["https://a.example", "https://b.example"]);
+    let deny: Vec<String> = c.routes[0].policy.deny.iter().map(ToString::to_string).collect();
+    assert_eq!(deny, ["203.0.113.0/24"]);
+    // An unset list without a default, and a list inside a longer string, name their key.
+    let e = errors(&MINIMAL.replace(
+        "[[routes]]",
+        "[[routes]]\ndeny = [\"${NO_SUCH_LIST:list}\"]\nallow = [\"10.0.0.0/8 ${BLOCKED_IPS:list}\"]",
+    ));
+    assert!(
+        e.iter().any(|m| m.starts_with("routes[0].deny[0]: environment variable NO_SUCH_LIST is not set")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("routes[0].allow[0]:") && m.contains("whole value")),
+        "{e:?}"
+    );
 }

@@ -52,6 +52,7 @@ async fn site(extra: &str) -> crate::harness::TestEdge {
     dir.write("www/small.css", "p{}");
     dir.write("www/logo.png", vec![0x89u8; 4000]);
     dir.write("www/assets/index-BnNmW0n4.js", APP_JS.repeat(40));
+    dir.write("www/assets/app.js", "unhashed, replaced on every deploy");
     dir.write("www/static/js/main.3f2a1b9c.js", "x");
     dir.write("www/report.pdf", "%PDF");
     dir.write("www/.env", "SECRET=1");
@@ -355,6 +356,8 @@ async fn cache_control_by_rule() {
     for (p, want) in [
         ("/", "max-age=3600"),
         ("/assets/index-BnNmW0n4.js", immutable),
+        // Under assets/ but without a content hash: a redeploy must reach browsers.
+        ("/assets/app.js", "no-cache"),
         ("/static/js/main.3f2a1b9c.js", immutable),
         ("/app.js", "no-cache"),
         ("/report.pdf", "public, max-age=86400"),
