@@ -477,15 +477,22 @@ mod tests {
             .collect();
         assert_eq!(
             numbers,
-            [(1, Some("A")), (2, Some("LICENSE_PUBLIC_KEY")), (5, Some("B")), (7, Some("C")), (9, Some("D"))]
+            [
+                (1, Some("A")),
+                (2, Some("LICENSE_PUBLIC_KEY")),
+                (5, Some("B")),
+                (7, Some("C")),
+                (9, Some("D"))
+            ]
         );
-        assert!(
-            lint(&f).iter().all(|l| !l.error),
-            "{:?}",
-            lint(&f)
-        );
+        assert!(lint(&f).iter().all(|l| !l.error), "{:?}", lint(&f));
         // Rewriting a multi-line value keeps every other byte.
-        let span = f.entries().find(|e| e.key == "B").unwrap().value_span.clone();
+        let span = f
+            .entries()
+            .find(|e| e.key == "B")
+            .unwrap()
+            .value_span
+            .clone();
         let out = f.rewrite(&[(span, "z".into())]);
         assert_eq!(out, text.replace("'x\ny'", "'z'"));
         // An unterminated quote stays a one-line value and is not swallowing the file.

@@ -220,7 +220,9 @@ fn push_key(path: &mut String, key: &str) {
 fn list_var(s: &str) -> Option<&str> {
     let body = s.strip_prefix("${")?.strip_suffix('}')?;
     let (name, rest) = body.split_once(":list")?;
-    (rest.is_empty() || rest.starts_with(":-")).then_some(body).filter(|_| !name.contains('}'))
+    (rest.is_empty() || rest.starts_with(":-"))
+        .then_some(body)
+        .filter(|_| !name.contains('}'))
 }
 
 /// The items of `VAR` split on commas, trimmed, empty ones dropped (`API_KEYS=k1, k2,`).
@@ -233,11 +235,9 @@ fn expand_list(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<S
     let text = match (env(name), default) {
         (Some(v), _) => v,
         (None, Some(d)) => d.to_owned(),
-        (None, None) => {
-            return Err(format!(
-                "environment variable {name} is not set (write `${{{name}:list:-}}` for an empty list)"
-            ))
-        }
+        (None, None) => return Err(format!(
+            "environment variable {name} is not set (write `${{{name}:list:-}}` for an empty list)"
+        )),
     };
     Ok(text
         .split(',')

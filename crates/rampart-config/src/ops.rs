@@ -2,6 +2,7 @@
 //! `health_check`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -83,8 +84,13 @@ pub struct RawDependency {
     pub name: String,
     /// `tcp`, `http`, `redis`, `postgres` or `mysql`.
     pub kind: String,
-    /// `host:port` (tcp, redis, postgres, mysql) or a URL (`http://host:port/path`).
+    /// `host:port` (tcp, redis, postgres, mysql) or a URL: `http://` / `https://host/path`
+    /// (http), `redis://` / `rediss://host:port` (redis; credentials in the URL are ignored,
+    /// a probe never authenticates).
     pub address: String,
+    /// PEM file of the CA that signed the dependency's certificate (`https://`,
+    /// `rediss://`); default the system roots.
+    pub ca: Option<String>,
     /// Whether `/ready` needs it (default true); an optional one only degrades `/health`.
     pub required: Option<bool>,
     /// Time allowed per probe (default 2s).
@@ -188,10 +194,49 @@ pub struct Dependency {
     pub address: String,
     /// For HTTP: the path (with query).
     pub path: String,
+    /// TLS (`https://`, `rediss://`): verified against `ca` or the system roots, SNI and
+    /// the verified name taken from the host.
+    pub tls: bool,
+    /// The CA file for `tls`, resolved against the config's directory.
+    pub ca: Option<PathBuf>,
     /// Needed by `/ready`.
     pub required: bool,
     /// Probe timeout.
     pub timeout: Duration,
+}
+
+/// `(host:port, path, tls)` of a dependency's address, ports defaulted by scheme.
+fn dependency_address(kind: DependencyKind, a: &str) -> Option<(String, String, bool)> {
+    let (scheme, rest) = match a.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, a),
+    };
+    let (tls, port) = match (kind, scheme) {
+        (DependencyKind::Http, Some("http")) => (false, 80),
+        (DependencyKind::Http, Some("https")) => (true, 443),
+        (DependencyKind::Redis, Some("redis")) => (false, 6379),
+        (DependencyKind::Redis, Some("rediss")) => (true, 6379),
+        (DependencyKind::Http, _) | (_, Some(_)) => return None,
+        (_, None) => return Some((a.to_owned(), String::new(), false)),
+    };
+    let (auth, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    // Credentials (`rediss://user:pass@host`) are never used by a probe.
+    let host_port = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()));
+    let address = if has_port {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{port}")
+    };
+    let path = match (kind, path) {
+        (DependencyKind::Http, "") => "/".to_owned(),
+        (DependencyKind::Http, p) if p.starts_with('?') => format!("/{p}"),
+        (DependencyKind::Http, p) => p.to_owned(),
+        _ => String::new(),
+    };
+    Some((address, path, tls))
 }
 
 fn is_host_port(s: &str) -> bool {
@@ -359,6 +404,7 @@ pub fn health_check(
 /// Validates `[[dependencies]]`.
 pub fn dependencies(
     deps: &[RawDependency],
+    base: &Path,
     sink: &mut dyn FnMut(String, String),
 ) -> Vec<Dependency> {
     let mut out: Vec<Dependency> = Vec::new();
@@ -378,35 +424,24 @@ pub fn dependencies(
                 continue;
             }
         };
-        let (address, path) = if kind == DependencyKind::Http {
-            match d.address.strip_prefix("http://") {
-                Some(rest) => {
-                    let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                    let auth = if auth.contains(':') {
-                        auth.to_owned()
-                    } else {
-                        format!("{auth}:80")
-                    };
-                    (
-                        auth,
-                        if path.is_empty() {
-                            "/".into()
-                        } else {
-                            path.to_owned()
-                        },
-                    )
-                }
-                None => {
-                    sink(
-                        format!("{key}.address"),
-                        format!("{:?} must be an http:// URL", d.address),
-                    );
-                    continue;
-                }
-            }
-        } else {
-            (d.address.clone(), String::new())
+        let Some((address, path, tls)) = dependency_address(kind, &d.address) else {
+            let want = match kind {
+                DependencyKind::Http => "an http:// or https:// URL",
+                DependencyKind::Redis => "host:port or a redis:// / rediss:// URL",
+                _ => "host:port",
+            };
+            sink(
+                format!("{key}.address"),
+                format!("{:?} must be {want}", d.address),
+            );
+            continue;
         };
+        if d.ca.is_some() && !tls {
+            sink(
+                format!("{key}.ca"),
+                "a CA file needs a TLS address (https:// or rediss://)".into(),
+            );
+        }
         if !is_host_port(&address) {
             sink(
                 format!("{key}.address"),
@@ -425,6 +460,8 @@ pub fn dependencies(
             kind,
             address,
             path,
+            tls,
+            ca: d.ca.as_ref().map(|c| base.join(c)),
             required: d.required.unwrap_or(true),
             timeout: d.timeout.map_or(Duration::from_secs(2), |t| t.0),
         });

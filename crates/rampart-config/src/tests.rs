@@ -380,13 +380,26 @@ deny = ["${BLOCKED_IPS:list}", "${UNSET_LIST:list:-}"]
     )
     .unwrap();
     assert_eq!(c.server.allowed_hosts.len(), 2);
-    let proxies: Vec<String> = c.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    let proxies: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "192.168.1.1/32"]);
     let keys = &c.policies.api_keys.as_ref().unwrap().keys;
     let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["key0", "key1", "ops"]);
-    assert_eq!(c.policies.cors[0].origins, ["https://a.example", "https://b.example"]);
-    let deny: Vec<String> = c.routes[0].policy.deny.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        c.policies.cors[0].origins,
+        ["https://a.example", "https://b.example"]
+    );
+    let deny: Vec<String> = c.routes[0]
+        .policy
+        .deny
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(deny, ["203.0.113.0/24"]);
     // An unset list without a default, and a list inside a longer string, name their key.
     let e = errors(&MINIMAL.replace(
@@ -394,11 +407,72 @@ deny = ["${BLOCKED_IPS:list}", "${UNSET_LIST:list:-}"]
         "[[routes]]\ndeny = [\"${NO_SUCH_LIST:list}\"]\nallow = [\"10.0.0.0/8 ${BLOCKED_IPS:list}\"]",
     ));
     assert!(
-        e.iter().any(|m| m.starts_with("routes[0].deny[0]: environment variable NO_SUCH_LIST is not set")),
+        e.iter()
+            .any(|m| m
+                .starts_with("routes[0].deny[0]: environment variable NO_SUCH_LIST is not set")),
         "{e:?}"
     );
     assert!(
-        e.iter().any(|m| m.starts_with("routes[0].allow[0]:") && m.contains("whole value")),
+        e.iter()
+            .any(|m| m.starts_with("routes[0].allow[0]:") && m.contains("whole value")),
         "{e:?}"
     );
+}
+
+#[test]
+fn dependency_addresses_take_urls_with_default_ports_and_name_bad_ones() {
+    let c = load(&MINIMAL.replace(
+        "[[routes]]",
+        r#"[[dependencies]]
+name = "a"
+kind = "redis"
+address = "rediss://user:pw@cache.internal"
+[[dependencies]]
+name = "b"
+kind = "http"
+address = "https://api.internal?probe=1"
+[[dependencies]]
+name = "c"
+kind = "redis"
+address = "redis://10.0.0.5:6380/2"
+[[routes]]"#,
+    ))
+    .unwrap();
+    let got: Vec<(&str, &str, bool)> = c
+        .dependencies
+        .iter()
+        .map(|d| (d.address.as_str(), d.path.as_str(), d.tls))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cache.internal:6379", "", true),
+            ("api.internal:443", "/?probe=1", true),
+            ("10.0.0.5:6380", "", false)
+        ]
+    );
+    let e = errors(&MINIMAL.replace(
+        "[[routes]]",
+        r#"[[dependencies]]
+name = "a"
+kind = "redis"
+address = "memcached://x:1"
+[[dependencies]]
+name = "b"
+kind = "tcp"
+address = "db:5432"
+ca = "ca.pem"
+[[dependencies]]
+name = "c"
+kind = "http"
+address = "api:80"
+[[routes]]"#,
+    ));
+    for want in [
+        "dependencies[0].address: \"memcached://x:1\" must be host:port or a redis:// / rediss:// URL",
+        "dependencies[1].ca: a CA file needs a TLS address",
+        "dependencies[2].address: \"api:80\" must be an http:// or https:// URL",
+    ] {
+        assert!(e.iter().any(|m| m.starts_with(want)), "{want} in {e:?}");
+    }
 }

@@ -172,7 +172,7 @@ pub(crate) fn validate(
         (
             raw.admin.as_ref().map(|a| crate::ops::admin(a, &mut sink)),
             crate::ops::logging(raw.logging.as_ref(), &base, &mut sink),
-            crate::ops::dependencies(&raw.dependencies, &mut sink),
+            crate::ops::dependencies(&raw.dependencies, &base, &mut sink),
         )
     };
     if let (Some(a), true) = (

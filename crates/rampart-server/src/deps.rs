@@ -2,9 +2,19 @@
 //! `GET` answered 2xx/3xx, Redis `PING` answered (`+PONG`, or `-NOAUTH`: the server is up
 //! and wants a password), a PostgreSQL `SSLRequest` answered `S` or `N`, a MySQL server
 //! greeting (protocol 10, not an error packet such as "too many connections").
+//!
+//! `https://` and `rediss://` dependencies are probed over TLS, the certificate verified
+//! against the dependency's `ca` file or the system roots for the address's host name: a
+//! dependency whose certificate does not verify is not ready.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rampart_config::ops::{Dependency, DependencyKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Probes `d`: `Ok(())` when it answers as its kind should, else why not.
@@ -16,14 +26,78 @@ pub async fn probe(d: &Dependency) -> Result<(), String> {
 }
 
 async fn probe_inner(d: &Dependency) -> Result<(), String> {
-    let mut s = TcpStream::connect(&d.address)
+    let s = TcpStream::connect(&d.address)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = s.set_nodelay(true);
+    if !d.tls {
+        return speak(d, s).await;
+    }
+    let host = host_of(&d.address);
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{host:?} is not a TLS server name"))?;
+    let tls = tokio_rustls::TlsConnector::from(client_config(d.ca.as_ref())?)
+        .connect(name, s)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    speak(d, tls).await
+}
+
+/// The host part of `host:port` (`[::1]:443` → `::1`).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// One client config per CA file (`None`: the system roots), built on first use: a probe
+/// runs on every `/ready`, and parsing the system roots takes milliseconds.
+fn client_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIGS: Mutex<Option<HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>>>> =
+        Mutex::new(None);
+    let mut configs = CONFIGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let configs = configs.get_or_insert_with(HashMap::new);
+    if let Some(c) = configs.get(&ca.cloned()) {
+        return Ok(c.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate to verify the dependency against".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    configs.insert(ca.cloned(), config.clone());
+    Ok(config)
+}
+
+/// The kind's protocol exchange on a connected stream.
+async fn speak<S: AsyncRead + AsyncWrite + Unpin>(d: &Dependency, mut s: S) -> Result<(), String> {
     match d.kind {
         DependencyKind::Tcp => Ok(()),
         DependencyKind::Http => {
-            let host = d.address.rsplit_once(':').map_or(&*d.address, |(h, _)| h);
+            let host = d.address.as_str();
             let status = get_status(&mut s, host, &d.path, "rampart-ready").await?;
             if (200..400).contains(&status) {
                 Ok(())
@@ -76,8 +150,8 @@ async fn probe_inner(d: &Dependency) -> Result<(), String> {
 
 /// Sends `GET path` (closing the connection after) and reads the response's status code.
 /// Shared by dependency probes and upstream health checks.
-pub(crate) async fn get_status(
-    s: &mut TcpStream,
+pub(crate) async fn get_status<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
     host: &str,
     path: &str,
     agent: &str,
@@ -98,7 +172,7 @@ pub(crate) async fn get_status(
 }
 
 /// Reads until at least `min` bytes (or the peer closes).
-async fn read_some(s: &mut TcpStream, min: usize) -> Result<Vec<u8>, String> {
+async fn read_some<S: AsyncRead + Unpin>(s: &mut S, min: usize) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; 512];
     let mut n = 0;
     while n < min {

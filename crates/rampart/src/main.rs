@@ -1,9 +1,20 @@
 //! The `rampart` binary: command-line parsing and dispatch. The work lives in the library
 //! crates; each subcommand module only wires them together.
 
+/// `print!`/`println!` for the commands: a closed stdout (`rampart check | head -1`) is a
+/// quiet exit 0, as for any Unix filter, never a panic.
+macro_rules! print {
+    ($($t:tt)*) => { $crate::stdout::write(format_args!($($t)*), false) };
+}
+macro_rules! println {
+    () => { $crate::stdout::write(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::stdout::write(format_args!($($t)*), true) };
+}
+
 mod cli;
 mod cmd;
 mod demo;
+mod stdout;
 
 use std::process::ExitCode;
 

@@ -411,3 +411,41 @@ async fn a_low_soft_open_file_limit_is_raised_and_a_short_hard_one_is_named() {
     }
     sigterm(&p.child);
 }
+
+/// `rampart … | head -1`: a reader that closes the pipe ends every command quietly with
+/// status 0: no panic, nothing on stderr.
+#[test]
+fn a_closed_stdout_pipe_is_a_quiet_exit() {
+    let dir = TempDir::new("epipe");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nrespond = { status = 200, body = \"x\" }\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["version"][..],
+        &["--help"],
+        &["check", "-c", cfg],
+        &["secrets", "generate", "token"],
+        &["preflight", "-c", cfg, "--format", "json"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        if args[0] != "preflight" {
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        }
+    }
+}

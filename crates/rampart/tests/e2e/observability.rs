@@ -851,3 +851,91 @@ async fn counters_with_known_labels_start_at_zero() {
         "{m}"
     );
 }
+
+/// `rediss://` and `https://` dependencies (guides 000 and 001) are probed over TLS and
+/// their certificates verified: against the `ca` file they name, or the system roots,
+/// which do not know a private CA, so that dependency is not ready and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_dependencies_are_probed_over_verified_tls() {
+    let pki = rampart_test_support::pki::Pki::new();
+    let leaf = pki.leaf("dep", &["localhost", "127.0.0.1"]);
+    // A TLS Redis (Debian's redis-server is built with TLS).
+    let port = rampart_test_support::dead_addr().port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", leaf.cert.to_str().unwrap()])
+        .args(["--tls-key-file", leaf.key.to_str().unwrap()])
+        .args(["--tls-ca-cert-file", pki.ca_path().to_str().unwrap()])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed by .ci/run");
+    // An HTTPS service: a rampart edge with the same CA's certificate.
+    let web = start(&format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[[routes]]\nrespond = {{ body = \"ok\" }}\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    ))
+    .await;
+    let ca = pki.ca_path();
+    let toml = |ca_line: &str| {
+        format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[dependencies]]
+name = "cache"
+kind = "redis"
+address = "rediss://default:secret@localhost:{port}/0"
+{ca_line}
+[[dependencies]]
+name = "api"
+kind = "http"
+address = "https://localhost:{web}/health"
+{ca_line}
+[[routes]]
+respond = {{ body = "ok" }}
+"#,
+            web = web.https().port()
+        )
+    };
+    let edge = start(&toml(&format!("ca = \"{}\"", ca.display()))).await;
+    let a = admin_addr(&edge);
+    let ready = eventually(Duration::from_secs(10), || {
+        let r = futures_block(client::plain(a, get("admin", "/ready")));
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    let h = client::plain(a, get("admin", "/health")).await.json();
+    assert!(ready.is_some(), "never ready over verified TLS: {h}");
+    assert_eq!(h["services"]["cache"], "operational", "{h}");
+    assert_eq!(h["services"]["api"], "operational", "{h}");
+    // Without the CA file the system roots are used: neither verifies, both are named.
+    let edge = start(&toml("")).await;
+    let r = client::plain(admin_addr(&edge), get("admin", "/ready")).await;
+    assert_eq!(r.status, 503);
+    let reasons = r.json()["reasons"].to_string();
+    assert!(
+        reasons.contains("cache: TLS") && reasons.contains("api: TLS"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("certificate"), "{reasons}");
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
