@@ -4,7 +4,7 @@
 use std::io::Write;
 
 /// Writes `args` (and a newline) to stdout.
-pub fn write(args: std::fmt::Arguments<'_>, newline: bool) {
+pub(crate) fn write(args: std::fmt::Arguments<'_>, newline: bool) {
     let mut out = std::io::stdout().lock();
     let written = out.write_fmt(args).and_then(|()| {
         if newline {
