@@ -235,9 +235,11 @@ fn expand_list(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<S
     let text = match (env(name), default) {
         (Some(v), _) => v,
         (None, Some(d)) => d.to_owned(),
-        (None, None) => return Err(format!(
+        (None, None) => {
+            return Err(format!(
             "environment variable {name} is not set (write `${{{name}:list:-}}` for an empty list)"
-        )),
+        ))
+        }
     };
     Ok(text
         .split(',')

@@ -19,11 +19,14 @@ pub struct RawAdmin {
     /// of the file). Required when `listen` is not a loopback address.
     pub token: Option<String>,
     /// Also answer `/metrics`, `/health` and `/ready` at this path prefix on the public
-    /// listeners (e.g. `/_rampart`), for clients in `public_allow` only.
+    /// listeners (e.g. `/_rampart`; `""` for the root: `/health`), for clients in
+    /// `public_allow` only.
     pub public_path: Option<String>,
     /// Client networks allowed to use `public_path`.
     #[serde(default)]
     pub public_allow: Vec<crate::units::Cidr>,
+    /// Which of `metrics`, `health`, `ready` are mounted (default all three).
+    pub public_endpoints: Option<Vec<String>>,
 }
 
 /// `[logging]`.
@@ -104,8 +107,35 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token.
     pub token: Option<String>,
-    /// Public mount prefix, and who may use it.
-    pub public: Option<(String, Vec<ipnet::IpNet>)>,
+    /// The endpoints mounted on the public listeners, and who may use them.
+    pub public: Option<PublicAdmin>,
+}
+
+/// `admin.public_path`: `/metrics`, `/health`, `/ready` on the public listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicAdmin {
+    /// Mount prefix (`""`: the root).
+    pub path: String,
+    /// Client networks allowed; others get what the routes answer (with a prefix: 404).
+    pub allow: Vec<ipnet::IpNet>,
+    /// `/metrics` mounted.
+    pub metrics: bool,
+    /// `/health` mounted.
+    pub health: bool,
+    /// `/ready` mounted.
+    pub ready: bool,
+}
+
+impl PublicAdmin {
+    /// Whether `rest` (the path after the prefix) is a mounted endpoint.
+    pub fn mounts(&self, rest: &str) -> bool {
+        match rest {
+            "/metrics" => self.metrics,
+            "/health" => self.health,
+            "/ready" => self.ready,
+            _ => false,
+        }
+    }
 }
 
 /// Where a log goes.
@@ -267,10 +297,12 @@ pub fn admin(a: &RawAdmin, sink: &mut dyn FnMut(String, String)) -> Admin {
     let public = match &a.public_path {
         None => None,
         Some(p) => {
-            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') {
+            if !(p.is_empty() || p.starts_with('/') && p.len() >= 2 && !p.ends_with('/')) {
                 sink(
                     "admin.public_path".into(),
-                    format!("{p:?} must be a path like \"/_rampart\" (no trailing '/')"),
+                    format!(
+                        "{p:?} must be a path like \"/_rampart\" (no trailing '/'), or \"\" for the root"
+                    ),
                 );
             }
             if a.public_allow.is_empty() {
@@ -279,7 +311,28 @@ pub fn admin(a: &RawAdmin, sink: &mut dyn FnMut(String, String)) -> Admin {
                     "public_path needs the client networks allowed to use it".into(),
                 );
             }
-            Some((p.clone(), a.public_allow.iter().map(|c| c.0).collect()))
+            let mut public = PublicAdmin {
+                path: p.clone(),
+                allow: a.public_allow.iter().map(|c| c.0).collect(),
+                metrics: true,
+                health: true,
+                ready: true,
+            };
+            if let Some(list) = &a.public_endpoints {
+                (public.metrics, public.health, public.ready) = (false, false, false);
+                for (i, e) in list.iter().enumerate() {
+                    match e.as_str() {
+                        "metrics" => public.metrics = true,
+                        "health" => public.health = true,
+                        "ready" => public.ready = true,
+                        other => sink(
+                            format!("admin.public_endpoints[{i}]"),
+                            format!("expected metrics, health or ready, got {other:?}"),
+                        ),
+                    }
+                }
+            }
+            Some(public)
         }
     };
     Admin {

@@ -308,11 +308,11 @@ async fn answer<'e>(
             return Ok((resp, Some(&edge.default_headers)));
         }
     }
-    if let Some((prefix, allow)) = edge.config.admin.as_ref().and_then(|a| a.public.as_ref()) {
-        if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+    if let Some(public) = edge.config.admin.as_ref().and_then(|a| a.public.as_ref()) {
+        if let Some(rest) = path.strip_prefix(public.path.as_str()) {
             let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
             let read_only = req.method() == Method::GET || req.method() == Method::HEAD;
-            if let Some(resp) = public_admin(edge, ip, read_only, rest, allow).await {
+            if let Some(resp) = public_admin(edge, ip, read_only, rest, public).await {
                 return resp.map(|r| (r, Some(&edge.default_headers)));
             }
         }
@@ -544,20 +544,22 @@ fn head_len<B>(req: &Request<B>) -> usize {
         .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
-/// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only
-/// (others get 404, as if nothing were there). `None` when `rest` is not one of them.
+/// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only.
+/// Others get 404 under a prefix, as if nothing were there; at the root (`""`) their
+/// request goes to the routes (the application's own `/health`). `None` when `rest` is
+/// not a mounted endpoint.
 async fn public_admin(
     edge: &Edge,
     ip: std::net::IpAddr,
     read_only: bool,
     rest: &str,
-    allow: &[ipnet::IpNet],
+    public: &rampart_config::ops::PublicAdmin,
 ) -> Option<Result<Response<Body>, Answer>> {
-    if !matches!(rest, "/metrics" | "/health" | "/ready") {
+    if !public.mounts(rest) {
         return None;
     }
-    if !read_only || !allow.iter().any(|n| n.contains(&ip)) {
-        return Some(Err(Refusal::NotFound.into()));
+    if !read_only || !public.allow.iter().any(|n| n.contains(&ip)) {
+        return (!public.path.is_empty()).then(|| Err(Refusal::NotFound.into()));
     }
     let live = edge.live.get()?.upgrade()?;
     Some(Ok(match rest {

@@ -519,14 +519,14 @@ fn admin(c: &Config, s: &mut Sink) {
             "listen on 127.0.0.1 and scrape through a private network or public_path",
         );
     }
-    if let Some((path, allow)) = &a.public {
-        if allow.iter().any(|n| n.prefix_len() == 0) {
+    if let Some(p) = &a.public {
+        if p.metrics && p.allow.iter().any(|n| n.prefix_len() == 0) {
             s.add(
                 "PF-ADM-01",
                 Severity::Error,
                 "admin.public_allow",
-                format!("{path} (metrics, health) is open to every address"),
-                "allow only your monitoring networks",
+                format!("{}/metrics is open to every address", p.path),
+                "allow only your monitoring networks, or mount only health and ready for everyone: public_endpoints = [\"health\", \"ready\"]",
             );
         }
     }

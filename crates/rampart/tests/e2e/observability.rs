@@ -789,6 +789,54 @@ async fn public_mount_answers_allowed_networks_only() {
     assert!(!r.text().contains("rampart_build_info"));
 }
 
+/// `public_path = ""` mounts health and readiness at the root (guide 002 checks
+/// `curl https://yourdomain.com/health`); `public_endpoints` keeps `/metrics` off the
+/// public listener; a client outside `public_allow` reaches the application's own routes.
+#[tokio::test]
+async fn health_and_ready_at_the_sites_own_root_paths() {
+    let toml = |allow: &str| {
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"\"\npublic_endpoints = [\"health\", \"ready\"]\npublic_allow = [{allow}]\n[[routes]]\nrespond = {{ body = \"site\" }}\n"
+        )
+    };
+    let edge = start(&toml("\"0.0.0.0/0\", \"::/0\"")).await;
+    let h = edge.http();
+    let health = client::plain(h, get("h", "/health")).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "healthy");
+    assert_eq!(client::plain(h, get("h", "/ready")).await.status, 200);
+    let metrics = client::plain(h, get("h", "/metrics")).await;
+    assert_eq!(
+        metrics.text(),
+        "site",
+        "metrics not mounted: the site answers"
+    );
+    // Outside the allowed networks the site's own /health answers.
+    let other = start(&toml("\"10.0.0.0/8\"")).await;
+    assert_eq!(
+        client::plain(other.http(), get("h", "/health"))
+            .await
+            .text(),
+        "site"
+    );
+    // Bad values are named.
+    let dir = TempDir::new("public-bad");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\npublic_path = \"/\"\npublic_endpoints = [\"health\", \"upstreams\"]\npublic_allow = [\"10.0.0.0/8\"]\n[[routes]]\nrespond = { body = \"x\" }\n",
+    );
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        err.contains("admin.public_path") && err.contains("admin.public_endpoints[1]"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_answers_500_and_every_other_connection_goes_on() {
     let app = Upstream::start("app").await;
