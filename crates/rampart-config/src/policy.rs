@@ -145,6 +145,9 @@ pub struct RawJwt {
     pub leeway: Option<RawDuration>,
     /// Tokens issued (`iat`) before this RFC 3339 instant are refused.
     pub revoke_before: Option<String>,
+    /// Longest accepted lifetime (`exp - iat`); tokens without both claims, or issued in
+    /// the future, are refused when set.
+    pub max_lifetime: Option<RawDuration>,
     /// Claims forwarded to the upstream: claim name → header name. `sub` goes to
     /// `X-Auth-Subject` by default.
     pub forward: Option<BTreeMap<String, String>>,
@@ -393,6 +396,8 @@ pub struct Jwt {
     pub leeway: Duration,
     /// Tokens with `iat` before this (seconds since the epoch) are refused.
     pub revoke_before: Option<u64>,
+    /// Longest accepted `exp - iat`.
+    pub max_lifetime: Option<Duration>,
     /// Claim → header forwarded upstream.
     pub forward: Vec<(String, HeaderName)>,
 }
@@ -471,6 +476,8 @@ pub struct RoutePolicy {
     pub cors: Option<usize>,
     /// CSRF check on.
     pub csrf: bool,
+    /// `Authorization` and the API key header are not forwarded.
+    pub strip_credentials: bool,
     /// Tenant header requirement.
     pub tenant: Option<Tenant>,
     /// Cookie hardening.
@@ -868,6 +875,7 @@ pub(crate) fn jwt(r: &RawJwt, err: Sink<'_>) -> Option<Jwt> {
         audience: r.audience.clone().unwrap_or_default(),
         leeway: r.leeway.map_or(Duration::from_secs(30), |d| d.0),
         revoke_before,
+        max_lifetime: r.max_lifetime.map(|d| d.0),
         forward,
     })
 }
@@ -1104,6 +1112,7 @@ pub(crate) fn route_policy(
         p.cors = lookup(c, cors_names, "cors policy", format!("{key}.cors"), err);
     }
     p.csrf = r.csrf.unwrap_or(false);
+    p.strip_credentials = r.strip_credentials.unwrap_or(false);
     if let Some(t) = &r.tenant {
         let header = t
             .header

@@ -68,6 +68,9 @@ pub struct RawServer {
     /// Peers whose `X-Forwarded-*` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    /// Client networks refused on every request, before routing: 403 `ip_denied`.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
     /// Hosts this edge answers for; others get 421 (or a closed connection).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -257,6 +260,9 @@ pub struct RawRoute {
     pub cors: Option<String>,
     /// Double-submit CSRF check on unsafe methods.
     pub csrf: Option<bool>,
+    /// Remove `Authorization` and the API key header before the upstream, once the edge
+    /// has authenticated the request (the identity still goes as `X-Auth-*`).
+    pub strip_credentials: Option<bool>,
     /// Require a tenant header.
     pub tenant: Option<RawTenant>,
     /// `Cache-Control` rules for static files, first match wins.

@@ -51,6 +51,8 @@ pub struct Server {
     pub workers: usize,
     /// Peers whose `X-Forwarded-*` are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Client networks refused on every request (IPv4-mapped IPv6 counts as IPv4).
+    pub deny: Vec<IpNet>,
     /// Hosts answered; empty means any.
     pub allowed_hosts: Vec<HostPattern>,
     /// What a request for another host gets.

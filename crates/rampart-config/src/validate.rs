@@ -320,6 +320,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         https: s.https.map(|a| a.0),
         workers: workers.clamp(1, 1024),
         trusted_proxies: s.trusted_proxies.iter().map(|c| c.0).collect(),
+        deny: s.deny.iter().map(|c| c.0).collect(),
         allowed_hosts,
         misdirected,
         redirect_exempt: s.redirect_exempt.clone(),

@@ -211,6 +211,7 @@ fn is_active(p: &RoutePolicy) -> bool {
         && p.methods.is_empty()
         && p.cors.is_none()
         && !p.csrf
+        && !p.strip_credentials
         && p.tenant.is_none())
 }
 
@@ -450,6 +451,12 @@ pub async fn before(
     // CSRF (double-submit cookie).
     if p.csrf {
         csrf(edge, req, identity.as_ref(), &mut ctx)?;
+    }
+    if p.strip_credentials && upstream {
+        req.headers_mut().remove(header::AUTHORIZATION);
+        if let Some(k) = &config.policies.api_keys {
+            req.headers_mut().remove(&k.header);
+        }
     }
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_nanos(delay)).await;

@@ -278,6 +278,9 @@ async fn answer<'e>(
     {
         return Err(Refusal::HeadersTooLarge.into());
     }
+    if !server.deny.is_empty() {
+        global_deny(edge, conn, &req, request_id)?;
+    }
     let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
     if !server.allowed_hosts.is_empty() && !server.allowed_hosts.iter().any(|p| p.matches(&host)) {
         return match server.misdirected {
@@ -542,6 +545,36 @@ fn head_len<B>(req: &Request<B>) -> usize {
     req.headers()
         .iter()
         .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// `server.deny`: refused before anything else (routes, redirects, public mounts).
+fn global_deny(
+    edge: &Edge,
+    conn: &ConnInfo,
+    req: &Request<Body>,
+    request_id: &HeaderValue,
+) -> Result<(), Answer> {
+    let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+    let ip = ip.to_canonical();
+    if !edge.config.server.deny.iter().any(|n| n.contains(&ip)) {
+        return Ok(());
+    }
+    let refusal = Refusal::Forbidden("ip_denied");
+    audit::emit(
+        edge,
+        &audit::Event {
+            event: "acl.refused",
+            severity: "warning",
+            ip,
+            code: refusal.code(),
+            reason: &format!("client {ip} is in server.deny"),
+            route: "",
+            request_id: request_id.to_str().unwrap_or_default(),
+            method: req.method().as_str(),
+            path: req.uri().path(),
+        },
+    );
+    Err(refusal.into())
 }
 
 /// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only.

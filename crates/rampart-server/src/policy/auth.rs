@@ -237,6 +237,23 @@ impl JwtVerifier {
                 _ => return Err(AuthError::Invalid("revoked")),
             }
         }
+        if let Some(max) = self.config.max_lifetime {
+            let (Some(iat), Some(exp)) = (
+                claims.get("iat").and_then(Value::as_u64),
+                claims.get("exp").and_then(Value::as_u64),
+            ) else {
+                return Err(AuthError::Invalid("missing claim"));
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if iat > now + self.config.leeway.as_secs() {
+                return Err(AuthError::Invalid("issued in the future"));
+            }
+            if exp.saturating_sub(iat) > max.as_secs() {
+                return Err(AuthError::Invalid("lifetime too long"));
+            }
+        }
         let subject = match claims.get("sub") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),

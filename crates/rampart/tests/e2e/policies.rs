@@ -74,6 +74,12 @@ upstream = "app"
 auth = ["jwt", "api_key"]
 
 [[routes]]
+path = "/stripped/"
+upstream = "app"
+auth = ["jwt", "api_key"]
+strip_credentials = true
+
+[[routes]]
 path = "/opt/"
 upstream = "app"
 auth = ["jwt"]
@@ -1052,4 +1058,119 @@ async fn rs256_eddsa_and_jwks_keys() {
         403,
         "no kid with several keys"
     );
+}
+
+/// `server.deny` (guide 002's "block suspicious IPs") refuses a client on every route,
+/// the plain redirect and the public mounts alike, before anything reaches an upstream;
+/// behind a trusted proxy the forwarded client is judged.
+#[tokio::test]
+async fn a_global_denylist_covers_every_route_and_mount() {
+    let up = Upstream::start("app").await;
+    let toml = |deny: &str| {
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\ndeny = [{deny}]\n[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"/_rampart\"\npublic_allow = [\"0.0.0.0/0\"]\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\npath = \"/api/\"\nupstream = \"app\"\n[[routes]]\npath = \"/\"\nrespond = {{ body = \"home\" }}\n",
+            up.authority()
+        )
+    };
+    let edge = start(&toml("\"203.0.113.0/24\", \"2001:db8::/32\"")).await;
+    let from = |ip: &'static str, path: &'static str| {
+        Request::get(path)
+            .header("host", "h")
+            .header("x-forwarded-for", ip)
+            .body(client::empty())
+            .unwrap()
+    };
+    for path in ["/api/x", "/", "/_rampart/health", "/nothing/here"] {
+        for ip in ["203.0.113.9", "2001:db8::1"] {
+            let r = send(&edge, from(ip, path)).await;
+            assert_eq!(r.status, 403, "{ip} {path}");
+            assert_eq!(r.json()["error"], "ip_denied", "{ip} {path}");
+        }
+    }
+    assert_eq!(up.count(), 0, "a denied client never reaches the upstream");
+    assert_eq!(
+        send(&edge, from("198.51.100.1", "/api/x")).await.status,
+        200
+    );
+    assert_eq!(send(&edge, from("198.51.100.1", "/")).await.text(), "home");
+    // The peer itself (no forwarded header) is judged when it is listed.
+    let edge = start(&toml("\"127.0.0.0/8\"")).await;
+    assert_eq!(send(&edge, get("h", "/")).await.status, 403);
+    assert_eq!(up.count(), 1);
+}
+
+/// Credentials reach the upstream unless the route says `strip_credentials = true`; then
+/// only the identity the edge established (`X-Auth-*`) goes on.
+#[tokio::test]
+async fn strip_credentials_keeps_keys_and_tokens_from_the_upstream() {
+    let (up, edge) = setup().await;
+    let bearer = format!("Bearer {}", token(good_claims()));
+    for (path, stripped) in [("/api/x", false), ("/stripped/x", true)] {
+        for (h, v) in [("x-api-key", CI_KEY), ("authorization", bearer.as_str())] {
+            let r = send(&edge, req("GET", path, &[(h, v)], client::empty())).await;
+            assert_eq!(r.status, 200, "{path} {h}");
+            let seen = up.seen();
+            let last = seen.last().unwrap();
+            assert_eq!(last.headers.get(h).is_none(), stripped, "{path} {h}");
+            assert!(last.headers.contains_key("x-auth-subject"), "{path} {h}");
+        }
+    }
+}
+
+/// `jwt.max_lifetime` (guide 002: tokens of at most 30 minutes) refuses a token whose
+/// `exp - iat` is longer, one without `iat`/`exp`, and one issued in the future.
+#[tokio::test]
+async fn jwt_max_lifetime_refuses_long_lived_tokens() {
+    let up = Upstream::start("app").await;
+    let edge = start(&config(&up, "").replace(
+        "revoke_before = \"2020-01-01T00:00:00Z\"",
+        "revoke_before = \"2020-01-01T00:00:00Z\"\nmax_lifetime = \"30m\"",
+    ))
+    .await;
+    let call = |claims: serde_json::Value| {
+        let bearer = format!("Bearer {}", token(claims));
+        let edge = &edge;
+        async move {
+            send(
+                edge,
+                req(
+                    "GET",
+                    "/api/x",
+                    &[("authorization", &bearer)],
+                    client::empty(),
+                ),
+            )
+            .await
+        }
+    };
+    let mut ok = good_claims();
+    ok["exp"] = json!(now() + 1800);
+    assert_eq!(call(ok).await.status, 200, "exactly 30 minutes");
+    let n = up.count();
+    let mut long = good_claims();
+    long["exp"] = json!(now() + 1801);
+    let mut no_iat = good_claims();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    let mut future = good_claims();
+    future["iat"] = json!(now() + 3600);
+    future["exp"] = json!(now() + 3600 + 600);
+    for claims in [long.clone(), no_iat, future.clone()] {
+        refused(&call(claims).await, 403, "invalid_credentials", &up, n);
+    }
+    // Without max_lifetime the same long and future-issued tokens pass: the limit refused them.
+    let plain = start(&config(&up, "")).await;
+    for claims in [long, future] {
+        let bearer = format!("Bearer {}", token(claims));
+        let r = send(
+            &plain,
+            req(
+                "GET",
+                "/api/x",
+                &[("authorization", &bearer)],
+                client::empty(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
 }
