@@ -66,7 +66,8 @@ pub fn load_str(text: &str, source: &Source<'_>) -> Result<Config, ConfigErrors>
     };
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         let msg = e.to_string();
-        fail(vec![ConfigError::new("", one_line(&msg))])
+        let at = e.span().map_or(0, |r| r.start);
+        fail(vec![ConfigError::new(syntax_key(text, at), one_line(&msg))])
     })?;
     // `server.env_file`: its variables are seen by `${VAR}` before the process
     // environment's, and it is read again on every reload (so a rotated secret takes effect).
@@ -112,6 +113,46 @@ pub fn load_str(text: &str, source: &Source<'_>) -> Result<Config, ConfigErrors>
         config.ok_or_else(|| fail(vec![ConfigError::new("", "invalid config")]))
     } else {
         Err(fail(errors))
+    }
+}
+
+/// The key a syntax error at byte `at` is in: the table header above it (`[[routes]]`
+/// counted, so the third is `routes[2]`) and the key on its line, as far as they can be
+/// read from the text, so the error names the place as every other error does.
+fn syntax_key(text: &str, at: usize) -> String {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in text[..line_start].lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_owned();
+        }
+    }
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') {
+        // The header itself is broken: name the last good table before it.
+        return table;
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'"'))
+        })
+        .map(|k| k.replace('"', ""));
+    match (table.is_empty(), key) {
+        (true, Some(k)) => k,
+        (false, Some(k)) => format!("{table}.{k}"),
+        (_, None) => table,
     }
 }
 
@@ -327,8 +368,12 @@ fn deserialize_all(
             if segments.last() != Some(&Seg::Key(field.clone())) {
                 segments.push(Seg::Key(field.clone()));
             }
-            let hint = did_you_mean(&field, quoted.iter().skip(1).copied())
-                .map(|c| format!(", did you mean `{c}`?"))
+            let hint = nginx_hint(&field)
+                .map(|h| format!(": {h}"))
+                .or_else(|| {
+                    did_you_mean(&field, quoted.iter().skip(1).copied())
+                        .map(|c| format!(", did you mean `{c}`?"))
+                })
                 .unwrap_or_default();
             format!("unknown key{hint}")
         } else {
@@ -345,6 +390,29 @@ fn deserialize_all(
         }
     }
     None
+}
+
+/// Where an nginx directive (or a Caddy/Traefik habit) lives in rampart, for a user who
+/// wrote it as a key.
+fn nginx_hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "client_max_body_size" => "nginx's client_max_body_size is `body_limit` on a route (nginx's `500m` means 500 MiB here too)",
+        "ssl_protocols" => "nginx's ssl_protocols is `[tls] min_version = \"1.2\"` or `profile = \"modern\"`",
+        "ssl_ciphers" => "nginx's ssl_ciphers is `[tls] ciphers = \"…\"` (the same string)",
+        "ssl_certificate" | "ssl_certificate_key" => "nginx's ssl_certificate(_key) is `[tls] cert` / `key`",
+        "ssl_prefer_server_ciphers" => "rampart follows the client's suite order (Mozilla's advice, nginx `off`); remove it",
+        "ssl_session_tickets" => "nginx's ssl_session_tickets is `[tls] session_tickets`",
+        "ocsp_stapling" | "ssl_stapling" | "ssl_stapling_verify" => "OCSP stapling is not configurable yet (issue 20, automatic HTTPS); remove it",
+        "server_name" => "nginx's server_name is `hosts` on a route or `[server] allowed_hosts`",
+        "proxy_pass" => "nginx's proxy_pass is `upstream = \"NAME\"` on a route, with `[upstreams.NAME] servers`",
+        "limit_req" | "limit_req_zone" => "nginx's limit_req is `[limits.NAME] rate = \"10/s\"` and `limit = \"NAME\"` on a route",
+        "add_header" => "nginx's add_header is `[headers]` (or a route's `headers = { … }`)",
+        "keepalive_timeout" => "nginx's keepalive_timeout is `[server] idle_timeout`",
+        "listen" => "nginx's listen is `[server] http` / `https`",
+        "root" => "nginx's root is `static = \"DIR\"` on a route",
+        "return" => "nginx's return is `respond = { status, body }` or `redirect = \"URL\"` on a route",
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]

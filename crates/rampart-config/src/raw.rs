@@ -131,6 +131,12 @@ pub struct RawTls {
     pub self_signed: Option<Vec<String>>,
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
+    /// Mozilla's profile: `"intermediate"` (default: TLS 1.2 + 1.3) or `"modern"` (1.3 only).
+    pub profile: Option<String>,
+    /// TLS 1.2 suites offered, in OpenSSL (`ECDHE-ECDSA-AES128-GCM-SHA256`, as nginx's
+    /// `ssl_ciphers`, one string with `:` or a list) or IANA names. Default: all six
+    /// forward-secret AEAD suites.
+    pub ciphers: Option<crate::policy::OneOrMany>,
     /// Stateless session tickets (default on; session IDs are always on).
     pub session_tickets: Option<bool>,
 }

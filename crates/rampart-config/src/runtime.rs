@@ -135,6 +135,8 @@ pub struct Tls {
     pub self_signed: Vec<String>,
     /// Whether TLS 1.2 is offered (TLS 1.3 always is).
     pub tls12: bool,
+    /// TLS 1.2 suites offered (IANA names, in order); empty: all the provider has.
+    pub ciphers: Vec<&'static str>,
     /// Stateless session tickets.
     pub session_tickets: bool,
 }

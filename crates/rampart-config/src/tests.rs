@@ -196,6 +196,21 @@ fn syntax_error_reports_line() {
 }
 
 #[test]
+fn syntax_errors_name_the_table_and_key_around_the_line() {
+    let text = "[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nrespond = { body = \"x\" \n[headers]\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    // The parser notices the unclosed inline table on the next line: the table it was in
+    // is named.
+    assert!(e[0].starts_with("routes[1]: "), "{e:?}");
+    assert!(e[0].contains("line 8"), "{e:?}");
+    let e = errors("[server]\nhttp = \"127.0.0.1:0\"\nworkers = 2 3\n");
+    assert!(e[0].starts_with("server.workers: "), "{e:?}");
+    let e = errors("[api_keys]\nheader = \"X-Key\"\n[limits.login\nrate = \"5/m\"\n");
+    assert!(e[0].starts_with("api_keys: "), "{e:?}");
+}
+
+#[test]
 fn missing_env_var_is_an_error_naming_the_key() {
     let e = errors(&MINIMAL.replace("${UPSTREAM_PORT}", "${NOT_SET_ANYWHERE}"));
     assert!(
@@ -475,4 +490,21 @@ address = "api:80"
     ] {
         assert!(e.iter().any(|m| m.starts_with(want)), "{want} in {e:?}");
     }
+}
+
+#[test]
+fn nginx_directives_written_as_keys_point_to_rampart_keys() {
+    let e = errors(&MINIMAL.replace(
+        "[[routes]]\npath = \"/\"",
+        "ssl_protocols = \"TLSv1.2 TLSv1.3\"\n[[routes]]\nclient_max_body_size = \"500m\"\nocsp_stapling = true\npath = \"/\"",
+    ));
+    for want in [
+        "upstreams.app.ssl_protocols: unknown key: nginx's ssl_protocols is `[tls] min_version",
+        "routes[0].client_max_body_size: unknown key: nginx's client_max_body_size is `body_limit`",
+        "routes[0].ocsp_stapling: unknown key: OCSP stapling",
+    ] {
+        assert!(e.iter().any(|m| m.starts_with(want)), "{want} in {e:?}");
+    }
+    // All of them at once, as every structural error is.
+    assert_eq!(e.len(), 3, "{e:?}");
 }

@@ -405,13 +405,100 @@ fn tls(t: &RawTls, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
             true
         }
     };
+    let tls12 = match t.profile.as_deref() {
+        None | Some("intermediate") => tls12,
+        Some("modern") => {
+            if t.min_version.as_deref() == Some("1.2") {
+                cx.err(
+                    "tls.min_version",
+                    "profile \"modern\" is TLS 1.3 only; remove min_version = \"1.2\"",
+                );
+            }
+            false
+        }
+        Some(v) => {
+            cx.err(
+                "tls.profile",
+                format!("expected \"intermediate\" or \"modern\", got {v:?}"),
+            );
+            tls12
+        }
+    };
+    let mut ciphers = Vec::new();
+    if let Some(list) = &t.ciphers {
+        let names: Vec<String> = list
+            .values()
+            .iter()
+            .flat_map(|v| {
+                v.split(':')
+                    .map(str::trim)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !tls12 {
+            cx.err(
+                "tls.ciphers",
+                "TLS 1.2 suites with TLS 1.2 off (min_version \"1.3\" or profile \"modern\"); TLS 1.3 suites are always all three",
+            );
+        }
+        for name in &names {
+            match TLS12_SUITES
+                .iter()
+                .find(|(openssl, iana)| name == openssl || name.eq_ignore_ascii_case(iana))
+            {
+                Some((_, iana)) if !ciphers.contains(iana) => ciphers.push(*iana),
+                Some(_) => {}
+                None => cx.err(
+                    "tls.ciphers",
+                    format!(
+                        "{name:?} is not offered: only forward-secret AEAD suites are (ECDHE with AES-GCM or ChaCha20-Poly1305: {})",
+                        TLS12_SUITES.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            }
+        }
+        if names.is_empty() {
+            cx.err("tls.ciphers", "empty: leave it out for the default suites");
+        }
+    }
     Some(Tls {
         certificates,
         self_signed,
         tls12,
+        ciphers,
         session_tickets: t.session_tickets.unwrap_or(true),
     })
 }
+
+/// The TLS 1.2 suites rampart can offer: (OpenSSL name, IANA name).
+pub(crate) const TLS12_SUITES: &[(&str, &str)] = &[
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
 
 fn host_pattern(h: &str, key: &str, cx: &mut Ctx<'_, '_>) -> Option<HostPattern> {
     let lower = h.trim().to_ascii_lowercase();

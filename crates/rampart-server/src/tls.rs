@@ -82,6 +82,26 @@ pub fn server_config(
     } else {
         &[&rustls::version::TLS13]
     };
+    let provider = if tls.ciphers.is_empty() {
+        provider
+    } else {
+        // TLS 1.3 suites all stay; TLS 1.2 ones as listed, in that order.
+        let mut p = (*provider).clone();
+        let all = std::mem::take(&mut p.cipher_suites);
+        p.cipher_suites = all
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .copied()
+            .collect();
+        for name in &tls.ciphers {
+            p.cipher_suites.extend(
+                all.iter()
+                    .filter(|s| s.suite().as_str() == Some(*name))
+                    .copied(),
+            );
+        }
+        Arc::new(p)
+    };
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| {

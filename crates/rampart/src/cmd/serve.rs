@@ -157,12 +157,25 @@ fn posture(
         config.posture = Some(summary);
         return Err(rampart_ops::preflight::text(&report, false));
     }
-    if summary.errors > 0 || summary.warnings > 0 {
+    if summary.errors > 0 {
         tracing::warn!(
             errors = summary.errors,
             warnings = summary.warnings,
             enforced = production,
             "preflight: `rampart preflight` lists the findings"
+        );
+    } else {
+        // The positive line operators grep for after a deploy.
+        tracing::info!(
+            warnings = summary.warnings,
+            allowed = summary.allowed.len(),
+            enforced = production,
+            "{}",
+            if summary.warnings > 0 {
+                "preflight passed with warnings: `rampart preflight` lists them"
+            } else {
+                "preflight passed"
+            }
         );
     }
     config.posture = Some(summary);

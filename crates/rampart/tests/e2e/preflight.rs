@@ -753,6 +753,17 @@ fn serve_in_production_refuses_a_placeholder_before_binding() {
         line.contains("PF-SEC-02") && line.contains("SECRET_KEY"),
         "{line}"
     );
+    // A production start that passed says so, with what it accepted.
+    let passed = p
+        .seen
+        .iter()
+        .find(|l| l.contains("preflight passed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no 'preflight passed' line: {:?}", p.seen));
+    assert!(
+        passed.contains("\"allowed\":1") && passed.contains("\"enforced\":true"),
+        "{passed}"
+    );
     drop(held);
 }
 

@@ -554,3 +554,100 @@ async fn websocket_over_tls_is_tunnelled() {
         .unwrap();
     assert_eq!(back.into_text().unwrap(), "over tls");
 }
+
+/// A client config offering only TLS 1.2 with one suite.
+fn tls12_with(pki: &Pki, suite: rustls::CipherSuite) -> Arc<rustls::ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| s.suite() == suite);
+    let mut store = rustls::RootCertStore::empty();
+    store.add(pki.ca_der.clone()).unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    )
+}
+
+/// `tls.ciphers` takes guide 000's nginx `ssl_ciphers` line verbatim: only the listed TLS 1.2
+/// suites are negotiated; `profile = "modern"` is TLS 1.3 only; suites rampart never
+/// offers (CBC) and contradictions are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ciphers_and_mozilla_profiles() {
+    use rustls::CipherSuite as C;
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(
+        &pki,
+        "ciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256\"",
+    )
+    .await;
+    let ok = tls12_with(&pki, C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
+    let tls = client::tls_connect(edge.https(), ok.clone(), "localhost")
+        .await
+        .expect("a listed suite is negotiated");
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    );
+    for unlisted in [
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let cfg = tls12_with(&pki, unlisted);
+        assert!(
+            client::tls_connect(edge.https(), cfg, "localhost")
+                .await
+                .is_err(),
+            "{unlisted:?} is not listed"
+        );
+    }
+    // TLS 1.3 still negotiates (its suites are not nginx's ssl_ciphers either).
+    let r = client::tls(
+        edge.https(),
+        tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]),
+        "localhost",
+        get("localhost", "/"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let (modern, _up) = tls_edge(&pki, "profile = \"modern\"").await;
+    assert!(client::tls_connect(modern.https(), ok, "localhost")
+        .await
+        .is_err());
+    // Errors are named.
+    let leaf = pki.leaf("bad", &["localhost"]);
+    for (extra, want) in [
+        (
+            "ciphers = [\"ECDHE-RSA-AES128-SHA\"]",
+            "tls.ciphers: \"ECDHE-RSA-AES128-SHA\" is not offered",
+        ),
+        ("ciphers = []", "tls.ciphers: empty"),
+        (
+            "profile = \"modern\"\nmin_version = \"1.2\"",
+            "tls.min_version: profile \"modern\"",
+        ),
+        ("profile = \"old\"", "tls.profile: expected"),
+        (
+            "min_version = \"1.3\"\nciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256\"",
+            "tls.ciphers: TLS 1.2 suites with TLS 1.2 off",
+        ),
+    ] {
+        let toml = format!(
+            "[server]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}\n[[routes]]\nrespond = {{ body = \"x\" }}\n",
+            leaf.cert.display(),
+            leaf.key.display()
+        );
+        let errs = load_str(
+            &toml,
+            &Source {
+                name: "t".into(),
+                base_dir: pki.dir.path().to_path_buf(),
+                env: &|_| None,
+            },
+        )
+        .expect_err(extra);
+        let text = errs.to_string();
+        assert!(text.contains(want), "{extra}: {text}");
+    }
+}
