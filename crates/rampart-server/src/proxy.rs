@@ -357,8 +357,8 @@ impl Pool {
     }
 
     /// Logs and counts a response timeout.
-    fn timed_out(&self, server: &Server) -> ProxyError {
-        tracing::warn!(upstream = %self.name, server = %server.authority, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
+    fn timed_out(&self, server: &Server, request_id: &str) -> ProxyError {
+        tracing::warn!(upstream = %self.name, server = %server.authority, request_id, timeout_ms = self.response_timeout.as_millis() as u64, "upstream response timed out");
         self.record_failure(server);
         ProxyError::Timeout
     }
@@ -448,6 +448,9 @@ impl Pool {
         if self.own_client && origin::eligible(&req) {
             return self.forward_raw(req, &fwd).await;
         }
+        // For log lines of this request (a reference-counted clone).
+        let rid = fwd.request_id.clone();
+        let rid = rid.to_str().unwrap_or_default();
         fwd.apply(req.headers_mut());
         let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         // A request body is watched: when it fails or stalls, the client is to blame.
@@ -468,7 +471,7 @@ impl Pool {
                 None => match self.connect(&server).await {
                     Ok(s) => (s, false),
                     Err(e) => {
-                        tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
+                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, path = req.uri().path(), error = %e, "upstream connect failed");
                         self.next_server(&server, idx, &mut tried, max_servers)?;
                         continue;
                     }
@@ -500,7 +503,7 @@ impl Pool {
                         // The request body (the client's) failed, not the upstream.
                         return Err(ProxyError::ClientBody);
                     }
-                    tracing::warn!(upstream = %self.name, server = %server.authority, error = %err, "upstream request failed");
+                    tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %err, "upstream request failed");
                     self.record_failure(&server);
                     return Err(ProxyError::Upstream(err));
                 }
@@ -508,7 +511,7 @@ impl Pool {
                     // The upstream may rightly wait for the whole body before answering.
                     return Err(ProxyError::ClientTimeout);
                 }
-                Err(_) => return Err(self.timed_out(&server)),
+                Err(_) => return Err(self.timed_out(&server, rid)),
             };
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let websocket = resp
@@ -516,7 +519,7 @@ impl Pool {
                     .get(header::UPGRADE)
                     .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
                 if client_upgrade.is_none() || !websocket {
-                    tracing::warn!(upstream = %self.name, server = %server.authority, "upstream switched protocols to something not asked for");
+                    tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, "upstream switched protocols to something not asked for");
                     return Err(ProxyError::Protocol);
                 }
                 if let Some(client_upgrade) = client_upgrade {

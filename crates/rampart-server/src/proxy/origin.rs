@@ -111,6 +111,7 @@ impl Pool {
         fwd: &Forwarding,
     ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
         let head_only = req.method() == http::Method::HEAD;
+        let rid = fwd.request_id.to_str().unwrap_or_default();
         let head = serialize(&req, fwd);
         let n = self.servers.len();
         let max_servers = if self.retry { n.min(2) } else { 1 };
@@ -123,7 +124,7 @@ impl Pool {
                 None => match self.connect_raw(&server).await {
                     Ok(s) => (s, BytesMut::new(), false),
                     Err(e) => {
-                        tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream connect failed");
+                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, path = req.uri().path(), error = %e, "upstream connect failed");
                         self.next_server(&server, idx, &mut tried, max_servers)?;
                         continue;
                     }
@@ -146,11 +147,11 @@ impl Pool {
                     continue;
                 }
                 Ok(Err(Fail::Broken(e))) => {
-                    tracing::warn!(upstream = %self.name, server = %server.authority, error = %e, "upstream request failed");
+                    tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, path = req.uri().path(), error = %e, "upstream request failed");
                     self.record_failure(&server);
                     return Err(ProxyError::Io(e));
                 }
-                Err(_) => return Err(self.timed_out(&server)),
+                Err(_) => return Err(self.timed_out(&server, rid)),
             };
             let mut body = body;
             body.back = Some(Back {

@@ -987,3 +987,45 @@ respond = {{ body = "ok" }}
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// An error logged while serving a request carries that request's id (and path), so the
+/// log line and the client's 502 can be put together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_lines_carry_the_request_id() {
+    let dead = rampart_test_support::dead_addr();
+    let dir = TempDir::new("errctx");
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{dead}\"]\n[[routes]]\nupstream = \"app\"\n"
+        ),
+    );
+    let mut p = serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let addr = p.http.unwrap();
+    // Both upstream clients: rampart's own (GET) and hyper's (POST with a body).
+    let post = http::Request::post("/orders/7")
+        .header("host", "h")
+        .body(client::full("x"))
+        .unwrap();
+    for (req, path) in [(get("h", "/reports/1"), "/reports/1"), (post, "/orders/7")] {
+        let r = client::plain(addr, req).await;
+        assert_eq!(r.status, 502);
+        let id = r.header("x-request-id").unwrap().to_owned();
+        let line = p
+            .wait_for_line(&id, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no line with {id}: {:?}", p.seen));
+        let line = if line.contains("upstream connect failed") {
+            line
+        } else {
+            p.seen
+                .iter()
+                .find(|l| l.contains("upstream connect failed") && l.contains(&id))
+                .cloned()
+                .or_else(|| p.wait_for_line("upstream connect failed", Duration::from_secs(5)))
+                .unwrap()
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["request_id"], id.as_str(), "{line}");
+        assert_eq!(v["path"], path, "{line}");
+    }
+}
