@@ -73,6 +73,57 @@ impl ValueType {
     }
 }
 
+/// One `[preflight] required` entry: a type, and optionally the value it must have
+/// (`"bool=true"`: `ENFORCE_HTTPS=false` is then an error, not a valid bool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The value's type.
+    pub ty: ValueType,
+    /// The value it must equal (for `bool`, any spelling of the same truth value).
+    pub equals: Option<String>,
+}
+
+impl Requirement {
+    /// Parses `TYPE` or `TYPE=VALUE`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (t, equals) = match s.split_once('=') {
+            Some((t, v)) => (t, Some(v.to_owned())),
+            None => (s, None),
+        };
+        let ty = ValueType::parse(t.trim())?;
+        if ty == ValueType::Bool {
+            if let Some(v) = &equals {
+                truthy(v)?;
+            }
+        }
+        if ty == ValueType::Secret && equals.is_some() {
+            return None;
+        }
+        Some(Self { ty, equals })
+    }
+
+    /// Whether `v` is the required value (types are checked separately).
+    pub fn holds(&self, v: &str) -> bool {
+        match (&self.equals, self.ty) {
+            (None, _) => true,
+            (Some(want), ValueType::Bool) => truthy(want) == truthy(v),
+            (Some(want), ValueType::Int) => {
+                want.trim().parse::<i64>().ok() == v.trim().parse::<i64>().ok()
+            }
+            (Some(want), _) => want == v,
+        }
+    }
+}
+
+/// `true/1/yes/on` and `false/0/no/off`, any case.
+pub fn truthy(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// `[preflight]`, validated.
 #[derive(Debug, Clone, Default)]
 pub struct Preflight {
@@ -83,7 +134,7 @@ pub struct Preflight {
     /// Extra trusted CAs.
     pub ca_file: Option<PathBuf>,
     /// Required keys.
-    pub required: Vec<(String, ValueType)>,
+    pub required: Vec<(String, Requirement)>,
     /// Check the process environment too.
     pub process_env: bool,
     /// Commits of history scanned.
@@ -129,11 +180,11 @@ pub fn preflight(
     }
     let mut required = Vec::new();
     for (k, t) in &r.required {
-        match ValueType::parse(t) {
+        match Requirement::parse(t) {
             Some(t) => required.push((k.clone(), t)),
             None => sink(
                 format!("preflight.required.{k}"),
-                format!("unknown type {t:?}: expected string, secret, url, int, bool or email"),
+                format!("{t:?}: expected a type (string, secret, url, int, bool or email), optionally with the value it must have: \"bool=true\""),
             ),
         }
     }

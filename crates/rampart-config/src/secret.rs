@@ -10,8 +10,11 @@ pub enum SecretKind {
     SigningKey,
     /// An HMAC key for JWTs: 256 bits of entropy for HS256.
     Jwt,
-    /// A Fernet key: 32 bytes, url-safe base64.
+    /// A Fernet key: 32 bytes, url-safe base64 (`*FERNET*`).
     Fernet,
+    /// An encryption key (`ENCRYPTION_KEY`): a Fernet key or 256 bits of randomness in any
+    /// encoding (guide 002's `secrets.token_urlsafe(32)`); generated as a Fernet key.
+    EncryptionKey,
     /// A password: 16+ characters.
     Password,
     /// An API key or token: 128 bits of entropy.
@@ -104,19 +107,19 @@ impl SecretKind {
             .filter(|w| !matches!(**w, "PREVIOUS" | "FALLBACKS" | "OLD" | "NEXT"))
             .collect();
         let has_base = |w: &str| base.iter().any(|b| **b == w);
-        Some(
-            if has_base("FERNET") || (has_base("ENCRYPTION") && has_base("KEY")) {
-                Self::Fernet
-            } else if has("PASSWORD") || has("PASSWD") || has("PASS") || has("PWD") {
-                Self::Password
-            } else if has("JWT") {
-                Self::Jwt
-            } else if has("SECRET") && has("KEY") || base.len() == 1 && has_base("SECRET") {
-                Self::SigningKey
-            } else {
-                Self::Token
-            },
-        )
+        Some(if has_base("FERNET") {
+            Self::Fernet
+        } else if has_base("ENCRYPTION") && has_base("KEY") {
+            Self::EncryptionKey
+        } else if has("PASSWORD") || has("PASSWD") || has("PASS") || has("PWD") {
+            Self::Password
+        } else if has("JWT") {
+            Self::Jwt
+        } else if has("SECRET") && has("KEY") || base.len() == 1 && has_base("SECRET") {
+            Self::SigningKey
+        } else {
+            Self::Token
+        })
     }
 
     /// Name used in messages and by `rampart secrets generate`.
@@ -124,7 +127,7 @@ impl SecretKind {
         match self {
             Self::SigningKey => "token",
             Self::Jwt => "jwt-hs256",
-            Self::Fernet => "fernet",
+            Self::Fernet | Self::EncryptionKey => "fernet",
             Self::Password => "password",
             Self::Token => "token",
         }
@@ -370,6 +373,13 @@ pub fn weaknesses(kind: SecretKind, value: &str) -> Vec<Weakness> {
             "PF-SEC-01",
             "is not a Fernet key (32 bytes in url-safe base64, 44 characters)".into(),
         ),
+        SecretKind::EncryptionKey if !is_fernet_key(v) && s.bits < 256.0 => w(
+            "PF-SEC-01",
+            format!(
+                "holds about {} bits; an encryption key needs 256 (a Fernet key, or 32 random bytes)",
+                s.bits as u32
+            ),
+        ),
         SecretKind::Password if s.len < 16 => w(
             "PF-SEC-01",
             format!("is {} characters; a password needs at least 16", s.len),
@@ -443,7 +453,8 @@ mod tests {
             ("SECRET_KEY_FALLBACKS", Some(K::SigningKey)),
             ("JWT_SECRET_KEY", Some(K::Jwt)),
             ("JWT_SECRET", Some(K::Jwt)),
-            ("ENCRYPTION_KEY", Some(K::Fernet)),
+            ("ENCRYPTION_KEY", Some(K::EncryptionKey)),
+            ("FERNET_KEY", Some(K::Fernet)),
             ("POSTGRES_PASSWORD", Some(K::Password)),
             ("REDIS_PASSWORD", Some(K::Password)),
             ("API_KEYS", Some(K::Token)),
@@ -508,6 +519,14 @@ mod tests {
             "3q2-7w_Hk9LmN0pQrS4tUvWxYz1AbCdEfGhIjKlMnOpQrSt"
         )
         .is_empty());
+        // ENCRYPTION_KEY: a Fernet key or secrets.token_urlsafe(32) (guide 002); short is not.
+        for ok in [
+            "0r3tz7Z4ZR0E3P6x6M0b1Vb8Y4v0Jb1lY4o1aZ3xQ2c=",
+            "Xq8mJ2v_KpR4tYw9ZbN3cLfH6sD1gAeU7iO0nM5kTjQ",
+        ] {
+            assert!(rules(SecretKind::EncryptionKey, ok).is_empty(), "{ok}");
+        }
+        assert!(rules(SecretKind::EncryptionKey, "Xq8mJ2v_KpR4tYw9ZbN3").contains(&"PF-SEC-01"));
         assert!(rules(SecretKind::Password, "Vq3Lr8Zt1Wn6Yp0Ks2").is_empty());
     }
 }

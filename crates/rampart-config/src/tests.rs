@@ -508,3 +508,47 @@ fn nginx_directives_written_as_keys_point_to_rampart_keys() {
     // All of them at once, as every structural error is.
     assert_eq!(e.len(), 3, "{e:?}");
 }
+
+#[test]
+fn csp_nonce_with_a_cacheable_html_cache_is_named() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    let route = |cache: &str| {
+        format!("[server]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nstatic = \"www\"\ncsp_nonce = true\nhtml_cache = \"{cache}\"\n")
+    };
+    let e = load_in(&dir, &route("public, max-age=3600"))
+        .expect_err("refused")
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("routes[0].html_cache: ") && m.contains("replay its nonce")),
+        "{e:?}"
+    );
+    assert!(load_in(&dir, &route("no-store")).is_ok());
+}
+
+#[test]
+fn header_values_from_a_closed_set_are_checked() {
+    let e = errors(&MINIMAL.replace(
+        "[[routes]]",
+        "[headers]\nframe_options = \"DENYY\"\nreferrer_policy = \"no-referrer, strict-origin-when-crossorigin\"\ncoop = \"same-origin\"\n[[routes]]",
+    ));
+    assert!(
+        e.iter().any(|m| m.starts_with("headers.frame_options: \"DENYY\" is not one of DENY, SAMEORIGIN, did you mean \"DENY\"?")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("headers.referrer_policy: \"strict-origin-when-crossorigin\"")),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(load(&MINIMAL.replace(
+        "[[routes]]",
+        "[headers]\nframe_options = \"sameorigin\"\n[[routes]]"
+    ))
+    .is_ok());
+}

@@ -815,6 +815,16 @@ fn route(
         r.csp_report_only.unwrap_or(false),
         pnames.report_path,
     );
+    if let (Some(true), Some(c)) = (r.csp_nonce, &r.html_cache) {
+        if !c.to_ascii_lowercase().contains("no-store") {
+            cx.err(
+                format!("{key}.html_cache"),
+                format!(
+                    "{c:?} would not apply: csp_nonce pages are sent `Cache-Control: no-cache, private` (a cached page would replay its nonce); remove html_cache, or use \"no-store\""
+                ),
+            );
+        }
+    }
     let csp_nonce = if r.csp_nonce == Some(true) {
         match csp_text {
             Some(t) => Some(t),
@@ -912,11 +922,82 @@ fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
             cx.err(format!("{key}.hsts"), "must contain max-age=SECONDS");
         }
     }
+    // Headers with a closed set of values: a typo (`DENYY`) is ignored by browsers, which
+    // then fall back to no protection at all.
+    let known: [(&str, &Option<Toggle>, &[&str]); 6] = [
+        ("frame_options", &h.frame_options, &["DENY", "SAMEORIGIN"]),
+        (
+            "content_type_options",
+            &h.content_type_options,
+            &["nosniff"],
+        ),
+        (
+            "referrer_policy",
+            &h.referrer_policy,
+            &[
+                "no-referrer",
+                "no-referrer-when-downgrade",
+                "origin",
+                "origin-when-cross-origin",
+                "same-origin",
+                "strict-origin",
+                "strict-origin-when-cross-origin",
+                "unsafe-url",
+            ],
+        ),
+        (
+            "coop",
+            &h.coop,
+            &[
+                "same-origin",
+                "same-origin-allow-popups",
+                "noopener-allow-popups",
+                "unsafe-none",
+            ],
+        ),
+        (
+            "corp",
+            &h.corp,
+            &["same-origin", "same-site", "cross-origin"],
+        ),
+        (
+            "coep",
+            &h.coep,
+            &["require-corp", "credentialless", "unsafe-none"],
+        ),
+    ];
+    for (k, t, values) in known {
+        let Some(Toggle::Value(v)) = t else { continue };
+        // Referrer-Policy may list fallbacks: `no-referrer, strict-origin-when-cross-origin`.
+        let bad = v
+            .split(',')
+            .map(str::trim)
+            .find(|item| !values.iter().any(|ok| ok.eq_ignore_ascii_case(item)));
+        if let Some(item) = bad {
+            let hint = did_you_mean(item, values.iter().copied())
+                .map(|c| format!(", did you mean {c:?}?"))
+                .unwrap_or_default();
+            cx.err(
+                format!("{key}.{k}"),
+                format!("{item:?} is not one of {}{hint}", values.join(", ")),
+            );
+        }
+    }
     for (name, value) in h.set.iter().flatten() {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             cx.err(format!("{key}.set.{name}"), "not a valid header name");
         } else if HeaderValue::from_str(value).is_err() {
             cx.err(format!("{key}.set.{name}"), "not a valid header value");
+        } else if name.eq_ignore_ascii_case("strict-transport-security") {
+            if !value.to_ascii_lowercase().contains("max-age=") {
+                cx.err(format!("{key}.set.{name}"), "must contain max-age=SECONDS");
+            }
+            if h.hsts.is_some() {
+                cx.err(
+                    format!("{key}.set.{name}"),
+                    "both `hsts` and `set.Strict-Transport-Security` are set; keep one",
+                );
+            }
         }
     }
     for (i, name) in h.remove.iter().flatten().enumerate() {
@@ -1001,19 +1082,27 @@ fn header_policy_plain(h: &RawHeaders) -> HeaderPolicy {
     add("cross-origin-opener-policy", &h.coop, Some("same-origin"));
     add("cross-origin-resource-policy", &h.corp, Some("same-origin"));
     add("cross-origin-embedder-policy", &h.coep, None);
+    // `set` overrides every header the named keys control, HSTS included (one rule): a
+    // `Strict-Transport-Security` in `set` is the `hsts` value, still sent on HTTPS only.
+    let mut hsts_set = None;
     for (name, value) in h.set.iter().flatten() {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
+            if n == http::header::STRICT_TRANSPORT_SECURITY {
+                hsts_set = Some(value.clone());
+                continue;
+            }
             set.retain(|(k, _)| *k != n);
             set.push((n, v));
         }
     }
-    let hsts = match &h.hsts {
-        None | Some(Toggle::Default) => Some(DEFAULT_HSTS.to_owned()),
-        Some(Toggle::Off) => None,
-        Some(Toggle::Value(v)) => Some(v.clone()),
+    let hsts = match (&h.hsts, hsts_set) {
+        (_, Some(v)) => Some(v),
+        (None | Some(Toggle::Default), None) => Some(DEFAULT_HSTS.to_owned()),
+        (Some(Toggle::Off), None) => None,
+        (Some(Toggle::Value(v)), None) => Some(v.clone()),
     }
     .map(|mut v| {
         if h.hsts_preload == Some(true) && !v.to_ascii_lowercase().contains("preload") {

@@ -128,7 +128,7 @@ pub struct Inputs<'a> {
     /// The application's environment.
     pub env: Vec<EnvSource>,
     /// Required keys (config `[preflight] required` and `--require`).
-    pub required: Vec<(String, rampart_config::posture::ValueType)>,
+    pub required: Vec<(String, rampart_config::posture::Requirement)>,
     /// The git repository, if any.
     pub repo: Option<PathBuf>,
     /// Extra trusted CAs (PEM file).
@@ -228,6 +228,19 @@ impl Sink {
                 title,
                 skipped: Some(why.to_owned()),
             });
+        }
+    }
+    /// A check that ran but found nothing to look at is reported skipped, not passed.
+    pub(crate) fn nothing_to_check(&mut self, id: &'static str, why: &str) {
+        if self.findings.iter().any(|f| f.id == id) {
+            return;
+        }
+        if let Some(c) = self
+            .checks
+            .iter_mut()
+            .find(|c| c.id == id && c.skipped.is_none())
+        {
+            c.skipped = Some(why.to_owned());
         }
     }
     pub(crate) fn add(

@@ -55,7 +55,7 @@ impl Kind {
     pub fn for_name(name: &str) -> Self {
         let upper = name.to_ascii_uppercase();
         match SecretKind::of_name(name) {
-            Some(SecretKind::Fernet) => Self::Fernet,
+            Some(SecretKind::Fernet | SecretKind::EncryptionKey) => Self::Fernet,
             Some(SecretKind::Password) => Self::Password,
             Some(SecretKind::Jwt) => Self::JwtHs256,
             _ if upper.contains("API") => Self::ApiKey,

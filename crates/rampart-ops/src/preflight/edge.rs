@@ -61,6 +61,9 @@ pub(crate) fn check(c: &Config, s: &mut Sink) {
         cookies(r, &subject, s);
         login_limits(c, r, &subject, s);
     }
+    if !c.routes.iter().any(|r| is_login_path(&r.path)) {
+        s.nothing_to_check("PF-LIM-01", "no route looks like a login route");
+    }
     if https && c.server.http.is_some() {
         for p in &c.server.redirect_exempt {
             if !p.starts_with("/.well-known/acme-challenge") {
@@ -407,13 +410,17 @@ fn cookies(r: &Route, subject: &str, s: &mut Sink) {
     }
 }
 
-fn login_limits(c: &Config, r: &Route, subject: &str, s: &mut Sink) {
-    let p = r.path.to_ascii_lowercase();
+fn is_login_path(path: &str) -> bool {
     const LOGIN: &[&str] = &[
         "login", "signin", "sign-in", "sign_in", "logon", "token", "password", "passwd",
         "register", "signup", "sign-up", "session", "otp", "2fa", "mfa",
     ];
-    if !LOGIN.iter().any(|w| p.contains(w)) {
+    let p = path.to_ascii_lowercase();
+    LOGIN.iter().any(|w| p.contains(w))
+}
+
+fn login_limits(c: &Config, r: &Route, subject: &str, s: &mut Sink) {
+    if !is_login_path(&r.path) {
         return;
     }
     let limits: Vec<_> = r
@@ -436,7 +443,7 @@ fn login_limits(c: &Config, r: &Route, subject: &str, s: &mut Sink) {
             Severity::Warn,
             subject,
             format!("{} looks like a login route and has no lockout", r.path),
-            "add `lockout = { failures = 5, lock_for = \"15m\" }` to its limit",
+            "add `lockout = { failures = 5, for = \"15m\" }` to its limit",
         );
     }
 }

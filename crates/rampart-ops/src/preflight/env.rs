@@ -63,6 +63,7 @@ pub(crate) fn check(inputs: &Inputs<'_>, s: &mut Sink) {
     }
     s.check("PF-HOST-01", "allowed hosts");
     s.check("PF-CORS-01", "CORS allow-lists");
+    let mut databases = 0;
     for src in &inputs.env {
         secrets(src, s);
         for (key, value, line) in &src.vars {
@@ -127,9 +128,11 @@ pub(crate) fn check(inputs: &Inputs<'_>, s: &mut Sink) {
                 }
             }
             if k == "DATABASE_URL" || k.ends_with("_DATABASE_URL") || k == "DB_URL" {
+                databases += 1;
                 database_url(key, value, subject(), s);
             }
             if k == "DB_SSLMODE" || k == "PGSSLMODE" {
+                databases += 1;
                 sslmode(key, Some(value), subject(), s);
             }
             if k == "REDIS_URL"
@@ -170,6 +173,12 @@ pub(crate) fn check(inputs: &Inputs<'_>, s: &mut Sink) {
             }
         }
     }
+    if databases == 0 {
+        s.nothing_to_check(
+            "PF-DB-01",
+            "no DATABASE_URL, *_DATABASE_URL, DB_URL, DB_SSLMODE or PGSSLMODE in the environment",
+        );
+    }
     required(inputs, s);
 }
 
@@ -190,7 +199,7 @@ fn list(v: &str) -> Vec<&str> {
 fn secrets(src: &EnvSource, s: &mut Sink) {
     let fix = |kind: SecretKind| {
         format!(
-            "generate one: `rampart secrets generate {} --env-file .env --write` fills placeholders",
+            "make one with `rampart secrets generate {}` and set it in the environment or .env",
             kind.as_str()
         )
     };
@@ -262,7 +271,13 @@ fn database_url(key: &str, v: &str, subject: String, s: &mut Sink) {
         || lower.contains("+psycopg")
         || lower.starts_with("postgresql+")
     {
-        sslmode(key, query("sslmode").as_deref(), subject, s);
+        // asyncpg (guide 000: `postgresql+asyncpg://…?ssl=require`) spells it `ssl`.
+        sslmode(
+            key,
+            query("sslmode").or_else(|| query("ssl")).as_deref(),
+            subject,
+            s,
+        );
     } else if lower.starts_with("mysql") || lower.starts_with("mariadb") {
         let mode = query("ssl-mode")
             .or_else(|| query("sslmode"))
@@ -331,7 +346,7 @@ fn required(inputs: &Inputs<'_>, s: &mut Sink) {
             );
             continue;
         };
-        let ok = match t {
+        let ok = match t.ty {
             ValueType::String => !v.is_empty(),
             ValueType::Secret => true, // judged by PF-SEC-*
             ValueType::Int => v.trim().parse::<i64>().is_ok(),
@@ -358,19 +373,29 @@ fn required(inputs: &Inputs<'_>, s: &mut Sink) {
                 src.subject(key, line),
                 format!(
                     "{key} is not a valid {}",
-                    format!("{t:?}").to_ascii_lowercase()
+                    format!("{:?}", t.ty).to_ascii_lowercase()
                 ),
                 "fix the value",
             );
+        } else if !t.holds(v) {
+            let want = t.equals.as_deref().unwrap_or_default();
+            s.add(
+                "PF-ENV-02",
+                Severity::Error,
+                src.subject(key, line),
+                format!("{key} is {v:?}; this deployment requires {want:?}"),
+                format!("set {key}={want}"),
+            );
         }
-        if *t == ValueType::Secret {
+        // A secret-like name is already judged by the PF-SEC rules: not twice.
+        if t.ty == ValueType::Secret && SecretKind::of_name(key).is_none() {
             for w in weaknesses(SecretKind::of_name(key).unwrap_or(SecretKind::Token), v) {
                 s.add(
                     w.rule,
                     Severity::Error,
                     src.subject(key, line),
                     format!("{key} {}", w.why),
-                    "generate one with `rampart secrets generate`",
+                    "make one with `rampart secrets generate token` and set it",
                 );
             }
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use rampart_config::dotenv::EnvFile;
-use rampart_config::posture::{parse_allow, ValueType};
+use rampart_config::posture::{parse_allow, Requirement};
 use rampart_config::Config;
 use rampart_ops::preflight::{self, EnvSource, Inputs, Report};
 
@@ -19,7 +19,7 @@ pub(crate) struct Extra {
     pub(crate) process_env: bool,
     pub(crate) repo: Option<PathBuf>,
     pub(crate) ca_file: Option<PathBuf>,
-    pub(crate) require: Vec<(String, ValueType)>,
+    pub(crate) require: Vec<(String, Requirement)>,
     pub(crate) allow: Vec<(String, Option<String>)>,
 }
 
@@ -101,13 +101,13 @@ pub(crate) fn parse_allows(list: &[String]) -> anyhow::Result<Vec<(String, Optio
         .collect()
 }
 
-fn parse_require(list: &[String]) -> anyhow::Result<Vec<(String, ValueType)>> {
+fn parse_require(list: &[String]) -> anyhow::Result<Vec<(String, Requirement)>> {
     list.iter()
         .map(|r| {
             let (k, t) = r.split_once(':').unwrap_or((r, "string"));
-            let Some(t) = ValueType::parse(t) else {
+            let Some(t) = Requirement::parse(t) else {
                 anyhow::bail!(
-                    "--require {r}: unknown type {t:?} (string, secret, url, int, bool, email)"
+                    "--require {r}: unknown type {t:?} (string, secret, url, int, bool, email; optionally =VALUE: KEY:bool=true)"
                 );
             };
             Ok((k.to_owned(), t))

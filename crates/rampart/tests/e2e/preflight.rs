@@ -547,7 +547,8 @@ fn edge_config_rules_fire() {
         ("[headers]\ncontent_type_options = false\n", &[("PF-HDR-01", "error")], "X-Content-Type-Options"),
         ("[headers]\nreferrer_policy = \"unsafe-url\"\n", &[("PF-HDR-01", "error")], "unsafe-url"),
         ("[headers]\nframe_options = false\ncsp = \"default-src 'self'; base-uri 'self'; form-action 'self'; object-src 'none'\"\n", &[("PF-HDR-01", "error"), ("PF-CSP-01", "warn")], "can be framed"),
-        ("[headers]\ncoop = \"same-site\"\n", &[("PF-HDR-01", "error")], "Cross-Origin-Opener-Policy"),
+        // `check` refuses `coop = "same-site"`; through `set` it reaches preflight.
+        ("[headers]\nset = { \"Cross-Origin-Opener-Policy\" = \"same-site\" }\n", &[("PF-HDR-01", "error")], "Cross-Origin-Opener-Policy"),
         ("[headers]\ncsp = \"default-src 'self'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'\"\n", &[("PF-CSP-01", "error")], "unsafe-inline"),
         ("[headers]\ncsp = \"default-src 'self'; script-src 'self' 'unsafe-eval'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'\"\n", &[("PF-CSP-01", "warn")], "unsafe-eval"),
         ("[headers]\ncsp = false\n", &[("PF-CSP-01", "error")], "no enforcing Content-Security-Policy"),
@@ -1155,4 +1156,117 @@ async fn rotated_api_key_is_accepted_during_the_overlap_only() {
     reloads_reach(admin, 2).await;
     assert_eq!(call(new).await, 200);
     assert_eq!(call(old).await, 403, "old key after the overlap");
+}
+
+/// The status of check `id` in a JSON report.
+fn status(v: &Value, id: &str) -> String {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+/// The field audit's false alarms and wrong advice: asyncpg's `?ssl=require` is read;
+/// guide 002's `token_urlsafe(32)` ENCRYPTION_KEY passes; a check with nothing to look at
+/// is "skipped"; a required secret is judged once; `KEY:bool=true` catches a switched-off
+/// safety flag; and every `rampart …` command a fix text prints runs.
+#[test]
+fn preflight_reads_the_guides_as_written_and_its_advice_works() {
+    let f = fx();
+    // asyncpg (guide 000 verbatim): ssl=require is TLS without a name check, a warning.
+    f.env_with(
+        "DATABASE_URL",
+        Some("postgresql+asyncpg://cv:pw@db:5432/churnvision?ssl=require"),
+    );
+    let (_, v) = preflight(f.path(), &[]);
+    assert_eq!(found(&v), set(&[("PF-DB-01", "warn")]), "{v:#}");
+    // guide 002: ENCRYPTION_KEY from secrets.token_urlsafe(32).
+    f.env_with(
+        "ENCRYPTION_KEY",
+        Some("Xq8mJ2v_KpR4tYw9ZbN3cLfH6sD1gAeU7iO0nM5kTjQ"),
+    );
+    let (_, v) = preflight(f.path(), &[]);
+    assert!(!found(&v).iter().any(|(id, _)| id == "PF-SEC-01"), "{v:#}");
+    // Nothing to check: skipped, not passed.
+    f.env_with("DATABASE_URL", None);
+    f.toml(&GOOD_TOML.replace("path = \"/login\"", "path = \"/app\""));
+    let (_, v) = preflight(f.path(), &[]);
+    assert_eq!(status(&v, "PF-DB-01"), "skipped", "{v:#}");
+    assert_eq!(status(&v, "PF-LIM-01"), "skipped", "{v:#}");
+    // Value assertions, and a required secret judged once.
+    f.toml(&GOOD_TOML.replace(
+        "[preflight]\n",
+        "[preflight]\nrequired = { ENFORCE_HTTPS = \"bool=true\", MASK_PII_IN_LOGS = \"bool=true\", WORKERS = \"int=4\", SECRET_KEY = \"secret\" }\n",
+    ));
+    let mut env = good_env("short");
+    env.push_str("ENFORCE_HTTPS=false\nMASK_PII_IN_LOGS=yes\nWORKERS=4\n");
+    f.env(&env);
+    let (code, v) = preflight(f.path(), &[]);
+    assert_eq!(code, 1);
+    let env02 = why(&v, "PF-ENV-02");
+    assert!(
+        env02.contains("ENFORCE_HTTPS is")
+            && env02.contains("requires")
+            && !env02.contains("MASK_PII")
+            && !env02.contains("WORKERS"),
+        "{env02}"
+    );
+    let sec01 = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            x["id"] == "PF-SEC-01" && x["why"].as_str().unwrap_or("").contains("SECRET_KEY")
+        })
+        .count();
+    assert_eq!(sec01, 1, "a required secret is reported once: {v:#}");
+    // Every `rampart …` command in a fix text runs as printed.
+    f.toml(&GOOD_TOML.replace("lockout = { failures = 5, for = \"15m\" }\n", ""));
+    let mut env = good_env("short");
+    env.push_str("JWT_SECRET=short\nENCRYPTION_KEY=short\nDB_PASSWORD=short\n");
+    f.env(&env);
+    let (_, v) = preflight(f.path(), &[]);
+    let fixes: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["fix"].as_str().map(str::to_owned))
+        .collect();
+    let mut ran = 0;
+    for fix in &fixes {
+        for cmd in fix.split('`').skip(1).step_by(2) {
+            if let Some(args) = cmd.strip_prefix("rampart ") {
+                let out = bin()
+                    .args(args.split_whitespace())
+                    .current_dir(f.path())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "`{cmd}` (from {fix:?}) failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                ran += 1;
+            } else if cmd.starts_with("lockout = ") {
+                // A config line: it must pass `rampart check` where the fix says it goes.
+                let toml = GOOD_TOML.replace("lockout = { failures = 5, for = \"15m\" }", cmd);
+                f.toml(&toml);
+                let out = bin()
+                    .args(["check", "-c", "rampart.toml"])
+                    .current_dir(f.path())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 3, "fix texts with commands: {fixes:#?}");
 }

@@ -651,3 +651,51 @@ async fn tls_ciphers_and_mozilla_profiles() {
         assert!(text.contains(want), "{extra}: {text}");
     }
 }
+
+/// `headers.set` overrides HSTS as it overrides every other header the named keys control:
+/// the value is sent on HTTPS, never on plain HTTP; a malformed one or one set twice is
+/// named by `check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_transport_security_in_headers_set_is_the_hsts_value() {
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(
+        &pki,
+        "[headers]\nset = { \"Strict-Transport-Security\" = \"max-age=31536000\" }",
+    )
+    .await;
+    let cfg = tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]);
+    let r = client::tls(edge.https(), cfg, "localhost", get("localhost", "/")).await;
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let plain = client::plain(
+        edge.http(),
+        get("localhost", "/.well-known/acme-challenge/x"),
+    )
+    .await;
+    assert_eq!(
+        plain.header("strict-transport-security"),
+        None,
+        "never on plain HTTP"
+    );
+    for (headers, want) in [
+        ("set = { \"Strict-Transport-Security\" = \"includeSubDomains\" }", "must contain max-age"),
+        ("hsts = \"max-age=600\"\nset = { \"strict-transport-security\" = \"max-age=31536000\" }", "keep one"),
+    ] {
+        let toml = format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[headers]\n{headers}\n[[routes]]\nrespond = {{ body = \"x\" }}\n"
+        );
+        let errs = load_str(
+            &toml,
+            &Source {
+                name: "t".into(),
+                base_dir: pki.dir.path().to_path_buf(),
+                env: &|_| None,
+            },
+        )
+        .expect_err(headers)
+        .to_string();
+        assert!(errs.contains("headers.set.") && errs.contains(want), "{errs}");
+    }
+}
