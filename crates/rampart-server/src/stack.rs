@@ -362,6 +362,11 @@ async fn answer<'e>(
         Ok(Before::Answer(resp)) => return Ok((resp, Some(&route.headers))),
         Err(refused) => {
             audit(&refused);
+            if req.version() == http::Version::HTTP_2
+                && !matches!(refused.refusal, Refusal::PayloadTooLarge)
+            {
+                drain_small(req.body_mut()).await;
+            }
             return Err(in_route(refused.refusal));
         }
     };
@@ -545,6 +550,29 @@ fn head_len<B>(req: &Request<B>) -> usize {
     req.headers()
         .iter()
         .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// HTTP/2: a refusal answered before the request body was read is followed by
+/// RST_STREAM (the unread stream is reset), and some clients (curl 7.88) then report a
+/// framing error instead of the response. A small body is read first, at most 64 KiB
+/// within one second, so the stream ends cleanly; a larger or slower one is still reset.
+/// Refusals only: an accepted request's body goes to the upstream.
+async fn drain_small(body: &mut Body) {
+    use http_body_util::BodyExt as _;
+    const MAX: u64 = 64 * 1024;
+    if http_body::Body::is_end_stream(body) || http_body::Body::size_hint(body).lower() > MAX {
+        return;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > MAX {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// `server.deny`: refused before anything else (routes, redirects, public mounts).

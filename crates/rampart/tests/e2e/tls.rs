@@ -699,3 +699,57 @@ async fn strict_transport_security_in_headers_set_is_the_hsts_value() {
         assert!(errs.contains("headers.set.") && errs.contains(want), "{errs}");
     }
 }
+
+/// HTTP/2: a 401 to a POST refused before its body was read reaches curl every time
+/// (curl 7.88 printed "Stream error in the HTTP/2 framing layer" in 5 of 8 tries when the
+/// refusal was followed at once by RST_STREAM): a small body is read first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_early_refusals_reach_curl_every_time() {
+    let pki = Pki::new();
+    let (edge, up) = tls_edge(
+        &pki,
+        "[api_keys]\nkeys = [{ name = \"ci\", key = \"ci-key-0123456789abcdef\" }]\n[[routes]]\npath = \"/api/\"\nupstream = \"app\"\nauth = [\"api_key\"]",
+    )
+    .await;
+    let port = edge.https().port();
+    let ca = pki.ca_path();
+    let body = "x".repeat(20_000);
+    let dir = TempDir::new("h2refuse");
+    let data = dir.write("body.json", &body);
+    let runs = (0..12)
+        .map(|_| {
+            let (ca, data) = (ca.clone(), data.clone());
+            tokio::task::spawn_blocking(move || {
+                Command::new("curl")
+                    .args([
+                        "-sS",
+                        "--http2",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code} %{http_version}",
+                    ])
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+                    .args(["-X", "POST", "-H", "Content-Type: application/json"])
+                    .arg("--data-binary")
+                    .arg(format!("@{}", data.display()))
+                    .arg(format!("https://localhost:{port}/api/orders"))
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect::<Vec<_>>();
+    for r in runs {
+        let out = r.await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout == "401 2",
+            "curl saw {stdout:?} (exit {:?}): {stderr}",
+            out.status.code()
+        );
+    }
+    assert_eq!(up.count(), 0);
+}
