@@ -9,7 +9,8 @@
 //! | `GET /upstreams` | every pool and server: up, weight, in flight, errors, health-check and passive state |
 //! | `POST /reload` | re-read the config file (as SIGHUP); 200 with what changed, 422 with the errors |
 //! | `POST /upstreams/{pool}/{server}` | body `{"weight": N}` or `{"drain": true|false}` |
-//! | `POST /routes/{route}` | body `{"upstream": "pool"}`: switch the route's pool (blue-green) |
+//! | `POST /routes/{route}` | body `{"upstream": "pool"}`: switch the route's pool (blue-green); an unnamed route by its generated name (`/routes//api/`) or its index |
+//! | `POST /routes` | `{"from": "blue", "to": "green"}` or `{"routes": {…}}`: several routes at once, all or none |
 //!
 //! Control changes are audit events (`admin.change`) and survive reloads while the pool,
 //! server or route they name still exists. `/metrics`, `/health` and `/ready` can also be
@@ -130,8 +131,16 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
                 Err(r) => r,
             }
         }
-        (Method::POST, ["routes", route]) => {
-            let route = (*route).to_owned();
+        (Method::POST, ["routes"]) => match body_json(req).await {
+            Ok(v) => switch_routes(live, &edge, &v),
+            Err(r) => r,
+        },
+        (Method::POST, ["routes", ..]) => {
+            // The rest of the path is the name, as written (`/routes//api/` for an unnamed
+            // route on /api/, percent-encoded or not), or the route's index.
+            let raw = path.strip_prefix("/routes/").unwrap_or_default();
+            let route = crate::static_files::percent_decode(raw)
+                .map_or_else(|| raw.to_owned(), |d| d.into_owned());
             match body_json(req).await {
                 Ok(v) => switch_route(live, &route, &v),
                 Err(r) => r,
@@ -191,14 +200,16 @@ fn pool_state(p: &crate::proxy::Pool) -> &'static str {
 pub(crate) async fn health(live: &Live, edge: &Edge) -> Response<Body> {
     let mut services = serde_json::Map::new();
     let mut worst = 0u8; // 0 healthy, 1 degraded, 2 unhealthy
-    for p in edge.pools() {
+    for (i, p) in edge.pools().iter().enumerate() {
         let state = pool_state(p);
-        let required = p.config.required;
-        worst = worst.max(match (state, required) {
-            ("operational", _) => 0,
-            ("down", true) => 2,
-            _ => 1,
-        });
+        // A pool no route uses (blue after a cut-over to green) decides nothing.
+        if edge.pool_in_use(i) {
+            worst = worst.max(match (state, p.config.required) {
+                ("operational", _) => 0,
+                ("down", true) => 2,
+                _ => 1,
+            });
+        }
         services.insert(format!("upstream:{}", p.name), state.into());
     }
     let deps = &edge.config.dependencies;
@@ -262,8 +273,8 @@ pub(crate) async fn ready(live: &Live, edge: &Edge) -> Response<Body> {
     if live.draining.load(Ordering::Relaxed) {
         reasons.push("draining".to_owned());
     }
-    for p in edge.pools() {
-        if p.config.required && !p.servers().iter().any(|s| p.is_up(s)) {
+    for (i, p) in edge.pools().iter().enumerate() {
+        if p.config.required && edge.pool_in_use(i) && !p.servers().iter().any(|s| p.is_up(s)) {
             reasons.push(format!("upstream {}: no server up", p.name));
         }
     }
@@ -354,6 +365,59 @@ fn set_server(live: &Arc<Live>, pool: &str, server: &str, v: &Value) -> Response
         Ok(()) => json_response(
             StatusCode::OK,
             &json!({"upstream": pool, "server": server, "weight": weight, "draining": weight == 0}),
+        ),
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
+    }
+}
+
+/// `POST /routes`: `{"from": "blue", "to": "green"}` moves every route on `blue`, or
+/// `{"routes": {"name": "pool", …}}` the ones listed; all or none.
+fn switch_routes(live: &Arc<Live>, edge: &Edge, v: &Value) -> Response<Body> {
+    let changes: Vec<(String, String)> = match (v.get("from"), v.get("to"), v.get("routes")) {
+        (Some(Value::String(from)), Some(Value::String(to)), None) => {
+            let Some(from_idx) = edge.pool_index(from) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    &format!("no upstream named {from:?}"),
+                );
+            };
+            edge.config
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| edge.route_pool(*i) == Some(from_idx))
+                .map(|(_, r)| (r.name.clone(), to.clone()))
+                .collect()
+        }
+        (None, None, Some(Value::Object(m))) if !m.is_empty() => {
+            let mut out = Vec::new();
+            for (route, pool) in m {
+                let Some(pool) = pool.as_str() else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "each route maps to a pool name",
+                    );
+                };
+                out.push((route.clone(), pool.to_owned()));
+            }
+            out
+        }
+        _ => return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"from\": \"blue\", \"to\": \"green\"} or {\"routes\": {\"route\": \"pool\"}}",
+        ),
+    };
+    let pairs: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|(r, p)| (r.as_str(), p.as_str()))
+        .collect();
+    match live.switch_routes(&pairs) {
+        Ok(names) => json_response(
+            StatusCode::OK,
+            &json!({"switched": names.iter().zip(&changes).map(|(n, (_, p))| json!({"route": n, "upstream": p})).collect::<Vec<_>>()}),
         ),
         Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
     }

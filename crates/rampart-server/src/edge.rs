@@ -167,22 +167,43 @@ impl Edge {
         self.pools.iter().position(|p| p.name == name)
     }
 
-    /// Points a proxying route at another pool. `Err` names what does not exist.
-    pub(crate) fn set_route_pool(&self, route: &str, pool: &str) -> Result<(), String> {
-        let r = self
-            .config
-            .routes
+    /// The route named `route`, or (for a route without a `name`) its index in the file.
+    pub(crate) fn route_index(&self, route: &str) -> Option<usize> {
+        let routes = &self.config.routes;
+        routes
             .iter()
             .position(|r| r.name == route)
-            .ok_or_else(|| format!("no route named {route:?}"))?;
-        if self.route_pool(r).is_none() {
-            return Err(format!("route {route:?} does not proxy to an upstream"));
+            .or_else(|| route.parse::<usize>().ok().filter(|i| *i < routes.len()))
+    }
+
+    /// Points proxying routes at other pools, all or none: every `(route, pool)` is checked
+    /// before any is changed. Returns the routes' names. `Err` names what does not exist.
+    pub(crate) fn set_route_pools(&self, changes: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let mut resolved = Vec::with_capacity(changes.len());
+        for (route, pool) in changes {
+            let r = self.route_index(route).ok_or_else(|| {
+                format!("no route named {route:?} (unnamed routes: their index, 0 for the first)")
+            })?;
+            if self.route_pool(r).is_none() {
+                return Err(format!("route {route:?} does not proxy to an upstream"));
+            }
+            let p = self
+                .pool_index(pool)
+                .ok_or_else(|| format!("no upstream named {pool:?}"))?;
+            resolved.push((r, p));
         }
-        let p = self
-            .pool_index(pool)
-            .ok_or_else(|| format!("no upstream named {pool:?}"))?;
-        self.route_pools[r].store(p, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        for (r, p) in &resolved {
+            self.route_pools[*r].store(*p, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(resolved
+            .iter()
+            .map(|(r, _)| self.config.routes[*r].name.clone())
+            .collect())
+    }
+
+    /// Whether some route proxies to pool `p` now (an unused pool decides no readiness).
+    pub(crate) fn pool_in_use(&self, p: usize) -> bool {
+        (0..self.route_pools.len()).any(|r| self.route_pool(r) == Some(p))
     }
 
     pub(crate) fn is_trusted(&self, ip: std::net::IpAddr) -> bool {

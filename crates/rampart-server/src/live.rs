@@ -313,18 +313,29 @@ impl Live {
     /// # Errors
     /// No such route or pool, or the route does not proxy.
     pub fn switch_route(&self, route: &str, pool: &str) -> Result<(), String> {
+        self.switch_routes(&[(route, pool)]).map(|_| ())
+    }
+
+    /// Switches several routes at once, all or none (a blue-green cut-over in one call).
+    /// Returns the routes' names.
+    ///
+    /// # Errors
+    /// A route or pool that does not exist, or a route that does not proxy; nothing changed.
+    pub fn switch_routes(&self, changes: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let edge = self.edge();
-        edge.set_route_pool(route, pool)?;
+        let names = edge.set_route_pools(changes)?;
         let mut o = self
             .overrides
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        o.routes.retain(|(r, _)| r != route);
-        o.routes.push((route.to_owned(), pool.to_owned()));
-        let what = format!("route {route}: now to upstream {pool}");
-        crate::audit::system(&edge, "admin.change", "warning", &what);
-        tracing::info!(change = %what, "admin change");
-        Ok(())
+        for (name, (_, pool)) in names.iter().zip(changes) {
+            o.routes.retain(|(r, _)| r != name);
+            o.routes.push((name.clone(), (*pool).to_owned()));
+            let what = format!("route {name}: now to upstream {pool}");
+            crate::audit::system(&edge, "admin.change", "warning", &what);
+            tracing::info!(change = %what, "admin change");
+        }
+        Ok(names)
     }
 
     fn apply_overrides(&self, edge: &Edge) {
@@ -343,7 +354,7 @@ impl Live {
             }
         }
         for (route, pool) in &o.routes {
-            let _ = edge.set_route_pool(route, pool);
+            let _ = edge.set_route_pools(&[(route.as_str(), pool.as_str())]);
         }
     }
 

@@ -742,7 +742,7 @@ pub fn content_type(path: &Path) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !s.contains('%') {
         return Some(std::borrow::Cow::Borrowed(s));
     }

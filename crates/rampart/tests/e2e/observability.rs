@@ -1029,3 +1029,93 @@ async fn upstream_error_lines_carry_the_request_id() {
         assert_eq!(v["path"], path, "{line}");
     }
 }
+
+/// The guide's blue-green cut-over through the admin API: every route on blue moves to
+/// green in one call (all or none), unnamed routes are addressable, and once blue is
+/// stopped, `/ready` and `/health` do not wait for a pool no route uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_cut_over_in_one_call_and_the_unused_pool_decides_nothing() {
+    let blue = Upstream::start("blue").await;
+    let green = Upstream::start("green").await;
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[upstreams.blue]
+servers = ["{}"]
+[upstreams.blue.health_check]
+path = "/status/200"
+interval = "200ms"
+timeout = "100ms"
+[upstreams.green]
+servers = ["{}"]
+[[routes]]
+path = "/api/"
+upstream = "blue"
+[[routes]]
+path = "/"
+upstream = "blue"
+"#,
+        blue.authority(),
+        green.authority()
+    );
+    let edge = start(&toml).await;
+    let (a, h) = (admin_addr(&edge), edge.http());
+    // A bad set changes nothing.
+    let r = admin(
+        a,
+        "POST",
+        "/routes",
+        r#"{"routes": {"/api/": "green", "nope": "green"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        client::plain(h, get("h", "/api/x"))
+            .await
+            .header("x-upstream"),
+        Some("blue")
+    );
+    // One call moves both unnamed routes.
+    let r = admin(a, "POST", "/routes", r#"{"from": "blue", "to": "green"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["switched"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text()
+    );
+    for p in ["/api/x", "/page"] {
+        assert_eq!(
+            client::plain(h, get("h", p)).await.header("x-upstream"),
+            Some("green"),
+            "{p}"
+        );
+    }
+    // Unnamed routes one by one: by generated name (as written, or percent-encoded) or index.
+    for (path, body) in [
+        ("/routes//api/", r#"{"upstream": "blue"}"#),
+        ("/routes/%2Fapi%2F", r#"{"upstream": "green"}"#),
+        ("/routes/1", r#"{"upstream": "green"}"#),
+    ] {
+        let r = admin(a, "POST", path, body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    // Blue stops (the guide's last step): nothing uses it, so the edge stays ready.
+    drop(blue);
+    let down = eventually(Duration::from_secs(5), || {
+        let up = futures_block(admin(a, "GET", "/upstreams", "")).json();
+        (up["upstreams"][0]["state"] == "down").then_some(())
+    })
+    .await;
+    assert!(down.is_some(), "the health check never took blue out");
+    assert_eq!(admin(a, "GET", "/ready", "").await.status, 200);
+    let health = admin(a, "GET", "/health", "").await.json();
+    assert_eq!(health["status"], "healthy", "{health}");
+    // Moving a route back onto the dead pool makes it count again.
+    admin(a, "POST", "/routes/0", r#"{"upstream": "blue"}"#).await;
+    assert_eq!(admin(a, "GET", "/ready", "").await.status, 503);
+}
