@@ -46,7 +46,9 @@ pub(crate) fn check(run: &mut Run<'_>, c: &Config) {
                 Some(got)
                     if route.csp_nonce.is_some()
                         && name.as_str().starts_with("content-security-policy")
-                        && got.starts_with(want.split(" 'nonce-").next().unwrap_or(want)) => {}
+                        && nonce_of(got).is_some_and(|n| {
+                            got == rampart_config::site::csp_with_nonce(want, n)
+                        }) => {}
                 Some(got) => miss.push(format!("{name}: {got} (config: {want})")),
                 None if route.policy.auth.is_empty() || r.status != 401 => {
                     miss.push(format!("{name} missing (config: {want})"))
@@ -144,4 +146,10 @@ pub(crate) fn check(run: &mut Run<'_>, c: &Config) {
             "verify the host the config serves",
         );
     }
+}
+
+/// The nonce in a served policy (`'nonce-XYZ'` → `XYZ`).
+fn nonce_of(csp: &str) -> Option<&str> {
+    let at = csp.find("'nonce-")? + "'nonce-".len();
+    csp[at..].split('\'').next()
 }

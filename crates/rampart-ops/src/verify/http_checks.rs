@@ -644,16 +644,55 @@ fn metrics(run: &mut Run<'_>) {
                 || body.contains("\"_links\"")
                 || body.contains("\"propertySources\"")
                 || body.contains("\"memstats\""));
-        if exposed {
+        if !exposed {
+            continue;
+        }
+        // With --expect-config: a path the config restricts to an allow list answered
+        // because this host is on it (verify runs on the scraper's host); others are refused.
+        if let Some(nets) = run.o.expect.as_ref().and_then(|c| allow_list_for(c, p)) {
             run.sink.add(
                 "VF-MET-01",
-                Severity::Error,
+                Severity::Info,
                 run.subject(p),
-                format!("answers 200 with internal data to anyone ({} bytes)", r.body.len()),
-                "serve metrics on an internal listener or allow-list the scraper (rampart: [admin])",
+                format!(
+                    "answers 200 to this host, which the config's allow list ({}) includes; other clients are refused",
+                    nets.join(", ")
+                ),
+                "run verify from outside the allow list to see the refusal",
             );
+            continue;
+        }
+        run.sink.add(
+            "VF-MET-01",
+            Severity::Error,
+            run.subject(p),
+            format!(
+                "answers 200 with internal data to anyone ({} bytes)",
+                r.body.len()
+            ),
+            "serve metrics on an internal listener or allow-list the scraper (rampart: [admin])",
+        );
+    }
+}
+
+/// The networks the config allows on `path`, when it restricts them (not to everyone):
+/// the public admin mount's `public_allow`, or the matching route's `allow`.
+fn allow_list_for(c: &rampart_config::Config, path: &str) -> Option<Vec<String>> {
+    let open = |nets: &[ipnet::IpNet]| nets.is_empty() || nets.iter().any(|n| n.prefix_len() == 0);
+    let shown = |nets: &[ipnet::IpNet]| nets.iter().map(ToString::to_string).collect::<Vec<_>>();
+    if let Some(p) = c.admin.as_ref().and_then(|a| a.public.as_ref()) {
+        if let Some(rest) = path.strip_prefix(p.path.as_str()) {
+            if p.mounts(rest) {
+                return (!open(&p.allow)).then(|| shown(&p.allow));
+            }
         }
     }
+    let route = c
+        .routes
+        .iter()
+        .filter(|r| path.starts_with(r.path.as_str()))
+        .max_by_key(|r| r.path.len())?;
+    (!open(&route.policy.allow)).then(|| shown(&route.policy.allow))
 }
 
 /// VF-SRI-01: external scripts load over HTTPS with `integrity`.

@@ -837,3 +837,111 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = s.write_all(out.as_bytes()).await;
     let _ = s.shutdown().await;
 }
+
+/// `--expect-config` on a `csp_nonce` route: the live policy carries a fresh nonce in
+/// `script-src` and `style-src` (wherever they are), and it matches the config once the
+/// nonce is taken out; a real difference is still named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_config_matches_a_nonced_csp() {
+    let pki = Pki::new();
+    let up = Upstream::start("a").await;
+    let csp = "default-src 'self'; script-src 'self' https://cdn.example; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+    let extra = format!(
+        "[[routes]]\npath = \"/html\"\nupstream = \"app\"\ncsp_nonce = true\n[headers]\ncsp = \"{csp}\"\n"
+    );
+    let edge = rampart(&pki, &up.authority(), &extra).await;
+    let live = rampart_test_support::client::tls(
+        edge.https(),
+        rampart_test_support::client::tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]),
+        "localhost",
+        rampart_test_support::client::get("localhost", "/html"),
+    )
+    .await;
+    let served = live.header("content-security-policy").unwrap().to_owned();
+    assert!(
+        served.contains("'nonce-") && !served.starts_with(csp),
+        "{served}"
+    );
+    let dir = TempDir::new("expect-nonce");
+    let toml = |csp: &str| {
+        format!(
+            "[server]\nhttp = \"127.0.0.1:8080\"\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n[[routes]]\npath = \"/html\"\nupstream = \"app\"\ncsp_nonce = true\n[headers]\ncsp = \"{csp}\"\n",
+            pki.dir.path().join("edge.crt").display(),
+            pki.dir.path().join("edge.key").display(),
+        )
+    };
+    let same = dir.write("same.toml", toml(csp));
+    let (code, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--expect-config", same.to_str().unwrap()],
+    ))
+    .await;
+    assert!(why(&v, "VF-CFG-01").is_empty(), "{}", why(&v, "VF-CFG-01"));
+    assert_eq!(code, 0, "{v:#}");
+    let stricter = dir.write(
+        "stricter.toml",
+        toml(&csp.replace(" https://cdn.example", "")),
+    );
+    let (_, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--expect-config", stricter.to_str().unwrap()],
+    ))
+    .await;
+    let nonced = v["findings"].as_array().unwrap().iter().any(|f| {
+        f["id"] == "VF-CFG-01"
+            && f["subject"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("(route /html)")
+    });
+    assert!(
+        nonced,
+        "a real difference on the nonced route is named: {v:#}"
+    );
+}
+
+/// VF-MET-01 with `--expect-config`: `/metrics` allowed only to the scraper's host answers
+/// verify (run from that host) and is no error when the config shows the allow list;
+/// without the config it is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_allowed_to_this_host_by_the_config_is_no_error() {
+    let pki = Pki::new();
+    let up = Upstream::start("a").await;
+    let admin =
+        "[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"\"\npublic_allow = [\"127.0.0.0/8\"]\n";
+    let edge = rampart(&pki, &up.authority(), admin).await;
+    let (_, v) = verify(args(edge.https(), edge.http(), &pki, &[])).await;
+    assert!(
+        found(&v).contains(&("VF-MET-01".into(), "error".into())),
+        "{v:#}"
+    );
+    let dir = TempDir::new("expect-metrics");
+    let cfg = dir.write(
+        "rampart.toml",
+        format!(
+            "[server]\nhttp = \"127.0.0.1:8080\"\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n{admin}",
+            pki.dir.path().join("edge.crt").display(),
+            pki.dir.path().join("edge.key").display(),
+        ),
+    );
+    let (_, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--expect-config", cfg.to_str().unwrap()],
+    ))
+    .await;
+    assert!(
+        !found(&v).contains(&("VF-MET-01".into(), "error".into())),
+        "{v:#}"
+    );
+    assert!(
+        found(&v).contains(&("VF-MET-01".into(), "info".into())),
+        "{v:#}"
+    );
+    assert!(why(&v, "VF-MET-01").contains("127.0.0.0/8"), "{v:#}");
+}
