@@ -848,6 +848,32 @@ pub(crate) fn active(run: &mut Run<'_>) {
             ));
             let mut seen = Vec::new();
             let mut limited = false;
+            // As a browser (or an attacker) would: a CSRF-protected form's token comes from
+            // the page first (rampart's `csrf_token`, Django's `csrftoken`).
+            let mut headers: Vec<(String, String)> =
+                vec![("Content-Type".into(), "application/json".into())];
+            if let Ok(page) = run.get("GET", &p, &[]) {
+                let token = page.all("set-cookie").into_iter().find_map(|c| {
+                    let (name, rest) = c.split_once('=')?;
+                    let value = rest.split(';').next()?.to_owned();
+                    match name.trim() {
+                        "csrf_token" => Some(("X-CSRF-Token", name.trim().to_owned(), value)),
+                        "csrftoken" => Some(("X-CSRFToken", name.trim().to_owned(), value)),
+                        _ => None,
+                    }
+                });
+                if let Some((header, cookie, value)) = token {
+                    let scheme = if run.target.tls { "https" } else { "http" };
+                    headers.push(("Cookie".into(), format!("{cookie}={value}")));
+                    headers.push((header.into(), value));
+                    let authority = run.client.host_header(run.target.port, run.target.tls);
+                    headers.push(("Origin".into(), format!("{scheme}://{authority}")));
+                }
+            }
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             for i in 0..run.o.login_attempts.max(1) {
                 let body =
                     format!("{{\"username\":\"rampart-verify\",\"password\":\"wrong-{i}\"}}");
@@ -856,13 +882,14 @@ pub(crate) fn active(run: &mut Run<'_>) {
                     port: run.target.port,
                     method: "POST",
                     path: &p,
-                    headers: &[("Content-Type", "application/json")],
+                    headers: &headers,
                     body: Some(body.as_bytes()),
                 });
                 match r {
                     Ok(r) => {
                         seen.push(r.status);
-                        if r.status == 429 {
+                        // 429, or 423 from a lockout configured to say Locked.
+                        if r.status == 429 || r.status == 423 {
                             limited = true;
                             break;
                         }
@@ -876,7 +903,7 @@ pub(crate) fn active(run: &mut Run<'_>) {
                     Severity::Error,
                     run.subject(&p),
                     format!(
-                        "{} wrong logins, never a 429 (statuses {seen:?})",
+                        "{} wrong logins, never a 429 or 423 (statuses {seen:?})",
                         seen.len()
                     ),
                     "limit login attempts per IP and per account (rampart: lockout on the route)",

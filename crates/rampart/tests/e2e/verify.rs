@@ -945,3 +945,52 @@ async fn metrics_allowed_to_this_host_by_the_config_is_no_error() {
     );
     assert!(why(&v, "VF-MET-01").contains("127.0.0.0/8"), "{v:#}");
 }
+
+/// VF-ACT-01 on a CSRF-protected login whose lockout answers 423: verify takes the form's
+/// token first, as a browser does, and counts 423 as the limit it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_probe_passes_csrf_and_counts_a_423_lockout() {
+    let pki = Pki::new();
+    let up = Upstream::start("a").await;
+    let edge = rampart(
+        &pki,
+        &up.authority(),
+        r#"
+[[routes]]
+path = "/status/"
+upstream = "app"
+csrf = true
+limit = "login"
+[limits.login]
+rate = "100/m"
+key = "ip"
+lockout = { failures = 3, for = "15m", status = 423 }
+"#,
+    )
+    .await;
+    let (_, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &[
+            "--login",
+            "/status/401",
+            "--active",
+            "--login-attempts",
+            "6",
+        ],
+    ))
+    .await;
+    assert!(
+        !found(&v).iter().any(|(id, _)| id == "VF-ACT-01"),
+        "{}",
+        why(&v, "VF-ACT-01")
+    );
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "VF-ACT-01")
+        .unwrap();
+    assert_eq!(c["status"], "passed", "{v:#}");
+}
