@@ -12,17 +12,25 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-/// The demo site's files: (relative path, contents).
+/// The demo site's files: (relative path, contents). The README goes with it, so the
+/// page's link to the config reference works offline.
 const SITE: &[(&str, &str)] = &[
     ("index.html", include_str!("../../../demo/site/index.html")),
     ("app.js", include_str!("../../../demo/site/app.js")),
     ("style.css", include_str!("../../../demo/site/style.css")),
+    ("README.md", include_str!("../../../README.md")),
 ];
 
-/// Writes the demo site into `dir`, replacing older copies.
-pub(crate) fn write_site(dir: &Path) -> std::io::Result<()> {
+/// Writes the demo site into `dir`, replacing older copies; `{CERT}` in the page becomes
+/// the development certificate's path (for the `rampart verify` command it shows).
+pub(crate) fn write_site(dir: &Path, cert: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, content) in SITE {
+        let content = if *name == "index.html" {
+            content.replace("{CERT}", &cert.display().to_string())
+        } else {
+            (*content).to_owned()
+        };
         std::fs::write(dir.join(name), content)?;
     }
     Ok(())

@@ -321,8 +321,11 @@ fn embedded_default(
         .unwrap_or_else(|| rampart_config::default_state_dir(&rampart_config::process_env));
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    demo::write_site(&state_dir.join("demo-site"))
-        .with_context(|| format!("cannot write the demo site into {}", state_dir.display()))?;
+    demo::write_site(
+        &state_dir.join("demo-site"),
+        &state_dir.join("tls/self-signed.crt"),
+    )
+    .with_context(|| format!("cannot write the demo site into {}", state_dir.display()))?;
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("cannot start the demo upstream")?;
     let port = listener.local_addr()?.port();

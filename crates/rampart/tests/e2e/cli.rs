@@ -169,6 +169,62 @@ async fn default_serve_runs_the_demo_with_a_stable_certificate() {
     .await;
     assert_eq!(home.status, 200);
     assert!(home.text().contains("rampart is running"));
+    // The page leads on: the redirect, a config for the newcomer's own app, the README
+    // (served with the demo), and the verify command with this demo's certificate.
+    let page = home.text();
+    for next in [
+        "curl -sI http://localhost:8080/",
+        "servers = [\"127.0.0.1:3000\"]",
+        "rampart check -c rampart.toml",
+        "href=\"/README.md\"",
+    ] {
+        assert!(page.contains(next), "{next}");
+    }
+    assert!(
+        page.contains(&format!(
+            "rampart verify https://localhost:8443 --http-port 8080 --ca-file {}",
+            cert_path.display()
+        )),
+        "{page}"
+    );
+    let readme = client::tls(
+        p.https.unwrap(),
+        cfg.clone(),
+        "localhost",
+        get("localhost", "/README.md"),
+    )
+    .await;
+    assert!(readme.text().contains("## Config reference"));
+    // The sample config on the page is one `rampart check` accepts (with real files).
+    let sample = page
+        .split("<pre>[server]")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .map(|body| format!("[server]{body}"))
+        .expect("the page shows a sample rampart.toml");
+    let pki = rampart_test_support::pki::Pki::new();
+    let leaf = pki.leaf("app", &["app.example.com"]);
+    let sample = sample
+        .replace(
+            "/etc/rampart/app.example.com.crt",
+            &leaf.cert.display().to_string(),
+        )
+        .replace(
+            "/etc/rampart/app.example.com.key",
+            &leaf.key.display().to_string(),
+        );
+    let sample_path = dir.write("sample.toml", sample);
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&sample_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let api = client::tls(
         p.https.unwrap(),
         cfg.clone(),
