@@ -565,6 +565,204 @@ mod tests {
         assert_eq!(&buf[..], raw);
     }
 
+    /// Method, target, version and headers of a request as read.
+    type Reading = (String, String, Version, Vec<(String, Vec<u8>)>);
+
+    /// What hyper's own HTTP/1 server makes of `bytes`: the request it hands the service
+    /// (method, target, version, headers), or `None` when it refuses them.
+    fn hyper_reading(bytes: &[u8]) -> Option<Reading> {
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 20);
+            let seen = Arc::new(Mutex::new(None));
+            let s2 = seen.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect();
+                *s2.lock().unwrap() = Some((
+                    req.method().as_str().to_owned(),
+                    req.uri().to_string(),
+                    req.version(),
+                    headers,
+                ));
+                async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+            });
+            let conn = tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
+            );
+            let (mut r, mut w) = tokio::io::split(client);
+            w.write_all(bytes).await.unwrap();
+            w.shutdown().await.unwrap();
+            let mut out = Vec::new();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), r.read_to_end(&mut out))
+                    .await;
+            conn.abort();
+            let reading = seen.lock().unwrap().take();
+            reading
+        })
+    }
+
+    /// Pieces request heads are built from: valid, odd and hostile.
+    fn head_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let method = prop::sample::select(vec!["GET", "HEAD", "get", "GET ", "G\x00T", "POST"]);
+        let target = prop::sample::select(vec![
+            "/",
+            "/a?b=1",
+            "/%2e%2e/x",
+            "//x",
+            "*",
+            "http://h/x",
+            "/a b",
+            "/\x7f",
+            "/\u{ff}",
+            "/a#f",
+            "",
+        ]);
+        let version = prop::sample::select(vec![
+            "HTTP/1.1",
+            "HTTP/1.0",
+            "HTTP/1.2",
+            "HTTP/2.0",
+            "http/1.1",
+            "HTTP/1.1 ",
+        ]);
+        let name = prop::sample::select(vec![
+            "host",
+            "Host",
+            "x-a",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "x a",
+            "x:a",
+            "",
+            " x",
+            "x\t",
+            "\u{80}x",
+            "te",
+            "expect",
+        ]);
+        let value = prop::sample::select(vec![
+            "a",
+            "",
+            " a ",
+            "close",
+            "keep-alive",
+            "upgrade",
+            "0",
+            "1",
+            "chunked",
+            "a\x00b",
+            "a\rb",
+            "\u{ff}\u{fe}",
+            "a\tb",
+            "1, 2",
+            "gzip, chunked",
+        ]);
+        let eol = prop::sample::select(vec!["\r\n", "\n", "\r", "\r\n ", "\n\t"]);
+        let header = (
+            name,
+            prop::sample::select(vec![":", ": ", " :", ":\t"]),
+            value,
+            eol.clone(),
+        )
+            .prop_map(|(n, c, v, e)| format!("{n}{c}{v}{e}"));
+        (
+            method,
+            target,
+            version,
+            eol.clone(),
+            prop::collection::vec(header, 0..6),
+            eol,
+        )
+            .prop_map(|(m, t, v, e1, hs, e2)| {
+                format!("{m} {t} {v}{e1}{}{e2}", hs.concat()).into_bytes()
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        /// Differential: whatever the fast path takes as a simple request, hyper's own
+        /// server takes too, as the same request (method, target, version, headers). A
+        /// head the fast path reads differently from hyper would be a smuggling path.
+        #[test]
+        fn the_fast_path_never_reads_a_head_differently_from_hyper(bytes in head_strategy()) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            if let Parsed::Simple(req, _) = parse(&mut buf, 64, 64 * 1024) {
+                let theirs = hyper_reading(&bytes);
+                let Some((m, t, v, h)) = theirs else {
+                    panic!("fast path accepted what hyper refuses: {:?}", String::from_utf8_lossy(&bytes));
+                };
+                proptest::prop_assert_eq!(req.method().as_str(), m.as_str());
+                proptest::prop_assert_eq!(req.uri().to_string(), t);
+                proptest::prop_assert_eq!(req.version(), v);
+                let ours: Vec<(String, Vec<u8>)> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect();
+                proptest::prop_assert_eq!(ours, h);
+            }
+        }
+    }
+
+    /// The classic request-smuggling and parser-confusion heads (PortSwigger's and
+    /// RFC 9112's list), run every time: each is either left to hyper or read exactly as
+    /// hyper reads it.
+    #[test]
+    fn smuggling_classics_are_left_to_hyper_or_read_as_hyper_reads_them() {
+        let corpus: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\ncontent-length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\ntransfer-encoding : chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\ntransfer-encoding:\tchunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nx: y\r\n transfer-encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\nhost: a\ncontent-length: 4\n\nabcd",
+            b"GET / HTTP/1.1\r\nhost: a\r\nContent-Length: +4\r\n\r\nabcd",
+            b"GET / HTTP/1.1\r\nhost: a\r\nx\x00y: z\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nx: y\rz\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            b"GET http://evil/ HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ];
+        for bytes in corpus {
+            let mut buf = BytesMut::from(*bytes);
+            if let Parsed::Simple(req, _) = parse(&mut buf, 64, 64 * 1024) {
+                let (m, t, v, h) = hyper_reading(bytes).unwrap_or_else(|| {
+                    panic!(
+                        "fast path accepted what hyper refuses: {:?}",
+                        String::from_utf8_lossy(bytes)
+                    )
+                });
+                assert_eq!(
+                    (req.method().as_str(), req.uri().to_string(), req.version()),
+                    (m.as_str(), t, v)
+                );
+                let ours: Vec<(String, Vec<u8>)> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect();
+                assert_eq!(ours, h, "{:?}", String::from_utf8_lossy(bytes));
+            }
+        }
+    }
+
     #[test]
     fn numbers_and_dates() {
         assert_eq!(itoa(0, &mut [0; 20]), b"0");
