@@ -316,6 +316,13 @@ impl Metrics {
             "Open client connections",
             active,
         );
+        let parked = Gauge::<i64>::default();
+        parked.set(i64::try_from(live.conns.parked()).unwrap_or(i64::MAX));
+        r.register(
+            "rampart_parked_connections",
+            "Idle HTTP/1.1 keep-alive connections parked (only the socket held)",
+            parked,
+        );
         let health: Family<ServerLabels, Gauge> = Family::default();
         let inflight: Family<ServerLabels, Gauge> = Family::default();
         let weight: Family<ServerLabels, Gauge> = Family::default();

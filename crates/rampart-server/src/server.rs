@@ -622,6 +622,14 @@ impl Registry {
             .len()
     }
 
+    /// Connections parked now (only their socket held), for `/metrics`.
+    pub(crate) fn parked(&self) -> usize {
+        self.lock()
+            .iter()
+            .filter(|(_, a)| a.parked.load(Ordering::Relaxed))
+            .count()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<Arc<Activity>>> {
         self.conns
             .lock()

@@ -193,6 +193,23 @@ pub async fn tls(
 }
 
 /// Writes raw bytes and reads until the peer closes or `within` passes.
+/// Like [`raw`], but `None` when the peer has not closed (or reset) the connection within
+/// `within`: a server that hangs is told apart from one that closes.
+pub async fn raw_until_closed(
+    addr: SocketAddr,
+    bytes: &[u8],
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    match tokio::time::timeout(within, s.read_to_end(&mut out)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(_) => None,
+    }
+}
+
 pub async fn raw(addr: SocketAddr, bytes: &[u8], within: std::time::Duration) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();

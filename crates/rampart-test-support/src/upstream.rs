@@ -9,7 +9,8 @@
 //! - `/echo-body`: reads the whole request body and answers `len=N`.
 //! - `/first-chunk`: answers `first=N` as soon as the first body chunk arrives.
 //! - `/stream`: sends `first`, then `second` 800 ms later.
-//! - `/big/N`: an N-byte body.
+//! - `/big/N`: an N-byte body, [`pattern`]`(N)`: a lost, repeated or reordered chunk shows.
+//! - `/digest-body`: reads the whole request body and answers `len=N fnv=HEX` ([`fnv`]).
 //! - `/drop`: closes the connection without answering.
 //! - `/ws`: a WebSocket echo.
 //! - `/html`: an HTML page with inline and external scripts and styles; it prints the
@@ -178,6 +179,14 @@ async fn handle(
             .map(|b| b.to_bytes().len())
             .unwrap_or(0);
         Response::new(full(format!("len={body}")))
+    } else if path == "/digest-body" {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Response::new(full(format!("len={} fnv={:016x}", body.len(), fnv(&body))))
     } else if path == "/first-chunk" {
         let mut body = req.into_body();
         let mut n = 0;
@@ -211,7 +220,7 @@ async fn handle(
         Response::new(BodyExt::boxed(StreamBody::new(stream)))
     } else if let Some(n) = path.strip_prefix("/big/") {
         let n: usize = n.parse().unwrap_or(0);
-        Response::new(full(vec![b'x'; n]))
+        Response::new(full(pattern(n)))
     } else if path == "/html" || path == "/html-gz" {
         let nonce = req
             .headers()
@@ -327,4 +336,19 @@ pub fn html_page(nonce: &str) -> String {
 <body><p id=\"n\">upstream-nonce:{nonce}</p><script>document.title='ok'</script>\
 <script src=\"/app.js\"></script><script nonce=\"{nonce}\">1</script></body></html>"
     )
+}
+
+/// `n` bytes where every position differs from its neighbours' pattern (a 251-byte cycle
+/// offset by the 64 KiB block), so a lost, doubled or reordered chunk changes the bytes.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| ((i % 251) as u8).wrapping_add((i >> 16) as u8))
+        .collect()
+}
+
+/// FNV-1a, 64 bits: a body's fingerprint for comparing it whole without sending it back.
+pub fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -258,9 +258,17 @@ async fn parked_tls_connections_resume() {
     let edge = start(&toml).await;
     let cfg = client::tls_config(std::slice::from_ref(&pki.ca_der), &[b"http/1.1"]);
     let mut conn = client::Conn::tls(edge.https(), cfg, "localhost").await;
+    let live = edge.running.as_ref().unwrap().live.clone();
     for _ in 0..3 {
         assert_eq!(conn.send(get("localhost", "/")).await.unwrap().status, 200);
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // The connection is seen parked before it is used again.
+        let live = live.clone();
+        let parked = rampart_test_support::eventually(Duration::from_secs(5), move || {
+            let text = live.edge().metrics.render(&live);
+            text.contains("rampart_parked_connections 1").then_some(())
+        })
+        .await;
+        assert!(parked.is_some(), "the TLS connection was never parked");
     }
 }
 
@@ -311,10 +319,15 @@ async fn a_slow_reader_is_not_parked_in_the_middle_of_a_response() {
         .await
         .unwrap()
         .unwrap();
-    let total = n + rest.len();
     let whole = String::from_utf8_lossy(&got[..n]).to_string();
     let head_len = whole.find("\r\n\r\n").unwrap() + 4;
-    assert_eq!(total - head_len, size, "the response was cut short");
+    let mut body = got[head_len..n].to_vec();
+    body.extend_from_slice(&rest);
+    assert_eq!(body.len(), size, "the response was cut short");
+    assert!(
+        body == rampart_test_support::upstream::pattern(size),
+        "the response arrived altered"
+    );
 }
 
 /// Reads from `s` until `count` complete "ok" responses arrived (or EOF), returning the text.
@@ -387,7 +400,20 @@ async fn a_request_body_still_arriving_after_its_answer_is_not_read_as_a_request
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     s.write_all(smuggled.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real next request on the same connection is the barrier: once the upstream has
+    // it, anything the body bytes could have become was parsed before it.
+    s.write_all(b"GET /barrier HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let up2 = &up;
+    let barrier = rampart_test_support::eventually(Duration::from_secs(5), || {
+        up2.seen()
+            .iter()
+            .any(|r| r.uri.contains("barrier"))
+            .then_some(())
+    })
+    .await;
+    assert!(barrier.is_some(), "the next request never arrived");
     assert!(
         !up.seen().iter().any(|r| r.uri.contains("smuggled")),
         "body bytes were served as a request"

@@ -375,6 +375,45 @@ async fn cache_control_by_rule() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
     assert_eq!(r.text(), "new version");
+    // The window itself: within revalidate_after the kept copy is served, after it the
+    // new file, and not before.
+    let edge = site("revalidate_after = \"3s\"\n").await;
+    let t0 = std::time::Instant::now();
+    let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
+    assert_eq!(r.text(), "0123456789abcdefghij");
+    edge.dir.write("www/sub/page.txt", "new version");
+    let r = client::plain(edge.http(), get("h", "/sub/page.txt")).await;
+    assert_eq!(
+        r.text(),
+        "0123456789abcdefghij",
+        "served from memory inside the window"
+    );
+    let h = edge.http();
+    let seen_new = rampart_test_support::eventually(Duration::from_secs(10), || {
+        let r = futures_block(client::plain(h, get("h", "/sub/page.txt")));
+        (r.text() == "new version").then(|| t0.elapsed())
+    })
+    .await
+    .expect("the new file was never served");
+    assert!(
+        seen_new >= Duration::from_millis(2900),
+        "revalidated after {seen_new:?}"
+    );
+}
+
+fn futures_block<F: std::future::Future + Send + 'static>(f: F) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
 }
 
 fn nonce_of(csp: &str) -> String {

@@ -152,6 +152,34 @@ async fn certificates_are_chosen_by_sni_with_wildcards_and_a_default() {
         err.is_err(),
         "an unknown name gets the default certificate, which does not cover it"
     );
+    // The certificate presented for it is the default (first) one, not another.
+    assert!(
+        openssl_available(),
+        "openssl is needed (.ci/run installs it)"
+    );
+    let addr = edge.https().to_string();
+    let presented = tokio::task::spawn_blocking(move || {
+        let hello = Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-servername", "unknown.test"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let mut x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        x509.stdin.take().unwrap().write_all(&hello.stdout).unwrap();
+        String::from_utf8_lossy(&x509.wait_with_output().unwrap().stdout).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(
+        presented.contains("DNS:localhost") && presented.contains("DNS:app.test"),
+        "{presented}"
+    );
     let err = client::tls_connect(edge.https(), cfg, "a.b.wild.test").await;
     assert!(err.is_err(), "a wildcard covers one label only");
 }
@@ -234,6 +262,43 @@ async fn tls12_offers_only_forward_secret_aead_and_min_version_13_refuses_it() {
     assert!(client::tls_connect(strict.https(), tls12, "localhost")
         .await
         .is_err());
+    // A client that offers only what rustls' client cannot (CBC, static RSA, 3DES, RC4)
+    // is refused: the server has none of them, not just a client that never asks.
+    assert!(
+        openssl_available(),
+        "openssl is needed (.ci/run installs it)"
+    );
+    let addr = edge.https().to_string();
+    for weak in [
+        "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-ECDSA-AES128-SHA256",
+        "AES128-GCM-SHA256:AES256-SHA:DES-CBC3-SHA",
+    ] {
+        let addr = addr.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &addr,
+                    "-tls1_2",
+                    "-servername",
+                    "localhost",
+                ])
+                .args(["-cipher", &format!("{weak}@SECLEVEL=0")])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{weak} negotiated:\n{text}");
+        assert!(
+            !text.contains("no ciphers available"),
+            "the client did not really offer {weak}:\n{text}"
+        );
+    }
 }
 
 fn openssl_available() -> bool {
