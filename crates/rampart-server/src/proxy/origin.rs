@@ -339,6 +339,12 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| std::io::Error::other("bad upstream header name"))?;
         if name == header::TRANSFER_ENCODING {
+            // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+            if version == Version::HTTP_10 {
+                return Err(std::io::Error::other(
+                    "HTTP/1.0 upstream response with Transfer-Encoding (faulty framing)",
+                ));
+            }
             let last = h
                 .value
                 .rsplit(|b| *b == b',')
@@ -704,6 +710,113 @@ mod tests {
             .map(http_body_util::Collected::to_bytes);
         server.await.unwrap();
         (status, headers, bytes)
+    }
+
+    /// Serves `wire` once on a fresh loopback port (after reading the request).
+    async fn serve_once(wire: Vec<u8>) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
+            let _ = s.write_all(&wire).await;
+        });
+        addr
+    }
+
+    /// Status and body as this client reads `wire`; `None` when it refuses the answer.
+    async fn ours(wire: Vec<u8>) -> Option<(u16, Vec<u8>)> {
+        let stream = TcpStream::connect(serve_once(wire).await).await.unwrap();
+        let ((status, _), body) = exchange(
+            stream,
+            BytesMut::new(),
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+            false,
+        )
+        .await
+        .ok()?;
+        let bytes = body.collect().await.ok()?.to_bytes();
+        Some((status.as_u16(), bytes.to_vec()))
+    }
+
+    /// Status and body as hyper's HTTP/1 client reads `wire`.
+    async fn hypers(wire: Vec<u8>) -> Option<(u16, Vec<u8>)> {
+        let stream = TcpStream::connect(serve_once(wire).await).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        let req = Request::get("/")
+            .header("host", "x")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, bytes.to_vec()))
+    }
+
+    /// Upstream answers built from valid, odd and hostile pieces.
+    fn answer_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let status = prop::sample::select(vec![
+            "HTTP/1.1 200 OK",
+            "HTTP/1.0 200 OK",
+            "HTTP/1.1 204 No Content",
+            "HTTP/1.1 304 Not Modified",
+            "HTTP/1.1 404 x",
+            "HTTP/1.1 999 x",
+            "HTTP/1.1 20 x",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK",
+        ]);
+        let framing = prop::sample::select(vec![
+            "content-length: 5\r\n",
+            "content-length: 5\r\ncontent-length: 5\r\n",
+            "content-length: 5\r\ncontent-length: 6\r\n",
+            "content-length: +5\r\n",
+            "content-length: 5 \r\n",
+            "transfer-encoding: chunked\r\n",
+            "transfer-encoding: chunked\r\ncontent-length: 3\r\n",
+            "transfer-encoding: gzip, chunked\r\n",
+            "transfer-encoding: chunked, gzip\r\n",
+            "transfer-encoding: Chunked\r\n",
+            "",
+            "connection: close\r\n",
+        ]);
+        let body = prop::sample::select(vec![
+            "hello",
+            "5\r\nhello\r\n0\r\n\r\n",
+            "5;a=b\r\nhello\r\n0\r\nx: y\r\n\r\n",
+            "zz\r\nhello\r\n0\r\n\r\n",
+            "-1\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhelloXX0\r\n\r\n",
+            "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            "5\nhello\n0\n\n",
+            "hel",
+            "",
+            "2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+        ]);
+        (status, framing, body).prop_map(|(s, f, b)| format!("{s}\r\n{f}\r\n{b}").into_bytes())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Differential against hyper's client: an answer this client reads whole, hyper
+        /// reads as the same status and the same body bytes. Reading a body's framing
+        /// differently from hyper would desynchronise a pooled upstream connection.
+        #[test]
+        fn responses_are_framed_as_hyper_frames_them(wire in answer_strategy()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (a, b) = rt.block_on(async {
+                (ours(wire.clone()).await, hypers(wire.clone()).await)
+            });
+            if let Some(a) = a {
+                let shown = String::from_utf8_lossy(&wire).into_owned();
+                proptest::prop_assert_eq!(Some(a), b, "{}", shown);
+            }
+        }
     }
 
     #[tokio::test]
