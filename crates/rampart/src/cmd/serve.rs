@@ -105,13 +105,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// and reloads when they change (after a short pause, so a half-written file is not read).
 /// Polling needs no inotify dependency and works on every filesystem, bind mounts and
 /// Kubernetes ConfigMap symlink swaps included. Turning the key off in the file stops it.
-async fn watch(live: std::sync::Arc<rampart_server::Live>, path: PathBuf) {
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
-    let mut last = stamp(&path);
+/// The file's size and modification time, as `watch` compares them.
+type Stamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+fn stamp(p: &Path) -> Stamp {
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+/// `last` is the stamp taken before the listeners opened: an edit made as soon as the edge
+/// answers is a change, even if this task starts late.
+async fn watch(live: std::sync::Arc<rampart_server::Live>, path: PathBuf, last: Stamp) {
+    let mut last = last;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -217,6 +223,7 @@ async fn serve(
         .is_some_and(|t| !t.self_signed.is_empty());
     let workers = edge.config.server.workers;
     let mut signals = Signals::new();
+    let watch_from = watch_path.as_deref().map(stamp);
     let running = rampart_server::start(edge).await?;
     {
         let edge = running.live.edge();
@@ -226,7 +233,7 @@ async fn serve(
     }
     let can_reload = loader.is_some();
     if let (true, Some(path)) = (can_reload, watch_path) {
-        tokio::spawn(watch(running.live.clone(), path));
+        tokio::spawn(watch(running.live.clone(), path, watch_from.flatten()));
     }
     if let Some(l) = loader {
         running.live.set_loader(l);
