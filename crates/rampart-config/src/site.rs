@@ -186,6 +186,18 @@ fn match_here(t: &[Tok], s: &[char]) -> bool {
     }
 }
 
+/// The `Referrer-Policy` values browsers know.
+pub const REFERRER_POLICIES: &[&str] = &[
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+];
+
 /// Default `Cache-Control` for content-hashed assets.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Default `Cache-Control` for HTML and files that are neither hashed nor matched by a rule.

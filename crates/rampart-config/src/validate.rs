@@ -934,16 +934,7 @@ fn check_headers(h: &RawHeaders, key: &str, cx: &mut Ctx<'_, '_>) {
         (
             "referrer_policy",
             &h.referrer_policy,
-            &[
-                "no-referrer",
-                "no-referrer-when-downgrade",
-                "origin",
-                "origin-when-cross-origin",
-                "same-origin",
-                "strict-origin",
-                "strict-origin-when-cross-origin",
-                "unsafe-url",
-            ],
+            crate::site::REFERRER_POLICIES,
         ),
         (
             "coop",

@@ -341,19 +341,9 @@ fn redirection(o: &Observed) -> (&'static str, i32) {
 
 /// The policy a browser applies: the last token it knows.
 pub fn referrer_token(v: &str) -> Option<String> {
-    const KNOWN: &[&str] = &[
-        "no-referrer",
-        "no-referrer-when-downgrade",
-        "origin",
-        "origin-when-cross-origin",
-        "same-origin",
-        "strict-origin",
-        "strict-origin-when-cross-origin",
-        "unsafe-url",
-    ];
     v.split(',')
         .map(|t| t.trim().to_ascii_lowercase())
-        .rfind(|t| KNOWN.contains(&t.as_str()))
+        .rfind(|t| rampart_config::site::REFERRER_POLICIES.contains(&t.as_str()))
 }
 
 fn referrer(o: &Observed) -> (&'static str, i32) {

@@ -312,3 +312,19 @@ impl Drop for AppServer {
         let _ = self.child.wait();
     }
 }
+
+/// Blocks on a future from inside `eventually`'s closure (a fresh runtime on a thread).
+pub fn futures_block<F: std::future::Future + Send + 'static>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
+}

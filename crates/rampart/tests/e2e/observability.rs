@@ -9,7 +9,7 @@ use rampart_test_support::client::{self, get};
 use rampart_test_support::upstream::Upstream;
 use rampart_test_support::{eventually, TempDir};
 
-use crate::harness::{bin, serve, start, start_in};
+use crate::harness::{bin, futures_block, serve, start, start_in};
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
 
@@ -154,22 +154,6 @@ upstream = "spare"
 
     assert_eq!(admin(a, "GET", "/nope", "").await.status, 404);
     assert_eq!(admin(a, "DELETE", "/metrics", "").await.status, 405);
-}
-
-/// Blocks on a future from inside `eventually`'s closure (a fresh runtime on a thread).
-fn futures_block<F: std::future::Future + Send + 'static>(f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

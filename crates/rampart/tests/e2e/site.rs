@@ -390,7 +390,7 @@ async fn cache_control_by_rule() {
     );
     let h = edge.http();
     let seen_new = rampart_test_support::eventually(Duration::from_secs(10), || {
-        let r = futures_block(client::plain(h, get("h", "/sub/page.txt")));
+        let r = crate::harness::futures_block(client::plain(h, get("h", "/sub/page.txt")));
         (r.text() == "new version").then(|| t0.elapsed())
     })
     .await
@@ -399,21 +399,6 @@ async fn cache_control_by_rule() {
         seen_new >= Duration::from_millis(2900),
         "revalidated after {seen_new:?}"
     );
-}
-
-fn futures_block<F: std::future::Future + Send + 'static>(f: F) -> F::Output
-where
-    F::Output: Send + 'static,
-{
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    })
-    .join()
-    .unwrap()
 }
 
 fn nonce_of(csp: &str) -> String {
