@@ -22,12 +22,14 @@ pub mod raw;
 pub mod runtime;
 pub mod secret;
 pub mod site;
+pub mod source;
 pub mod units;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, process_env, Source};
+pub use load::{load, load_str};
 pub use runtime::Config;
+pub use source::{process_env, Source};
 pub use validate::{
     default_state_dir, BANNER_HEADERS, DEFAULT_CSP, DEFAULT_HSTS, DEFAULT_PERMISSIONS_POLICY,
 };

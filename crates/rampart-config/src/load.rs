@@ -15,20 +15,7 @@ use crate::raw::RawConfig;
 use crate::runtime::Config;
 use crate::validate;
 
-/// Where a config comes from and what it may read: the environment and files beside it.
-pub struct Source<'a> {
-    /// Name for messages (`rampart.toml`, `<embedded default>`).
-    pub name: String,
-    /// Directory that relative paths in the file are resolved against.
-    pub base_dir: PathBuf,
-    /// Environment lookup for `${VAR}` (the process environment in production).
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-/// The process environment, for [`Source::env`].
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
+pub use crate::source::{process_env, Source};
 
 /// Loads and validates the config file at `path`.
 ///

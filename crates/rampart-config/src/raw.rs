@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::policy::{
-    OneOrMany, RawApiKeys, RawCookies, RawCors, RawCsrf, RawJwt, RawLimit, RawTenant,
-};
+use crate::units::Duration as RawDuration;
 use crate::units::{Cidr, Duration, ListenAddr, Size, Toggle};
 
 /// The whole file.
@@ -136,7 +134,7 @@ pub struct RawTls {
     /// TLS 1.2 suites offered, in OpenSSL (`ECDHE-ECDSA-AES128-GCM-SHA256`, as nginx's
     /// `ssl_ciphers`, one string with `:` or a list) or IANA names. Default: all six
     /// forward-secret AEAD suites.
-    pub ciphers: Option<crate::policy::OneOrMany>,
+    pub ciphers: Option<OneOrMany>,
     /// Stateless session tickets (default on; session IDs are always on).
     pub session_tickets: Option<bool>,
 }
@@ -333,4 +331,217 @@ pub struct RawCspReport {
     /// default true. Browsers that support it send reports there, batched, instead of
     /// `report-uri` at once.
     pub report_to: Option<bool>,
+}
+
+// === request policies (`[limits.NAME]`, `[cors.NAME]`, `[api_keys]`, `[jwt]`, `[csrf]`) ===
+
+/// `[limits.NAME]`: a rate limit, optionally with a login lockout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    /// `10/s`, `5/m`, `500/h`, `1000/d`.
+    pub rate: Option<String>,
+    /// Requests allowed above the steady rate at once (nginx `burst`; default: the rate's
+    /// count less one, so `N/period` admits N at once).
+    pub burst: Option<u32>,
+    /// `ip` (default), `user`, `api_key`, `user_or_ip`, or `header:NAME`.
+    pub key: Option<String>,
+    /// Only requests with these methods count (a method class); default all.
+    pub methods: Option<Vec<String>>,
+    /// Refuse excess at once (default true); false delays requests within the burst
+    /// to the steady rate, like nginx `limit_req` without `nodelay`.
+    pub nodelay: Option<bool>,
+    /// Most keys tracked at once (default 100000); see the README for the policy when full.
+    pub max_keys: Option<usize>,
+    /// Lock an account after repeated failed logins on the routes using this limit.
+    pub lockout: Option<RawLockout>,
+}
+
+/// `lockout = { … }` in a limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    /// Failed attempts that lock (default 5).
+    pub failures: Option<u32>,
+    /// How long a key stays locked (default 15m).
+    #[serde(rename = "for")]
+    pub lock_for: Option<RawDuration>,
+    /// The window the failures are counted in (default: `for`).
+    pub window: Option<RawDuration>,
+    /// JSON or form field naming the account (default `username`); the client IP when
+    /// the body has none.
+    pub field: Option<String>,
+    /// Upstream statuses that count as a failure (default 401 and 403).
+    pub statuses: Option<Vec<u16>>,
+    /// Status of the refusal while locked: 429 (default) or 423.
+    pub status: Option<u16>,
+}
+
+/// `[api_keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// Request header carrying the key (default `X-API-Key`).
+    pub header: Option<String>,
+    /// The keys; several may be valid at once (rotation).
+    #[serde(default, deserialize_with = "api_key_entries")]
+    pub keys: Vec<RawApiKey>,
+}
+
+/// One API key: a table, or the key alone as a string (`keys = ["${API_KEYS:list}"]`, named
+/// `key0`, `key1`… in logs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Shown in logs instead of the key.
+    pub name: Option<String>,
+    /// The key itself (use `key_file` or `${ENV}`, never a literal in a reviewed file).
+    pub key: Option<String>,
+    /// Or its SHA-256, hex.
+    pub sha256: Option<String>,
+    /// The key it replaces, accepted under the same name while clients move over
+    /// (`rampart secrets rotate` writes `KEY_PREVIOUS`: `previous = "${KEY_PREVIOUS:-}"`).
+    /// Empty means none.
+    pub previous: Option<String>,
+}
+
+/// `keys` items: a `{ name, key… }` table or a bare key string.
+fn api_key_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RawApiKey>, D::Error> {
+    struct Item(RawApiKey);
+    impl<'de> Deserialize<'de> for Item {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = RawApiKey;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key string or a { name, key } table")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawApiKey, E> {
+                    Ok(RawApiKey {
+                        key: Some(v.to_owned()),
+                        ..RawApiKey::default()
+                    })
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<RawApiKey, A::Error> {
+                    RawApiKey::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_any(V).map(Item)
+        }
+    }
+    Ok(Vec::<Item>::deserialize(d)?
+        .into_iter()
+        .map(|i| i.0)
+        .collect())
+}
+
+/// `[jwt]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// The one accepted algorithm: HS256/384/512, RS256/384/512, ES256, EdDSA.
+    pub alg: Option<String>,
+    /// HMAC secret (HS*), at least 32 bytes.
+    pub secret: Option<String>,
+    /// The HMAC secret it replaces, still accepted during a rotation
+    /// (`secret_previous = "${JWT_SECRET_PREVIOUS:-}"`). Empty means none.
+    pub secret_previous: Option<String>,
+    /// PEM public key (RS*, ES256, EdDSA); `public_key_file` reads it from a file.
+    pub public_key: Option<String>,
+    /// A JWKS document (JSON); `jwks_file` reads it from a file.
+    pub jwks: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (one must match).
+    pub audience: Option<Vec<String>>,
+    /// Clock leeway for `exp` and `nbf` (default 30s).
+    pub leeway: Option<RawDuration>,
+    /// Tokens issued (`iat`) before this RFC 3339 instant are refused.
+    pub revoke_before: Option<String>,
+    /// Longest accepted lifetime (`exp - iat`); tokens without both claims, or issued in
+    /// the future, are refused when set.
+    pub max_lifetime: Option<RawDuration>,
+    /// Claims forwarded to the upstream: claim name → header name. `sub` goes to
+    /// `X-Auth-Subject` by default.
+    pub forward: Option<BTreeMap<String, String>>,
+}
+
+/// `[cors.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Exact origins (`https://app.example.com`), or `*` (not with credentials).
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Allowed methods (default GET, HEAD, POST).
+    pub methods: Option<Vec<String>>,
+    /// Allowed request headers (default none beyond the CORS-safelisted ones).
+    pub headers: Option<Vec<String>>,
+    /// Allow credentials (cookies, `Authorization`).
+    pub credentials: Option<bool>,
+    /// How long a browser may cache a preflight (default 10m).
+    pub max_age: Option<RawDuration>,
+    /// Response headers exposed to scripts.
+    pub expose: Option<Vec<String>>,
+}
+
+/// `[csrf]`: settings shared by routes with `csrf = true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsrf {
+    /// Cookie name (default `csrf_token`).
+    pub cookie: Option<String>,
+    /// Header that must echo it (default `X-CSRF-Token`).
+    pub header: Option<String>,
+    /// Origins allowed to send unsafe requests (besides the request's own host).
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// A route's `tenant = { … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Header carrying the tenant (default `X-Tenant-ID`).
+    pub header: Option<String>,
+    /// Regular expression the whole value must match (default `[A-Za-z0-9_-]{1,64}`).
+    pub pattern: Option<String>,
+    /// A JWT claim that must equal the header.
+    pub claim: Option<String>,
+}
+
+/// A route's `cookies = { … }` (cookie hardening of upstream `Set-Cookie`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCookies {
+    /// Add `Secure` (default true).
+    pub secure: Option<bool>,
+    /// Add `HttpOnly` (default true) except to cookies in `script_readable`.
+    pub httponly: Option<bool>,
+    /// `SameSite` added when missing: `Lax` (default), `Strict`, `None`, or `off`.
+    pub samesite: Option<String>,
+    /// Cookies scripts must read (no `HttpOnly` added). The CSRF cookie always is.
+    pub script_readable: Option<Vec<String>>,
+}
+
+/// A string or a list of strings (`limit = "api"` or `limit = ["reads", "writes"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, in order.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }

@@ -9,12 +9,12 @@ use http::{HeaderName, HeaderValue};
 
 use crate::bounds;
 use crate::error::{did_you_mean, ConfigError};
-use crate::load::Source;
 use crate::raw::{RawConfig, RawHeaders, RawRoute, RawServer, RawTls, RawUpstream};
 use crate::runtime::{
     Action, Balance, CertificatePaths, Config, HeaderPolicy, HostPattern, Misdirected, Route,
     Server, Tls, Upstream,
 };
+use crate::source::Source;
 use crate::units::Toggle;
 
 /// Default `Content-Security-Policy`: strict, and a sound base for adding sources.

@@ -6,7 +6,9 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod certs;
 pub mod csp;
+pub mod findings;
 pub mod preflight;
 mod rsa;
 pub mod secrets;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 pub use client::{Client, Req, Resp};
 pub use output::{json, junit, text};
 
-use crate::preflight::{Check, Finding, Severity, Sink};
+use crate::findings::{Check, Finding, Severity, Sink};
 
 /// A progress callback: told what is being probed.
 pub type Progress = Box<dyn Fn(&str) + Send + Sync>;
@@ -233,7 +233,7 @@ impl Report {
     }
     /// Like [`crate::preflight::Report::check_status`].
     pub fn check_status(&self, id: &str) -> &'static str {
-        crate::preflight::check_status(&self.checks, &self.findings, id)
+        crate::findings::check_status(&self.checks, &self.findings, id)
     }
 }
 

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Request};
 use rampart_config::{load_str, Source};
-use rampart_server::proxy::{self, ClientInfo};
-use rampart_server::router::{normalize_path, Router};
+use rampart_server::edge::router::{normalize_path, Router};
+use rampart_server::handler::proxy::{self, ClientInfo};
 
 const CONFIG: &str = r#"
 [server]
@@ -102,7 +102,7 @@ fn header_policy(c: &mut Criterion) {
         b.iter_batched(
             || template.clone(),
             |mut h| {
-                rampart_server::headers::apply(&mut h, policy, true);
+                rampart_server::policy::headers::apply(&mut h, policy, true);
                 h
             },
             criterion::BatchSize::SmallInput,
@@ -118,7 +118,7 @@ fn prepare(c: &mut Criterion) {
         client_ip: "203.0.113.9".parse::<IpAddr>().unwrap(),
         tls: true,
     };
-    let id = rampart_server::request_id::generate();
+    let id = rampart_server::wire::request_id::generate();
     let make = || {
         Request::get("/api/users/42?expand=1")
             .header("host", "app.example")
@@ -142,7 +142,7 @@ fn prepare(c: &mut Criterion) {
         )
     });
     c.bench_function("request id", |b| {
-        b.iter(rampart_server::request_id::generate)
+        b.iter(rampart_server::wire::request_id::generate)
     });
 }
 

@@ -1,5 +1,8 @@
 //! The built edge: a validated config plus everything compiled from it (routes, pools, TLS).
 //! Built once per config, off to the side, so a reload can swap it whole.
+//!
+//! The layer between the handlers and the request spine: it compiles (routes, pools,
+//! policies, certificates) and holds; it answers no request itself.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +12,15 @@ use rampart_config::runtime::{Config, HeaderPolicy};
 use rampart_config::ConfigErrors;
 use rustls::ServerConfig;
 
-use crate::proxy::Pool;
-use crate::router::Router;
-use crate::tls::{self, LoadedCert};
+use crate::handler::files::FileCache;
+use crate::handler::proxy::Pool;
+use crate::observe::{logs::Logs, metrics, process::Process};
+use crate::policy::Policies;
+use router::Router;
+use tls::LoadedCert;
+
+pub mod router;
+pub mod tls;
 
 /// A runnable edge.
 #[derive(Debug)]
@@ -27,25 +36,44 @@ pub struct Edge {
     /// The certificates loaded, for reports.
     pub certificates: Vec<LoadedCert>,
     /// Compiled request policies and their state.
-    pub policies: crate::policy::Policies,
+    pub policies: Policies,
     /// Static files kept in memory, per route.
-    pub(crate) files: Vec<crate::static_files::FileCache>,
+    pub(crate) files: Vec<FileCache>,
     /// Metric families (one set per process: a reload hands them on).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<metrics::Metrics>,
     /// Access and audit log writers.
-    pub logs: crate::logs::Logs,
+    pub logs: Logs,
     /// Route names as metric labels, and `none` last (requests no route matched).
     pub(crate) route_labels: Vec<Arc<str>>,
     /// Per route (and one for no route): cached metric series.
-    pub(crate) route_series: Vec<crate::metrics::RouteSeries>,
+    pub(crate) route_series: Vec<metrics::RouteSeries>,
     /// Per route: the pool it proxies to (`usize::MAX` for other actions). Atomic so the
     /// admin API can switch a route between pools (blue-green) without a rebuild.
     route_pools: Vec<std::sync::atomic::AtomicUsize>,
-    /// The live state serving this edge (for the admin endpoints mounted on public routes).
-    pub(crate) live: std::sync::OnceLock<std::sync::Weak<crate::Live>>,
+    /// The process this edge serves in (handed on by a reload, like the metrics).
+    pub process: Arc<Process>,
+}
+
+impl crate::observe::audit::Sinks for Edge {
+    fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+    fn logs(&self) -> &Logs {
+        &self.logs
+    }
 }
 
 impl Edge {
+    /// What the policies read: the config, their compiled state, and the audit sinks.
+    pub fn policy_env(&self) -> crate::policy::Env<'_> {
+        crate::policy::Env {
+            config: &self.config,
+            policies: &self.policies,
+            metrics: &self.metrics,
+            logs: &self.logs,
+        }
+    }
+
     /// Builds an edge from a validated config: loads certificates (creating the
     /// self-signed one if asked), compiles routes and pools.
     ///
@@ -65,11 +93,11 @@ impl Edge {
             }
             None => (None, Vec::new()),
         };
-        let policies = crate::policy::Policies::build(&config).map_err(|errors| ConfigErrors {
+        let policies = Policies::build(&config).map_err(|errors| ConfigErrors {
             source: source.to_owned(),
             errors,
         })?;
-        let logs = crate::logs::Logs::start(&config.logging).map_err(|e| ConfigErrors {
+        let logs = Logs::start(&config.logging).map_err(|e| ConfigErrors {
             source: source.to_owned(),
             errors: vec![rampart_config::ConfigError::new("logging", e)],
         })?;
@@ -111,17 +139,15 @@ impl Edge {
             tls,
             certificates,
             policies,
-            files: (0..n_routes)
-                .map(|_| crate::static_files::FileCache::default())
-                .collect(),
+            files: (0..n_routes).map(|_| FileCache::default()).collect(),
             metrics: Arc::default(),
             logs,
             route_series: (0..=n_routes)
-                .map(|_| crate::metrics::RouteSeries::default())
+                .map(|_| metrics::RouteSeries::default())
                 .collect(),
             route_labels,
             route_pools,
-            live: std::sync::OnceLock::new(),
+            process: Arc::default(),
         })
     }
 
@@ -139,6 +165,7 @@ impl Edge {
     /// and the state of unchanged rate limits and lockouts. Returns the pools kept.
     pub(crate) fn adopt(&mut self, old: &Edge) -> Vec<String> {
         self.metrics = old.metrics.clone();
+        self.process = old.process.clone();
         let mut kept = Vec::new();
         for p in &mut self.pools {
             if let Some(o) = old.pools.iter().find(|o| {

@@ -15,6 +15,7 @@
 //! turns a refusal into its JSON answer and an audit event.
 
 pub mod auth;
+pub mod headers;
 pub mod limiter;
 
 use std::collections::HashMap;
@@ -31,8 +32,8 @@ use rampart_config::policy::{AuthMethod, LimitKey, RoutePolicy};
 use rampart_config::runtime::{Action, Config, Route};
 use rampart_config::ConfigError;
 
-use crate::body::Body;
-use crate::refusal::Refusal;
+use crate::wire::body::Body;
+use crate::wire::refusal::Refusal;
 use auth::{AuthError, Identity, JwtVerifier};
 use limiter::{Decision, Store};
 
@@ -40,6 +41,29 @@ const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 /// Largest login body read to find the account name.
 const LOGIN_BODY_MAX: usize = 64 * 1024;
+
+/// What a policy reads besides the request: the config, the compiled policies and their
+/// state, and where audit events go. Borrowed from the edge for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// The running config.
+    pub config: &'a rampart_config::runtime::Config,
+    /// The compiled policies and their state.
+    pub policies: &'a Policies,
+    /// Metric families (refusal counts).
+    pub metrics: &'a crate::observe::metrics::Metrics,
+    /// Log writers (audit events).
+    pub logs: &'a crate::observe::logs::Logs,
+}
+
+impl crate::observe::audit::Sinks for Env<'_> {
+    fn metrics(&self) -> &crate::observe::metrics::Metrics {
+        self.metrics
+    }
+    fn logs(&self) -> &crate::observe::logs::Logs {
+        self.logs
+    }
+}
 
 /// Policies compiled from a config: limiter state, JWT keys, tenant patterns.
 #[derive(Debug)]
@@ -292,7 +316,7 @@ fn nanos_to_secs_ceil(n: u64) -> u64 {
 /// # Errors
 /// The refusal, when a policy refuses.
 pub async fn before(
-    edge: &crate::edge::Edge,
+    edge: &Env<'_>,
     route_idx: usize,
     req: &mut Request<Body>,
     client_ip: IpAddr,
@@ -470,7 +494,7 @@ pub async fn before(
 /// wait a limit without `nodelay` asks for.
 #[allow(clippy::too_many_arguments)]
 fn rate_limits(
-    edge: &crate::edge::Edge,
+    edge: &Env<'_>,
     p: &RoutePolicy,
     req: &Request<Body>,
     id: Option<&Identity>,
@@ -599,7 +623,7 @@ fn preflight(
 }
 
 fn authenticate(
-    edge: &crate::edge::Edge,
+    edge: &Env<'_>,
     p: &RoutePolicy,
     req: &Request<Body>,
 ) -> Result<Option<Identity>, Refused> {
@@ -695,7 +719,7 @@ fn same_origin(origin: &str, req: &Request<Body>, allowed: &[String]) -> bool {
 }
 
 fn csrf(
-    edge: &crate::edge::Edge,
+    edge: &Env<'_>,
     req: &Request<Body>,
     identity: Option<&Identity>,
     ctx: &mut Ctx,
@@ -871,7 +895,7 @@ fn url_decode(s: &str) -> String {
 }
 
 /// Runs the response policies.
-pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Response<Body>) {
+pub fn after(edge: &Env<'_>, route: &Route, ctx: Ctx, resp: &mut Response<Body>) {
     let pol = &edge.policies;
     if let Some((li, account)) = &ctx.lockout {
         if let (Some(lo), Some(store)) = (
@@ -890,11 +914,11 @@ pub fn after(edge: &crate::edge::Edge, route: &Route, ctx: Ctx, resp: &mut Respo
                 if e.0 >= lo.failures {
                     e.2 = now + u64::try_from(lo.lock_for.as_nanos()).unwrap_or(u64::MAX / 2);
                     e.0 = 0;
-                    let mut m = crate::audit::line(edge, "auth.lockout", "warning");
+                    let mut m = crate::observe::audit::line(edge, "auth.lockout", "warning");
                     m.insert("account", account.clone().into());
                     m.insert("route", route.name.clone().into());
                     m.insert("reason", "account locked after failed logins".into());
-                    crate::audit::send(edge, m);
+                    crate::observe::audit::send(edge, m);
                 }
             } else if resp.status().is_success() {
                 map.remove(account);

@@ -448,22 +448,6 @@ fn login_limits(c: &Config, r: &Route, subject: &str, s: &mut Sink) {
     }
 }
 
-/// Whether an origin is acceptable in a production allow-list, and why not.
-pub(crate) fn origin_problem(o: &str) -> Option<&'static str> {
-    let o = o.trim();
-    if o == "*" {
-        Some("allows every origin")
-    } else if o.eq_ignore_ascii_case("null") {
-        Some("allows the `null` origin (sandboxed frames, file: pages)")
-    } else if o.starts_with("http://") {
-        Some("allows a plain-HTTP origin, which any network attacker can impersonate")
-    } else if o.contains('*') {
-        Some("uses a wildcard: every subdomain (and whoever takes one over) is trusted")
-    } else {
-        None
-    }
-}
-
 fn cors(c: &Config, s: &mut Sink) {
     for p in &c.policies.cors {
         let key = format!("cors.{}", p.name);
@@ -477,7 +461,7 @@ fn cors(c: &Config, s: &mut Sink) {
             );
         }
         for o in &p.origins {
-            if let Some(why) = origin_problem(o) {
+            if let Some(why) = super::env::origin_problem(o) {
                 s.add(
                     "PF-CORS-01",
                     Severity::Error,

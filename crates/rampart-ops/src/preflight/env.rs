@@ -28,6 +28,23 @@ const CHECKS: &[(&str, &str)] = &[
     ("PF-ENV-02", "required keys present and typed"),
 ];
 
+/// Whether an origin is acceptable in a production allow-list, and why not: the rule for
+/// `CORS_ALLOWED_ORIGINS` here and for the edge's own `[cors]` blocks.
+pub(crate) fn origin_problem(o: &str) -> Option<&'static str> {
+    let o = o.trim();
+    if o == "*" {
+        Some("allows every origin")
+    } else if o.eq_ignore_ascii_case("null") {
+        Some("allows the `null` origin (sandboxed frames, file: pages)")
+    } else if o.starts_with("http://") {
+        Some("allows a plain-HTTP origin, which any network attacker can impersonate")
+    } else if o.contains('*') {
+        Some("uses a wildcard: every subdomain (and whoever takes one over) is trusted")
+    } else {
+        None
+    }
+}
+
 fn is_truthy(v: &str) -> bool {
     matches!(
         v.trim().to_ascii_lowercase().as_str(),
@@ -116,7 +133,7 @@ pub(crate) fn check(inputs: &Inputs<'_>, s: &mut Sink) {
             }
             if is_cors_key(&k) {
                 for o in list(value) {
-                    if let Some(why) = super::edge::origin_problem(o) {
+                    if let Some(why) = origin_problem(o) {
                         s.add(
                             "PF-CORS-01",
                             Severity::Error,

@@ -9,10 +9,10 @@ use std::time::UNIX_EPOCH;
 
 use rampart_config::runtime::HostPattern;
 use rampart_config::Config;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::prelude::*;
 
 use super::{Inputs, Severity, Sink};
+use crate::certs::{names_host, pem_certs, system_roots, verify_chain};
 
 pub(crate) const CERT_CHECKS: &[(&str, &str)] = &[
     ("PF-CRT-01", "certificate expiry"),
@@ -30,86 +30,6 @@ pub(crate) fn title(id: &str) -> &'static str {
 }
 
 const DAY: i64 = 86_400;
-
-/// PEM certificates in `data`, as DER.
-pub(crate) fn pem_certs(data: &[u8]) -> Vec<Vec<u8>> {
-    x509_parser::pem::Pem::iter_from_buffer(data)
-        .filter_map(Result::ok)
-        .filter(|p| p.label == "CERTIFICATE")
-        .map(|p| p.contents)
-        .collect()
-}
-
-pub(crate) fn system_roots() -> Vec<Vec<u8>> {
-    for path in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ] {
-        if let Ok(data) = std::fs::read(path) {
-            return pem_certs(&data);
-        }
-    }
-    Vec::new()
-}
-
-/// Verifies `chain` (leaf first, DER) for server authentication against `roots` (DER), at
-/// a moment inside the leaf's validity (`not_before`..`not_after`, Unix seconds) closest to
-/// `now`, so an expired certificate is reported once, as expired, not also as untrusted.
-pub(crate) fn verify_chain(
-    roots: &[Vec<u8>],
-    chain: &[Vec<u8>],
-    not_before: i64,
-    not_after: i64,
-    now: i64,
-) -> Result<(), String> {
-    let root_ders: Vec<CertificateDer<'_>> = roots
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
-    let anchors: Vec<_> = root_ders
-        .iter()
-        .filter_map(|d| webpki::anchor_from_trusted_cert(d).ok())
-        .collect();
-    let Some(leaf) = chain.first() else {
-        return Err("no certificate".into());
-    };
-    let leaf = CertificateDer::from(leaf.as_slice());
-    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
-    let when = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(now.clamp(not_before + 1, (not_after - 1).max(not_before + 1))).unwrap_or(0),
-    ));
-    let ee = webpki::EndEntityCert::try_from(&leaf).map_err(|e| format!("{e:?}"))?;
-    ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        &anchors,
-        &intermediates,
-        when,
-        webpki::KeyUsage::server_auth(),
-        None,
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("{e:?}"))
-}
-
-/// Whether the leaf (DER) is valid for `name` (a DNS name or an IP address).
-pub(crate) fn names_host(leaf: &[u8], name: &str) -> bool {
-    let der = CertificateDer::from(leaf);
-    let Ok(ee) = webpki::EndEntityCert::try_from(&der) else {
-        return false;
-    };
-    match name.parse::<std::net::IpAddr>() {
-        Ok(ip) => ee
-            .verify_is_valid_for_subject_name(&ServerName::IpAddress(ip.into()))
-            .is_ok(),
-        Err(_) => ServerName::try_from(name)
-            .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok()),
-    }
-}
 
 /// Host names the edge serves (exact names; a wildcard pattern is checked with a sample).
 fn served_hosts(c: &Config) -> Vec<String> {

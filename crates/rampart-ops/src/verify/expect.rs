@@ -6,7 +6,7 @@ use rampart_config::runtime::HostPattern;
 use rampart_config::Config;
 
 use super::Run;
-use crate::preflight::Severity;
+use crate::findings::Severity;
 
 const ID: &str = "VF-CFG-01";
 

@@ -4,7 +4,7 @@
 use super::observatory::{self, Cookie, Observed, Redirect};
 use super::{Health, Req, Resp, Run};
 use crate::csp;
-use crate::preflight::Severity;
+use crate::findings::Severity;
 
 /// Headers that tell an attacker what runs behind (OWASP Secure Headers remove list, the
 /// common ones).

@@ -24,11 +24,11 @@
 use std::fmt::Write as _;
 
 use super::Report;
-use crate::preflight::Severity;
+use crate::findings::Severity;
 
 /// The report for a person: the two grades side by side, then findings by severity.
 pub fn text(r: &Report, colour: bool) -> String {
-    let paint = |code: &str, s: &str| crate::preflight::output::paint(colour, code, s);
+    let paint = |code: &str, s: &str| crate::findings::output::paint(colour, code, s);
     let grade_colour = |g: &str| match g.chars().next() {
         Some('A') => "1;32",
         Some('B' | 'C') => "1;33",
@@ -107,7 +107,7 @@ pub fn text(r: &Report, colour: bool) -> String {
     }
     out.push('\n');
     // verify has no `allow`: every finding is listed.
-    crate::preflight::output::finding_groups(&mut out, &r.findings, colour);
+    crate::findings::output::finding_groups(&mut out, &r.findings, colour);
     let skipped: Vec<_> = r.checks.iter().filter(|c| c.skipped.is_some()).collect();
     for c in &skipped {
         let _ = writeln!(
@@ -189,13 +189,13 @@ pub fn json(r: &Report) -> serde_json::Value {
             "why": f.why,
             "fix": f.fix,
         })).collect::<Vec<_>>(),
-        "checks": crate::preflight::output::checks_json(&r.checks, |id| r.check_status(id)),
+        "checks": crate::findings::output::checks_json(&r.checks, |id| r.check_status(id)),
     })
 }
 
 /// The report as JUnit XML: one test case per check.
 pub fn junit(r: &Report) -> String {
-    crate::preflight::output::junit_of("rampart verify", "verify", &r.checks, &r.findings, |id| {
+    crate::findings::output::junit_of("rampart verify", "verify", &r.checks, &r.findings, |id| {
         r.check_status(id)
     })
 }

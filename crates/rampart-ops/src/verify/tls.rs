@@ -10,7 +10,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::hello::{self, Answer, Enc, Kx, SSL3, SUITES, TLS10, TLS11, TLS12};
 use super::ssllabs::{Facts, Key, TLS13};
 use super::{Run, TlsReport};
-use crate::preflight::Severity;
+use crate::findings::Severity;
 
 const DAY: i64 = 86_400;
 
@@ -611,10 +611,10 @@ fn certificate(
         );
     }
     // Trust and name, with webpki.
-    let mut roots = crate::preflight::files::system_roots();
+    let mut roots = crate::certs::system_roots();
     if let Some(ca) = &run.o.ca_file {
         match std::fs::read(ca) {
-            Ok(d) => roots.extend(crate::preflight::files::pem_certs(&d)),
+            Ok(d) => roots.extend(crate::certs::pem_certs(&d)),
             Err(e) => run.sink.add(
                 "VF-CRT-01",
                 Severity::Error,
@@ -624,7 +624,7 @@ fn certificate(
             ),
         }
     }
-    let trusted = match crate::preflight::files::verify_chain(&roots, chain, nb, na, now) {
+    let trusted = match crate::certs::verify_chain(&roots, chain, nb, na, now) {
         Ok(()) => true,
         Err(e) => {
             let why = if leaf.issuer() == leaf.subject() {
@@ -654,7 +654,7 @@ fn certificate(
         }
     };
     let host = run.target.host.clone();
-    if !crate::preflight::files::names_host(leaf_der, &host) {
+    if !crate::certs::names_host(leaf_der, &host) {
         facts.name_mismatch = true;
         run.sink.add(
             "VF-CRT-01",

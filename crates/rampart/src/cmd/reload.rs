@@ -1,14 +1,15 @@
 //! `rampart reload` and `rampart check --live`: talk to a running edge's admin API (the
 //! address and token come from the same config file).
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
 
-/// One request to the admin API: (status, body).
+/// One request to the admin API: (status, body). Spoken with hyper's HTTP/1.1 client, so a
+/// chunked or keep-alive answer reads as well as a closed one.
 pub(crate) fn admin_request(
     config: &std::path::Path,
     method: &str,
@@ -21,30 +22,41 @@ pub(crate) fn admin_request(
             config.display()
         )
     })?;
-    let mut s = TcpStream::connect_timeout(&admin.listen, Duration::from_secs(5))
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, admin.listen.to_string());
+    if let Some(t) = &admin.token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Empty::<bytes::Bytes>::new())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(admin.listen),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
         .with_context(|| format!("cannot reach the admin API at {}", admin.listen))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = admin
-        .token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
-        admin.listen
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .context("the admin API sent no HTTP status")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("the admin API did not speak HTTP")?;
+        tokio::spawn(conn);
+        let exchange = async {
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .context("the admin API did not answer within 30 s")?
+            .context("the admin API sent no HTTP answer")
+    })
 }
 
 pub(crate) fn run(config: &std::path::Path) -> anyhow::Result<ExitCode> {

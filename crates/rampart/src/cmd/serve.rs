@@ -122,7 +122,11 @@ async fn watch(live: std::sync::Arc<rampart_server::Live>, path: PathBuf, last: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if live.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        if live
+            .process
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return;
         }
         if !live.edge().config.server.watch_config {
@@ -228,7 +232,7 @@ async fn serve(
     {
         let edge = running.live.edge();
         for a in edge.config.posture.iter().flat_map(|p| &p.allowed) {
-            rampart_server::audit::system(&edge, "preflight.allowed", "warning", a);
+            rampart_server::audit::system(&*edge, "preflight.allowed", "warning", a);
         }
     }
     let can_reload = loader.is_some();

@@ -111,8 +111,11 @@ async fn idle_connections_are_closed() {
         .expect("not closed")
         .unwrap_or(0);
     assert_eq!(n, 0);
+    // Never before the idle timeout: a connection accepted just before the idle sweep's
+    // tick once counted that tick as quiet time, and closed up to a tick (here 250 ms)
+    // early; with `idle_timeout = "1ms"` a client lost its first request that way.
     assert!(
-        t.elapsed() >= Duration::from_millis(400),
+        t.elapsed() >= Duration::from_millis(500),
         "closed too early: {:?}",
         t.elapsed()
     );
@@ -264,7 +267,7 @@ async fn parked_tls_connections_resume() {
         // The connection is seen parked before it is used again.
         let live = live.clone();
         let parked = rampart_test_support::eventually(Duration::from_secs(5), move || {
-            let text = live.edge().metrics.render(&live);
+            let text = rampart_server::request::status::metrics_text(&live.edge());
             text.contains("rampart_parked_connections 1").then_some(())
         })
         .await;

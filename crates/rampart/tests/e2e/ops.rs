@@ -96,7 +96,7 @@ async fn reload_under_load_drops_nothing_and_new_requests_see_the_new_config() {
     assert!(ok.load(Ordering::Relaxed) > 100);
     let r = client::plain(addr, get("x", "/")).await;
     assert_eq!(r.text(), "v20");
-    assert_eq!(live.reloads.ok.load(Ordering::Relaxed), 20);
+    assert_eq!(live.process.reloads.ok.load(Ordering::Relaxed), 20);
 }
 
 /// A changed listener address is bound before the swap and the old one stops accepting;
@@ -125,7 +125,7 @@ async fn listener_moves_only_when_its_address_changes_and_a_busy_port_refuses_th
         .unwrap_err();
     assert!(err.contains("server.http"), "{err}");
     assert_eq!(client::plain(old_addr, get("x", "/")).await.text(), "old");
-    assert_eq!(live.reloads.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(live.process.reloads.failed.load(Ordering::Relaxed), 1);
     drop(busy);
 
     // A free port: the listener moves.

@@ -95,8 +95,8 @@ where
 pub(crate) fn internal_error(
     method: &http::Method,
     path: &str,
-) -> http::Response<crate::body::Body> {
-    let id = crate::request_id::generate();
+) -> http::Response<crate::wire::body::Body> {
+    let id = crate::wire::request_id::generate();
     tracing::error!(
         request_id = id.to_str().unwrap_or_default(),
         method = %method,
@@ -104,8 +104,9 @@ pub(crate) fn internal_error(
         cause = %take_cause(),
         "request panicked; answered 500"
     );
-    let mut resp = crate::refusal::Refusal::Internal.response(&id);
-    resp.headers_mut().insert(crate::stack::X_REQUEST_ID, id);
+    let mut resp = crate::wire::refusal::Refusal::Internal.response(&id);
+    resp.headers_mut()
+        .insert(crate::wire::request_id::X_REQUEST_ID, id);
     resp
 }
 

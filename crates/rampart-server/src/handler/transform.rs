@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http_body::Frame;
 
-use crate::body::{Body, BoxError};
+use crate::wire::body::{Body, BoxError};
 
 /// A content coding rampart produces or reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,7 +578,7 @@ pub fn shape(
             nonce: Some(nonce),
             encode: Some(encode),
         };
-        *resp.body_mut() = Body::Transformed(Box::new(Transform::new(body, &plan)));
+        *resp.body_mut() = Body::stream(Transform::new(body, &plan));
         return;
     }
     let Some(c) = route.compress else { return };
@@ -626,7 +626,7 @@ pub fn shape(
         encode: Some(coding),
         ..Plan::default()
     };
-    *resp.body_mut() = Body::Transformed(Box::new(Transform::new(body, &plan)));
+    *resp.body_mut() = Body::stream(Transform::new(body, &plan));
 }
 
 /// Adds `Accept-Encoding` to `Vary` unless it is there.

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,49 +31,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::serving::Serving;
 use crate::edge::Edge;
-use crate::live::Live;
-use crate::stack::{self, ConnInfo};
+use crate::request::stack::{self, ConnInfo};
+use crate::wire::activity::{
+    Activity, InflightGuard, Registry, SIGNAL_CLOSE, SIGNAL_NONE, SIGNAL_PARK, SIGNAL_SHUTDOWN,
+};
 
-/// A started edge.
-#[derive(Debug)]
-pub struct Running {
-    /// Bound plain HTTP address (at start; [`Live::addrs`] after a reload).
-    pub http_addr: Option<SocketAddr>,
-    /// Bound HTTPS address (at start).
-    pub https_addr: Option<SocketAddr>,
-    /// The live state: the current edge, reloads, listeners.
-    pub live: Arc<Live>,
-    grace: Duration,
-}
-
-impl Running {
-    /// Stops accepting and asks every connection to finish its in-flight requests.
-    pub fn shutdown(&self) {
-        self.live.draining.store(true, Ordering::Relaxed);
-        self.live.token.cancel();
-    }
-
-    /// How long [`Running::drain`] waits.
-    pub fn grace(&self) -> Duration {
-        self.grace
-    }
-
-    /// Shuts down and waits up to the grace period for connections to drain. Returns
-    /// whether every connection finished in time.
-    pub async fn drain(self) -> bool {
-        self.shutdown();
-        self.live.tracker.close();
-        tokio::time::timeout(self.grace, self.live.tracker.wait())
-            .await
-            .is_ok()
-    }
-}
-
+/// A listening socket on `addr` (`SO_REUSEADDR`, backlog 4096).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -85,61 +53,6 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Binds the configured listeners and starts serving.
-///
-/// # Errors
-/// A listener address that cannot be bound (in use, no permission), naming the key.
-pub async fn start(edge: Edge) -> anyhow::Result<Running> {
-    let server = &edge.config.server;
-    let http = crate::live::bind_key("server.http", server.http)?;
-    let https = crate::live::bind_key("server.https", server.https)?;
-    let admin =
-        crate::live::bind_key("admin.listen", edge.config.admin.as_ref().map(|a| a.listen))?;
-    crate::rescue::install_hook();
-    crate::fd_limit::raise_for(server.max_connections);
-    let limit = Arc::new(Semaphore::new(server.max_connections));
-    let grace = server.shutdown_grace;
-    let (park_after, idle) = (server.park_after, server.idle_timeout);
-    let live = Live::new(edge, limit);
-    spawn_pool_reaper(&live);
-    tokio::spawn(sweep(
-        live.conns.clone(),
-        park_after,
-        idle,
-        live.token.clone(),
-    ));
-    live.install_listeners(http, https);
-    live.install_admin(admin);
-    live.start_checks(live.edge().pools());
-    let (http_addr, https_addr) = live.addrs();
-    Ok(Running {
-        http_addr,
-        https_addr,
-        live,
-        grace,
-    })
-}
-
-fn spawn_pool_reaper(live: &Arc<Live>) {
-    let weak = Arc::downgrade(live);
-    let token = live.token.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = token.cancelled() => return,
-            }
-            let Some(live) = weak.upgrade() else { return };
-            let edge = live.edge();
-            for p in edge.pools() {
-                p.reap_idle();
-            }
-            edge.policies.sweep();
-        }
-    });
-}
-
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Plain,
@@ -149,13 +62,13 @@ pub(crate) enum Kind {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     kind: Kind,
-    live: Arc<Live>,
+    serving: Arc<Serving>,
     stop: CancellationToken,
 ) {
     loop {
         // Past max_connections, further clients wait in the kernel's accept queue.
         let permit = tokio::select! {
-            p = live.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = serving.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             () = stop.cancelled() => return,
         };
         let (stream, peer) = tokio::select! {
@@ -171,14 +84,14 @@ pub(crate) async fn accept_loop(
             () = stop.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let live2 = live.clone();
-        live.tracker.spawn(async move {
+        let serving2 = serving.clone();
+        serving.tracker.spawn(async move {
             let activity = Arc::new(Activity::default());
             activity.register().await;
-            let _entry = live2.conns.insert(&activity);
+            let _entry = serving2.conns.insert(&activity);
             // Shutdown may have swept the registry just before this connection joined it.
-            if !live2.token.is_cancelled() {
-                serve_conn(stream, peer, kind, live2, activity).await;
+            if !serving2.token.is_cancelled() {
+                serve_conn(stream, peer, kind, serving2, activity).await;
             }
             drop(permit);
         });
@@ -214,21 +127,21 @@ fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
-    live: Arc<Live>,
+    serving: Arc<Serving>,
     activity: Arc<Activity>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    let edge = live.edge();
+    let edge = serving.edge();
     match kind {
         Kind::Plain => {
             let info = ConnInfo {
                 peer,
-                peer_value: crate::proxy::ip_value(peer.ip()),
+                peer_value: crate::handler::proxy::ip_value(peer.ip()),
                 tls: false,
-                redirect_to_https: live.redirect_port(),
+                redirect_to_https: serving.redirect_port(),
                 raw_head: false,
                 tls_version: None,
             };
-            let svc = service(live.clone(), info.clone(), activity.clone());
+            let svc = service(serving.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
                 Box::pin(async move {
                     let s = &edge.config.server;
@@ -244,7 +157,7 @@ fn serve_conn(
                 Box::pin(async move {
                     serve_h1(
                         stream,
-                        &live,
+                        &serving,
                         &info,
                         svc,
                         &edge.config.server,
@@ -260,7 +173,7 @@ fn serve_conn(
                 stream,
                 peer,
                 TlsAcceptor::from(cfg),
-                live,
+                serving,
                 edge,
                 activity,
             )),
@@ -274,7 +187,7 @@ async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    live: Arc<Live>,
+    serving: Arc<Serving>,
     edge: Arc<Edge>,
     activity: Arc<Activity>,
 ) {
@@ -304,7 +217,7 @@ async fn serve_tls(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
         peer,
-        peer_value: crate::proxy::ip_value(peer.ip()),
+        peer_value: crate::handler::proxy::ip_value(peer.ip()),
         tls: true,
         redirect_to_https: None,
         raw_head: false,
@@ -314,7 +227,7 @@ async fn serve_tls(
             _ => None,
         },
     };
-    let svc = service(live.clone(), info.clone(), activity.clone());
+    let svc = service(serving.clone(), info.clone(), activity.clone());
     if h2 {
         let io = TokioIo::new(Tracked::new(tls, &activity));
         let conn =
@@ -323,7 +236,7 @@ async fn serve_tls(
     } else {
         // Not waiting for readability first: the client's request may have come with its
         // last handshake flight and already sit decrypted in rustls.
-        Box::pin(serve_h1(tls, &live, &info, svc, s, &activity, false)).await;
+        Box::pin(serve_h1(tls, &serving, &info, svc, s, &activity, false)).await;
     }
 }
 
@@ -344,7 +257,7 @@ async fn serve_tls(
 #[allow(clippy::too_many_arguments)]
 async fn serve_h1<T, S>(
     stream: T,
-    live: &Arc<Live>,
+    serving: &Arc<Serving>,
     info: &ConnInfo,
     svc: S,
     s: &rampart_config::runtime::Server,
@@ -354,7 +267,7 @@ async fn serve_h1<T, S>(
     T: AsyncRead + AsyncWrite + HasSocket + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<Incoming>,
-            Response = http::Response<crate::body::Body>,
+            Response = http::Response<crate::wire::body::Body>,
             Error = stack::CloseConnection,
         > + Clone
         + Send
@@ -387,14 +300,21 @@ async fn serve_h1<T, S>(
         if fast {
             // Simple requests are answered without hyper; the first other one (and the
             // rest of the connection until it parks) goes to hyper.
-            match Box::pin(crate::h1fast::serve(io.inner_mut(), live, info, activity)).await {
-                crate::h1fast::Left::Closed => return,
-                crate::h1fast::Left::Park => {
+            match Box::pin(crate::conn::h1fast::serve(
+                io.inner_mut(),
+                serving,
+                info,
+                activity,
+            ))
+            .await
+            {
+                crate::conn::h1fast::Left::Closed => return,
+                crate::conn::h1fast::Left::Park => {
                     wait = true;
                     partial = None;
                     continue;
                 }
-                crate::h1fast::Left::Handoff(bytes) => {
+                crate::conn::h1fast::Left::Handoff(bytes) => {
                     let mut joined = bytes::BytesMut::from(&bytes[..]);
                     joined.extend_from_slice(&io.inner().prefix);
                     io.inner_mut().prefix = joined.freeze();
@@ -506,18 +426,19 @@ impl HasSocket for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 fn service(
-    live: Arc<Live>,
+    serving: Arc<Serving>,
     info: ConnInfo,
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
-    Response = http::Response<crate::body::Body>,
+    Response = http::Response<crate::wire::body::Body>,
     Error = stack::CloseConnection,
-    Future = impl Future<Output = Result<http::Response<crate::body::Body>, stack::CloseConnection>>
-                 + Send,
+    Future = impl Future<
+        Output = Result<http::Response<crate::wire::body::Body>, stack::CloseConnection>,
+    > + Send,
 > + Clone {
     service_fn(move |req| {
-        let edge = live.edge();
+        let edge = serving.edge();
         let guard = InflightGuard::new(activity.clone());
         activity.started.fetch_add(1, Ordering::Relaxed);
         let info = info.clone();
@@ -525,10 +446,10 @@ fn service(
         // be read as the next request after a park.
         let req = req.map(|b| {
             if http_body::Body::is_end_stream(&b) {
-                crate::body::Body::Empty
+                crate::wire::body::Body::Empty
             } else {
-                crate::body::Body::Held(
-                    Box::new(crate::body::Body::Incoming(b)),
+                crate::wire::body::Body::Held(
+                    Box::new(crate::wire::body::Body::Incoming(b)),
                     InflightGuard::new(activity.clone()),
                 )
             }
@@ -537,14 +458,16 @@ fn service(
         async move {
             // Boxed: HTTP/2 spawns each stream as a task, and moving the whole request
             // state machine into it cost more than one allocation.
-            let answered = crate::rescue::Caught(Box::pin(stack::handle(edge, info, req)))
+            let answered = crate::request::rescue::Caught(Box::pin(stack::handle(edge, info, req)))
                 .await
-                .unwrap_or_else(|()| Ok(crate::rescue::internal_error(&method, uri.path())));
+                .unwrap_or_else(|()| {
+                    Ok(crate::request::rescue::internal_error(&method, uri.path()))
+                });
             match answered {
                 // The connection stays busy until the body has been sent, however slowly
                 // the client reads it.
                 Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {
-                    Ok(resp.map(|b| crate::body::Body::Held(Box::new(b), guard)))
+                    Ok(resp.map(|b| crate::wire::body::Body::Held(Box::new(b), guard)))
                 }
                 other => other,
             }
@@ -602,61 +525,13 @@ async fn drive<C: Graceful>(conn: C, activity: &Arc<Activity>) {
     }
 }
 
-pub(crate) const SIGNAL_NONE: u8 = 0;
-pub(crate) const SIGNAL_PARK: u8 = 1;
-pub(crate) const SIGNAL_CLOSE: u8 = 2;
-pub(crate) const SIGNAL_SHUTDOWN: u8 = 3;
-
-/// Every open connection's [`Activity`], for the sweeper.
-#[derive(Debug, Default)]
-pub(crate) struct Registry {
-    conns: std::sync::Mutex<slab::Slab<Arc<Activity>>>,
-}
-
-impl Registry {
-    /// Open connections.
-    pub(crate) fn len(&self) -> usize {
-        self.conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Connections parked now (only their socket held), for `/metrics`.
-    pub(crate) fn parked(&self) -> usize {
-        self.lock()
-            .iter()
-            .filter(|(_, a)| a.parked.load(Ordering::Relaxed))
-            .count()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<Arc<Activity>>> {
-        self.conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-    fn insert(self: &Arc<Self>, a: &Arc<Activity>) -> Entry {
-        let key = self.lock().insert(a.clone());
-        Entry(self.clone(), key)
-    }
-}
-
-/// A connection's place in the [`Registry`], left when dropped.
-struct Entry(Arc<Registry>, usize);
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        self.0.lock().remove(self.1);
-    }
-}
-
 /// One task for all connections (per-connection timer tasks cost ~1 KiB each and a wake per
 /// tick): every `tick` it looks at each connection's activity counter and raises
 /// [`SIGNAL_PARK`] on a parkable connection quiet for `park_after` (nothing in flight),
 /// [`SIGNAL_CLOSE`] on one quiet for `idle`, and [`SIGNAL_SHUTDOWN`] on all at shutdown.
 /// Quiet time is counted in whole ticks, so an idle connection closes between `idle` and
 /// `idle + tick` after its last byte. 10,000 connections cost about 50 µs a sweep.
-async fn sweep(
+pub(crate) async fn sweep(
     conns: Arc<Registry>,
     park_after: Duration,
     idle: Duration,
@@ -674,7 +549,9 @@ async fn sweep(
             _ = interval.tick() => {}
         }
         for (_, a) in conns.lock().iter() {
-            let now = a.ticks();
+            // `seen` holds ticks + 1, so 0 is "never looked at": a connection accepted just
+            // before this tick starts its quiet time here, not one tick in the past.
+            let now = a.ticks().wrapping_add(1);
             if now != a.seen.load(Ordering::Relaxed) || a.inflight.load(Ordering::Relaxed) != 0 {
                 a.seen.store(now, Ordering::Relaxed);
                 a.quiet.store(0, Ordering::Relaxed);
@@ -695,116 +572,6 @@ async fn sweep(
     }
     for (_, a) in conns.lock().iter() {
         a.raise(SIGNAL_SHUTDOWN);
-    }
-}
-
-// === activity tracking ===
-
-/// How much a connection has moved (a counter, not a clock: cheaper on every read and
-/// write), how many requests it has in flight, what the sweeper asks of it, and the state
-/// the parking decision needs. The sweeper raises `signal` and then wakes the connection's
-/// task.
-#[derive(Debug, Default)]
-pub struct Activity {
-    ticks: AtomicU64,
-    inflight: AtomicUsize,
-    /// Requests begun on this connection.
-    pub(crate) started: AtomicU64,
-    /// Bytes were written and not yet flushed.
-    unflushed: AtomicBool,
-    /// An HTTP/1.1 connection (HTTP/2 ones are never parked).
-    parkable: AtomicBool,
-    /// The connection is parked (only the socket is held).
-    parked: AtomicBool,
-    /// The sweeper's last view of `ticks`, and for how many sweeps it has not moved.
-    seen: AtomicU64,
-    quiet: AtomicU32,
-    pub(crate) signal: AtomicU8,
-    waker: std::sync::Mutex<Option<std::task::Waker>>,
-}
-
-impl Activity {
-    fn touch(&self) {
-        // A plain load/store, not a locked add: HTTP/2 stream tasks may race and lose an
-        // increment, which is harmless since any change marks the connection as active.
-        self.ticks.store(
-            self.ticks.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
-    }
-    fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-    /// Records the waker of the connection's task (once, at its start).
-    async fn register(&self) {
-        std::future::poll_fn(|cx| {
-            *self
-                .waker
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cx.waker().clone());
-            Poll::Ready(())
-        })
-        .await;
-    }
-    fn raise(&self, signal: u8) {
-        // Close and shutdown are final; a park request never overwrites them.
-        if signal == SIGNAL_PARK {
-            let _ = self.signal.compare_exchange(
-                SIGNAL_NONE,
-                SIGNAL_PARK,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        } else {
-            self.signal.store(signal, Ordering::Release);
-        }
-        let waker = self
-            .waker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-    pub(crate) fn take_park(&self) {
-        let _ = self.signal.compare_exchange(
-            SIGNAL_PARK,
-            SIGNAL_NONE,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-    }
-    /// Resolves once close or shutdown is signalled (a park request is consumed: the
-    /// connection is parked already). The task's waker is registered at its start.
-    fn signalled(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|_| {
-            self.take_park();
-            if self.signal.load(Ordering::Acquire) == SIGNAL_NONE {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-    }
-}
-
-/// Counts a request (or a request body still arriving) as in flight on its connection
-/// until dropped.
-#[derive(Debug)]
-pub struct InflightGuard(Arc<Activity>);
-
-impl InflightGuard {
-    pub(crate) fn new(a: Arc<Activity>) -> Self {
-        a.inflight.fetch_add(1, Ordering::Relaxed);
-        Self(a)
-    }
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
     }
 }
 

@@ -41,10 +41,11 @@ use hyper_util::rt::TokioIo;
 use rampart_config::runtime::{Balance, Upstream};
 use tokio::net::TcpStream;
 
+pub mod health;
 mod origin;
 pub use origin::OriginBody;
 
-use crate::body::Body;
+use crate::wire::body::{Body, BodyWatch};
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -551,7 +552,7 @@ impl Pool {
                 _inflight: inflight,
             };
             let resp = resp.map(|inner| {
-                Body::Upstream(UpstreamBody {
+                Body::stream(UpstreamBody {
                     inner,
                     back: Some(back),
                 })
@@ -609,7 +610,7 @@ impl UpstreamBody {
 
 impl http_body::Body for UpstreamBody {
     type Data = bytes::Bytes;
-    type Error = crate::body::BoxError;
+    type Error = crate::wire::body::BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
@@ -754,31 +755,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// What became of a request body being forwarded: whether it ended, or failed on the
-/// client's side (malformed framing, over the route's limit, the client gone).
-#[derive(Debug, Default)]
-pub struct BodyWatch(std::sync::atomic::AtomicU8);
-
-impl BodyWatch {
-    const DONE: u8 = 1;
-    const FAILED: u8 = 2;
-
-    /// Records the body's end.
-    pub(crate) fn set_done(&self) {
-        self.0.store(Self::DONE, Ordering::Relaxed);
-    }
-    /// Records the body's failure.
-    pub(crate) fn set_failed(&self) {
-        self.0.store(Self::FAILED, Ordering::Relaxed);
-    }
-    fn done(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == Self::DONE
-    }
-    fn failed(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == Self::FAILED
-    }
-}
-
 /// What the edge knows about the client, for `X-Forwarded-*`.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -869,7 +845,7 @@ impl Forwarding {
             None => {}
         }
         h.insert(X_REAL_IP, self.real_ip);
-        h.insert(crate::stack::X_REQUEST_ID, self.request_id);
+        h.insert(crate::wire::request_id::X_REQUEST_ID, self.request_id);
     }
 
     /// Whether a client header named `name` is replaced (or removed) by these.
@@ -877,7 +853,7 @@ impl Forwarding {
         // The length first: most names are none of the five.
         match name.as_str().len() {
             9 => *name == X_REAL_IP,
-            12 => *name == crate::stack::X_REQUEST_ID,
+            12 => *name == crate::wire::request_id::X_REQUEST_ID,
             15 => self.xff.is_some() && *name == X_FORWARDED_FOR,
             16 => self.xfh.is_some() && *name == X_FORWARDED_HOST,
             17 => self.xfp.is_some() && *name == X_FORWARDED_PROTO,

@@ -12,10 +12,10 @@ use http_body_util::BodyExt;
 use rampart_config::site::CspReport;
 use serde_json::Value;
 
-use crate::body::Body;
-use crate::edge::Edge;
 use crate::policy::limiter::Decision;
-use crate::refusal::Refusal;
+use crate::policy::Env;
+use crate::wire::body::Body;
+use crate::wire::refusal::Refusal;
 
 /// One violation, in the legacy field names.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -139,7 +139,7 @@ fn clean_url(u: &str) -> String {
 /// 405 for a method other than POST, 415 for another body type, 413 over `max_body`, 429
 /// over the rate, 400 for a body that is not a report.
 pub async fn handle(
-    edge: &Edge,
+    edge: &Env<'_>,
     rep: &CspReport,
     req: Request<Body>,
     ip: IpAddr,
@@ -196,7 +196,7 @@ pub async fn handle(
     for v in &violations {
         let directive = label(&v.directive);
         edge.metrics.csp_violation(directive);
-        let mut m = crate::audit::line(edge, "csp.violation", "info");
+        let mut m = crate::observe::audit::line(edge, "csp.violation", "info");
         m.insert("ip", edge.logs.ip(ip).into());
         m.insert("directive", directive.into());
         m.insert("document_uri", clean_url(&v.document_uri).into());
@@ -208,7 +208,7 @@ pub async fn handle(
             v.disposition.chars().take(16).collect::<String>().into(),
         );
         m.insert("request_id", rid.into());
-        crate::audit::send(edge, m);
+        crate::observe::audit::send(edge, m);
     }
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -16,23 +16,31 @@
 //! that changes them says so in its log line.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use rampart_config::{Config, ConfigErrors};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::conn::server::{accept_loop, bind, Kind};
+use crate::conn::serving::Serving;
 use crate::edge::Edge;
-use crate::server::{accept_loop, bind, Kind, Registry};
+use crate::handler::proxy::Pool;
+use crate::observe::audit;
+use crate::observe::process::Process;
 
 /// Reads and validates the config again (the file, with command-line overrides applied).
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+/// Serves the admin API on a listener until its token is cancelled. Live keeps the admin
+/// listener bound across reloads; what it serves is the admin API, which sits above live
+/// (it reloads and switches through it) and is handed in at start.
+pub(crate) type AdminServer = fn(TcpListener, Arc<Live>, CancellationToken) -> BoxFuture;
+
+/// A task to spawn.
+pub(crate) type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// One bound listener.
 #[derive(Debug)]
@@ -53,44 +61,25 @@ struct Overrides {
     routes: Vec<(String, String)>,
 }
 
-/// Reload bookkeeping, for metrics and `/health`.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Successful reloads.
-    pub ok: AtomicU64,
-    /// Refused reloads (bad config, unbindable listener).
-    pub failed: AtomicU64,
-    /// Unix time of the last successful load (the start counts).
-    pub last_success: AtomicU64,
-}
-
 /// The live state of a started edge.
 pub struct Live {
-    edge: ArcSwap<Edge>,
-    /// Set while draining: `/ready` answers 503.
-    pub draining: AtomicBool,
-    /// Reload counts.
-    pub reloads: ReloadStats,
+    /// What the listeners and connections share (the current edge among it).
+    pub serving: Arc<Serving>,
+    /// Draining, reload counts, connections: handed from edge to edge.
+    pub process: Arc<Process>,
     loader: Mutex<Option<Loader>>,
+    admin_server: AdminServer,
     reloading: tokio::sync::Mutex<()>,
     listeners: Mutex<[Option<Slot>; 2]>,
     admin: Mutex<Option<Slot>>,
     /// Admin API changes, re-applied after every reload while what they name exists.
     overrides: Mutex<Overrides>,
-    redirect_port: AtomicU16,
-    pub(crate) token: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) limit: Arc<Semaphore>,
-    pub(crate) conns: Arc<Registry>,
-    /// When the edge started.
-    pub started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live")
-            .field("draining", &self.draining)
-            .field("reloads", &self.reloads)
+            .field("process", &self.process)
             .finish_non_exhaustive()
     }
 }
@@ -115,40 +104,26 @@ pub(crate) fn bind_key(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Live {
-    pub(crate) fn new(edge: Edge, limit: Arc<Semaphore>) -> Arc<Self> {
-        let live = Arc::new(Self {
-            edge: ArcSwap::from_pointee(edge),
-            draining: AtomicBool::new(false),
-            reloads: ReloadStats::default(),
+    pub(crate) fn new(edge: Edge, admin_server: AdminServer) -> Arc<Self> {
+        let process = edge.process.clone();
+        process.reloads.succeeded(true);
+        let max = edge.config.server.max_connections;
+        Arc::new(Self {
+            serving: Arc::new(Serving::new(edge, max)),
+            process,
             loader: Mutex::new(None),
+            admin_server,
             reloading: tokio::sync::Mutex::new(()),
             listeners: Mutex::new([None, None]),
             admin: Mutex::new(None),
             overrides: Mutex::new(Overrides::default()),
-            redirect_port: AtomicU16::new(0),
-            token: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            limit,
-            conns: Arc::new(Registry::default()),
-            started: std::time::Instant::now(),
-        });
-        live.reloads
-            .last_success
-            .store(unix_now(), Ordering::Relaxed);
-        let _ = live.edge().live.set(Arc::downgrade(&live));
-        live
+        })
     }
 
     /// The current edge.
     pub fn edge(&self) -> Arc<Edge> {
-        self.edge.load_full()
+        self.serving.edge()
     }
 
     /// The bound (plain, HTTPS) addresses now.
@@ -161,14 +136,6 @@ impl Live {
             l[0].as_ref().map(|s| s.bound),
             l[1].as_ref().map(|s| s.bound),
         )
-    }
-
-    /// The port plain-HTTP requests are redirected to, when HTTPS is served.
-    pub(crate) fn redirect_port(&self) -> Option<u16> {
-        match self.redirect_port.load(Ordering::Relaxed) {
-            0 => None,
-            p => Some(p),
-        }
     }
 
     /// Sets how [`Live::reload_from_source`] reads the config.
@@ -199,10 +166,11 @@ impl Live {
             if let Some(old) = slots[i].take() {
                 old.stop.cancel();
             }
-            let stop = self.token.child_token();
+            let stop = self.serving.token.child_token();
             let kind = if i == 0 { Kind::Plain } else { Kind::Tls };
-            self.tracker
-                .spawn(accept_loop(l, kind, self.clone(), stop.clone()));
+            self.serving
+                .tracker
+                .spawn(accept_loop(l, kind, self.serving.clone(), stop.clone()));
             slots[i] = Some(Slot {
                 configured,
                 bound,
@@ -221,13 +189,19 @@ impl Live {
             (Some(_), Some(s)) => edge.config.server.https_port.unwrap_or(s.bound.port()),
             _ => 0,
         };
-        self.redirect_port.store(port, Ordering::Relaxed);
+        self.serving.set_redirect_port(port);
     }
 
     /// Starts the active health checks of `pools`.
-    pub(crate) fn start_checks(self: &Arc<Self>, pools: &[Arc<crate::proxy::Pool>]) {
+    pub(crate) fn start_checks(self: &Arc<Self>, pools: &[Arc<Pool>]) {
         for p in pools {
-            crate::health::spawn(p, &self.token, Arc::downgrade(self));
+            let live = Arc::downgrade(self);
+            let report = move |event: &'static str, reason: &str| {
+                if let Some(live) = live.upgrade() {
+                    audit::system(&*live.edge(), event, "warning", reason);
+                }
+            };
+            crate::handler::proxy::health::spawn(p, &self.serving.token, Arc::new(report));
         }
     }
 
@@ -245,8 +219,8 @@ impl Live {
                     old.stop.cancel();
                 }
                 let Ok(bound) = l.local_addr() else { return };
-                let stop = self.token.child_token();
-                tokio::spawn(crate::admin::serve(l, self.clone(), stop.clone()));
+                let stop = self.serving.token.child_token();
+                tokio::spawn((self.admin_server)(l, self.clone(), stop.clone()));
                 *slot = Some(Slot {
                     configured: a.listen,
                     bound,
@@ -303,7 +277,7 @@ impl Live {
         } else {
             format!("{pool} {server}: weight {before} -> {weight}")
         };
-        crate::audit::system(&edge, "admin.change", "warning", &what);
+        audit::system(&*edge, "admin.change", "warning", &what);
         tracing::info!(change = %what, "admin change");
         Ok(())
     }
@@ -332,7 +306,7 @@ impl Live {
             o.routes.retain(|(r, _)| r != name);
             o.routes.push((name.clone(), (*pool).to_owned()));
             let what = format!("route {name}: now to upstream {pool}");
-            crate::audit::system(&edge, "admin.change", "warning", &what);
+            audit::system(&*edge, "admin.change", "warning", &what);
             tracing::info!(change = %what, "admin change");
         }
         Ok(names)
@@ -395,8 +369,11 @@ impl Live {
     }
 
     fn rejected(&self, why: String) -> String {
-        self.reloads.failed.fetch_add(1, Ordering::Relaxed);
-        crate::audit::system(&self.edge(), "config.rejected", "critical", &why);
+        self.process
+            .reloads
+            .failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        audit::system(&*self.edge(), "config.rejected", "critical", &why);
         tracing::error!(error = %why, "config reload refused; the old config keeps serving");
         why
     }
@@ -462,7 +439,6 @@ impl Live {
             _ => None,
         };
         out.pools_kept = new.adopt(&old);
-        let _ = new.live.set(Arc::downgrade(self));
         self.apply_overrides(&new);
         let fresh_pools: Vec<_> = new
             .pools()
@@ -470,24 +446,21 @@ impl Live {
             .filter(|p| !out.pools_kept.contains(&p.name))
             .cloned()
             .collect();
-        self.edge.store(Arc::new(new));
+        self.serving.swap(Arc::new(new));
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);
         if admin_wanted.is_none() || admin_listener.is_some() {
             self.install_admin(admin_listener);
         }
-        self.reloads.ok.fetch_add(1, Ordering::Relaxed);
-        self.reloads
-            .last_success
-            .store(unix_now(), Ordering::Relaxed);
+        self.process.reloads.succeeded(false);
         let summary = format!(
             "rebound: [{}]; pools kept: [{}]; needs restart: [{}]",
             out.rebound.join(", "),
             out.pools_kept.join(", "),
             out.needs_restart.join(", ")
         );
-        crate::audit::system(&self.edge(), "config.reload", "info", &summary);
+        audit::system(&*self.edge(), "config.reload", "info", &summary);
         tracing::info!(
             rebound = ?out.rebound,
             pools_kept = ?out.pools_kept,
@@ -499,6 +472,6 @@ impl Live {
 
     /// How long the process has run.
     pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+        self.process.uptime()
     }
 }

@@ -5,6 +5,9 @@
 //! they are unique within a process without locking, and across processes with high
 //! probability. They are not secrets and not guessable-safe tokens.
 
+/// `X-Request-ID`.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 

@@ -6,16 +6,19 @@
 //! keeps its checker and state).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use rampart_config::ops::HealthCheck;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{Pool, Server};
+use crate::handler::proxy::{Pool, Server};
+
+/// Told of each transition (`upstream.up` / `upstream.down`, and why), to audit it.
+pub type Report = Arc<dyn Fn(&'static str, &str) + Send + Sync>;
 
 /// Starts the checkers of `pool` (nothing when it has no `health_check`).
-pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, live: Weak<crate::Live>) {
+pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, report: Report) {
     let Some(check) = pool.config.health_check.clone() else {
         return;
     };
@@ -24,7 +27,7 @@ pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, live: Weak<crat
         let server = Arc::downgrade(server);
         let check = check.clone();
         let token = token.clone();
-        let live = live.clone();
+        let report = report.clone();
         tokio::spawn(async move {
             // Spread the servers' checks over the interval.
             let offset = check.interval / 8 * u32::try_from(i % 8).unwrap_or(0);
@@ -48,7 +51,7 @@ pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, live: Weak<crat
                         if server.check_failed() && passes >= check.rise {
                             server.check_down.store(false, Ordering::Relaxed);
                             transition(
-                                &live,
+                                &*report,
                                 &pool,
                                 &server,
                                 "upstream.up",
@@ -61,7 +64,7 @@ pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, live: Weak<crat
                         passes = 0;
                         if !server.check_failed() && fails >= check.fall {
                             server.check_down.store(true, Ordering::Relaxed);
-                            transition(&live, &pool, &server, "upstream.down", &why);
+                            transition(&*report, &pool, &server, "upstream.down", &why);
                         }
                     }
                 }
@@ -71,7 +74,7 @@ pub(crate) fn spawn(pool: &Arc<Pool>, token: &CancellationToken, live: Weak<crat
 }
 
 fn transition(
-    live: &Weak<crate::Live>,
+    report: &(dyn Fn(&'static str, &str) + Send + Sync),
     pool: &Pool,
     server: &Server,
     event: &'static str,
@@ -83,9 +86,7 @@ fn transition(
     } else {
         tracing::info!(upstream = %pool.name, server = %server.authority, "upstream server passes its health check again");
     }
-    if let Some(live) = live.upgrade() {
-        crate::audit::system(&live.edge(), event, "warning", &reason);
-    }
+    report(event, &reason);
 }
 
 /// One check: connect, `GET path`, status line within `timeout`.
@@ -96,7 +97,8 @@ async fn check_once(server: &Server, check: &HealthCheck) -> Result<(), String> 
             .map_err(|e| format!("connect: {e}"))?;
         let host = check.host.as_deref().unwrap_or(&server.authority);
         let status =
-            crate::deps::get_status(&mut s, host, &check.path, "rampart-health-check").await?;
+            crate::observe::deps::get_status(&mut s, host, &check.path, "rampart-health-check")
+                .await?;
         let ok = match check.status {
             Some(want) => status == want,
             None => (200..300).contains(&status),

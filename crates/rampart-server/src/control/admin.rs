@@ -17,7 +17,6 @@
 //! mounted on the public listeners (`public_path`) for the networks in `public_allow`.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,9 +28,10 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
-use crate::live::Live;
-use crate::Edge;
+use super::live::Live;
+use crate::edge::Edge;
+use crate::request::status::{self, json_response};
+use crate::wire::body::Body;
 
 /// Serves the admin API on `listener` until `stop`.
 pub(crate) async fn serve(listener: TcpListener, live: Arc<Live>, stop: CancellationToken) {
@@ -57,18 +57,6 @@ pub(crate) async fn serve(listener: TcpListener, live: Arc<Live>, stop: Cancella
                 .await;
         });
     }
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::full(format!("{v}\n")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -103,9 +91,9 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method().clone(), parts.as_slice()) {
-        (Method::GET | Method::HEAD, ["metrics"]) => metrics(live, &edge),
-        (Method::GET | Method::HEAD, ["health"]) => health(live, &edge).await,
-        (Method::GET | Method::HEAD, ["ready"]) => ready(live, &edge).await,
+        (Method::GET | Method::HEAD, ["metrics"]) => status::metrics(&edge),
+        (Method::GET | Method::HEAD, ["health"]) => status::health(&edge).await,
+        (Method::GET | Method::HEAD, ["ready"]) => status::ready(&edge).await,
         (Method::GET | Method::HEAD, ["upstreams"]) => {
             json_response(StatusCode::OK, &upstreams(&edge))
         }
@@ -139,7 +127,7 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
             // The rest of the path is the name, as written (`/routes//api/` for an unnamed
             // route on /api/, percent-encoded or not), or the route's index.
             let raw = path.strip_prefix("/routes/").unwrap_or_default();
-            let route = crate::static_files::percent_decode(raw)
+            let route = crate::wire::path::percent_decode(raw)
                 .map_or_else(|| raw.to_owned(), |d| d.into_owned());
             match body_json(req).await {
                 Ok(v) => switch_route(live, &route, &v),
@@ -169,132 +157,6 @@ async fn body_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
         .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", &e.to_string()))
-}
-
-/// `/metrics`.
-pub(crate) fn metrics(live: &Live, edge: &Edge) -> Response<Body> {
-    let text = edge.metrics.render(live);
-    let mut r = Response::new(Body::full(text));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// The state of a pool: `operational` (every server up), `degraded`, or `down`.
-fn pool_state(p: &crate::proxy::Pool) -> &'static str {
-    let up = p.servers().iter().filter(|s| p.is_up(s)).count();
-    if up == p.servers().len() {
-        "operational"
-    } else if up > 0 {
-        "degraded"
-    } else {
-        "down"
-    }
-}
-
-/// `/health`.
-pub(crate) async fn health(live: &Live, edge: &Edge) -> Response<Body> {
-    let mut services = serde_json::Map::new();
-    let mut worst = 0u8; // 0 healthy, 1 degraded, 2 unhealthy
-    for (i, p) in edge.pools().iter().enumerate() {
-        let state = pool_state(p);
-        // A pool no route uses (blue after a cut-over to green) decides nothing.
-        if edge.pool_in_use(i) {
-            worst = worst.max(match (state, p.config.required) {
-                ("operational", _) => 0,
-                ("down", true) => 2,
-                _ => 1,
-            });
-        }
-        services.insert(format!("upstream:{}", p.name), state.into());
-    }
-    let deps = &edge.config.dependencies;
-    for (d, r) in deps.iter().zip(crate::deps::probe_all(deps).await) {
-        let state = if r.is_ok() { "operational" } else { "down" };
-        if r.is_err() {
-            worst = worst.max(if d.required { 2 } else { 1 });
-        }
-        services.insert(d.name.clone(), state.into());
-    }
-    if live.draining.load(Ordering::Relaxed) {
-        worst = worst.max(1);
-    }
-    let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
-    let c = &edge.config;
-    let routes = &c.routes;
-    let body = json!({
-        "status": status,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": live.uptime().as_secs(),
-        "draining": live.draining.load(Ordering::Relaxed),
-        "services": services,
-        "security": {
-            "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
-            "https_enforced": c.tls.is_some() && c.server.https.is_some(),
-            "hsts_enabled": routes.iter().all(|r| r.headers.hsts.is_some()),
-            "csp_enabled": routes.iter().all(|r| r.headers.set.iter().any(|(n, _)| n.as_str().starts_with("content-security-policy"))),
-            "rate_limiting_enabled": routes.iter().any(|r| !r.policy.limits.is_empty()),
-            "csrf_protection_enabled": routes.iter().any(|r| r.policy.csrf),
-            "pii_masking_enabled": edge.logs.mask_pii,
-            "admin_token_required": c.admin.as_ref().is_some_and(|a| a.token.is_some()),
-            "environment": match c.server.environment {
-                rampart_config::posture::Environment::Production => "production",
-                rampart_config::posture::Environment::Development => "development",
-            },
-            "preflight": c.posture.as_ref().map_or("not_run", |p| p.status()),
-            "preflight_findings": c.posture.as_ref().map(|p| json!({
-                "errors": p.errors,
-                "warnings": p.warnings,
-                "infos": p.infos,
-                "allowed": p.allowed.len(),
-            })),
-        },
-        "config": {
-            "reloads": live.reloads.ok.load(Ordering::Relaxed),
-            "reload_failures": live.reloads.failed.load(Ordering::Relaxed),
-            "last_reload_unix": live.reloads.last_success.load(Ordering::Relaxed),
-        },
-    });
-    let code = if worst == 2 {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    json_response(code, &body)
-}
-
-/// `/ready`.
-pub(crate) async fn ready(live: &Live, edge: &Edge) -> Response<Body> {
-    let mut reasons = Vec::new();
-    if live.draining.load(Ordering::Relaxed) {
-        reasons.push("draining".to_owned());
-    }
-    for (i, p) in edge.pools().iter().enumerate() {
-        if p.config.required && edge.pool_in_use(i) && !p.servers().iter().any(|s| p.is_up(s)) {
-            reasons.push(format!("upstream {}: no server up", p.name));
-        }
-    }
-    let deps = &edge.config.dependencies;
-    for (d, r) in deps.iter().zip(crate::deps::probe_all(deps).await) {
-        if let Err(e) = r {
-            if d.required {
-                reasons.push(format!("{}: {e}", d.name));
-            }
-        }
-    }
-    let ready = reasons.is_empty();
-    json_response(
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &json!({"ready": ready, "reasons": reasons}),
-    )
 }
 
 /// `/upstreams`.
@@ -329,7 +191,7 @@ pub(crate) fn upstreams(edge: &Edge) -> Value {
                 .collect();
             json!({
                 "name": p.name,
-                "state": pool_state(p),
+                "state": status::pool_state(p),
                 "required": p.config.required,
                 "routes": routes,
                 "servers": servers,

@@ -25,10 +25,10 @@ use http_body::Body as _;
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::body::Body;
-use crate::live::Live;
-use crate::server::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
-use crate::stack::{self, ConnInfo};
+use super::serving::Serving;
+use crate::request::stack::{self, ConnInfo};
+use crate::wire::activity::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
+use crate::wire::body::Body;
 
 /// Most headers parsed on the stack; requests with more go to hyper (which applies
 /// `max_headers`).
@@ -64,14 +64,14 @@ const TOO_LARGE: &[u8] =
 /// asked to park.
 pub(crate) async fn serve<T>(
     io: &mut T,
-    live: &Arc<Live>,
+    serving: &Arc<Serving>,
     info: &ConnInfo,
     activity: &Arc<Activity>,
 ) -> Left
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let edge = live.edge();
+    let edge = serving.edge();
     let s = &edge.config.server;
     let info = &ConnInfo {
         raw_head: true,
@@ -90,7 +90,7 @@ where
             ) {
                 Parsed::Simple(req, keep_alive) => {
                     head_started = None;
-                    match answer(io, live, info, activity, req, keep_alive, &mut out).await {
+                    match answer(io, serving, info, activity, req, keep_alive, &mut out).await {
                         Ok(true) => continue,
                         Ok(false) => {
                             // A clean end: TLS sends its close_notify, TCP its FIN.
@@ -274,7 +274,7 @@ fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> Parsed {
 /// Answers one request; `Ok(true)` when the connection stays open.
 async fn answer<T>(
     io: &mut T,
-    live: &Arc<Live>,
+    serving: &Arc<Serving>,
     info: &ConnInfo,
     activity: &Arc<Activity>,
     req: Request<Body>,
@@ -288,11 +288,17 @@ where
     let _busy = InflightGuard::new(activity.clone());
     let head_only = req.method() == Method::HEAD;
     let version = req.version();
-    let edge = live.edge();
+    let edge = serving.edge();
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let answered = crate::rescue::Caught(std::pin::pin!(stack::respond(&edge, info, req, true)))
-        .await
-        .unwrap_or_else(|()| Ok((crate::rescue::internal_error(&method, uri.path()), None)));
+    let answered =
+        crate::request::rescue::Caught(std::pin::pin!(stack::respond(&edge, info, req, true)))
+            .await
+            .unwrap_or_else(|()| {
+                Ok((
+                    crate::request::rescue::internal_error(&method, uri.path()),
+                    None,
+                ))
+            });
     let Ok((resp, policy)) = answered else {
         return Ok(false);
     };

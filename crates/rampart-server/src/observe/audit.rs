@@ -5,6 +5,17 @@
 
 use std::net::IpAddr;
 
+use super::logs::{self, Line, Logs};
+use super::metrics::Metrics;
+
+/// Where audit events go: the log writers and the metric families of the edge serving.
+pub trait Sinks {
+    /// The metric families.
+    fn metrics(&self) -> &Metrics;
+    /// The log writers.
+    fn logs(&self) -> &Logs;
+}
+
 /// What an audit event is about.
 #[derive(Debug)]
 pub struct Event<'a> {
@@ -29,10 +40,10 @@ pub struct Event<'a> {
 }
 
 /// Emits an audit event to the edge's audit log and counts it.
-pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
-    edge.metrics.refusal(e.event, e.code);
+pub fn emit(edge: &impl Sinks, e: &Event<'_>) {
+    edge.metrics().refusal(e.event, e.code);
     let mut m = line(edge, e.event, e.severity);
-    m.insert("ip", edge.logs.ip(e.ip).into());
+    m.insert("ip", edge.logs().ip(e.ip).into());
     m.insert("code", e.code.into());
     m.insert("reason", e.reason.into());
     m.insert("route", e.route.into());
@@ -43,9 +54,9 @@ pub fn emit(edge: &crate::Edge, e: &Event<'_>) {
 }
 
 /// An audit line with its common head: time, `target`, event and severity.
-pub fn line(edge: &crate::Edge, event: &'static str, severity: &'static str) -> crate::logs::Line {
-    let mut m = edge.logs.line();
-    m.own("ts", &crate::logs::timestamp());
+pub fn line(edge: &impl Sinks, event: &'static str, severity: &'static str) -> Line {
+    let mut m = edge.logs().line();
+    m.own("ts", &logs::timestamp());
     m.own("target", "rampart::audit");
     m.own("event", event);
     m.own("severity", severity);
@@ -53,11 +64,11 @@ pub fn line(edge: &crate::Edge, event: &'static str, severity: &'static str) -> 
 }
 
 /// Sends a prepared audit line (other modules' events: `csp.violation`, lockouts).
-pub fn send(edge: &crate::Edge, m: crate::logs::Line) {
-    match &edge.logs.audit {
+pub fn send(edge: &impl Sinks, m: Line) {
+    match &edge.logs().audit {
         Some(sink) => {
             if !sink.send(m) {
-                edge.metrics.log_dropped("audit");
+                edge.metrics().log_dropped("audit");
             }
         }
         None => {
@@ -68,7 +79,7 @@ pub fn send(edge: &crate::Edge, m: crate::logs::Line) {
 
 /// Emits an audit event about the edge itself (`config.reload`, `config.rejected`, admin
 /// changes): no client, no request.
-pub fn system(edge: &crate::Edge, event: &'static str, severity: &'static str, reason: &str) {
+pub fn system(edge: &impl Sinks, event: &'static str, severity: &'static str, reason: &str) {
     let mut m = line(edge, event, severity);
     m.insert("reason", reason.into());
     send(edge, m);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rampart_config::ops::{LogTarget, Logging};
 use serde_json::Value;
 
-use crate::pii::Masker;
+use crate::observe::pii::Masker;
 
 /// One log line, serialized as it is built (fields in order, strings masked as they are
 /// added unless rampart wrote them itself), so the request path makes one buffer and the

@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{Forwarding, Inflight, Pool, ProxyError, Server};
-use crate::body::{Body, BoxError};
+use crate::wire::body::{Body, BoxError};
 
 /// Largest response head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -162,7 +162,7 @@ impl Pool {
             if body.done() {
                 body.finish();
             }
-            let mut resp = Response::new(Body::Origin(Box::new(body)));
+            let mut resp = Response::new(Body::stream(body));
             *resp.status_mut() = parts.0;
             *resp.headers_mut() = parts.1;
             return Ok((resp, server));

@@ -29,13 +29,12 @@ use std::time::{Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::BodyExt;
 use rampart_config::runtime::HeaderPolicy;
 use rampart_config::site::{Compress, StaticSite};
 
-use crate::body::{Body, BoxError};
-use crate::refusal::Refusal;
-use crate::transform::{self, Coding};
+use crate::handler::transform::{self, Coding};
+use crate::wire::body::{Body, BoxError};
+use crate::wire::refusal::Refusal;
 
 /// Files larger than this are streamed from disk instead of kept in memory.
 const MAX_CACHED_FILE: u64 = 1024 * 1024;
@@ -193,7 +192,7 @@ pub async fn serve(
             "GET, HEAD",
         )));
     }
-    let Some(decoded) = percent_decode(req.rel) else {
+    let Some(decoded) = crate::wire::path::percent_decode(req.rel) else {
         return Err(Refusal::BadRequest("bad_request"));
     };
     if !safe_path(&decoded, site.dotfiles) {
@@ -223,7 +222,7 @@ pub async fn serve(
                 loc.push_str(q);
             }
             let mut resp = redirect(&loc);
-            crate::headers::apply(resp.headers_mut(), req.policy, req.tls);
+            crate::policy::headers::apply(resp.headers_mut(), req.policy, req.tls);
             return Ok(resp);
         }
         if !buf.ends_with(b"/") {
@@ -491,7 +490,7 @@ async fn respond(
             encode: Some(coding),
             ..transform::Plan::default()
         };
-        *resp.body_mut() = Body::Transformed(Box::new(transform::Transform::new(raw, &plan)));
+        *resp.body_mut() = Body::stream(transform::Transform::new(raw, &plan));
     }
     Ok(with_headers(resp, e, coding, compress.is_some(), req))
 }
@@ -573,7 +572,7 @@ fn template(
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
     }
-    crate::headers::apply(&mut h, policy, tls);
+    crate::policy::headers::apply(&mut h, policy, tls);
     h
 }
 
@@ -715,14 +714,11 @@ async fn file_body(path: &Path, start: u64, len: u64) -> Result<Body, Refusal> {
             .await
             .map_err(|_| Refusal::NotFound)?;
     }
-    Ok(Body::Boxed(
-        FileBody {
-            file,
-            remaining: len,
-            buf: BytesMut::new(),
-        }
-        .boxed(),
-    ))
+    Ok(Body::stream(FileBody {
+        file,
+        remaining: len,
+        buf: BytesMut::new(),
+    }))
 }
 
 /// `Content-Type` from the extension, with `charset=utf-8` for text.
@@ -740,26 +736,6 @@ pub fn content_type(path: &Path) -> HeaderValue {
         mime.to_string()
     };
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
-}
-
-pub(crate) fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if !s.contains('%') {
-        return Some(std::borrow::Cow::Borrowed(s));
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 /// Streams a file in 64 KiB reads, never more than its length at open time.

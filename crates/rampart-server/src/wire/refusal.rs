@@ -4,7 +4,7 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::Body;
+use crate::wire::body::Body;
 
 /// What went wrong, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::live::Live;
+use crate::observe::process::Process;
 
 /// Distinct tenant label values kept before the rest are counted as `other`.
 pub const MAX_TENANTS: usize = 200;
@@ -229,13 +229,20 @@ impl Metrics {
     }
 
     /// One upstream exchange (to response head).
-    pub fn upstream(&self, upstream: &Arc<str>, server: &crate::proxy::Server, seconds: f64) {
-        server
-            .latency
+    /// `series` is the server's own cache of its histogram (one lookup per server, not
+    /// per request).
+    pub fn upstream(
+        &self,
+        upstream: &Arc<str>,
+        server: &Arc<str>,
+        series: &std::sync::OnceLock<Histogram>,
+        seconds: f64,
+    ) {
+        series
             .get_or_init(|| {
                 self.upstream_duration.get_or_create_owned(&ServerLabels {
                     upstream: Name(upstream.clone()),
-                    server: Name(server.label.clone()),
+                    server: Name(server.clone()),
                 })
             })
             .observe(seconds);
@@ -263,9 +270,9 @@ impl Metrics {
         self.log_dropped.get_or_create(&LogLabels { log }).inc();
     }
 
-    /// The OpenMetrics text of every family, with the current state of `live`.
-    pub fn render(&self, live: &Live) -> String {
-        let edge = live.edge();
+    /// The OpenMetrics text of every family, with the state in `now`.
+    pub fn render(&self, now: &Snapshot<'_>) -> String {
+        let live = now.process;
         let mut r = Registry::default();
         r.register(
             "http_requests",
@@ -303,7 +310,7 @@ impl Metrics {
             self.log_dropped.clone(),
         );
         let panics = Counter::<u64>::default();
-        panics.inc_by(crate::rescue::panics());
+        panics.inc_by(now.panics);
         r.register(
             "rampart_panics",
             "Panics caught (a request answered 500, or one connection ended); each is logged with its cause",
@@ -327,19 +334,17 @@ impl Metrics {
         let inflight: Family<ServerLabels, Gauge> = Family::default();
         let weight: Family<ServerLabels, Gauge> = Family::default();
         let errors: Family<ServerLabels, Counter> = Family::default();
-        for p in edge.pools() {
-            for s in p.servers() {
-                let l = ServerLabels {
-                    upstream: Name(p.label.clone()),
-                    server: Name(s.label.clone()),
-                };
-                health.get_or_create(&l).set(i64::from(p.is_up(s)));
-                inflight
-                    .get_or_create(&l)
-                    .set(i64::try_from(s.inflight()).unwrap_or(i64::MAX));
-                weight.get_or_create(&l).set(i64::from(s.weight()));
-                errors.get_or_create(&l).inc_by(s.errors());
-            }
+        for st in &now.servers {
+            let l = ServerLabels {
+                upstream: Name(st.upstream.clone()),
+                server: Name(st.server.clone()),
+            };
+            health.get_or_create(&l).set(i64::from(st.up));
+            inflight
+                .get_or_create(&l)
+                .set(i64::try_from(st.inflight).unwrap_or(i64::MAX));
+            weight.get_or_create(&l).set(i64::from(st.weight));
+            errors.get_or_create(&l).inc_by(st.errors);
         }
         r.register(
             "rampart_upstream_server_up",
@@ -380,7 +385,7 @@ impl Metrics {
             "Unix time of the last successful config load (start or reload)",
             last,
         );
-        if let Some(p) = &live.edge().config.posture {
+        if let Some(p) = now.posture {
             #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
             struct Severity {
                 severity: &'static str,
@@ -419,4 +424,35 @@ impl Metrics {
         }
         out
     }
+}
+
+/// What [`Metrics::render`] reports besides its own families: the state of the process and
+/// of each upstream server at the moment of the scrape.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    /// Connections, reloads.
+    pub process: &'a Process,
+    /// Panics caught so far.
+    pub panics: u64,
+    /// Every upstream server.
+    pub servers: Vec<ServerStat>,
+    /// The running config's preflight result.
+    pub posture: Option<&'a rampart_config::posture::Posture>,
+}
+
+/// One upstream server's state.
+#[derive(Debug)]
+pub struct ServerStat {
+    /// The pool's label.
+    pub upstream: Arc<str>,
+    /// The server's label.
+    pub server: Arc<str>,
+    /// Whether it takes requests.
+    pub up: bool,
+    /// Requests in flight.
+    pub inflight: usize,
+    /// Balancing weight (0: draining).
+    pub weight: u32,
+    /// Failed exchanges so far.
+    pub errors: u64,
 }

@@ -18,17 +18,17 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use rampart_config::runtime::{Action, HeaderPolicy, Misdirected};
 
-use crate::body::Body;
+use crate::edge::router::{normalize_path, strip};
 use crate::edge::Edge;
-use crate::policy::{self, Before};
-use crate::proxy::{self, ClientInfo, ProxyError};
-use crate::refusal::Refusal;
-use crate::router::{normalize_path, strip};
-use crate::static_files::{self, FileRequest};
-use crate::{audit, csp_report, headers, request_id, transform};
-
-/// `X-Request-ID`.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::handler::files::{self, FileRequest};
+use crate::handler::proxy::{self, ClientInfo, ProxyError};
+use crate::handler::{csp_report, transform};
+use crate::observe::audit;
+use crate::policy::{self, headers, Before};
+use crate::request::status;
+use crate::wire::body::Body;
+use crate::wire::refusal::Refusal;
+use crate::wire::request_id::{self, X_REQUEST_ID};
 
 /// The authenticated subject, as the auth policy forwards it.
 const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -45,7 +45,7 @@ pub struct ConnInfo {
     /// When set, this is a plain listener that redirects to HTTPS on this port.
     pub redirect_to_https: Option<u16>,
     /// The response is written by the HTTP/1.1 fast path, which understands
-    /// [`Body::Head`](crate::body::Body::Head).
+    /// [`Body::Head`](crate::wire::body::Body::Head).
     pub raw_head: bool,
     /// The negotiated TLS version (`"1.3"`, `"1.2"`), for the access log.
     pub tls_version: Option<&'static str>,
@@ -103,7 +103,7 @@ pub async fn respond<'e>(
     defer: bool,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), CloseConnection> {
     #[cfg(feature = "test-panic")]
-    crate::rescue::test_trigger(req.headers());
+    crate::request::rescue::test_trigger(req.headers());
     let started = std::time::Instant::now();
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if request_id::is_acceptable(v) => v.clone(),
@@ -193,7 +193,7 @@ fn record(
     let status = resp.status().as_u16();
     let ri = trace.route.unwrap_or(edge.route_labels.len() - 1);
     let route_label = &edge.route_labels[ri];
-    let m = crate::metrics::method_label(method);
+    let m = crate::observe::metrics::method_label(method);
     match trace.tenant.as_ref().and_then(|t| t.to_str().ok()) {
         Some(tenant) => edge
             .metrics
@@ -206,7 +206,7 @@ fn record(
         return;
     };
     let mut l = edge.logs.line();
-    l.own("ts", &crate::logs::timestamp());
+    l.own("ts", &crate::observe::logs::timestamp());
     l.own("request_id", request_id.to_str().unwrap_or_default());
     let ip = trace.client_ip.unwrap_or(conn.peer.ip());
     match conn.peer_value.to_str() {
@@ -307,7 +307,7 @@ async fn answer<'e>(
     if let Some(rep) = &edge.config.csp_report {
         if *path == *rep.path {
             let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
-            let resp = csp_report::handle(edge, rep, req, ip, request_id).await?;
+            let resp = csp_report::handle(&edge.policy_env(), rep, req, ip, request_id).await?;
             return Ok((resp, Some(&edge.default_headers)));
         }
     }
@@ -357,7 +357,7 @@ async fn answer<'e>(
             req.headers_mut().insert(transform::X_CSP_NONCE, v);
         }
     }
-    let ctx = match policy::before(edge, idx, &mut req, client_ip).await {
+    let ctx = match policy::before(&edge.policy_env(), idx, &mut req, client_ip).await {
         Ok(Before::Continue(ctx)) => ctx,
         Ok(Before::Answer(resp)) => return Ok((resp, Some(&route.headers))),
         Err(refused) => {
@@ -418,7 +418,12 @@ async fn answer<'e>(
                 match forwarded {
                     Ok((resp, server)) => {
                         let t = sent.elapsed();
-                        edge.metrics.upstream(&pool.label, &server, t.as_secs_f64());
+                        edge.metrics.upstream(
+                            &pool.label,
+                            &server.label,
+                            &server.latency,
+                            t.as_secs_f64(),
+                        );
                         trace.upstream = Some((server.label.clone(), t));
                         resp
                     }
@@ -450,7 +455,7 @@ async fn answer<'e>(
                     tls: conn.tls,
                     raw_head: conn.raw_head && route.csp_nonce.is_none(),
                 };
-                static_files::serve(site, &edge.files[idx], &file_req)
+                files::serve(site, &edge.files[idx], &file_req)
                     .await
                     .map_err(in_route)?
             }
@@ -529,7 +534,7 @@ async fn answer<'e>(
             method == Method::HEAD,
         );
     }
-    policy::after(edge, route, ctx, &mut resp);
+    policy::after(&edge.policy_env(), route, ctx, &mut resp);
     // Static answers carry the route's headers already (from their file's template).
     let policy = (!matches!(route.action, Action::Static(_))
         || resp.status().is_client_error()
@@ -622,11 +627,10 @@ async fn public_admin(
     if !read_only || !public.allow.iter().any(|n| n.contains(&ip)) {
         return (!public.path.is_empty()).then(|| Err(Refusal::NotFound.into()));
     }
-    let live = edge.live.get()?.upgrade()?;
     Some(Ok(match rest {
-        "/metrics" => crate::admin::metrics(&live, edge),
-        "/health" => crate::admin::health(&live, edge).await,
-        _ => crate::admin::ready(&live, edge).await,
+        "/metrics" => status::metrics(edge),
+        "/health" => status::health(edge).await,
+        _ => status::ready(edge).await,
     }))
 }
 

@@ -1,0 +1,8 @@
+//! Connections: listeners, the accept loop with its cap, TLS handshakes, HTTP/1.1 on the
+//! fast path or hyper (HTTP/1.1, HTTP/2), parking idle keep-alive connections, the idle
+//! sweep. Hands each request to [`crate::request::stack`]. Imports the layers below.
+
+pub mod fd_limit;
+mod h1fast;
+pub mod server;
+pub mod serving;

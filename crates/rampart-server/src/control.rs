@@ -1,0 +1,9 @@
+//! The running process: [`live`] (the current edge, reload, admin changes that survive
+//! reloads), the [`admin`] API, and [`start`]/[`Running`] (bind, serve, drain). The top
+//! layer: it may import every other one, and none imports it.
+
+pub mod admin;
+pub mod live;
+mod start;
+
+pub use start::{start, Running};

@@ -1,0 +1,176 @@
+//! The status endpoints: `/metrics`, `/health` and `/ready`, answered from the edge they
+//! run on (its pools, dependencies, config) and its process (draining, reloads,
+//! connections). Served by the admin listener and, under `admin.public_path`, by the spine.
+
+use std::sync::atomic::Ordering;
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::edge::Edge;
+use crate::handler::proxy::Pool;
+use crate::observe::metrics::{ServerStat, Snapshot};
+use crate::wire::body::Body;
+
+/// A JSON answer that is never cached.
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::full(format!("{v}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The OpenMetrics text of the edge and its process now.
+pub fn metrics_text(edge: &Edge) -> String {
+    let servers = edge
+        .pools()
+        .iter()
+        .flat_map(|p| {
+            p.servers().iter().map(move |s| ServerStat {
+                upstream: p.label.clone(),
+                server: s.label.clone(),
+                up: p.is_up(s),
+                inflight: s.inflight(),
+                weight: s.weight(),
+                errors: s.errors(),
+            })
+        })
+        .collect();
+    edge.metrics.render(&Snapshot {
+        process: &edge.process,
+        panics: crate::request::rescue::panics(),
+        servers,
+        posture: edge.config.posture.as_ref(),
+    })
+}
+
+/// `/metrics`.
+pub fn metrics(edge: &Edge) -> Response<Body> {
+    let text = metrics_text(edge);
+    let mut r = Response::new(Body::full(text));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The state of a pool: `operational` (every server up), `degraded`, or `down`.
+pub fn pool_state(p: &Pool) -> &'static str {
+    let up = p.servers().iter().filter(|s| p.is_up(s)).count();
+    if up == p.servers().len() {
+        "operational"
+    } else if up > 0 {
+        "degraded"
+    } else {
+        "down"
+    }
+}
+
+/// `/health`.
+pub async fn health(edge: &Edge) -> Response<Body> {
+    let mut services = serde_json::Map::new();
+    let mut worst = 0u8; // 0 healthy, 1 degraded, 2 unhealthy
+    for (i, p) in edge.pools().iter().enumerate() {
+        let state = pool_state(p);
+        // A pool no route uses (blue after a cut-over to green) decides nothing.
+        if edge.pool_in_use(i) {
+            worst = worst.max(match (state, p.config.required) {
+                ("operational", _) => 0,
+                ("down", true) => 2,
+                _ => 1,
+            });
+        }
+        services.insert(format!("upstream:{}", p.name), state.into());
+    }
+    let deps = &edge.config.dependencies;
+    for (d, r) in deps.iter().zip(crate::observe::deps::probe_all(deps).await) {
+        let state = if r.is_ok() { "operational" } else { "down" };
+        if r.is_err() {
+            worst = worst.max(if d.required { 2 } else { 1 });
+        }
+        services.insert(d.name.clone(), state.into());
+    }
+    if edge.process.draining() {
+        worst = worst.max(1);
+    }
+    let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
+    let c = &edge.config;
+    let routes = &c.routes;
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": edge.process.uptime().as_secs(),
+        "draining": edge.process.draining(),
+        "services": services,
+        "security": {
+            "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
+            "https_enforced": c.tls.is_some() && c.server.https.is_some(),
+            "hsts_enabled": routes.iter().all(|r| r.headers.hsts.is_some()),
+            "csp_enabled": routes.iter().all(|r| r.headers.set.iter().any(|(n, _)| n.as_str().starts_with("content-security-policy"))),
+            "rate_limiting_enabled": routes.iter().any(|r| !r.policy.limits.is_empty()),
+            "csrf_protection_enabled": routes.iter().any(|r| r.policy.csrf),
+            "pii_masking_enabled": edge.logs.mask_pii,
+            "admin_token_required": c.admin.as_ref().is_some_and(|a| a.token.is_some()),
+            "environment": match c.server.environment {
+                rampart_config::posture::Environment::Production => "production",
+                rampart_config::posture::Environment::Development => "development",
+            },
+            "preflight": c.posture.as_ref().map_or("not_run", |p| p.status()),
+            "preflight_findings": c.posture.as_ref().map(|p| json!({
+                "errors": p.errors,
+                "warnings": p.warnings,
+                "infos": p.infos,
+                "allowed": p.allowed.len(),
+            })),
+        },
+        "config": {
+            "reloads": edge.process.reloads.ok.load(Ordering::Relaxed),
+            "reload_failures": edge.process.reloads.failed.load(Ordering::Relaxed),
+            "last_reload_unix": edge.process.reloads.last_success.load(Ordering::Relaxed),
+        },
+    });
+    let code = if worst == 2 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &body)
+}
+
+/// `/ready`.
+pub async fn ready(edge: &Edge) -> Response<Body> {
+    let mut reasons = Vec::new();
+    if edge.process.draining() {
+        reasons.push("draining".to_owned());
+    }
+    for (i, p) in edge.pools().iter().enumerate() {
+        if p.config.required && edge.pool_in_use(i) && !p.servers().iter().any(|s| p.is_up(s)) {
+            reasons.push(format!("upstream {}: no server up", p.name));
+        }
+    }
+    let deps = &edge.config.dependencies;
+    for (d, r) in deps.iter().zip(crate::observe::deps::probe_all(deps).await) {
+        if let Err(e) = r {
+            if d.required {
+                reasons.push(format!("{}: {e}", d.name));
+            }
+        }
+    }
+    let ready = reasons.is_empty();
+    json_response(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({"ready": ready, "reasons": reasons}),
+    )
+}
