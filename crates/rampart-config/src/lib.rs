@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod bounds;
+pub mod civil;
 pub mod dotenv;
 pub mod error;
 pub mod load;

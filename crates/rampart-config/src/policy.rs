@@ -697,13 +697,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     if h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::civil::to_days(y, mo, da);
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se - offset).ok()
 }
 

@@ -248,10 +248,13 @@ fn self_signed(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "rampart development certificate");
-    let (y, m, d) = civil_from_days((now - 86_400) / 86_400);
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = civil_from_days((now + 365 * 86_400) / 86_400);
-    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let ymd = |days: i64| {
+        let (y, m, d) = rampart_config::civil::from_days(days);
+        let (y, m, d) = (i32::try_from(y), u8::try_from(m), u8::try_from(d));
+        rcgen::date_time_ymd(y.unwrap_or(2000), m.unwrap_or(1), d.unwrap_or(1))
+    };
+    params.not_before = ymd((now - 86_400) / 86_400);
+    params.not_after = ymd((now + 365 * 86_400) / 86_400);
     let key = rcgen::KeyPair::generate().map_err(|e| format!("cannot generate a key: {e}"))?;
     let cert = params
         .self_signed(&key)
@@ -284,20 +287,6 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs() as i64
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    ((if m <= 2 { y + 1 } else { y }) as i32, m, d)
 }
 
 // === SNI ===
@@ -339,17 +328,5 @@ impl ResolvesServerCert for SniResolver {
             }
         }
         Some(self.default.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

@@ -417,7 +417,7 @@ pub fn timestamp() -> String {
         let mut l = l.borrow_mut();
         if l.0 != secs {
             let (days, rem) = (secs / 86_400, secs % 86_400);
-            let (y, m, d) = civil(days);
+            let (y, m, d) = rampart_config::civil::from_days(i64::try_from(days).unwrap_or(0));
             l.1 = format!(
                 "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.",
                 rem / 3600,
@@ -437,31 +437,9 @@ pub fn timestamp() -> String {
     })
 }
 
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil(days: u64) -> (i64, u32, u32) {
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(19_723), (2024, 1, 1));
-        assert_eq!(civil(20_414), (2025, 11, 22));
-        assert_eq!(civil(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn numbers_and_escapes_are_json() {

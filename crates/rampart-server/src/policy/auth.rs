@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
+use http::header::{HeaderName, HeaderValue};
 use http::{header, HeaderMap};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rampart_config::policy::{ApiKeys, Jwt, JwtAlg, JwtKey};
+use rampart_config::policy::{ApiKeys, AuthMethod, Jwt, JwtAlg, JwtKey};
 use rampart_config::ConfigError;
 use serde_json::{Map, Value};
 
@@ -28,6 +29,104 @@ pub enum AuthError {
     Missing,
     /// Credentials were sent and are wrong; the reason is for logs, never the client.
     Invalid(&'static str),
+}
+
+use super::refused::{refuse, Refused};
+use crate::wire::refusal::Refusal;
+
+const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
+
+/// The credentials an edge checks: its JWT verifier and API keys, when configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verifiers<'a> {
+    /// `[jwt]`, compiled.
+    pub jwt: Option<&'a JwtVerifier>,
+    /// `[api_keys]`.
+    pub api_keys: Option<&'a ApiKeys>,
+}
+
+/// Authenticates a request by the route's `methods`, in order: the first that succeeds
+/// names the identity. `Ok(None)` when the route needs none, or `optional` and none was
+/// sent.
+///
+/// # Errors
+/// 403 `invalid_credentials` when credentials were sent and are wrong, else 401 with a
+/// challenge (audit `auth.failure`).
+pub fn authenticate(
+    v: Verifiers<'_>,
+    methods: &[AuthMethod],
+    optional: bool,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, Refused> {
+    if methods.is_empty() {
+        return Ok(None);
+    }
+    let mut invalid = None;
+    for m in methods {
+        let r = match m {
+            AuthMethod::Jwt => v.jwt.map_or(Err(AuthError::Missing), |j| j.verify(headers)),
+            AuthMethod::ApiKey => v
+                .api_keys
+                .map_or(Err(AuthError::Missing), |k| api_key(k, headers)),
+        };
+        match r {
+            Ok(id) => return Ok(Some(id)),
+            Err(AuthError::Invalid(why)) => invalid = Some((m, why)),
+            Err(AuthError::Missing) => {}
+        }
+    }
+    if let Some((m, why)) = invalid {
+        let what = match m {
+            AuthMethod::Jwt => "token",
+            AuthMethod::ApiKey => "api key",
+        };
+        return Err(refuse(
+            Refusal::Forbidden("invalid_credentials"),
+            "auth.failure",
+            format!("{what}: {why}"),
+        ));
+    }
+    if optional {
+        return Ok(None);
+    }
+    let challenge = if methods.contains(&AuthMethod::Jwt) {
+        HeaderValue::from_static("Bearer realm=\"rampart\"")
+    } else {
+        let header = v.api_keys.map_or("X-API-Key", |k| k.header.as_str());
+        HeaderValue::from_str(&format!("ApiKey header=\"{header}\""))
+            .unwrap_or(HeaderValue::from_static("ApiKey"))
+    };
+    Err(refuse(
+        Refusal::Unauthorized(challenge),
+        "auth.failure",
+        "no credentials",
+    ))
+}
+
+/// Tells the upstream who the request is: `X-Auth-Subject`, `X-Auth-Method`, and the
+/// JWT claims the config forwards (the client's own copies were removed on arrival).
+pub fn forward(id: &Identity, jwt: Option<&JwtVerifier>, h: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&id.subject) {
+        h.insert(X_AUTH_SUBJECT, v);
+    }
+    h.insert(X_AUTH_METHOD, HeaderValue::from_static(id.method));
+    let Some(jwt) = jwt.filter(|_| id.method == "jwt") else {
+        return;
+    };
+    for (claim, name) in &jwt.config().forward {
+        if claim == "sub" && *name == X_AUTH_SUBJECT {
+            continue;
+        }
+        if let Some(v) = id
+            .claims
+            .get(claim)
+            .and_then(claim_text)
+            .and_then(|t| HeaderValue::from_str(&t).ok())
+        {
+            h.insert(name.clone(), v);
+        }
+    }
 }
 
 /// Constant-time equality of two digests.
@@ -289,4 +388,101 @@ pub fn identity_headers(jwt: Option<&Jwt>) -> Vec<http::HeaderName> {
     let mut v: Vec<_> = v.into_iter().collect();
     v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ApiKeys {
+        ApiKeys {
+            header: HeaderName::from_static("x-api-key"),
+            keys: vec![
+                ("ci".into(), rampart_config::policy::sha256(b"k-one")),
+                ("deploy".into(), rampart_config::policy::sha256(b"k-two")),
+            ],
+        }
+    }
+
+    fn headers(key: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(k) = key {
+            h.insert("x-api-key", HeaderValue::from_str(k).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_valid_key_names_its_identity_and_is_forwarded() {
+        let k = keys();
+        let v = Verifiers {
+            jwt: None,
+            api_keys: Some(&k),
+        };
+        let id = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-two")))
+            .unwrap()
+            .unwrap();
+        assert_eq!((id.method, id.subject.as_str()), ("api_key", "deploy"));
+        let mut h = HeaderMap::new();
+        forward(&id, None, &mut h);
+        assert_eq!(h["x-auth-subject"], "deploy");
+        assert_eq!(h["x-auth-method"], "api_key");
+        // No methods on the route: nothing to check.
+        assert!(authenticate(v, &[], false, &headers(None))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_wrong_key_is_403_and_none_is_401_with_a_challenge() {
+        let k = keys();
+        let v = Verifiers {
+            jwt: None,
+            api_keys: Some(&k),
+        };
+        let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-three")));
+        let r = r.unwrap_err();
+        assert_eq!(r.refusal, Refusal::Forbidden("invalid_credentials"));
+        assert_eq!(r.event, "auth.failure");
+        assert!(
+            !r.reason.contains("k-three"),
+            "the key leaked: {}",
+            r.reason
+        );
+        let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(None)).unwrap_err();
+        assert_eq!(
+            r.refusal,
+            Refusal::Unauthorized(HeaderValue::from_static("ApiKey header=\"x-api-key\""))
+        );
+        // A JWT route without [jwt] configured refuses rather than admits.
+        let r = authenticate(v, &[AuthMethod::Jwt], false, &headers(None)).unwrap_err();
+        assert_eq!(
+            r.refusal,
+            Refusal::Unauthorized(HeaderValue::from_static("Bearer realm=\"rampart\""))
+        );
+        // Optional: no credentials is fine, wrong ones are not.
+        assert!(authenticate(v, &[AuthMethod::ApiKey], true, &headers(None))
+            .unwrap()
+            .is_none());
+        assert!(authenticate(v, &[AuthMethod::ApiKey], true, &headers(Some("x"))).is_err());
+    }
+
+    #[test]
+    fn an_empty_or_odd_key_is_refused_not_crashed() {
+        let k = keys();
+        let v = Verifiers {
+            jwt: None,
+            api_keys: Some(&k),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static(""));
+        assert!(matches!(
+            authenticate(v, &[AuthMethod::ApiKey], false, &h)
+                .unwrap_err()
+                .refusal,
+            Refusal::Unauthorized(_)
+        ));
+        h.insert("x-api-key", HeaderValue::from_bytes(b"\xffk").unwrap());
+        assert!(authenticate(v, &[AuthMethod::ApiKey], false, &h).is_err());
+    }
 }
