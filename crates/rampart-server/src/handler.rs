@@ -6,4 +6,5 @@
 pub mod csp_report;
 pub mod files;
 pub mod proxy;
+pub mod respond;
 pub mod transform;

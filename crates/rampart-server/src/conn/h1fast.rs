@@ -26,7 +26,8 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::serving::Serving;
-use crate::request::stack::{self, ConnInfo};
+use crate::request::connection::ConnInfo;
+use crate::request::stack;
 use crate::wire::activity::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
 

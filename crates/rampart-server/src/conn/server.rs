@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::serving::Serving;
 use crate::edge::Edge;
-use crate::request::stack::{self, ConnInfo};
+use crate::request::connection::ConnInfo;
+use crate::request::stack;
 use crate::wire::activity::{
     Activity, InflightGuard, Registry, SIGNAL_CLOSE, SIGNAL_NONE, SIGNAL_PARK, SIGNAL_SHUTDOWN,
 };

@@ -74,6 +74,24 @@ pub enum ProxyError {
     Protocol,
 }
 
+impl ProxyError {
+    /// The answer the client gets: 504 for an upstream too slow, 400 `bad_body` / 408 when
+    /// the client's own body failed (a body over the route's limit is turned into 413 by
+    /// the spine, which holds the limit's flag), 502 otherwise.
+    pub fn refusal(&self) -> crate::wire::refusal::Refusal {
+        use crate::wire::refusal::Refusal;
+        match self {
+            ProxyError::Timeout => Refusal::GatewayTimeout,
+            ProxyError::ClientBody => Refusal::BadRequest("bad_body"),
+            ProxyError::ClientTimeout => Refusal::RequestTimeout,
+            ProxyError::Connect
+            | ProxyError::Upstream(_)
+            | ProxyError::Io(_)
+            | ProxyError::Protocol => Refusal::BadGateway,
+        }
+    }
+}
+
 fn clock() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     // Offset by one so that 0 can mean "never".

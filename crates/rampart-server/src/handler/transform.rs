@@ -514,6 +514,47 @@ pub struct CspHeader(pub http::HeaderName, pub HeaderValue);
 /// `X-CSP-Nonce`: the nonce, sent to the upstream so it can use it itself.
 pub const X_CSP_NONCE: http::HeaderName = http::HeaderName::from_static("x-csp-nonce");
 
+/// What the response transforms need from the request, taken before the policies change
+/// it: the client's `Accept-Encoding`, and a fresh CSP nonce (also sent upstream in
+/// `X-CSP-Nonce`). Nothing is taken on routes without compression or nonces.
+#[derive(Debug, Default)]
+pub struct Shaping {
+    accept: Option<HeaderValue>,
+    nonce: Option<String>,
+    on: bool,
+}
+
+impl Shaping {
+    /// Takes what `route` will need from `req`.
+    pub fn take(route: &rampart_config::runtime::Route, req: &mut http::Request<Body>) -> Self {
+        if route.compress.is_none() && route.csp_nonce.is_none() {
+            return Self::default();
+        }
+        let accept = req.headers().get(http::header::ACCEPT_ENCODING).cloned();
+        let nonce = route.csp_nonce.as_ref().map(|_| new_nonce());
+        if let Some(v) = nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            req.headers_mut().insert(X_CSP_NONCE, v);
+        }
+        Self {
+            accept,
+            nonce,
+            on: true,
+        }
+    }
+
+    /// Shapes `resp` (see [`shape`]); `head` for a HEAD request.
+    pub fn apply(
+        self,
+        route: &rampart_config::runtime::Route,
+        resp: &mut http::Response<Body>,
+        head: bool,
+    ) {
+        if self.on {
+            shape(route, resp, self.accept.as_ref(), self.nonce, head);
+        }
+    }
+}
+
 /// What a route does to a response body after its handler: the CSP nonce rewrite of HTML
 /// (undoing and redoing an upstream's compression around it), else compression when the
 /// route has it on.

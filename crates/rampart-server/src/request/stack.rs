@@ -1,75 +1,29 @@
-//! THE request path, in order. Each step is a plain function call rather than a tower
-//! layer: the order is visible in one place, nothing is boxed per layer, and each step can
-//! answer early. (DESIGN.md sketched tower layers; this is measured cheaper and reads the same.)
-//!
-//! ```text
-//! request id → host check (allowed_hosts → 421/close) → HTTPS redirect (plain listener)
-//!   → path normalisation (400) → route (404)
-//!   → handler: upstream | static | redirect | respond
-//!   → response policy: security headers, banners removed, HSTS (HTTPS), Server, X-Request-ID
-//! ```
-//! Every answer, including refusals, leaves through the response policy, so 4xx/5xx carry
-//! the same security headers as 200s.
+//! THE request path, in order: [`answer`] is the spine, one commented step per line, each
+//! a plain function call into the module that owns it rather than a tower layer: the
+//! order is visible in one place, nothing is boxed per layer, and each step can answer
+//! early (DESIGN.md sketched tower layers; this is measured cheaper and reads the same).
+//! [`respond`] wraps it: the request id, the response's security headers (every answer,
+//! refusals included, leaves through them, so 4xx/5xx carry the same headers as 200s),
+//! metrics and the access log.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
-use rampart_config::runtime::{Action, HeaderPolicy, Misdirected};
+use rampart_config::runtime::{Action, HeaderPolicy};
 
-use crate::edge::router::{normalize_path, strip};
+use super::answer::Answer;
+use super::connection::ConnInfo;
+use super::front::{self, Builtin};
+use super::handle::{self, Routed};
+use super::trace::{self, Auditor, Seen, Trace};
+use crate::edge::router::normalize_path;
 use crate::edge::Edge;
-use crate::handler::files::{self, FileRequest};
-use crate::handler::proxy::{self, ClientInfo, ProxyError};
-use crate::handler::{csp_report, transform};
-use crate::observe::audit;
-use crate::policy::{self, headers, Before};
-use crate::request::status;
+use crate::handler::{proxy, transform};
+use crate::policy::{self, headers, Before, Refused};
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
 use crate::wire::request_id::{self, X_REQUEST_ID};
-
-/// The authenticated subject, as the auth policy forwards it.
-const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-
-/// What the request path knows about the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// The peer's IP as a header value, formatted once per connection.
-    pub peer_value: HeaderValue,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// When set, this is a plain listener that redirects to HTTPS on this port.
-    pub redirect_to_https: Option<u16>,
-    /// The response is written by the HTTP/1.1 fast path, which understands
-    /// [`Body::Head`](crate::wire::body::Body::Head).
-    pub raw_head: bool,
-    /// The negotiated TLS version (`"1.3"`, `"1.2"`), for the access log.
-    pub tls_version: Option<&'static str>,
-}
-
-/// What the request path learns for metrics and the access log.
-#[derive(Debug, Default)]
-struct Trace {
-    route: Option<usize>,
-    client_ip: Option<std::net::IpAddr>,
-    /// Upstream server and seconds to its response head.
-    upstream: Option<(Arc<str>, std::time::Duration)>,
-    user: Option<HeaderValue>,
-    tenant: Option<HeaderValue>,
-}
-
-/// The request's facts the access log needs, taken before the request is consumed.
-struct Seen {
-    path: String,
-    ua: Option<HeaderValue>,
-    host: Option<HeaderValue>,
-    bytes_in: u64,
-    version: http::Version,
-}
 
 /// The connection is closed without an answer (`misdirected = "close"`).
 #[derive(Debug, thiserror::Error)]
@@ -110,21 +64,7 @@ pub async fn respond<'e>(
         _ => request_id::generate(),
     };
     let method = req.method().clone();
-    let seen = edge.logs.access.as_ref().map(|_| Seen {
-        path: req.uri().path().to_owned(),
-        ua: req.headers().get(header::USER_AGENT).cloned(),
-        host: req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        }),
-        bytes_in: req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0),
-        version: req.version(),
-    });
+    let seen = edge.logs.access.as_ref().map(|_| Seen::of(&req));
     let mut trace = Trace::default();
     let (mut resp, policy) = match answer(edge, conn, req, &request_id, &mut trace).await {
         Ok(r) => r,
@@ -152,7 +92,7 @@ pub async fn respond<'e>(
             resp.headers_mut().insert(name, value);
         }
     }
-    record(
+    trace::record(
         edge,
         conn,
         &method,
@@ -171,99 +111,9 @@ pub async fn respond<'e>(
     Ok((resp, deferred))
 }
 
-/// A header value as log text (`None` when absent or not visible ASCII).
-fn hv(v: &Option<HeaderValue>) -> Option<&str> {
-    v.as_ref().and_then(|v| v.to_str().ok())
-}
-
-/// Counts the answer and writes its access log line (queued; never waits for the disk).
-#[allow(clippy::too_many_arguments)]
-fn record(
-    edge: &Edge,
-    conn: &ConnInfo,
-    method: &Method,
-    resp: &Response<Body>,
-    trace: &Trace,
-    seen: Option<Seen>,
-    request_id: &HeaderValue,
-    started: std::time::Instant,
-) {
-    let elapsed = started.elapsed();
-    let secs = elapsed.as_secs_f64();
-    let status = resp.status().as_u16();
-    let ri = trace.route.unwrap_or(edge.route_labels.len() - 1);
-    let route_label = &edge.route_labels[ri];
-    let m = crate::observe::metrics::method_label(method);
-    match trace.tenant.as_ref().and_then(|t| t.to_str().ok()) {
-        Some(tenant) => edge
-            .metrics
-            .request(m, route_label, status, Some(tenant), secs),
-        None => edge
-            .metrics
-            .request_cached(&edge.route_series[ri], m, route_label, status, secs),
-    }
-    let (Some(sink), Some(seen)) = (&edge.logs.access, seen) else {
-        return;
-    };
-    let mut l = edge.logs.line();
-    l.own("ts", &crate::observe::logs::timestamp());
-    l.own("request_id", request_id.to_str().unwrap_or_default());
-    let ip = trace.client_ip.unwrap_or(conn.peer.ip());
-    match conn.peer_value.to_str() {
-        // Formatted once per connection already.
-        Ok(v) if !edge.logs.mask_ip && ip == conn.peer.ip() => l.own("ip", v),
-        _ => l.own("ip", &edge.logs.ip(ip)),
-    }
-    l.own("method", method.as_str());
-    l.opt("host", hv(&seen.host));
-    l.own("route", route_label);
-    l.str("path", &seen.path);
-    l.uint("status", status.into());
-    l.uint("bytes_in", seen.bytes_in);
-    match http_body::Body::size_hint(resp.body()).exact() {
-        Some(n) => l.uint("bytes_out", n),
-        None => l.opt("bytes_out", None),
-    }
-    l.millis("duration_ms", elapsed);
-    match &trace.upstream {
-        Some((server, t)) => {
-            l.own("upstream", server);
-            l.millis("upstream_ms", *t);
-        }
-        None => {
-            l.opt("upstream", None);
-            l.opt("upstream_ms", None);
-        }
-    }
-    l.opt("tenant", hv(&trace.tenant));
-    l.opt("user", hv(&trace.user));
-    l.own(
-        "protocol",
-        match seen.version {
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        },
-    );
-    l.opt("tls", conn.tls_version);
-    l.opt("ua", hv(&seen.ua));
-    if !sink.send(l) {
-        edge.metrics.log_dropped("access");
-    }
-}
-
-enum Answer {
-    /// Refused, with the route when one matched (its header policy applies).
-    Refuse(Refusal, Option<usize>),
-    Close,
-}
-
-impl From<Refusal> for Answer {
-    fn from(r: Refusal) -> Self {
-        Answer::Refuse(r, None)
-    }
-}
-
+/// THE SPINE: one request through every step, in order. Each step answers early (a
+/// refusal, a redirect, a built-in endpoint) or lets the request go on; what a step does is
+/// in the module it calls.
 async fn answer<'e>(
     edge: &'e Edge,
     conn: &ConnInfo,
@@ -271,290 +121,108 @@ async fn answer<'e>(
     request_id: &HeaderValue,
     trace: &mut Trace,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
-    let server = &edge.config.server;
-    if !conn.raw_head
-        && req.version() <= http::Version::HTTP_11
-        && head_len(&req) > server.max_header_size
-    {
-        return Err(Refusal::HeadersTooLarge.into());
+    let (server, fallback) = (&edge.config.server, Some(&edge.default_headers));
+    // 1. The head's size, on every path (431).
+    front::head_size(conn, &req, server.max_header_size)?;
+    // 2. `server.deny`, before anything else (403).
+    front::global_deny(edge, conn, &req, request_id)?;
+    // 3. The host: well formed (400) and allowed (421, or the connection closed).
+    let host = front::host(&req, server)?;
+    // 4. A plain listener that redirects does so (301/308), but for exempt paths.
+    if let Some(resp) = front::to_https(&req, &host, conn, server)? {
+        return Ok((resp, fallback));
     }
-    if !server.deny.is_empty() {
-        global_deny(edge, conn, &req, request_id)?;
-    }
-    let host = host_of(&req).ok_or(Refusal::BadRequest("bad_request"))?;
-    if !server.allowed_hosts.is_empty() && !server.allowed_hosts.iter().any(|p| p.matches(&host)) {
-        return match server.misdirected {
-            Misdirected::Status421 => Err(Refusal::Misdirected.into()),
-            Misdirected::Close => Err(Answer::Close),
-        };
-    }
-    // A cheap clone (reference-counted): the path borrows it while policies change `req`.
+    // 5. The path, normalised (400); the URI clone is reference-counted.
     let uri = req.uri().clone();
-    let raw_path = uri.path();
-    if let Some(port) = conn.redirect_to_https {
-        if !server
-            .redirect_exempt
-            .iter()
-            .any(|p| raw_path.starts_with(p.as_str()))
-        {
-            return Ok((
-                https_redirect(&req, &host, port)?,
-                Some(&edge.default_headers),
-            ));
-        }
-    }
-    let path = normalize_path(raw_path).map_err(|_| Refusal::BadRequest("bad_request"))?;
-    if let Some(rep) = &edge.config.csp_report {
-        if *path == *rep.path {
-            let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
-            let resp = csp_report::handle(&edge.policy_env(), rep, req, ip, request_id).await?;
-            return Ok((resp, Some(&edge.default_headers)));
-        }
-    }
-    if let Some(public) = edge.config.admin.as_ref().and_then(|a| a.public.as_ref()) {
-        if let Some(rest) = path.strip_prefix(public.path.as_str()) {
-            let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
-            let read_only = req.method() == Method::GET || req.method() == Method::HEAD;
-            if let Some(resp) = public_admin(edge, ip, read_only, rest, public).await {
-                return resp.map(|r| (r, Some(&edge.default_headers)));
-            }
-        }
-    }
-    let idx = edge.router.find(&host, &path).ok_or(Refusal::NotFound)?;
-    trace.route = Some(idx);
+    let path = normalize_path(uri.path()).map_err(|_| Refusal::BadRequest("bad_request"))?;
+    // 6. The route by host and longest path prefix (a miss is a 404 after step 7).
+    let found = edge.router.find(&host, &path);
+    // 7. Built-in endpoints: CSP reports, the public status mount.
+    let mut req = match front::builtin(edge, conn, req, &path, request_id).await? {
+        Builtin::Answered(resp) => return Ok((resp, fallback)),
+        Builtin::Pass(req) => req,
+    };
+    let idx = found.ok_or(Refusal::NotFound)?;
     let route = &edge.config.routes[idx];
-    let in_route = |r: Refusal| Answer::Refuse(r, Some(idx));
+    trace.route = Some(idx);
+    // 8. The client: `X-Forwarded-For` is believed from `trusted_proxies` only.
     let (client_ip, peer_trusted) =
         proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
     trace.client_ip = Some(client_ip);
-    let mut req = req;
     let method = req.method().clone();
-    let audit = |r: &policy::Refused| {
-        audit::emit(
-            edge,
-            &audit::Event {
-                event: r.event,
-                severity: "warning",
-                ip: client_ip,
-                code: r.refusal.code(),
-                reason: &r.reason,
-                route: &route.name,
-                request_id: request_id.to_str().unwrap_or_default(),
-                method: method.as_str(),
-                path: &path,
-            },
-        );
+    let audit = Auditor {
+        edge,
+        ip: client_ip,
+        route: &route.name,
+        request_id,
+        method: &method,
+        path: &path,
     };
-    // Only routes that transform bodies look at these.
-    let accept = if route.compress.is_some() || route.csp_nonce.is_some() {
-        req.headers().get(header::ACCEPT_ENCODING).cloned()
-    } else {
-        None
-    };
-    let nonce = route.csp_nonce.as_ref().map(|_| transform::new_nonce());
-    if let Some(n) = &nonce {
-        if let Ok(v) = HeaderValue::from_str(n) {
-            req.headers_mut().insert(transform::X_CSP_NONCE, v);
-        }
-    }
+    // 9. What the response transforms need, before the policies change the request.
+    let shaping = transform::Shaping::take(route, &mut req);
+    // 10. The request policies, in their documented order (a CORS preflight ends here).
     let ctx = match policy::before(&edge.policy_env(), idx, &mut req, client_ip).await {
         Ok(Before::Continue(ctx)) => ctx,
         Ok(Before::Answer(resp)) => return Ok((resp, Some(&route.headers))),
-        Err(refused) => {
-            audit(&refused);
-            if req.version() == http::Version::HTTP_2
-                && !matches!(refused.refusal, Refusal::PayloadTooLarge)
-            {
-                drain_small(req.body_mut()).await;
-            }
-            return Err(in_route(refused.refusal));
-        }
+        Err(refused) => return Err(refuse(refused, &mut req, &audit, idx).await),
     };
-    let exceeded = ctx.exceeded.clone();
-    // Set by the auth policy (which first removes a client's own); on a route without auth
-    // a client could have sent it, so it is not believed there.
-    if !route.policy.auth.is_empty() {
-        trace.user = req.headers().get(SUBJECT).cloned();
-    }
-    if let Some(t) = &route.policy.tenant {
-        trace.tenant = req.headers().get(&t.header).cloned();
-    }
-    let handled: Result<Response<Body>, Answer> = async {
-        let resp = match &route.action {
-            Action::Upstream(configured) => {
-                let pool = &edge.pools[edge.route_pool(idx).unwrap_or(*configured)];
-                // The client's path and query are forwarded as they came unless normalisation
-                // or prefix stripping changed the path.
-                let pq = if route.strip_prefix || matches!(path, std::borrow::Cow::Owned(_)) {
-                    let forward_path = if route.strip_prefix {
-                        strip(&route.path, &path)
-                    } else {
-                        &path
-                    };
-                    Some(match req.uri().query() {
-                        Some(q) => format!("{forward_path}?{q}"),
-                        None => forward_path.to_owned(),
-                    })
-                } else {
-                    None
-                };
-                let info = ClientInfo {
-                    peer: conn.peer.ip(),
-                    peer_value: conn.peer_value.clone(),
-                    peer_trusted,
-                    client_ip,
-                    tls: conn.tls,
-                };
-                let (mut parts, body) = req.into_parts();
-                let fwd = proxy::prepare_request(&mut parts, pq.as_deref(), &info, request_id);
-                let upstream_req = Request::from_parts(parts, body);
-                let sent = std::time::Instant::now();
-                let forwarded = pool.forward(upstream_req, fwd).await;
-                if forwarded.is_err() {
-                    for reason in pool.take_downs() {
-                        audit::system(edge, "upstream.down", "warning", &reason);
-                    }
-                }
-                match forwarded {
-                    Ok((resp, server)) => {
-                        let t = sent.elapsed();
-                        edge.metrics.upstream(
-                            &pool.label,
-                            &server.label,
-                            &server.latency,
-                            t.as_secs_f64(),
-                        );
-                        trace.upstream = Some((server.label.clone(), t));
-                        resp
-                    }
-                    Err(ProxyError::Timeout) => return Err(in_route(Refusal::GatewayTimeout)),
-                    // The exceeded-limit flag, checked below, turns this into a 413.
-                    Err(ProxyError::ClientBody) => {
-                        return Err(in_route(Refusal::BadRequest("bad_body")))
-                    }
-                    Err(ProxyError::ClientTimeout) => {
-                        return Err(in_route(Refusal::RequestTimeout))
-                    }
-                    Err(
-                        ProxyError::Connect
-                        | ProxyError::Upstream(_)
-                        | ProxyError::Io(_)
-                        | ProxyError::Protocol,
-                    ) => return Err(in_route(Refusal::BadGateway)),
-                }
-            }
-            Action::Static(site) => {
-                let file_req = FileRequest {
-                    method: req.method(),
-                    headers: req.headers(),
-                    rel: strip(&route.path, &path),
-                    query: req.uri().query(),
-                    compress: route.compress,
-                    identity_only: route.csp_nonce.is_some(),
-                    policy: &route.headers,
-                    tls: conn.tls,
-                    raw_head: conn.raw_head && route.csp_nonce.is_none(),
-                };
-                files::serve(site, &edge.files[idx], &file_req)
-                    .await
-                    .map_err(in_route)?
-            }
-            Action::Redirect {
-                to,
-                status,
-                keep_path,
-            } => {
-                let mut location = to.clone();
-                if *keep_path {
-                    location.push_str(
-                        strip(&route.path, &path).trim_start_matches(if to.ends_with('/') {
-                            "/"
-                        } else {
-                            ""
-                        }),
-                    );
-                    if let Some(q) = req.uri().query() {
-                        location.push('?');
-                        location.push_str(q);
-                    }
-                }
-                let mut resp = Response::new(Body::Empty);
-                *resp.status_mut() =
-                    StatusCode::from_u16(*status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-                resp.headers_mut().insert(
-                    header::LOCATION,
-                    HeaderValue::from_str(&location)
-                        .map_err(|_| in_route(Refusal::BadRequest("bad_request")))?,
-                );
-                resp
-            }
-            Action::Respond {
-                status,
-                body,
-                content_type,
-            } => {
-                let mut resp = Response::new(if req.method() == Method::HEAD {
-                    Body::Empty
-                } else {
-                    Body::full(body.clone())
-                });
-                *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-                let h = resp.headers_mut();
-                h.insert(header::CONTENT_TYPE, content_type.clone());
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                resp
-            }
-        };
-        Ok(resp)
-    }
-    .await;
-    let mut resp = match handled {
-        Ok(r) => r,
-        Err(Answer::Refuse(r, _)) => {
-            if exceeded.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
-                let refused = policy::Refused {
-                    refusal: Refusal::PayloadTooLarge,
-                    event: "request.too_large",
-                    reason: "streamed body over the route's limit".into(),
-                };
-                audit(&refused);
-                refused.refusal.response(request_id)
-            } else {
-                r.response(request_id)
-            }
-        }
-        Err(Answer::Close) => return Err(Answer::Close),
+    trace.identify(route, &req);
+    // 11. The route's handler: upstream, static files, redirect or fixed answer.
+    let routed = Routed {
+        idx,
+        path: &path,
+        client_ip,
+        peer_trusted,
+        request_id,
     };
-    if route.compress.is_some() || nonce.is_some() {
-        transform::shape(
-            route,
-            &mut resp,
-            accept.as_ref(),
-            nonce,
-            method == Method::HEAD,
-        );
-    }
+    let mut resp = match handle::run(edge, conn, &routed, req, trace).await {
+        Ok(resp) => resp,
+        // 12. A streamed body over the route's limit is a 413, whatever the handler saw.
+        Err(r) => over_limit(r, ctx.exceeded.as_deref(), &audit).response(request_id),
+    };
+    // 13. Response transforms (compression, CSP nonce), then the response policies.
+    shaping.apply(route, &mut resp, method == Method::HEAD);
     policy::after(&edge.policy_env(), route, ctx, &mut resp);
-    // Static answers carry the route's headers already (from their file's template).
-    let policy = (!matches!(route.action, Action::Static(_))
-        || resp.status().is_client_error()
-        || resp.status().is_server_error())
-    .then_some(&route.headers);
-    Ok((resp, policy))
+    // 14. The route's header policy (a static answer carries it from its template).
+    let templated = matches!(route.action, Action::Static(_))
+        && !resp.status().is_client_error()
+        && !resp.status().is_server_error();
+    Ok((resp, (!templated).then_some(&route.headers)))
 }
 
-/// The size of an HTTP/1.x request head as parsed by hyper, counted as it is written with
-/// one space after each colon: request line, header lines, blank line. hyper holds heads
-/// only loosely to `max_buf_size` (a head that arrives whole in one read passes), and it
-/// serves a connection's later requests without the fast path's exact count, so this
-/// check keeps `max_header_size` on every path (exact for heads written that way; optional
-/// whitespace a client adds is not counted).
-fn head_len<B>(req: &Request<B>) -> usize {
-    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    req.headers()
-        .iter()
-        .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+/// A policy's refusal: audited, and on HTTP/2 a small unread body is drained first.
+async fn refuse(
+    refused: Refused,
+    req: &mut Request<Body>,
+    audit: &Auditor<'_>,
+    idx: usize,
+) -> Answer {
+    audit.refused(&refused);
+    if req.version() == http::Version::HTTP_2
+        && !matches!(refused.refusal, Refusal::PayloadTooLarge)
+    {
+        drain_small(req.body_mut()).await;
+    }
+    Answer::Refuse(refused.refusal, Some(idx))
+}
+
+/// The handler's refusal, unless the request body went over the route's limit while it
+/// streamed: then 413 (audited), whatever became of the exchange.
+fn over_limit(
+    r: Refusal,
+    exceeded: Option<&std::sync::atomic::AtomicBool>,
+    audit: &Auditor<'_>,
+) -> Refusal {
+    if !exceeded.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+        return r;
+    }
+    let refused = Refused {
+        refusal: Refusal::PayloadTooLarge,
+        event: "request.too_large",
+        reason: "streamed body over the route's limit".into(),
+    };
+    audit.refused(&refused);
+    refused.refusal
 }
 
 /// HTTP/2: a refusal answered before the request body was read is followed by
@@ -578,152 +246,4 @@ async fn drain_small(body: &mut Body) {
         }
     })
     .await;
-}
-
-/// `server.deny`: refused before anything else (routes, redirects, public mounts).
-fn global_deny(
-    edge: &Edge,
-    conn: &ConnInfo,
-    req: &Request<Body>,
-    request_id: &HeaderValue,
-) -> Result<(), Answer> {
-    let (ip, _) = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
-    let ip = ip.to_canonical();
-    if !edge.config.server.deny.iter().any(|n| n.contains(&ip)) {
-        return Ok(());
-    }
-    let refusal = Refusal::Forbidden("ip_denied");
-    audit::emit(
-        edge,
-        &audit::Event {
-            event: "acl.refused",
-            severity: "warning",
-            ip,
-            code: refusal.code(),
-            reason: &format!("client {ip} is in server.deny"),
-            route: "",
-            request_id: request_id.to_str().unwrap_or_default(),
-            method: req.method().as_str(),
-            path: req.uri().path(),
-        },
-    );
-    Err(refusal.into())
-}
-
-/// `/metrics`, `/health` and `/ready` under `admin.public_path`, for `public_allow` only.
-/// Others get 404 under a prefix, as if nothing were there; at the root (`""`) their
-/// request goes to the routes (the application's own `/health`). `None` when `rest` is
-/// not a mounted endpoint.
-async fn public_admin(
-    edge: &Edge,
-    ip: std::net::IpAddr,
-    read_only: bool,
-    rest: &str,
-    public: &rampart_config::ops::PublicAdmin,
-) -> Option<Result<Response<Body>, Answer>> {
-    if !public.mounts(rest) {
-        return None;
-    }
-    if !read_only || !public.allow.iter().any(|n| n.contains(&ip)) {
-        return (!public.path.is_empty()).then(|| Err(Refusal::NotFound.into()));
-    }
-    Some(Ok(match rest {
-        "/metrics" => status::metrics(edge),
-        "/health" => status::health(edge).await,
-        _ => status::ready(edge).await,
-    }))
-}
-
-/// The request's host, lowercase, without port: from the URI authority (HTTP/2, absolute
-/// form) or the `Host` header. `None` when it is malformed. An absent host is `""`, which
-/// only host-less routes match.
-fn host_of<B>(req: &Request<B>) -> Option<std::borrow::Cow<'_, str>> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => match req.headers().get(header::HOST) {
-            Some(h) => h.to_str().ok()?,
-            None => return Some(std::borrow::Cow::Borrowed("")),
-        },
-    };
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // [v6]:port
-        let end = rest.find(']')?;
-        &raw[..end + 2]
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                raw
-            }
-        })
-    };
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        });
-    if !ok {
-        return None;
-    }
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
-    })
-}
-
-/// `https://host[:port]/path?query`; 301 for GET/HEAD, 308 (method and body kept) otherwise.
-fn https_redirect<B>(req: &Request<B>, host: &str, port: u16) -> Result<Response<Body>, Answer> {
-    if host.is_empty() {
-        return Err(Refusal::BadRequest("bad_request").into());
-    }
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = if port == 443 {
-        format!("https://{host}{pq}")
-    } else {
-        format!("https://{host}:{port}{pq}")
-    };
-    let status = if req.method() == Method::GET || req.method() == Method::HEAD {
-        StatusCode::MOVED_PERMANENTLY
-    } else {
-        StatusCode::PERMANENT_REDIRECT
-    };
-    let mut resp = Response::new(Body::Empty);
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::LOCATION,
-        HeaderValue::from_str(&location)
-            .map_err(|_| Answer::from(Refusal::BadRequest("bad_request")))?,
-    );
-    Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(host: Option<&str>, uri: &str) -> Request<()> {
-        let mut b = Request::builder().uri(uri);
-        if let Some(h) = host {
-            b = b.header("host", h);
-        }
-        b.body(()).unwrap()
-    }
-
-    #[test]
-    fn host_is_lowercased_and_port_stripped() {
-        assert_eq!(
-            host_of(&req(Some("Example.COM:8443"), "/")).unwrap(),
-            "example.com"
-        );
-        assert_eq!(host_of(&req(Some("[::1]:8443"), "/")).unwrap(), "[::1]");
-        assert_eq!(
-            host_of(&req(None, "https://a.example.com/x")).unwrap(),
-            "a.example.com"
-        );
-        assert_eq!(host_of(&req(None, "/")).unwrap(), "");
-        assert!(host_of(&req(Some("evil.com/x"), "/")).is_none());
-        assert!(host_of(&req(Some("a b"), "/")).is_none());
-    }
 }
