@@ -357,18 +357,61 @@ impl Pool {
         None
     }
 
+    /// The servers one request may try: a second one after a failed connect when
+    /// `retry` is on.
+    pub(super) fn attempts(&self) -> Attempts {
+        Attempts {
+            tried: Vec::new(),
+            max: if self.retry {
+                self.servers.len().min(2)
+            } else {
+                1
+            },
+        }
+    }
+
+    /// The next server to try and a connection to it: an idle pooled one (`reused`), else
+    /// a fresh one. A failed connect is logged and counted against its server, and the
+    /// next server is tried while `a` allows. The one pick loop of both upstream clients
+    /// (hyper's and rampart's own), whose connections are `C`.
+    pub(super) async fn connection<C, Fut>(
+        &self,
+        a: &mut Attempts,
+        checkout: impl Fn(&Server) -> Option<C>,
+        connect: impl Fn(Arc<Server>) -> Fut,
+        request_id: &str,
+        path: &str,
+    ) -> Result<(usize, Arc<Server>, C, bool), ProxyError>
+    where
+        Fut: std::future::Future<Output = std::io::Result<C>>,
+    {
+        loop {
+            let idx = self.pick(&a.tried).ok_or(ProxyError::Connect)?;
+            let server = self.servers[idx].clone();
+            if let Some(c) = checkout(&server) {
+                return Ok((idx, server, c, true));
+            }
+            match connect(server.clone()).await {
+                Ok(c) => return Ok((idx, server, c, false)),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, server = %server.authority, request_id, path, error = %e, "upstream connect failed");
+                    self.next_server(&server, idx, a)?;
+                }
+            }
+        }
+    }
+
     /// Counts a failure on server `idx` and marks it tried: `Ok` when another server may
-    /// still be tried, else the error to give up with.
-    fn next_server(
+    /// still be tried (`a`), else the error to give up with.
+    pub(super) fn next_server(
         &self,
         server: &Server,
         idx: usize,
-        tried: &mut Vec<usize>,
-        max_servers: usize,
+        a: &mut Attempts,
     ) -> Result<(), ProxyError> {
         self.record_failure(server);
-        tried.push(idx);
-        if tried.len() < max_servers {
+        a.tried.push(idx);
+        if a.tried.len() < a.max {
             Ok(())
         } else {
             Err(ProxyError::Connect)
@@ -437,13 +480,20 @@ impl Pool {
         None
     }
 
-    async fn connect(&self, s: &Server) -> std::io::Result<SendRequest<Body>> {
+    /// A TCP connection to `s` within `connect_timeout`, Nagle off.
+    async fn tcp(&self, s: &Server) -> std::io::Result<TcpStream> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&s.authority))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// A fresh hyper HTTP/1.1 connection to `s` (upgrades allowed, for WebSockets).
+    async fn connect(&self, s: &Server) -> std::io::Result<SendRequest<Body>> {
+        let stream = self.tcp(s).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -479,23 +529,18 @@ impl Pool {
             *req.body_mut() = Body::Watched(Box::new(inner), w.clone());
             w
         });
-        let n = self.servers.len();
-        let max_servers = if self.retry { n.min(2) } else { 1 };
-        let mut tried: Vec<usize> = Vec::new();
+        let mut attempts = self.attempts();
         loop {
-            let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
-            let server = self.servers[idx].clone();
-            let (mut sender, reused) = match self.checkout(&server) {
-                Some(s) => (s, true),
-                None => match self.connect(&server).await {
-                    Ok(s) => (s, false),
-                    Err(e) => {
-                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, path = req.uri().path(), error = %e, "upstream connect failed");
-                        self.next_server(&server, idx, &mut tried, max_servers)?;
-                        continue;
-                    }
-                },
-            };
+            let path = req.uri().path();
+            let (idx, server, mut sender, reused) = self
+                .connection(
+                    &mut attempts,
+                    |s| self.checkout(s),
+                    |s| async move { self.connect(&s).await },
+                    rid,
+                    path,
+                )
+                .await?;
             if reused && !sender.is_ready() && sender.ready().await.is_err() {
                 continue;
             }
@@ -514,7 +559,7 @@ impl Pool {
                         if reused {
                             continue;
                         }
-                        self.next_server(&server, idx, &mut tried, max_servers)?;
+                        self.next_server(&server, idx, &mut attempts)?;
                         continue;
                     }
                     let err = e.into_error();
@@ -578,6 +623,13 @@ impl Pool {
             return Ok((resp, server));
         }
     }
+}
+
+/// The servers one request has tried, and how many it may.
+#[derive(Debug)]
+pub(super) struct Attempts {
+    tried: Vec<usize>,
+    max: usize,
 }
 
 /// An upstream response body that hands its connection back to the pool once read to its

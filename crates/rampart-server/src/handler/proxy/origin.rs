@@ -93,16 +93,6 @@ impl Pool {
         None
     }
 
-    async fn connect_raw(&self, s: &Server) -> std::io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&s.authority))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
-
     /// Sends a GET or HEAD (already rewritten by `prepare_request`) with the forwarding
     /// headers `fwd` on a connection of rampart's own.
     pub(super) async fn forward_raw(
@@ -113,23 +103,17 @@ impl Pool {
         let head_only = req.method() == http::Method::HEAD;
         let rid = fwd.request_id.to_str().unwrap_or_default();
         let head = serialize(&req, fwd);
-        let n = self.servers.len();
-        let max_servers = if self.retry { n.min(2) } else { 1 };
-        let mut tried: Vec<usize> = Vec::new();
+        let mut attempts = self.attempts();
         loop {
-            let idx = self.pick(&tried).ok_or(ProxyError::Connect)?;
-            let server = self.servers[idx].clone();
-            let (stream, buf, reused) = match self.checkout_raw(&server) {
-                Some((s, buf)) => (s, buf, true),
-                None => match self.connect_raw(&server).await {
-                    Ok(s) => (s, BytesMut::new(), false),
-                    Err(e) => {
-                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, path = req.uri().path(), error = %e, "upstream connect failed");
-                        self.next_server(&server, idx, &mut tried, max_servers)?;
-                        continue;
-                    }
-                },
-            };
+            let (idx, server, (stream, buf), reused) = self
+                .connection(
+                    &mut attempts,
+                    |s| self.checkout_raw(s),
+                    |s| async move { Ok((self.tcp(&s).await?, BytesMut::new())) },
+                    rid,
+                    req.uri().path(),
+                )
+                .await?;
             let inflight = Inflight::new(&server);
             let exchanged = tokio::time::timeout(
                 self.response_timeout,
@@ -143,7 +127,7 @@ impl Pool {
                 // a fresh one, is tried; each pooled connection at most once.
                 Ok(Err(Fail::Stale)) if reused => continue,
                 Ok(Err(Fail::Stale)) => {
-                    self.next_server(&server, idx, &mut tried, max_servers)?;
+                    self.next_server(&server, idx, &mut attempts)?;
                     continue;
                 }
                 Ok(Err(Fail::Broken(e))) => {
