@@ -128,15 +128,13 @@ fn prepare(c: &mut Criterion) {
             .header("cookie", "session=abc")
             .body(())
             .unwrap()
-            .into_parts()
-            .0
     };
     c.bench_function("prepare upstream request", |b| {
         b.iter_batched(
             make,
-            |mut parts| {
-                let fwd = proxy::prepare_request(&mut parts, None, &info, &id);
-                (parts, fwd)
+            |mut req| {
+                let fwd = proxy::prepare_request(&mut req, None, &info, &id);
+                (req, fwd)
             },
             criterion::BatchSize::SmallInput,
         )

@@ -70,6 +70,24 @@ pub fn to_https(
     https_redirect(req, host, port).map(Some)
 }
 
+/// Whether normalised `path` names a built-in endpoint (checked before [`builtin`] is
+/// awaited: its future is large, and most requests never need it).
+pub fn is_builtin(edge: &Edge, path: &str) -> bool {
+    edge.config
+        .csp_report
+        .as_ref()
+        .is_some_and(|r| path == r.path)
+        || edge
+            .config
+            .admin
+            .as_ref()
+            .and_then(|a| a.public.as_ref())
+            .is_some_and(|p| {
+                path.strip_prefix(p.path.as_str())
+                    .is_some_and(|rest| p.mounts(rest))
+            })
+}
+
 /// The CSP report endpoint and the public status mount, by normalised `path`.
 pub async fn builtin(
     edge: &Edge,

@@ -19,7 +19,7 @@ use super::handle::{self, Routed};
 use super::trace::{self, Auditor, Seen, Trace};
 use crate::edge::router::normalize_path;
 use crate::edge::Edge;
-use crate::handler::{proxy, transform};
+use crate::handler::{files, proxy, transform};
 use crate::policy::{self, headers, Before, Refused};
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
@@ -138,26 +138,22 @@ async fn answer<'e>(
     // 6. The route by host and longest path prefix (a miss is a 404 after step 7).
     let found = edge.router.find(&host, &path);
     // 7. Built-in endpoints: CSP reports, the public status mount.
-    let mut req = match front::builtin(edge, conn, req, &path, request_id).await? {
-        Builtin::Answered(resp) => return Ok((resp, fallback)),
-        Builtin::Pass(req) => req,
-    };
+    let mut req = req;
+    if front::is_builtin(edge, &path) {
+        match front::builtin(edge, conn, req, &path, request_id).await? {
+            Builtin::Answered(resp) => return Ok((resp, fallback)),
+            Builtin::Pass(r) => req = r,
+        }
+    }
     let idx = found.ok_or(Refusal::NotFound)?;
     let route = &edge.config.routes[idx];
     trace.route = Some(idx);
     // 8. The client: `X-Forwarded-For` is believed from `trusted_proxies` only.
-    let (client_ip, peer_trusted) =
-        proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+    let client = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));
+    let client_ip = client.0;
     trace.client_ip = Some(client_ip);
     let method = req.method().clone();
-    let audit = Auditor {
-        edge,
-        ip: client_ip,
-        route: &route.name,
-        request_id,
-        method: &method,
-        path: &path,
-    };
+    let audit = Auditor::new(edge, client_ip, &route.name, request_id, &method, &path);
     // 9. What the response transforms need, before the policies change the request.
     let shaping = transform::Shaping::take(route, &mut req);
     // 10. The request policies, in their documented order (a CORS preflight ends here).
@@ -168,14 +164,19 @@ async fn answer<'e>(
     };
     trace.identify(route, &req);
     // 11. The route's handler: upstream, static files, redirect or fixed answer.
-    let routed = Routed {
-        idx,
-        path: &path,
-        client_ip,
-        peer_trusted,
-        request_id,
+    let routed = Routed::new(idx, &path, client, request_id);
+    let handled = match &route.action {
+        Action::Upstream(p) => {
+            let (pool, fwd, sent) = handle::upstream(edge, conn, &routed, *p, &mut req);
+            handle::forwarded(edge, pool, pool.forward(req, fwd).await, sent, trace)
+        }
+        Action::Static(site) => {
+            let file = handle::file_request(conn, route, &routed, &req);
+            files::serve(site, &edge.files[idx], &file).await
+        }
+        _ => handle::itself(route, &routed, &req),
     };
-    let mut resp = match handle::run(edge, conn, &routed, req, trace).await {
+    let mut resp = match handled {
         Ok(resp) => resp,
         // 12. A streamed body over the route's limit is a 413, whatever the handler saw.
         Err(r) => over_limit(r, ctx.exceeded.as_deref(), &audit).response(request_id),

@@ -166,7 +166,26 @@ pub struct Auditor<'a> {
     pub path: &'a str,
 }
 
-impl Auditor<'_> {
+impl<'a> Auditor<'a> {
+    /// An auditor for one routed request.
+    pub fn new(
+        edge: &'a Edge,
+        ip: std::net::IpAddr,
+        route: &'a str,
+        request_id: &'a HeaderValue,
+        method: &'a Method,
+        path: &'a str,
+    ) -> Self {
+        Self {
+            edge,
+            ip,
+            route,
+            request_id,
+            method,
+            path,
+        }
+    }
+
     /// One audit event for `r`.
     pub fn refused(&self, r: &crate::policy::Refused) {
         crate::observe::audit::emit(

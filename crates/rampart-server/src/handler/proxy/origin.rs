@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Forwarding, Inflight, Pool, ProxyError, Server};
+use super::{Forwarding, Inflight, Picked, Pool, ProxyError, Server};
 use crate::wire::body::{Body, BoxError};
 
 /// Largest response head read.
@@ -105,15 +105,25 @@ impl Pool {
         let head = serialize(&req, fwd);
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, (stream, buf), reused) = self
-                .connection(
-                    &mut attempts,
-                    |s| self.checkout_raw(s),
-                    |s| async move { Ok((self.tcp(&s).await?, BytesMut::new())) },
-                    rid,
-                    req.uri().path(),
-                )
-                .await?;
+            let (idx, server, (stream, buf), reused) = match self
+                .idle(&attempts, |s| self.checkout_raw(s))?
+            {
+                Picked::Idle(found) => found,
+                Picked::Miss(idx, server) => {
+                    let connect =
+                        |s: Arc<Server>| async move { Ok((self.tcp(&s).await?, BytesMut::new())) };
+                    let path = req.uri().path();
+                    self.fresh(
+                        &mut attempts,
+                        (idx, server),
+                        |s| self.checkout_raw(s),
+                        connect,
+                        rid,
+                        path,
+                    )
+                    .await?
+                }
+            };
             let inflight = Inflight::new(&server);
             let exchanged = tokio::time::timeout(
                 self.response_timeout,
