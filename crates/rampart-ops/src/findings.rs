@@ -54,6 +54,14 @@ pub struct Check {
     pub skipped: Option<String>,
 }
 
+/// Findings of severity `s` that count (not accepted by `allow`).
+pub fn count(findings: &[Finding], s: Severity) -> usize {
+    findings
+        .iter()
+        .filter(|f| f.severity == s && !f.allowed)
+        .count()
+}
+
 /// A check's status for JUnit and JSON: `skipped`, else by its worst finding not allowed:
 /// `failed` (an error), `warning`, or `passed`.
 pub(crate) fn check_status(checks: &[Check], findings: &[Finding], id: &str) -> &'static str {

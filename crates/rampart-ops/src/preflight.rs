@@ -115,10 +115,7 @@ impl Report {
         self.count(Severity::Warn)
     }
     fn count(&self, s: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == s && !f.allowed)
-            .count()
+        crate::findings::count(&self.findings, s)
     }
     /// The summary kept on the config for `/health` and `/metrics`.
     pub fn posture(&self) -> rampart_config::posture::Posture {

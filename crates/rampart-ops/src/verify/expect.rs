@@ -5,7 +5,7 @@
 use rampart_config::runtime::HostPattern;
 use rampart_config::Config;
 
-use super::Run;
+use super::state::Run;
 use crate::findings::Severity;
 
 const ID: &str = "VF-CFG-01";

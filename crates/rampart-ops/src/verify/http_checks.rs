@@ -1,8 +1,9 @@
 //! HTTP checks (VF-RED, HSTS, CSP, XFO, XCTO, REF, PP, XO, INFO, XXP, CK, CORS, AUTH, MET,
 //! SRI, HLTH) and the `--active` probes (login limit, body limit, WebSocket).
 
+use super::client::{Req, Resp};
 use super::observatory::{self, Cookie, Observed, Redirect};
-use super::{Health, Req, Resp, Run};
+use super::state::{Health, Run};
 use crate::csp;
 use crate::findings::Severity;
 
@@ -158,7 +159,7 @@ fn redirect(run: &mut Run<'_>) -> Redirect {
         (301 | 302 | 303 | 307 | 308, Some(loc)) => {
             if let Some(rest) = loc.strip_prefix("https://") {
                 let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                let name = super::Target::parse(&format!("https://{host}"))
+                let name = super::state::Target::parse(&format!("https://{host}"))
                     .map(|t| t.host)
                     .unwrap_or_default();
                 if name == run.target.host {

@@ -23,7 +23,7 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
+use super::state::Report;
 use crate::findings::Severity;
 
 /// The report for a person: the two grades side by side, then findings by severity.

@@ -9,7 +9,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::hello::{self, Answer, Enc, Kx, SSL3, SUITES, TLS10, TLS11, TLS12};
 use super::ssllabs::{Facts, Key, TLS13};
-use super::{Run, TlsReport};
+use super::state::{Run, TlsReport};
 use crate::findings::Severity;
 
 const DAY: i64 = 86_400;

@@ -107,7 +107,7 @@ pub(crate) fn bind_key(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
 impl Live {
     pub(crate) fn new(edge: Edge, admin_server: AdminServer) -> Arc<Self> {
         let process = edge.process.clone();
-        process.reloads.succeeded(true);
+        process.reloads.stamp();
         let max = edge.config.server.max_connections;
         Arc::new(Self {
             serving: Arc::new(Serving::new(edge, max)),
@@ -453,7 +453,7 @@ impl Live {
         if admin_wanted.is_none() || admin_listener.is_some() {
             self.install_admin(admin_listener);
         }
-        self.process.reloads.succeeded(false);
+        self.process.reloads.reloaded();
         let summary = format!(
             "rebound: [{}]; pools kept: [{}]; needs restart: [{}]",
             out.rebound.join(", "),

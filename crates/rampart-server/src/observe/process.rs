@@ -22,11 +22,14 @@ pub struct ReloadStats {
 }
 
 impl ReloadStats {
-    /// Records a successful load now.
-    pub fn succeeded(&self, first: bool) {
-        if !first {
-            self.ok.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Records a successful reload now.
+    pub fn reloaded(&self) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        self.stamp();
+    }
+
+    /// Records now as the time of the last successful load (the start counts).
+    pub fn stamp(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -34,7 +34,9 @@ pub enum AuthError {
 use super::refused::{refuse, Refused};
 use crate::wire::refusal::Refusal;
 
-const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+/// `X-Auth-Subject`: who the request is, as forwarded upstream (a client's own copy is
+/// removed on arrival).
+pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 
 /// The credentials an edge checks: its JWT verifier and API keys, when configured.

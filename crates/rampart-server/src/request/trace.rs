@@ -3,15 +3,12 @@
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 
 use super::connection::ConnInfo;
 use crate::edge::Edge;
 use crate::wire::body::Body;
-
-/// The authenticated subject, as the auth policy forwards it.
-const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 
 /// What the request path learns for metrics and the access log.
 #[derive(Debug, Default)]
@@ -60,7 +57,10 @@ impl Trace {
     /// client could have sent it, so it is not believed there.
     pub fn identify(&mut self, route: &rampart_config::runtime::Route, req: &Request<Body>) {
         if !route.policy.auth.is_empty() {
-            self.user = req.headers().get(SUBJECT).cloned();
+            self.user = req
+                .headers()
+                .get(crate::policy::auth::X_AUTH_SUBJECT)
+                .cloned();
         }
         if let Some(t) = &route.policy.tenant {
             self.tenant = req.headers().get(&t.header).cloned();
