@@ -25,7 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, "conf")
 SYSTEMS = ["nginx", "rampart", "haproxy", "caddy"]
-SCENARIOS = ["plain", "tls", "h2", "posture", "large", "new-conns", "idle", "static"]
+SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "large", "new-conns", "idle", "static"]
+# Scenarios served over TLS.
+TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "new-conns")
 # The file the static scenario fetches (a content-hashed 8 KiB script), and its site.
 STATIC_FILE = "/assets/app-3f2a1b9c.js"
 
@@ -140,8 +142,17 @@ def wait_ready(port, tls, deadline=15.0):
     return False
 
 
+# Binaries of the rampart systems: "rampart" is this tree's release build; --baseline adds
+# "baseline", another rampart binary (an earlier commit) run with the same configs.
+# RAMPART_BENCH_BIN measures another build as "rampart".
+RAMPART_BINS = {"rampart": os.environ.get("RAMPART_BENCH_BIN") or os.path.join(ROOT, "target/release/rampart")}
+
+
 def start_system(name, scenario, v, work):
-    posture = scenario == "posture"
+    # posture-redis: the posture scenario with rampart's limits in a shared Redis (on the
+    # origin's core); the peers run their own local posture for comparison.
+    posture = scenario in ("posture", "posture-redis")
+    binary = RAMPART_BINS.get(name)
     inc = {"nginx": "nginx.posture.inc", "haproxy": "haproxy.posture.inc", "caddy": "caddy.posture.inc"}
     if scenario == "static":
         if name == "nginx":
@@ -153,10 +164,10 @@ def start_system(name, scenario, v, work):
             open(path, "w").write(render("Caddyfile.static", v))
             return Proc(name, ["caddy", "run", "--config", path, "--adapter", "caddyfile"],
                         env={"GOMAXPROCS": "1", "HOME": work, "XDG_DATA_HOME": work, "XDG_CONFIG_HOME": work})
-        if name == "rampart":
+        if binary:
             path = os.path.join(work, "rampart.toml")
             open(path, "w").write(render("rampart-static.toml", v))
-            return Proc(name, [os.path.join(ROOT, "target/release/rampart"), "serve", "-c", path],
+            return Proc(name, [binary, "serve", "-c", path],
                         env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
         return None  # HAProxy does not serve files from a directory
     if name == "nginx":
@@ -172,12 +183,15 @@ def start_system(name, scenario, v, work):
         open(path, "w").write(render("Caddyfile", v, inc["caddy"] if posture else None))
         return Proc(name, ["caddy", "run", "--config", path, "--adapter", "caddyfile"],
                     env={"GOMAXPROCS": "1", "HOME": work, "XDG_DATA_HOME": work, "XDG_CONFIG_HOME": work})
-    if name == "rampart":
-        tls = scenario in ("tls", "h2", "posture", "new-conns")
+    if binary:
+        tls = scenario in TLS_SCENARIOS
         path = os.path.join(work, "rampart.toml")
         conf = "rampart-posture.toml" if posture else "rampart-tls.toml" if tls else "rampart-plain.toml"
-        open(path, "w").write(render(conf, v))
-        return Proc(name, [os.path.join(ROOT, "target/release/rampart"), "serve", "-c", path],
+        text = render(conf, v)
+        if scenario == "posture-redis":
+            text += '\n[state]\nbackend = "redis"\nredis = "redis://127.0.0.1:%d"\n' % v["REDIS"]
+        open(path, "w").write(text)
+        return Proc(name, [binary, "serve", "-c", path],
                     env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
     raise ValueError(name)
 
@@ -253,10 +267,13 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--idle-conns", type=int, default=10000)
+    ap.add_argument("--baseline", help="another rampart binary, run as system 'baseline'")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
-    systems = [s for s in args.systems.split(",") if s == "nginx" or shutil.which(s) or s == "rampart"]
+    if args.baseline:
+        RAMPART_BINS["baseline"] = os.path.abspath(args.baseline)
+    systems = [s for s in args.systems.split(",") if s == "nginx" or shutil.which(s) or s in RAMPART_BINS]
 
     import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -282,6 +299,11 @@ def main():
         os.chmod(d, 0o755)  # nginx's workers read it as an unprivileged user
     open(os.path.join(work, "origin.conf"), "w").write(render("origin.nginx.conf", v))
     origin = Proc("origin", ["nginx", "-c", os.path.join(work, "origin.conf")])
+    redis = None
+    if "posture-redis" in scenarios:
+        v["REDIS"] = free_port()
+        redis = Proc("redis", ["redis-server", "--port", str(v["REDIS"]), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"])
     results = []  # (scenario, system, rep, dict)
     try:
         if not wait_ready(v["ORIGIN"], False):
@@ -294,7 +316,7 @@ def main():
                     proc = start_system(system, scenario, v, work)
                     if proc is None:
                         continue
-                    tls = scenario in ("tls", "h2", "posture", "new-conns")
+                    tls = scenario in TLS_SCENARIOS
                     port = v["TLS"] if tls else v["HTTP"]
                     if not wait_ready(port, tls):
                         print("%s did not start for %s" % (system, scenario), file=sys.stderr)
@@ -303,7 +325,7 @@ def main():
                     cpu0 = proc.cpu_seconds()
                     if scenario == "plain":
                         r = run_wrk(http + "/", args.seconds)
-                    elif scenario in ("tls", "posture"):
+                    elif scenario in ("tls", "posture", "posture-redis"):
                         r = run_wrk(https + "/", args.seconds)
                     elif scenario == "h2":
                         r = run_h2load(https + "/", args.seconds)
@@ -329,6 +351,8 @@ def main():
                     print("%-9s %-8s rep %d: %s" % (scenario, system, rep + 1, r), file=sys.stderr, flush=True)
     finally:
         origin.stop()
+        if redis:
+            redis.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = render_report(results, scenarios, systems, args)
     print(report)
@@ -381,7 +405,7 @@ def render_report(results, scenarios, systems, args):
         key = "mbps" if sc == "large" else "rps"
         unit = "MB/s" if sc == "large" else ("handshakes/s" if sc == "new-conns" else "req/s")
         lat = "mean / max ms (h2load)" if sc == "h2" else "p50 / p99 ms"
-        extra = " | expresses" if sc == "posture" else ""
+        extra = " | expresses" if sc.startswith("posture") else ""
         out.append("| system | median %s (min-max) | %s | peak RSS MiB | ratio to nginx | proxy CPU µs/request (to nginx)%s |" % (unit, lat, extra))
         out.append("|---|---|---|---|---|---|" + ("---|" if extra else ""))
         base = med([r.get(key) for r in dict(rows).get("nginx", [])])

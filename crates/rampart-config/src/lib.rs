@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod secret;
 pub mod site;
 pub mod source;
+pub mod state;
 pub mod units;
 mod validate;
 

@@ -53,6 +53,8 @@ pub struct Limit {
     pub max_keys: usize,
     /// Login lockout.
     pub lockout: Option<Lockout>,
+    /// What the limit does while the shared state is unreachable.
+    pub on_state_error: crate::state::OnStateError,
 }
 
 impl Limit {
@@ -468,6 +470,15 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         nodelay: r.nodelay.unwrap_or(true),
         max_keys: max_keys.max(1),
         lockout,
+        on_state_error: r.on_state_error.as_deref().map_or(
+            crate::state::OnStateError::Local,
+            |s| {
+                crate::state::OnStateError::parse(s).unwrap_or_else(|m| {
+                    err(format!("{key}.on_state_error"), m);
+                    crate::state::OnStateError::Local
+                })
+            },
+        ),
     }
 }
 

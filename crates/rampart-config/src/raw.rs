@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub dependencies: Vec<crate::ops::RawDependency>,
     /// `[preflight]`.
     pub preflight: Option<crate::posture::RawPreflight>,
+    /// `[state]`: local or shared (Redis) state for a fleet.
+    pub state: Option<crate::state::RawState>,
 }
 
 /// `[server]`.
@@ -355,6 +357,9 @@ pub struct RawLimit {
     pub max_keys: Option<usize>,
     /// Lock an account after repeated failed logins on the routes using this limit.
     pub lockout: Option<RawLockout>,
+    /// With `[state] backend = "redis"`: what the limit does while Redis cannot be
+    /// reached: `local` (default: `rate / fleet_size` on each instance), `allow`, `deny`.
+    pub on_state_error: Option<String>,
 }
 
 /// `lockout = { … }` in a limit.

@@ -35,6 +35,8 @@ pub struct Config {
     /// What the preflight run on this config found (set by `serve` before the edge is
     /// built; `None` when it did not run).
     pub posture: Option<crate::posture::Posture>,
+    /// `[state]`: where shared state lives.
+    pub state: crate::state::State,
     /// Weak secrets among rampart's own (`jwt.secret`, API keys, `admin.token`): the key
     /// and the rule broken. The values themselves are not kept.
     pub secret_issues: Vec<(String, crate::secret::Weakness)>,

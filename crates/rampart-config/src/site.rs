@@ -374,6 +374,7 @@ pub fn csp_report(
             nodelay: true,
             max_keys: 10_000,
             lockout: None,
+            on_state_error: crate::state::OnStateError::Local,
         },
         report_to: r.report_to.unwrap_or(true),
     })

@@ -187,6 +187,11 @@ pub(crate) fn validate(
             );
         }
     }
+    let state = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::state::state(raw.state.as_ref(), &base, &mut sink)
+    };
     let preflight = {
         let base = cx.source.base_dir.clone();
         let mut sink = |k: String, m: String| cx.err(k, m);
@@ -214,6 +219,7 @@ pub(crate) fn validate(
         dependencies,
         preflight,
         posture: None,
+        state,
         secret_issues,
     })
 }

@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`wire`] | what every layer exchanges: the body type, refusals, request ids, connection activity |
 //! | [`observe`] | metrics, access and audit logs, PII masking, process status, dependency probes |
+//! | [`state`] | state a fleet shares (rate limits, lockouts, operator changes): local, or Redis with a circuit breaker |
 //! | [`policy`] | one module per request or response policy, each compiled from its config table |
 //! | [`handler`] | what answers a request: the reverse proxy (pools, balancing, health checks), static files, transforms, CSP reports |
 //! | [`edge`] | everything compiled from one config (routes, pools, policies, certificates), swapped whole on reload |
@@ -33,6 +34,7 @@ pub mod handler;
 pub mod observe;
 pub mod policy;
 pub mod request;
+pub mod state;
 pub mod wire;
 
 pub use control::live::{self as live, Live};

@@ -54,6 +54,8 @@ use limiter::Store;
 use lockout::Lockouts;
 use rate_limit::{Passed, Who};
 
+use crate::state::{Fleet, Revocations};
+
 /// What a policy reads besides the request: the config, the compiled policies and their
 /// state, and where audit events go. Borrowed from the edge for one request.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +94,13 @@ pub struct Policies {
     cors_values: Vec<CorsValues>,
     /// The CSP report endpoint's per-IP limit.
     pub(crate) csp_limit: Option<Store>,
+    /// The fleet's shared state (`[state] backend = "redis"`), attached at start.
+    shared: Option<Arc<Fleet>>,
+    /// Token revocations made at runtime (one table per process, attached at start).
+    revocations: Arc<Revocations>,
+    /// With a shared state: each limit divided by `fleet_size`, for `on_state_error =
+    /// "local"` while the state is unreachable.
+    fallbacks: Vec<Arc<Store>>,
     clock: Instant,
     rng: ring::rand::SystemRandom,
 }
@@ -120,6 +129,9 @@ impl Policies {
             };
             self.limits[i] = old.limits[j].clone();
             self.lockouts[i] = old.lockouts[j].clone();
+            if let (Some(f), Some(o)) = (self.fallbacks.get_mut(i), old.fallbacks.get(j)) {
+                *f = o.clone();
+            }
             kept.push(l.name.clone());
         }
         kept
@@ -155,9 +167,36 @@ impl Policies {
             active,
             cors_values,
             csp_limit: config.csp_report.as_ref().map(|r| Store::new(&r.limit)),
+            shared: None,
+            revocations: Arc::default(),
+            fallbacks: match &config.state.redis {
+                Some(_) => p
+                    .limits
+                    .iter()
+                    .map(|l| Arc::new(Store::new(&fallback(l, config.state.fleet_size))))
+                    .collect(),
+                None => Vec::new(),
+            },
             clock: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
         })
+    }
+
+    /// Attaches the process's runtime state: the fleet's shared state (when there is one)
+    /// and the revocation table (at start, and to each edge a reload builds).
+    pub fn attach(&mut self, fleet: Option<Arc<Fleet>>, revocations: Arc<Revocations>) {
+        self.shared = fleet;
+        self.revocations = revocations;
+    }
+
+    /// Token revocations made at runtime.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// The shared state, when the fleet has one.
+    pub fn shared(&self) -> Option<&Arc<Fleet>> {
+        self.shared.as_ref()
     }
 
     /// Nanoseconds on the policies' monotonic clock.
@@ -168,17 +207,36 @@ impl Policies {
     /// Drops expired limiter and lockout state (called every few seconds).
     pub fn sweep(&self) {
         let now = self.now();
-        for l in self.limits.iter().map(|l| &**l).chain(&self.csp_limit) {
+        for l in self
+            .limits
+            .iter()
+            .chain(&self.fallbacks)
+            .map(|l| &**l)
+            .chain(&self.csp_limit)
+        {
             l.sweep(now);
         }
         for l in self.lockouts.iter().flatten() {
             l.sweep(now);
         }
+        self.revocations
+            .sweep(crate::state::persist::unix_ms() / 1000);
     }
 
     /// Whether route `i` has request policies beyond the body limit.
     pub fn is_active(&self, i: usize) -> bool {
         self.active[i]
+    }
+}
+
+/// A limit as one instance of `fleet_size` enforces it alone: its rate and its quota
+/// (burst + 1) divided, at least one request per period.
+fn fallback(l: &rampart_config::policy::Limit, fleet_size: u32) -> rampart_config::policy::Limit {
+    let n = fleet_size.max(1);
+    rampart_config::policy::Limit {
+        count: (l.count / n).max(1),
+        burst: ((l.burst.saturating_add(1)) / n).max(1) - 1,
+        ..l.clone()
     }
 }
 
@@ -247,15 +305,30 @@ pub async fn before(
     acl::check(&p.allow, &p.deny, ip)?;
     // 2. Rate limits that need no identity (IP, header).
     let who = Who { req, id: None, ip };
-    rate_limit::check(
-        &p.limits,
-        limits,
-        &pol.limits,
-        who,
-        false,
-        now,
-        &mut ctx.passed,
-    )?;
+    match &pol.shared {
+        None => rate_limit::check(
+            &p.limits,
+            limits,
+            &pol.limits,
+            who,
+            false,
+            now,
+            &mut ctx.passed,
+        )?,
+        Some(fleet) => {
+            let due = rate_limit::due(&p.limits, limits, who, false);
+            rate_limit::check_shared(
+                fleet,
+                &due,
+                limits,
+                &pol.limits,
+                &pol.fallbacks,
+                now,
+                &mut ctx.passed,
+            )
+            .await?;
+        }
+    }
     // 3. CORS: a preflight is answered here.
     if let Some(ci) = p.cors {
         ctx.cors = Some(ci);
@@ -276,7 +349,12 @@ pub async fn before(
     });
     if let Some((li, lo, state)) = lockout {
         let account = lockout::account(req, &lo.field, p.body_limit, ip).await?;
-        lockout::check(lo, state, &account, now)?;
+        match &pol.shared {
+            Some(fleet) => {
+                lockout::check_shared(fleet, &limits[li].name, lo, state, &account, now).await?
+            }
+            None => lockout::check(lo, state, &account, now)?,
+        }
         ctx.lockout = Some((li, account));
     }
     // 7. Authentication. A refused attempt still counts against the user-keyed limits (by
@@ -284,20 +362,36 @@ pub async fn before(
     let verifiers = auth::Verifiers {
         jwt: pol.jwt.as_ref(),
         api_keys: config.policies.api_keys.as_ref(),
+        revoked: &pol.revocations,
     };
     let authenticated = auth::authenticate(verifiers, &p.auth, p.auth_optional, req.headers());
     // 8. User-keyed rate limits.
     let id = authenticated.as_ref().ok().and_then(Option::as_ref);
     let who = Who { req, id, ip };
-    rate_limit::check(
-        &p.limits,
-        limits,
-        &pol.limits,
-        who,
-        true,
-        now,
-        &mut ctx.passed,
-    )?;
+    match &pol.shared {
+        None => rate_limit::check(
+            &p.limits,
+            limits,
+            &pol.limits,
+            who,
+            true,
+            now,
+            &mut ctx.passed,
+        )?,
+        Some(fleet) => {
+            let due = rate_limit::due(&p.limits, limits, who, true);
+            rate_limit::check_shared(
+                fleet,
+                &due,
+                limits,
+                &pol.limits,
+                &pol.fallbacks,
+                now,
+                &mut ctx.passed,
+            )
+            .await?;
+        }
+    }
     let identity = authenticated?;
     if let (Some(id), true) = (&identity, upstream) {
         auth::forward(id, pol.jwt.as_ref(), req.headers_mut());
@@ -322,22 +416,100 @@ pub async fn before(
     Ok(Before::Continue(ctx))
 }
 
+/// Whether the request went through a login lockout: [`record_login`] then counts its
+/// answer.
+pub fn is_login(ctx: &Ctx) -> bool {
+    ctx.lockout.is_some()
+}
+
+/// Counts a login's answer against its account: a failure counts (and may lock the
+/// account, audited `auth.lockout`), a success clears the count. With a shared state the
+/// count is the fleet's (one round trip, before the answer leaves, so the next attempt
+/// through any instance sees it); this instance keeps its own too, for when the state
+/// cannot answer. A single instance saves its active locks under `state_dir`, so a
+/// restart does not unlock them.
+pub async fn record_login(env: &Env<'_>, route: &Route, ctx: &Ctx, status: u16) {
+    let Some((li, account)) = &ctx.lockout else {
+        return;
+    };
+    let pol = env.policies;
+    let limit = &env.config.policies.limits[*li];
+    let (Some(lo), Some(state)) = (&limit.lockout, &pol.lockouts[*li]) else {
+        return;
+    };
+    let mut locked = state.record(lo, account, status, pol.now());
+    match &pol.shared {
+        Some(fleet) => {
+            let fails = lockout::failures_key(fleet, &limit.name, account);
+            if lo.statuses.contains(&status) {
+                let lock = lockout::lock_key(fleet, &limit.name, account);
+                if let Ok(now_locked) = fleet
+                    .lock_failure(&fails, &lock, lo.failures, lo.window, lo.lock_for)
+                    .await
+                {
+                    locked = now_locked;
+                }
+            } else if (200..300).contains(&status) {
+                let _ = fleet.clear(&fails).await;
+            }
+        }
+        None if locked => save_locks(env),
+        None => {}
+    }
+    if locked {
+        let mut m = crate::observe::audit::line(env, "auth.lockout", "warning");
+        m.insert("account", account.clone().into());
+        m.insert("route", route.name.clone().into());
+        m.insert("reason", "account locked after failed logins".into());
+        crate::observe::audit::send(env, m);
+    }
+}
+
+/// Writes every active lock to `state_dir` (off the runtime's threads).
+fn save_locks(env: &Env<'_>) {
+    let pol = env.policies;
+    let now = pol.now();
+    let unix = crate::state::persist::unix_ms();
+    let mut locks = crate::state::persist::Locks::new();
+    for (l, state) in env.config.policies.limits.iter().zip(&pol.lockouts) {
+        let Some(state) = state else { continue };
+        for (account, left) in state.active(now) {
+            locks
+                .entry(l.name.clone())
+                .or_default()
+                .insert(account, unix + left / 1_000_000);
+        }
+    }
+    let dir = env.config.server.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::state::persist::save_lockouts(&dir, &locks) {
+            tracing::warn!(error = %e, "cannot save active lockouts under state_dir");
+        }
+    });
+}
+
+/// Restores the locks a previous run saved under `state_dir` (single instance).
+pub fn restore_locks(policies: &Policies, config: &Config) {
+    let saved = crate::state::persist::load_lockouts(&config.server.state_dir);
+    let now = policies.now();
+    let unix = crate::state::persist::unix_ms();
+    for (l, state) in config.policies.limits.iter().zip(&policies.lockouts) {
+        let (Some(state), Some(accounts)) = (state, saved.get(&l.name)) else {
+            continue;
+        };
+        for (account, until) in accounts {
+            state.lock_until(
+                account,
+                now + until.saturating_sub(unix).saturating_mul(1_000_000),
+            );
+        }
+    }
+}
+
 /// Runs the response policies.
 pub fn after(env: &Env<'_>, route: &Route, ctx: Ctx, resp: &mut Response<Body>) {
     let pol = env.policies;
     let config = env.config;
-    if let Some((li, account)) = &ctx.lockout {
-        if let (Some(lo), Some(state)) = (&config.policies.limits[*li].lockout, &pol.lockouts[*li])
-        {
-            if state.record(lo, account, resp.status().as_u16(), pol.now()) {
-                let mut m = crate::observe::audit::line(env, "auth.lockout", "warning");
-                m.insert("account", account.clone().into());
-                m.insert("route", route.name.clone().into());
-                m.insert("reason", "account locked after failed logins".into());
-                crate::observe::audit::send(env, m);
-            }
-        }
-    }
     let h = resp.headers_mut();
     if let Some(ci) = ctx.cors {
         cors::after(

@@ -28,6 +28,10 @@ pub(crate) const CHECKS: &[(&str, &str)] = &[
     ("PF-LIM-01", "rate limit and lockout on login routes"),
     ("PF-ADM-01", "admin API and metrics not public"),
     ("PF-LOG-02", "personal data masked in logs"),
+    (
+        "PF-STATE-01",
+        "shared state (Redis) over TLS, its password not in the file",
+    ),
 ];
 
 fn route_subject(i: usize, r: &Route) -> String {
@@ -80,6 +84,7 @@ pub(crate) fn check(c: &Config, s: &mut Sink) {
     cors(c, s);
     hosts(c, s);
     admin(c, s);
+    state(c, s);
     if !c.logging.mask_pii {
         s.add(
             "PF-LOG-02",
@@ -496,6 +501,53 @@ fn hosts(c: &Config, s: &mut Sink) {
                 );
             }
         }
+    }
+}
+
+/// `[state]`: counters, lockouts and operator changes travel to Redis; in production
+/// they go over TLS unless the server is on this host, and the password is read from
+/// `${VAR}` or `password_file`, never written in the URL.
+fn state(c: &Config, s: &mut Sink) {
+    // Local state never leaves the process: nothing to protect in transit.
+    let Some(r) = &c.state.redis else {
+        return;
+    };
+    let local = r.nodes.iter().all(|n| {
+        let host = n.rsplit_once(':').map_or(n.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if !r.tls && !local {
+        let production = matches!(
+            c.server.environment,
+            rampart_config::posture::Environment::Production
+        );
+        s.add(
+            "PF-STATE-01",
+            if production {
+                Severity::Error
+            } else {
+                Severity::Warn
+            },
+            "state.redis",
+            format!(
+                "the shared state travels unencrypted to {} (redis://)",
+                r.nodes.join(", ")
+            ),
+            "use rediss:// (TLS; `ca` names a private CA's file)",
+        );
+    }
+    if r.inline_password {
+        s.add(
+            "PF-STATE-01",
+            Severity::Error,
+            "state.redis",
+            "the Redis URL carries its password in the config file",
+            "drop it from the URL and set password = \"${REDIS_PASSWORD}\" or password_file",
+        );
     }
 }
 

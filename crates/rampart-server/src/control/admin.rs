@@ -11,9 +11,12 @@
 //! | `POST /upstreams/{pool}/{server}` | body `{"weight": N}` or `{"drain": true|false}` |
 //! | `POST /routes/{route}` | body `{"upstream": "pool"}`: switch the route's pool (blue-green); an unnamed route by its generated name (`/routes//api/`) or its index |
 //! | `POST /routes` | `{"from": "blue", "to": "green"}` or `{"routes": {…}}`: several routes at once, all or none |
+//! | `GET /revocations` | `{"before": UNIX, "ids": [{"jti", "expires"}]}`: tokens revoked at runtime |
+//! | `POST /revocations` | `{"jti": "…", "expires": UNIX}` (expires defaults to 30 days on) or `{"before": UNIX or "RFC 3339"}`: refuse a token, or every token issued before an instant |
 //!
-//! Control changes are audit events (`admin.change`) and survive reloads while the pool,
-//! server or route they name still exists. `/metrics`, `/health` and `/ready` can also be
+//! Control changes are audit events (`admin.change`, `auth.revoke`), survive reloads while
+//! the pool, server or route they name still exists, are saved under `state_dir` (a restart
+//! keeps them) and, with `[state] backend = "redis"`, reach every instance of the fleet. `/metrics`, `/health` and `/ready` can also be
 //! mounted on the public listeners (`public_path`) for the networks in `public_allow`.
 
 use std::convert::Infallible;
@@ -97,6 +100,19 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
         (Method::GET | Method::HEAD, ["upstreams"]) => {
             json_response(StatusCode::OK, &upstreams(&edge))
         }
+        (Method::GET | Method::HEAD, ["revocations"]) => {
+            let r = &live.revocations;
+            let ids: Vec<Value> = r
+                .ids()
+                .into_iter()
+                .map(|(jti, expires)| json!({"jti": jti, "expires": expires}))
+                .collect();
+            json_response(StatusCode::OK, &json!({"before": r.before(), "ids": ids}))
+        }
+        (Method::POST, ["revocations"]) => match body_json(req).await {
+            Ok(v) => revoke(live, &v),
+            Err(r) => r,
+        },
         (Method::POST, ["reload"]) => match live.reload_from_source().await {
             Ok(done) => json_response(
                 StatusCode::OK,
@@ -134,7 +150,7 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
                 Err(r) => r,
             }
         }
-        (_, ["metrics" | "health" | "ready" | "upstreams"]) => {
+        (_, ["metrics" | "health" | "ready" | "upstreams" | "revocations"]) => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -282,6 +298,54 @@ fn switch_routes(live: &Arc<Live>, edge: &Edge, v: &Value) -> Response<Body> {
             &json!({"switched": names.iter().zip(&changes).map(|(n, (_, p))| json!({"route": n, "upstream": p})).collect::<Vec<_>>()}),
         ),
         Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
+    }
+}
+
+/// `POST /revocations`.
+fn revoke(live: &Arc<Live>, v: &Value) -> Response<Body> {
+    let now = crate::state::persist::unix_ms() / 1000;
+    match (v.get("jti"), v.get("before")) {
+        (Some(Value::String(jti)), None) if !jti.is_empty() && jti.len() <= 256 => {
+            let expires = match v.get("expires") {
+                None => now + 30 * 86_400,
+                Some(e) => match e.as_u64() {
+                    Some(e) if e > now && e <= now + 10 * 365 * 86_400 => e,
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_expires",
+                            "expires is the token's expiry: a Unix time in the future",
+                        )
+                    }
+                },
+            };
+            live.revoke(jti, expires);
+            json_response(StatusCode::OK, &json!({"revoked": jti, "expires": expires}))
+        }
+        (None, Some(b)) => {
+            let at = match b {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => rampart_config::policy::parse_rfc3339(s),
+                _ => None,
+            };
+            match at {
+                // A cut-off in the future would refuse tokens not yet issued.
+                Some(at) if at <= now + 60 => {
+                    live.revoke_before(at);
+                    json_response(StatusCode::OK, &json!({"revoked_before": at}))
+                }
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_before",
+                    "before is an instant not in the future: Unix seconds or RFC 3339",
+                ),
+            }
+        }
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"jti\": \"…\", \"expires\": UNIX} or {\"before\": UNIX}",
+        ),
     }
 }
 

@@ -30,6 +30,7 @@ use crate::edge::Edge;
 use crate::handler::proxy::Pool;
 use crate::observe::audit;
 use crate::observe::process::Process;
+use crate::state::{Change, Fleet, Revocations};
 
 /// Reads and validates the config again (the file, with command-line overrides applied).
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -74,6 +75,10 @@ pub struct Live {
     admin: Mutex<Option<Slot>>,
     /// Admin API changes, re-applied after every reload while what they name exists.
     overrides: Mutex<Overrides>,
+    /// The fleet's shared state, when `[state] backend = "redis"`.
+    fleet: Mutex<Option<Arc<Fleet>>>,
+    /// Token revocations made at runtime, handed to every edge.
+    pub revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Live {
@@ -107,6 +112,7 @@ pub(crate) fn bind_key(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Op
 impl Live {
     pub(crate) fn new(edge: Edge, admin_server: AdminServer) -> Arc<Self> {
         let process = edge.process.clone();
+        let revocations = edge.policies.revocations().clone();
         process.reloads.stamp();
         let max = edge.config.server.max_connections;
         Arc::new(Self {
@@ -118,7 +124,254 @@ impl Live {
             listeners: Mutex::new([None, None]),
             admin: Mutex::new(None),
             overrides: Mutex::new(Overrides::default()),
+            fleet: Mutex::new(None),
+            revocations,
         })
+    }
+
+    /// Revokes token id `jti` until `expires` (Unix seconds) on every instance.
+    pub fn revoke(&self, jti: &str, expires: u64) {
+        let edge = self.edge();
+        self.revocations.revoke(jti, expires);
+        let what = format!("token id {jti} revoked (until {expires})");
+        audit::system(&*edge, "auth.revoke", "warning", &what);
+        self.share(
+            &edge,
+            Change::Revoke {
+                jti: jti.to_owned(),
+                expires,
+            },
+        );
+    }
+
+    /// Revokes every token issued before `at` (Unix seconds) on every instance.
+    pub fn revoke_before(&self, at: u64) {
+        let edge = self.edge();
+        self.revocations.revoke_before(at);
+        let what = format!("tokens issued before {at} revoked");
+        audit::system(&*edge, "auth.revoke", "warning", &what);
+        self.share(&edge, Change::RevokeBefore { at });
+    }
+
+    /// The fleet's shared state now.
+    pub fn fleet(&self) -> Option<Arc<Fleet>> {
+        self.fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The shared state `edge` needs: the current one when its `[state]` is unchanged, a
+    /// new one (started, with hooks into this live state) when it changed, none for local.
+    pub(crate) fn fleet_for(self: &Arc<Self>, edge: &Edge) -> Option<Arc<Fleet>> {
+        let mut slot = self
+            .fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(want) = edge.config.state.redis.as_ref() else {
+            // Back to local: the old fleet stops once the last edge using it is gone.
+            *slot = None;
+            return None;
+        };
+        if let Some(f) = slot.as_ref().filter(|f| f.config == *want) {
+            return Some(f.clone());
+        }
+        let fleet = Fleet::new(want.clone());
+        drop(slot);
+        self.start_fleet(&fleet);
+        Some(fleet)
+    }
+
+    /// Starts `fleet` with hooks into this live state and keeps it.
+    pub(crate) fn start_fleet(self: &Arc<Self>, fleet: &Arc<Fleet>) {
+        let (a, b) = (Arc::downgrade(self), Arc::downgrade(self));
+        fleet.start(crate::state::fleet::Hooks {
+            transition: Box::new(move |t, why| {
+                if let Some(live) = a.upgrade() {
+                    live.state_transition(t, why);
+                }
+            }),
+            change: Box::new(move |c| {
+                if let Some(live) = b.upgrade() {
+                    live.apply_remote(c);
+                }
+            }),
+        });
+        *self
+            .fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fleet.clone());
+    }
+
+    fn state_transition(&self, t: crate::state::breaker::Transition, why: &str) {
+        let edge = self.edge();
+        let (event, severity, what) = match t {
+            crate::state::breaker::Transition::Opened => (
+                "state.degraded",
+                "critical",
+                format!("shared state unreachable ({why}): limits fall back to on_state_error"),
+            ),
+            crate::state::breaker::Transition::Closed => (
+                "state.restored",
+                "info",
+                format!("shared state answering ({why}): limits are shared again"),
+            ),
+        };
+        audit::system(&*edge, event, severity, &what);
+        tracing::warn!(event, reason = %what, "shared state");
+    }
+
+    /// A change another instance made (or one read from the shared state at connect).
+    fn apply_remote(&self, change: &Change) {
+        let edge = self.edge();
+        let done = match change {
+            Change::Weight {
+                pool,
+                server,
+                weight,
+            } => self
+                .set_weight_only(&edge, pool, server, *weight)
+                .map(|before| {
+                    (before != *weight).then(|| {
+                        format!("{pool} {server}: weight {before} -> {weight} (from the fleet)")
+                    })
+                }),
+            Change::Revoke { jti, expires } => Ok(self
+                .revocations
+                .revoke(jti, *expires)
+                .then(|| format!("token id {jti} revoked (from the fleet)"))),
+            Change::RevokeBefore { at } => Ok(self
+                .revocations
+                .revoke_before(*at)
+                .then(|| format!("tokens issued before {at} revoked (from the fleet)"))),
+            Change::Route { route, pool } => {
+                let now = edge.route_index(route).and_then(|i| edge.route_pool(i));
+                if now.is_some() && now == edge.pool_index(pool) {
+                    Ok(None)
+                } else {
+                    edge.set_route_pools(&[(route.as_str(), pool.as_str())])
+                        .map(|names| {
+                            self.remember_route(&names[0], pool);
+                            Some(format!(
+                                "route {}: now to upstream {pool} (from the fleet)",
+                                names[0]
+                            ))
+                        })
+                }
+            }
+        };
+        match done {
+            Ok(Some(what)) => {
+                self.save_control(&edge);
+                audit::system(&*edge, "admin.change", "warning", &what);
+                tracing::info!(change = %what, "admin change from the fleet");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "a fleet change names what this config lacks"),
+        }
+    }
+
+    /// Shares a change made here: saved under `state_dir`, and with a fleet stored in and
+    /// published through the shared state.
+    fn share(&self, edge: &Edge, change: Change) {
+        self.save_control(edge);
+        if let Some(fleet) = self.fleet() {
+            tokio::spawn(async move {
+                if let Err(e) = fleet.publish(&change).await {
+                    tracing::warn!(error = %e, "operator change made here only: the shared state did not take it");
+                }
+            });
+        }
+    }
+
+    fn save_control(&self, edge: &Edge) {
+        let changes = {
+            let o = self
+                .overrides
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            o.weights
+                .iter()
+                .map(|((pool, server), w)| Change::Weight {
+                    pool: pool.clone(),
+                    server: server.clone(),
+                    weight: *w,
+                })
+                .chain(o.routes.iter().map(|(route, pool)| Change::Route {
+                    route: route.clone(),
+                    pool: pool.clone(),
+                }))
+                .chain(
+                    self.revocations
+                        .ids()
+                        .into_iter()
+                        .map(|(jti, expires)| Change::Revoke { jti, expires }),
+                )
+                .chain(
+                    Some(self.revocations.before())
+                        .filter(|&at| at > 0)
+                        .map(|at| Change::RevokeBefore { at }),
+                )
+                .collect::<Vec<_>>()
+        };
+        let dir = edge.config.server.state_dir.clone();
+        let write = move || {
+            if let Err(e) = crate::state::persist::save_control(&dir, &changes) {
+                tracing::warn!(error = %e, "cannot save operator changes under state_dir");
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::spawn_blocking(write);
+        } else {
+            write();
+        }
+    }
+
+    /// Re-applies the operator changes a previous run saved under `state_dir` (at start).
+    pub(crate) fn restore_control(&self) {
+        let edge = self.edge();
+        for c in crate::state::persist::load_control(&edge.config.server.state_dir) {
+            match &c {
+                Change::Weight {
+                    pool,
+                    server,
+                    weight,
+                } => {
+                    let _ = self.set_weight_only(&edge, pool, server, *weight);
+                }
+                Change::Revoke { jti, expires } => {
+                    if *expires > crate::state::persist::unix_ms() / 1000 {
+                        self.revocations.revoke(jti, *expires);
+                    }
+                }
+                Change::RevokeBefore { at } => {
+                    self.revocations.revoke_before(*at);
+                }
+                Change::Route { route, pool } => {
+                    if let Ok(names) = edge.set_route_pools(&[(route.as_str(), pool.as_str())]) {
+                        self.remember_route(&names[0], pool);
+                        audit::system(
+                            &*edge,
+                            "admin.change",
+                            "info",
+                            &format!(
+                                "route {}: to upstream {pool} (restored from state_dir)",
+                                names[0]
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn remember_route(&self, route: &str, pool: &str) {
+        let mut o = self
+            .overrides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.routes.retain(|(r, _)| r != route);
+        o.routes.push((route.to_owned(), pool.to_owned()));
     }
 
     /// The current edge.
@@ -251,6 +504,33 @@ impl Live {
     /// No such pool or server.
     pub fn set_weight(&self, pool: &str, server: &str, weight: u32) -> Result<(), String> {
         let edge = self.edge();
+        let before = self.set_weight_only(&edge, pool, server, weight)?;
+        self.share(
+            &edge,
+            Change::Weight {
+                pool: pool.to_owned(),
+                server: server.to_owned(),
+                weight,
+            },
+        );
+        let what = if weight == 0 {
+            format!("{pool} {server}: draining (weight {before} -> 0)")
+        } else {
+            format!("{pool} {server}: weight {before} -> {weight}")
+        };
+        audit::system(&*edge, "admin.change", "warning", &what);
+        tracing::info!(change = %what, "admin change");
+        Ok(())
+    }
+
+    /// Sets a server's weight and remembers it for reloads; returns the weight before.
+    fn set_weight_only(
+        &self,
+        edge: &Edge,
+        pool: &str,
+        server: &str,
+        weight: u32,
+    ) -> Result<u32, String> {
         let p = edge
             .pools()
             .iter()
@@ -272,14 +552,7 @@ impl Live {
         if weight != 1 {
             o.weights.push((key, weight));
         }
-        let what = if weight == 0 {
-            format!("{pool} {server}: draining (weight {before} -> 0)")
-        } else {
-            format!("{pool} {server}: weight {before} -> {weight}")
-        };
-        audit::system(&*edge, "admin.change", "warning", &what);
-        tracing::info!(change = %what, "admin change");
-        Ok(())
+        Ok(before)
     }
 
     /// Points a route at another pool, now and after reloads.
@@ -298,16 +571,20 @@ impl Live {
     pub fn switch_routes(&self, changes: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let edge = self.edge();
         let names = edge.set_route_pools(changes)?;
-        let mut o = self
-            .overrides
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, (_, pool)) in names.iter().zip(changes) {
-            o.routes.retain(|(r, _)| r != name);
-            o.routes.push((name.clone(), (*pool).to_owned()));
+            self.remember_route(name, pool);
             let what = format!("route {name}: now to upstream {pool}");
             audit::system(&*edge, "admin.change", "warning", &what);
             tracing::info!(change = %what, "admin change");
+        }
+        for (name, (_, pool)) in names.iter().zip(changes) {
+            self.share(
+                &edge,
+                Change::Route {
+                    route: name.clone(),
+                    pool: (*pool).to_owned(),
+                },
+            );
         }
         Ok(names)
     }
@@ -439,6 +716,8 @@ impl Live {
             _ => None,
         };
         out.pools_kept = new.adopt(&old);
+        let fleet = self.fleet_for(&new);
+        new.policies.attach(fleet, self.revocations.clone());
         self.apply_overrides(&new);
         let fresh_pools: Vec<_> = new
             .pools()

@@ -57,9 +57,25 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     crate::conn::fd_limit::raise_for(server.max_connections);
     let grace = server.shutdown_grace;
     let (park_after, idle) = (server.park_after, server.idle_timeout);
+    let mut edge = edge;
+    // Locks a previous run saved (single instance; a fleet's are in the shared state).
+    if edge.config.state.redis.is_none() {
+        crate::policy::restore_locks(&edge.policies, &edge.config);
+    }
+    let fleet = edge
+        .config
+        .state
+        .redis
+        .clone()
+        .map(crate::state::Fleet::new);
+    edge.policies.attach(fleet.clone(), Arc::default());
     let live = Live::new(edge, |l, live, stop| {
         Box::pin(super::admin::serve(l, live, stop))
     });
+    if let Some(f) = &fleet {
+        live.start_fleet(f);
+    }
+    live.restore_control();
     spawn_pool_reaper(&live);
     tokio::spawn(crate::conn::server::sweep(
         live.process.conns.clone(),

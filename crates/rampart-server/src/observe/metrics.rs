@@ -407,6 +407,24 @@ impl Metrics {
                 findings,
             );
         }
+        if let Some(st) = now.state {
+            let up = Gauge::<i64>::default();
+            up.set(i64::from(st.shared));
+            r.register(
+                "rampart_state_shared",
+                "1 while limits and lockouts are decided by the shared state (Redis); 0 in fallback",
+                up,
+            );
+            for (name, help, v) in [
+                ("rampart_state_errors", "Shared-state commands that failed or timed out", st.errors),
+                ("rampart_state_fallback_decisions", "Requests whose limits were decided by on_state_error (the shared state unreachable)", st.fallbacks),
+                ("rampart_state_breaker_opened", "Times the shared state's circuit breaker opened", st.opened),
+            ] {
+                let c = Counter::<u64>::default();
+                c.inc_by(v);
+                r.register(name, help, c);
+            }
+        }
         #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
         struct Build {
             version: &'static str,
@@ -438,6 +456,21 @@ pub struct Snapshot<'a> {
     pub servers: Vec<ServerStat>,
     /// The running config's preflight result.
     pub posture: Option<&'a rampart_config::posture::Posture>,
+    /// The shared state, when the fleet has one.
+    pub state: Option<StateStat>,
+}
+
+/// The shared state's condition at a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct StateStat {
+    /// Whether decisions are shared now (the breaker is closed).
+    pub shared: bool,
+    /// Commands that failed or timed out.
+    pub errors: u64,
+    /// Decisions made by the fallback.
+    pub fallbacks: u64,
+    /// Times the breaker opened.
+    pub opened: u64,
 }
 
 /// One upstream server's state.

@@ -40,12 +40,14 @@ pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject")
 const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 
 /// The credentials an edge checks: its JWT verifier and API keys, when configured.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Verifiers<'a> {
     /// `[jwt]`, compiled.
     pub jwt: Option<&'a JwtVerifier>,
     /// `[api_keys]`.
     pub api_keys: Option<&'a ApiKeys>,
+    /// Tokens revoked at runtime (by id or by a cut-off).
+    pub revoked: &'a crate::state::Revocations,
 }
 
 /// Authenticates a request by the route's `methods`, in order: the first that succeeds
@@ -67,7 +69,18 @@ pub fn authenticate(
     let mut invalid = None;
     for m in methods {
         let r = match m {
-            AuthMethod::Jwt => v.jwt.map_or(Err(AuthError::Missing), |j| j.verify(headers)),
+            AuthMethod::Jwt => v
+                .jwt
+                .map_or(Err(AuthError::Missing), |j| j.verify(headers))
+                .and_then(|id| {
+                    let jti = id.claims.get("jti").and_then(Value::as_str);
+                    let iat = id.claims.get("iat").and_then(Value::as_u64);
+                    if v.revoked.is_revoked(jti, iat) {
+                        Err(AuthError::Invalid("revoked"))
+                    } else {
+                        Ok(id)
+                    }
+                }),
             AuthMethod::ApiKey => v
                 .api_keys
                 .map_or(Err(AuthError::Missing), |k| api_key(k, headers)),
@@ -420,6 +433,7 @@ mod tests {
         let v = Verifiers {
             jwt: None,
             api_keys: Some(&k),
+            revoked: &crate::state::Revocations::default(),
         };
         let id = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-two")))
             .unwrap()
@@ -441,6 +455,7 @@ mod tests {
         let v = Verifiers {
             jwt: None,
             api_keys: Some(&k),
+            revoked: &crate::state::Revocations::default(),
         };
         let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-three")));
         let r = r.unwrap_err();
@@ -475,6 +490,7 @@ mod tests {
         let v = Verifiers {
             jwt: None,
             api_keys: Some(&k),
+            revoked: &crate::state::Revocations::default(),
         };
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static(""));

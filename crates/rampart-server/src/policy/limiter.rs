@@ -64,29 +64,41 @@ impl Gcra {
     pub fn check(&self, tat: u64, now: u64, nodelay: bool) -> (Decision, u64) {
         let tat = tat.max(now);
         let ahead = tat - now;
-        if ahead > self.tolerance {
-            let retry_after = ahead - self.tolerance;
-            return (
-                Decision::Refuse {
-                    retry_after,
-                    reset: ahead,
-                },
-                tat,
-            );
+        let d = self.decide(ahead, nodelay);
+        match d {
+            Decision::Refuse { .. } => (d, tat),
+            Decision::Allow { .. } => (d, tat + self.interval),
         }
-        let new_tat = tat + self.interval;
-        let used = new_tat - now;
+    }
+
+    /// The decision for a key whose TAT is `ahead` of now (0 when in the past): what the
+    /// shared state's script reports, or what [`Gcra::check`] computes.
+    pub fn decide(&self, ahead: u64, nodelay: bool) -> Decision {
+        if ahead > self.tolerance {
+            return Decision::Refuse {
+                retry_after: ahead - self.tolerance,
+                reset: ahead,
+            };
+        }
+        let used = ahead + self.interval;
         let capacity = self.tolerance + self.interval;
         let remaining = u32::try_from((capacity - used) / self.interval).unwrap_or(u32::MAX);
-        let delay = if nodelay { 0 } else { ahead };
-        (
-            Decision::Allow {
-                delay,
-                remaining,
-                reset: used,
-            },
-            new_tat,
-        )
+        Decision::Allow {
+            delay: if nodelay { 0 } else { ahead },
+            remaining,
+            reset: used,
+        }
+    }
+
+    /// The same rate in whole microseconds (the shared state's unit), at least 1 µs per
+    /// request.
+    pub fn micros(&self) -> Self {
+        let interval = (self.interval / 1000).max(1);
+        let burst = self.tolerance / self.interval;
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(burst),
+        }
     }
 }
 
@@ -131,6 +143,16 @@ impl Store {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The algorithm's parameters.
+    pub fn gcra(&self) -> Gcra {
+        self.gcra
+    }
+
+    /// Whether excess is refused at once.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
     }
 
     /// The quota (burst + 1).
@@ -237,6 +259,7 @@ mod tests {
             nodelay,
             max_keys,
             lockout: None,
+            on_state_error: rampart_config::state::OnStateError::Local,
         }
     }
 

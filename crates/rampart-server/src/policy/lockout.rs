@@ -51,6 +51,22 @@ impl Lockouts {
             .and_then(|(_, _, until)| (*until > now).then(|| *until - now))
     }
 
+    /// The accounts locked now, with the time each has left (ns).
+    pub fn active(&self, now: u64) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .filter(|(_, (_, _, until))| *until > now)
+            .map(|(k, (_, _, until))| (k.clone(), until - now))
+            .collect()
+    }
+
+    /// Locks `account` until `until` (a lock restored at start).
+    pub fn lock_until(&self, account: &str, until: u64) {
+        let mut map = self.lock();
+        let e = map.entry(account.to_owned()).or_insert((0, until, 0));
+        e.2 = e.2.max(until);
+    }
+
     /// Drops ended locks and failure counts whose window has passed, so a flood of
     /// distinct account names cannot grow the table without bound.
     pub fn sweep(&self, now: u64) {
@@ -114,6 +130,44 @@ pub fn check(lockout: &Lockout, state: &Lockouts, account: &str, now: u64) -> Re
         )),
         None => Ok(()),
     }
+}
+
+/// Refuses a locked account, asking the fleet's shared state (a lock made through any
+/// instance counts); while the state cannot answer, this instance's own record decides.
+///
+/// # Errors
+/// As [`check`].
+pub async fn check_shared(
+    fleet: &crate::state::Fleet,
+    limit: &str,
+    lockout: &Lockout,
+    state: &Lockouts,
+    account: &str,
+    now: u64,
+) -> Result<(), Refused> {
+    match fleet.locked_for(&lock_key(fleet, limit, account)).await {
+        Ok(Some(ms)) => Err(refuse(
+            Refusal::Locked {
+                status: lockout.status,
+                retry_after: ms.div_ceil(1000).max(1),
+            },
+            "auth.locked",
+            format!("{account} is locked after failed logins"),
+        )),
+        Ok(None) => Ok(()),
+        Err(_) => check(lockout, state, account, now),
+    }
+}
+
+/// The shared key of an account's lock (`lk:LIMIT:{ACCOUNT}`; the braces keep an
+/// account's two keys on one cluster node).
+pub fn lock_key(fleet: &crate::state::Fleet, limit: &str, account: &str) -> String {
+    fleet.key(&format!("lk:{limit}:{{{account}}}"))
+}
+
+/// The shared key of an account's failure count (`lf:LIMIT:{ACCOUNT}`).
+pub fn failures_key(fleet: &crate::state::Fleet, limit: &str, account: &str) -> String {
+    fleet.key(&format!("lf:{limit}:{{{account}}}"))
 }
 
 /// Reads a login request's body (it is small) to find the account it names, then puts

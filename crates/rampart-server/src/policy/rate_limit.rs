@@ -11,10 +11,12 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue};
 use http::Request;
 use rampart_config::policy::{Limit, LimitKey};
+use rampart_config::state::OnStateError;
 
 use super::auth::Identity;
-use super::limiter::{Decision, Store};
+use super::limiter::{Decision, Gcra, Store};
 use super::refused::{nanos_to_secs_ceil, refuse, Refused};
+use crate::state::Fleet;
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
 
@@ -59,31 +61,130 @@ pub fn check(
         }
         let key = key(&limit.key, who);
         let store = &stores[li];
-        match store.check(&key, now) {
-            Decision::Allow {
-                delay,
-                remaining,
-                reset,
-            } => {
-                passed.delay = passed.delay.max(delay);
-                if passed.rate.is_none_or(|(_, rem, _)| remaining < rem) {
-                    passed.rate = Some((store.quota(), remaining, nanos_to_secs_ceil(reset)));
-                }
-            }
-            Decision::Refuse { retry_after, reset } => {
-                return Err(refuse(
-                    Refusal::RateLimited {
-                        retry_after: nanos_to_secs_ceil(retry_after).max(1),
-                        limit: store.quota(),
-                        reset: nanos_to_secs_ceil(reset),
-                    },
-                    "ratelimit.refused",
-                    format!("limit {:?} exceeded by {key}", limit.name),
-                ));
-            }
-        }
+        settle(store.check(&key, now), limit, store.quota(), &key, passed)?;
     }
     Ok(())
+}
+
+/// The limits of one phase that apply to a request, each with its key.
+pub type Due = smallvec::SmallVec<[(usize, String); 4]>;
+
+/// The route's limits of one phase that apply to the request (by method), with their keys:
+/// what [`check_shared`] sends, taken before it awaits (the request is not held across).
+pub fn due(route: &[usize], limits: &[Limit], who: Who<'_>, identified: bool) -> Due {
+    let mut due = Due::new();
+    for &li in route {
+        let limit = &limits[li];
+        if limit.key.needs_identity() == identified && limit.applies_to(who.req.method()) {
+            due.push((li, key(&limit.key, who)));
+        }
+    }
+    due
+}
+
+/// The route's limits of one phase, decided by the fleet's shared state in one round trip
+/// (see [`crate::state::fleet`]). While the state cannot answer (the breaker is open, an
+/// error, a timeout) each limit does what its `on_state_error` says: `local` checks
+/// `fallbacks` (the limit divided by `[state] fleet_size`), `allow` lets the request
+/// through, `deny` refuses 503. Returns whether the fallback was used.
+///
+/// # Errors
+/// As [`check`], and 503 `state_unavailable` from a `deny` limit during an outage.
+pub async fn check_shared(
+    fleet: &Fleet,
+    due: &Due,
+    limits: &[Limit],
+    stores: &[Arc<Store>],
+    fallbacks: &[Arc<Store>],
+    now: u64,
+    passed: &mut Passed,
+) -> Result<bool, Refused> {
+    if due.is_empty() {
+        return Ok(false);
+    }
+    let keys: Vec<(String, u64, u64)> = due
+        .iter()
+        .map(|(li, k)| {
+            let g = stores[*li].gcra().micros();
+            let full = fleet.key(&format!("rl:{}:{k}", limits[*li].name));
+            (full, g.interval, g.tolerance)
+        })
+        .collect();
+    match fleet.gcra(&keys).await {
+        Ok(aheads) => {
+            for ((li, k), ahead) in due.iter().zip(aheads) {
+                let store = &stores[*li];
+                let g = store.gcra().micros();
+                let d = Gcra {
+                    interval: g.interval * 1000,
+                    tolerance: g.tolerance * 1000,
+                }
+                .decide(ahead.saturating_mul(1000), store.nodelay());
+                settle(d, &limits[*li], store.quota(), k, passed)?;
+            }
+            Ok(false)
+        }
+        Err(_) => {
+            fleet
+                .stats
+                .fallbacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (li, k) in due {
+                let limit = &limits[*li];
+                match limit.on_state_error {
+                    OnStateError::Allow => {}
+                    OnStateError::Deny => {
+                        return Err(refuse(
+                            Refusal::StateUnavailable,
+                            "ratelimit.unavailable",
+                            format!(
+                                "limit {:?}: shared state unreachable, on_state_error = \"deny\"",
+                                limit.name
+                            ),
+                        ))
+                    }
+                    OnStateError::Local => {
+                        let store = &fallbacks[*li];
+                        settle(store.check(k, now), limit, store.quota(), k, passed)?;
+                    }
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// One limit's decision: an allowed request notes its headers and delay, a refused one
+/// answers 429.
+fn settle(
+    d: Decision,
+    limit: &Limit,
+    quota: u32,
+    key: &str,
+    passed: &mut Passed,
+) -> Result<(), Refused> {
+    match d {
+        Decision::Allow {
+            delay,
+            remaining,
+            reset,
+        } => {
+            passed.delay = passed.delay.max(delay);
+            if passed.rate.is_none_or(|(_, rem, _)| remaining < rem) {
+                passed.rate = Some((quota, remaining, nanos_to_secs_ceil(reset)));
+            }
+            Ok(())
+        }
+        Decision::Refuse { retry_after, reset } => Err(refuse(
+            Refusal::RateLimited {
+                retry_after: nanos_to_secs_ceil(retry_after).max(1),
+                limit: quota,
+                reset: nanos_to_secs_ceil(reset),
+            },
+            "ratelimit.refused",
+            format!("limit {:?} exceeded by {key}", limit.name),
+        )),
+    }
 }
 
 /// The `RateLimit-*` headers of the tightest limit passed.
@@ -166,6 +267,7 @@ mod tests {
             nodelay,
             max_keys: 100,
             lockout: None,
+            on_state_error: rampart_config::state::OnStateError::Local,
         }
     }
 

@@ -183,6 +183,9 @@ async fn answer<'e>(
     };
     // 13. Response transforms (compression, CSP nonce), then the response policies.
     shaping.apply(route, &mut resp, method == Method::HEAD);
+    if policy::is_login(&ctx) {
+        policy::record_login(&edge.policy_env(), route, &ctx, resp.status().as_u16()).await;
+    }
     policy::after(&edge.policy_env(), route, ctx, &mut resp);
     // 14. The route's header policy (a static answer carries it from its template).
     let templated = matches!(route.action, Action::Static(_))

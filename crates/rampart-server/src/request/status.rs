@@ -46,6 +46,15 @@ pub fn metrics_text(edge: &Edge) -> String {
         panics: crate::request::rescue::panics(),
         servers,
         posture: edge.config.posture.as_ref(),
+        state: edge
+            .policies
+            .shared()
+            .map(|f| crate::observe::metrics::StateStat {
+                shared: f.breaker.is_closed(),
+                errors: f.stats.errors.load(Ordering::Relaxed),
+                fallbacks: f.stats.fallbacks.load(Ordering::Relaxed),
+                opened: f.stats.opened.load(Ordering::Relaxed),
+            }),
     })
 }
 
@@ -101,6 +110,10 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     if edge.process.draining() {
         worst = worst.max(1);
     }
+    let state = state_json(edge);
+    if state["mode"] == "fallback" {
+        worst = worst.max(1);
+    }
     let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
     let c = &edge.config;
     let routes = &c.routes;
@@ -110,6 +123,7 @@ pub async fn health(edge: &Edge) -> Response<Body> {
         "uptime_seconds": edge.process.uptime().as_secs(),
         "draining": edge.process.draining(),
         "services": services,
+        "state": state,
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
             "https_enforced": c.tls.is_some() && c.server.https.is_some(),
@@ -165,12 +179,32 @@ pub async fn ready(edge: &Edge) -> Response<Body> {
         }
     }
     let ready = reasons.is_empty();
+    // The shared state never decides readiness: while it is unreachable the limits fall
+    // back (`on_state_error`) and the instance still serves correctly.
     json_response(
         if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        &json!({"ready": ready, "reasons": reasons}),
+        &json!({"ready": ready, "reasons": reasons, "state": state_json(edge)}),
     )
+}
+
+/// The state backend and its mode: `local`, or `redis` in `shared` or `fallback` mode.
+fn state_json(edge: &Edge) -> serde_json::Value {
+    match edge.policies.shared() {
+        None => json!({"backend": "local", "mode": "local"}),
+        Some(f) => {
+            let shared = f.breaker.is_closed();
+            json!({
+                "backend": "redis",
+                "mode": if shared { "shared" } else { "fallback" },
+                "fleet_size": edge.config.state.fleet_size,
+                "errors": f.stats.errors.load(Ordering::Relaxed),
+                "fallback_decisions": f.stats.fallbacks.load(Ordering::Relaxed),
+                "last_error": if shared { None } else { Some(f.last_error()) },
+            })
+        }
+    }
 }

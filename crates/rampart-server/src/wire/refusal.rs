@@ -51,6 +51,8 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The client's request body stalled (408); the connection is closed after.
     RequestTimeout,
+    /// A limit with `on_state_error = "deny"` while the shared state is unreachable (503).
+    StateUnavailable,
     /// A bug: the request path panicked (500).
     Internal,
 }
@@ -76,6 +78,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +100,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::RequestTimeout => "request_timeout",
+            Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
         }
     }
@@ -152,6 +156,9 @@ impl Refusal {
             }
             Refusal::Locked { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Refusal::StateUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }
             Refusal::RequestTimeout | Refusal::BadRequest("bad_body") => {
                 // The request's body is unread or broken: nothing after it can be framed.

@@ -10,6 +10,7 @@ mod app_servers;
 mod browser;
 mod cli;
 mod config_ranges;
+mod fleet;
 mod framing;
 mod headers;
 mod limits;

@@ -555,6 +555,12 @@ fn edge_config_rules_fire() {
         ("[cors.web]\norigins = [\"https://app.test\", \"http://old.app.test\"]\n", &[("PF-CORS-01", "error")], "plain-HTTP origin"),
         ("[logging]\nmask_pii = false\naccess = \"off\"\n", &[("PF-LOG-02", "warn")], "unmasked"),
         ("[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"/_rampart\"\npublic_allow = [\"0.0.0.0/0\"]\n", &[("PF-ADM-01", "error")], "open to every address"),
+        // A warning here; an error with `environment = "production"`.
+        ("[state]\nredis = \"redis://10.0.0.5:6379\"\n", &[("PF-STATE-01", "warn")], "unencrypted"),
+        ("[state]\nredis = \"rediss://app:hunter2@10.0.0.5:6380\"\n", &[("PF-STATE-01", "error")], "carries its password"),
+        // Plain Redis on this host, TLS with the password from the environment: fine.
+        ("[state]\nredis = \"redis://127.0.0.1:6379\"\n", &[], ""),
+        ("[state]\nredis = \"rediss://redis.internal:6380\"\npassword = \"${HOME}\"\n", &[], ""),
         // Health and readiness for everyone (guide 002's public `/health`) are no finding.
         ("[admin]\nlisten = \"127.0.0.1:0\"\npublic_path = \"\"\npublic_endpoints = [\"health\", \"ready\"]\npublic_allow = [\"0.0.0.0/0\", \"::/0\"]\n", &[], ""),
     ];
@@ -571,6 +577,20 @@ fn edge_config_rules_fire() {
             assert!(why(&v, id).contains(text), "{section}: {}", why(&v, id));
         }
     }
+    // Plain Redis off the host is an error in production.
+    f.toml(
+        &GOOD_TOML
+            .replace("[server]\n", "[server]\nenvironment = \"production\"\n")
+            .replace(
+                "[upstreams.app]",
+                "[state]\nredis = \"redis://10.0.0.5:6379\"\n\n[upstreams.app]",
+            ),
+    );
+    let (_, v) = preflight(f.path(), &[]);
+    assert!(
+        found(&v).contains(&("PF-STATE-01".to_owned(), "error".to_owned())),
+        "{v:#}"
+    );
     // Report-only CSP alone is not enforcement.
     f.toml(&GOOD_TOML.replace(
         "path = \"/\"\nupstream = \"app\"\n",
