@@ -55,6 +55,8 @@ pub struct Limit {
     pub lockout: Option<Lockout>,
     /// What the limit does while the shared state is unreachable.
     pub on_state_error: crate::state::OnStateError,
+    /// Tokens taken from the shared state at once per key (1: no leasing).
+    pub lease: u32,
 }
 
 impl Limit {
@@ -470,6 +472,16 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         nodelay: r.nodelay.unwrap_or(true),
         max_keys: max_keys.max(1),
         lockout,
+        lease: {
+            let lease = r.lease.unwrap_or(1);
+            if !(1..=1000).contains(&lease) {
+                err(
+                    format!("{key}.lease"),
+                    format!("expected 1 to 1000 tokens, got {lease}"),
+                );
+            }
+            lease.clamp(1, 1000)
+        },
         on_state_error: r.on_state_error.as_deref().map_or(
             crate::state::OnStateError::Local,
             |s| {

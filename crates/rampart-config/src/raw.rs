@@ -360,6 +360,9 @@ pub struct RawLimit {
     /// With `[state] backend = "redis"`: what the limit does while Redis cannot be
     /// reached: `local` (default: `rate / fleet_size` on each instance), `allow`, `deny`.
     pub on_state_error: Option<String>,
+    /// With `[state] backend = "redis"`: tokens an instance takes from Redis at once for a
+    /// key, spending the rest locally (default 1: every request asks Redis).
+    pub lease: Option<u32>,
 }
 
 /// `lockout = { … }` in a limit.

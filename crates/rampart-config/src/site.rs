@@ -375,6 +375,7 @@ pub fn csp_report(
             max_keys: 10_000,
             lockout: None,
             on_state_error: crate::state::OnStateError::Local,
+            lease: 1,
         },
         report_to: r.report_to.unwrap_or(true),
     })

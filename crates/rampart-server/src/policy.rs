@@ -50,7 +50,7 @@ pub use refused::{refuse, Refused};
 
 use auth::JwtVerifier;
 use cors::CorsValues;
-use limiter::Store;
+use limiter::{Leases, Store};
 use lockout::Lockouts;
 use rate_limit::{Passed, Who};
 
@@ -101,6 +101,8 @@ pub struct Policies {
     /// With a shared state: each limit divided by `fleet_size`, for `on_state_error =
     /// "local"` while the state is unreachable.
     fallbacks: Vec<Arc<Store>>,
+    /// With a shared state: the tokens leased per limit (limits with `lease` > 1).
+    leases: Vec<Option<Arc<Leases>>>,
     clock: Instant,
     rng: ring::rand::SystemRandom,
 }
@@ -130,6 +132,9 @@ impl Policies {
             self.limits[i] = old.limits[j].clone();
             self.lockouts[i] = old.lockouts[j].clone();
             if let (Some(f), Some(o)) = (self.fallbacks.get_mut(i), old.fallbacks.get(j)) {
+                *f = o.clone();
+            }
+            if let (Some(f), Some(o)) = (self.leases.get_mut(i), old.leases.get(j)) {
                 *f = o.clone();
             }
             kept.push(l.name.clone());
@@ -169,6 +174,14 @@ impl Policies {
             csp_limit: config.csp_report.as_ref().map(|r| Store::new(&r.limit)),
             shared: None,
             revocations: Arc::default(),
+            leases: match &config.state.redis {
+                Some(_) => p
+                    .limits
+                    .iter()
+                    .map(|l| (l.lease > 1).then(|| Arc::new(Leases::new(l.max_keys))))
+                    .collect(),
+                None => Vec::new(),
+            },
             fallbacks: match &config.state.redis {
                 Some(_) => p
                     .limits
@@ -217,6 +230,9 @@ impl Policies {
             l.sweep(now);
         }
         for l in self.lockouts.iter().flatten() {
+            l.sweep(now);
+        }
+        for l in self.leases.iter().flatten() {
             l.sweep(now);
         }
         self.revocations
@@ -323,6 +339,7 @@ pub async fn before(
                 limits,
                 &pol.limits,
                 &pol.fallbacks,
+                &pol.leases,
                 now,
                 &mut ctx.passed,
             )
@@ -386,6 +403,7 @@ pub async fn before(
                 limits,
                 &pol.limits,
                 &pol.fallbacks,
+                &pol.leases,
                 now,
                 &mut ctx.passed,
             )

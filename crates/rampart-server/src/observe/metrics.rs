@@ -419,6 +419,7 @@ impl Metrics {
                 ("rampart_state_errors", "Shared-state commands that failed or timed out", st.errors),
                 ("rampart_state_fallback_decisions", "Requests whose limits were decided by on_state_error (the shared state unreachable)", st.fallbacks),
                 ("rampart_state_breaker_opened", "Times the shared state's circuit breaker opened", st.opened),
+                ("rampart_state_lease_decisions", "Requests admitted from a token leased earlier (limits with lease > 1), without a round trip", st.leased),
             ] {
                 let c = Counter::<u64>::default();
                 c.inc_by(v);
@@ -471,6 +472,8 @@ pub struct StateStat {
     pub fallbacks: u64,
     /// Times the breaker opened.
     pub opened: u64,
+    /// Decisions made from a leased token.
+    pub leased: u64,
 }
 
 /// One upstream server's state.

@@ -240,6 +240,83 @@ impl Store {
     }
 }
 
+/// Tokens leased from a fleet's shared state (a limit's `lease`): one round trip takes up
+/// to `lease` tokens for a key, and the next requests with that key spend the rest here,
+/// each until `until` (the span the tokens cover, at most a second), after which an unused
+/// token is dropped: a fleet never admits more than its limit plus the tokens in flight,
+/// and may refuse early while other instances hold unused ones. Bounded: at most `cap`
+/// keys hold a lease; a new key in a full table simply asks the shared state each time.
+#[derive(Debug)]
+pub struct Leases {
+    map: Mutex<HashMap<Box<str>, Lease>>,
+    cap: usize,
+}
+
+/// One key's lease.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    /// Tokens left.
+    left: u32,
+    /// When they lapse (ns, the policies' clock).
+    until: u64,
+    /// `RateLimit-Remaining` as of the grant, counted down with each token.
+    remaining: u32,
+    /// `RateLimit-Reset` as of the grant (ns).
+    reset: u64,
+}
+
+impl Leases {
+    /// An empty table for at most `cap` keys.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            map: Mutex::default(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Lease>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Spends one leased token of `key`, if it has one that has not lapsed: the
+    /// `(remaining, reset)` to report.
+    pub fn take(&self, key: &str, now: u64) -> Option<(u32, u64)> {
+        let mut map = self.lock();
+        let l = map.get_mut(key)?;
+        if l.left == 0 || l.until <= now {
+            map.remove(key);
+            return None;
+        }
+        l.left -= 1;
+        l.remaining = l.remaining.saturating_sub(1);
+        Some((l.remaining, l.reset))
+    }
+
+    /// Keeps `left` tokens of `key` until `until`.
+    pub fn put(&self, key: &str, left: u32, until: u64, remaining: u32, reset: u64) {
+        let mut map = self.lock();
+        if map.len() >= self.cap && !map.contains_key(key) {
+            return;
+        }
+        map.insert(
+            key.into(),
+            Lease {
+                left,
+                until,
+                remaining,
+                reset,
+            },
+        );
+    }
+
+    /// Drops lapsed leases.
+    pub fn sweep(&self, now: u64) {
+        self.lock().retain(|_, l| l.left > 0 && l.until > now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,11 +337,30 @@ mod tests {
             max_keys,
             lockout: None,
             on_state_error: rampart_config::state::OnStateError::Local,
+            lease: 1,
         }
     }
 
     fn allowed(d: Decision) -> bool {
         matches!(d, Decision::Allow { .. })
+    }
+
+    #[test]
+    fn leases_are_spent_once_and_lapse() {
+        let l = Leases::new(2);
+        assert_eq!(l.take("a", 0), None);
+        l.put("a", 2, 100, 5, 9);
+        assert_eq!(l.take("a", 10), Some((4, 9)));
+        assert_eq!(l.take("a", 10), Some((3, 9)));
+        assert_eq!(l.take("a", 10), None, "two tokens, spent");
+        l.put("b", 3, 100, 5, 9);
+        assert_eq!(l.take("b", 100), None, "lapsed at `until`");
+        l.put("c", 1, 100, 5, 9);
+        l.put("d", 1, 100, 5, 9);
+        l.put("e", 1, 100, 5, 9);
+        assert_eq!(l.take("e", 0), None, "the table is bounded");
+        l.sweep(1000);
+        assert!(l.lock().is_empty());
     }
 
     #[test]

@@ -14,8 +14,9 @@ use rampart_config::policy::{Limit, LimitKey};
 use rampart_config::state::OnStateError;
 
 use super::auth::Identity;
-use super::limiter::{Decision, Gcra, Store};
+use super::limiter::{Decision, Gcra, Leases, Store};
 use super::refused::{nanos_to_secs_ceil, refuse, Refused};
+use crate::state::fleet::Want;
 use crate::state::Fleet;
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
@@ -90,36 +91,86 @@ pub fn due(route: &[usize], limits: &[Limit], who: Who<'_>, identified: bool) ->
 ///
 /// # Errors
 /// As [`check`], and 503 `state_unavailable` from a `deny` limit during an outage.
+#[allow(clippy::too_many_arguments)]
 pub async fn check_shared(
     fleet: &Fleet,
     due: &Due,
     limits: &[Limit],
     stores: &[Arc<Store>],
     fallbacks: &[Arc<Store>],
+    leases: &[Option<Arc<Leases>>],
     now: u64,
     passed: &mut Passed,
 ) -> Result<bool, Refused> {
     if due.is_empty() {
         return Ok(false);
     }
-    let keys: Vec<(String, u64, u64)> = due
+    // Keys holding a leased token spend it here; the others ask the shared state.
+    let mut ask: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
+    for (i, (li, k)) in due.iter().enumerate() {
+        let lease = leases.get(*li).and_then(Option::as_ref);
+        match lease.and_then(|l| l.take(k, now)) {
+            Some((remaining, reset)) => {
+                fleet
+                    .stats
+                    .leased
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let d = Decision::Allow {
+                    delay: 0,
+                    remaining,
+                    reset,
+                };
+                settle(d, &limits[*li], stores[*li].quota(), k, passed)?;
+            }
+            None => ask.push(i),
+        }
+    }
+    if ask.is_empty() {
+        return Ok(false);
+    }
+    let keys: Vec<Want> = ask
         .iter()
-        .map(|(li, k)| {
+        .map(|&i| {
+            let (li, k) = &due[i];
             let g = stores[*li].gcra().micros();
-            let full = fleet.key(&format!("rl:{}:{k}", limits[*li].name));
-            (full, g.interval, g.tolerance)
+            Want {
+                key: fleet.key(&format!("rl:{}:{k}", limits[*li].name)),
+                interval: g.interval,
+                tolerance: g.tolerance,
+                tokens: limits[*li].lease,
+            }
         })
         .collect();
     match fleet.gcra(&keys).await {
-        Ok(aheads) => {
-            for ((li, k), ahead) in due.iter().zip(aheads) {
+        Ok(granted) => {
+            for (&i, (ahead, tokens)) in ask.iter().zip(granted) {
+                let (li, k) = &due[i];
                 let store = &stores[*li];
                 let g = store.gcra().micros();
-                let d = Gcra {
+                let g = Gcra {
                     interval: g.interval * 1000,
                     tolerance: g.tolerance * 1000,
+                };
+                let d = g.decide(ahead.saturating_mul(1000), store.nodelay());
+                if let (
+                    Decision::Allow {
+                        remaining, reset, ..
+                    },
+                    true,
+                    Some(l),
+                ) = (d, tokens > 1, leases.get(*li).and_then(Option::as_ref))
+                {
+                    // The extra tokens cover `tokens - 1` intervals from now; they lapse
+                    // then (at most a second), so none is spent long after it was counted.
+                    let span = g.interval.saturating_mul(u64::from(tokens - 1));
+                    l.put(
+                        k,
+                        tokens - 1,
+                        now + span.min(1_000_000_000),
+                        remaining.saturating_sub(tokens - 1),
+                        reset,
+                    );
                 }
-                .decide(ahead.saturating_mul(1000), store.nodelay());
                 settle(d, &limits[*li], store.quota(), k, passed)?;
             }
             Ok(false)
@@ -268,6 +319,7 @@ mod tests {
             max_keys: 100,
             lockout: None,
             on_state_error: rampart_config::state::OnStateError::Local,
+            lease: 1,
         }
     }
 

@@ -36,23 +36,31 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, Transition};
 
-/// GCRA for several keys in one call. `KEYS[i]` is a limit's key, `ARGV[2i-1]` and
-/// `ARGV[2i]` its interval and burst tolerance in µs. Returns, for each key checked, how far
-/// its TAT was ahead of now; it stops at the first key past its tolerance (refused, its TAT
-/// unchanged), exactly as the local limiter does. A key expires when its TAT passes.
+/// GCRA for several keys in one call. `KEYS[i]` is a limit's key; `ARGV[3i-2]`,
+/// `ARGV[3i-1]` and `ARGV[3i]` its interval and burst tolerance in µs and the tokens wanted
+/// (1, or a lease). Returns, for each key checked, how far its TAT was ahead of now and the
+/// tokens granted: as many as wanted that fit within the tolerance, at least one, or none
+/// (refused, its TAT unchanged), where it stops, exactly as the local limiter does. A key
+/// expires when its TAT passes.
 pub const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[3 * i - 2])
+  local tolerance = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
   local tat = tonumber(redis.call('GET', key)) or now
   if tat < now then tat = now end
   local ahead = tat - now
-  out[i] = ahead
-  if ahead > tolerance then return out end
-  local new = tat + interval
+  out[2 * i - 1] = ahead
+  if ahead > tolerance then
+    out[2 * i] = 0
+    return out
+  end
+  local k = math.min(want, math.floor((tolerance - ahead) / interval) + 1)
+  out[2 * i] = k
+  local new = tat + k * interval
   redis.call('SET', key, string.format('%d', new), 'PX', math.ceil((new - now) / 1000))
 end
 return out
@@ -207,6 +215,8 @@ pub struct Stats {
     pub fallbacks: AtomicU64,
     /// Times the breaker opened.
     pub opened: AtomicU64,
+    /// Decisions made from a leased token, without a round trip.
+    pub leased: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -357,37 +367,44 @@ impl Fleet {
         out
     }
 
-    /// GCRA for `keys` (full keys with their interval and tolerance in µs), in order: how
-    /// far each key's TAT was ahead of the server's now, up to the first refused one.
+    /// GCRA for `keys` (full keys with their interval and tolerance in µs and the tokens
+    /// wanted), in order: how far each key's TAT was ahead of the server's now and the
+    /// tokens granted (0: refused), up to the first refused one.
     ///
     /// # Errors
     /// The breaker is open, a timeout, or a Redis error.
-    pub async fn gcra(&self, keys: &[(String, u64, u64)]) -> Result<Vec<u64>, StateError> {
+    pub async fn gcra(&self, keys: &[Want]) -> Result<Vec<(u64, u32)>, StateError> {
         let script = &self.gcra;
         let cluster = self.is_cluster();
         self.run(|conn| async move {
             if cluster && keys.len() > 1 {
-                let calls = keys.iter().map(|(k, i, t)| {
+                let calls = keys.iter().map(|w| {
                     let mut conn = conn.clone();
                     async move {
                         let mut inv = script.prepare_invoke();
-                        inv.key(k).arg(*i).arg(*t);
+                        inv.key(&w.key)
+                            .arg(w.interval)
+                            .arg(w.tolerance)
+                            .arg(w.tokens);
                         invoke::<Vec<u64>>(&mut conn, &inv).await
                     }
                 });
                 let all = futures_util::future::join_all(calls).await;
-                let mut out = Vec::with_capacity(keys.len());
+                let mut flat = Vec::with_capacity(keys.len() * 2);
                 for r in all {
-                    out.extend(r?);
+                    flat.extend(r?);
                 }
-                return Ok(out);
+                return Ok(pairs(&flat));
             }
             let mut inv = script.prepare_invoke();
-            for (k, i, t) in keys {
-                inv.key(k).arg(*i).arg(*t);
+            for w in keys {
+                inv.key(&w.key)
+                    .arg(w.interval)
+                    .arg(w.tolerance)
+                    .arg(w.tokens);
             }
             let mut conn = conn;
-            invoke::<Vec<u64>>(&mut conn, &inv).await
+            Ok(pairs(&invoke::<Vec<u64>>(&mut conn, &inv).await?))
         })
         .await
     }
@@ -662,6 +679,32 @@ impl Fleet {
             redis::Client::open(info)
         }
     }
+}
+
+/// One key of a rate-limit decision.
+#[derive(Debug, Clone)]
+pub struct Want {
+    /// The full key.
+    pub key: String,
+    /// µs between requests.
+    pub interval: u64,
+    /// Burst tolerance, µs.
+    pub tolerance: u64,
+    /// Tokens wanted (1, or the limit's lease).
+    pub tokens: u32,
+}
+
+/// The script's flat `[ahead, granted, …]` as pairs.
+fn pairs(flat: &[u64]) -> Vec<(u64, u32)> {
+    flat.chunks(2)
+        .map(|c| {
+            (
+                c[0],
+                c.get(1)
+                    .map_or(0, |&g| u32::try_from(g).unwrap_or(u32::MAX)),
+            )
+        })
+        .collect()
 }
 
 fn millis(d: Duration) -> u64 {

@@ -1009,3 +1009,68 @@ async fn a_single_instance_keeps_revocations_across_a_restart() {
         200
     );
 }
+
+fn evalsha_calls(redis: &Redis) -> u64 {
+    let info = redis.cli(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `lease = 5`: each round trip takes five tokens for a hot key and the instance spends
+/// the rest itself. The fleet still never admits more than its limit; it asks Redis about a
+/// fifth as often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leasing_cuts_round_trips_and_never_admits_more_than_the_limit() {
+    let redis = Redis::start();
+    let up = Upstream::start("app").await;
+    let toml = fleet_toml(
+        &up,
+        redis.port,
+        "lease:",
+        "[limits.hot]\nrate = \"30/m\"\nlease = 5\n[[routes]]\npath = \"/hot/\"\nupstream = \"app\"\nlimit = \"hot\"\n",
+    );
+    let edges = [start(&toml).await, start(&toml).await, start(&toml).await];
+    for e in &edges {
+        shared(e).await;
+    }
+    let before = evalsha_calls(&redis);
+    let mut ok = 0;
+    for i in 0..30 {
+        let r = client::plain(edges[i % 3].http(), get("/hot/x")).await;
+        if r.status == 200 {
+            ok += 1;
+        }
+    }
+    let asked = evalsha_calls(&redis) - before;
+    eprintln!("lease = 5: {ok} of 30 admitted with {asked} round trips");
+    assert!((30 - 4 * 3..=30).contains(&ok), "admitted {ok}");
+    assert!(asked <= 12, "{asked} round trips for 30 requests");
+    // The quota is spent: what follows is refused (a token refills every 2 s).
+    let mut more = 0;
+    for i in 0..30 {
+        if client::plain(edges[i % 3].http(), get("/hot/x"))
+            .await
+            .status
+            == 200
+        {
+            more += 1;
+        }
+    }
+    assert!(
+        ok + more <= 31,
+        "the fleet admitted {} of a 30/m limit",
+        ok + more
+    );
+    let m = client::plain(admin(&edges[0]), client::get("admin", "/metrics"))
+        .await
+        .text();
+    let leased: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_state_lease_decisions_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(leased >= 4, "{m}");
+}
