@@ -418,7 +418,8 @@ impl Metrics {
             for (name, help, v) in [
                 ("rampart_state_errors", "Shared-state commands that failed or timed out", st.errors),
                 ("rampart_state_fallback_decisions", "Requests whose limits were decided by on_state_error (the shared state unreachable)", st.fallbacks),
-                ("rampart_state_breaker_opened", "Times the shared state's circuit breaker opened", st.opened),
+                ("rampart_state_breaker_opened", "Times the shared state's circuit breaker opened (fallback engaged)", st.opened),
+                ("rampart_state_breaker_closed", "Times the shared state's circuit breaker closed (shared mode resumed; the first connect counts)", st.closed),
                 ("rampart_state_lease_decisions", "Requests admitted from a token leased earlier (limits with lease > 1), without a round trip", st.leased),
             ] {
                 let c = Counter::<u64>::default();
@@ -472,6 +473,8 @@ pub struct StateStat {
     pub fallbacks: u64,
     /// Times the breaker opened.
     pub opened: u64,
+    /// Times it closed (the first connect counts).
+    pub closed: u64,
     /// Decisions made from a leased token.
     pub leased: u64,
 }

@@ -54,6 +54,7 @@ pub fn metrics_text(edge: &Edge) -> String {
                 errors: f.stats.errors.load(Ordering::Relaxed),
                 fallbacks: f.stats.fallbacks.load(Ordering::Relaxed),
                 opened: f.stats.opened.load(Ordering::Relaxed),
+                closed: f.stats.closed.load(Ordering::Relaxed),
                 leased: f.stats.leased.load(Ordering::Relaxed),
             }),
     })

@@ -39,9 +39,15 @@ impl Breaker {
         !self.open.load(Ordering::Relaxed)
     }
 
-    /// A command succeeded.
+    /// A command succeeded. Reads before it writes: on every shared decision, and the
+    /// common case (closed, no failures) leaves the cache line shared between cores.
     pub fn success(&self) -> Option<Transition> {
-        self.failures.store(0, Ordering::Relaxed);
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if !self.open.load(Ordering::Acquire) {
+            return None;
+        }
         self.open
             .swap(false, Ordering::AcqRel)
             .then_some(Transition::Closed)

@@ -215,6 +215,8 @@ pub struct Stats {
     pub fallbacks: AtomicU64,
     /// Times the breaker opened.
     pub opened: AtomicU64,
+    /// Times it closed again (shared mode resumed; the first connect counts).
+    pub closed: AtomicU64,
     /// Decisions made from a leased token, without a round trip.
     pub leased: AtomicU64,
 }
@@ -322,9 +324,11 @@ impl Fleet {
 
     fn note(&self, t: Option<Transition>, why: &str) {
         if let Some(t) = t {
-            if t == Transition::Opened {
-                self.stats.opened.fetch_add(1, Ordering::Relaxed);
-            }
+            let counter = match t {
+                Transition::Opened => &self.stats.opened,
+                Transition::Closed => &self.stats.closed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             if let Some(h) = self.hooks.get() {
                 (h.transition)(t, why);
             }

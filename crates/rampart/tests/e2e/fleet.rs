@@ -461,6 +461,16 @@ limit = "strict"
         assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     }
     assert!(audit_lines(&edge).contains("state.restored"));
+    let metrics = client::plain(admin(&edge), client::get("admin", "/metrics"))
+        .await
+        .text();
+    for line in [
+        "rampart_state_shared 1",
+        "rampart_state_breaker_opened_total 1",
+        "rampart_state_breaker_closed_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
     let r = client::plain(addr, get("/strict/z")).await;
     assert_eq!(r.status, 200);
     assert!(!redis
