@@ -25,9 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, "conf")
 SYSTEMS = ["nginx", "rampart", "haproxy", "caddy"]
-SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "large", "new-conns", "idle", "static"]
+SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "posture-lease", "large", "new-conns", "idle", "static"]
 # Scenarios served over TLS.
-TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "new-conns")
+TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "posture-lease", "new-conns")
+# The posture scenario and its fleet variants (rampart's limit in Redis, with and without a lease).
+POSTURE_SCENARIOS = ("posture", "posture-redis", "posture-lease")
 # The file the static scenario fetches (a content-hashed 8 KiB script), and its site.
 STATIC_FILE = "/assets/app-3f2a1b9c.js"
 
@@ -151,7 +153,7 @@ RAMPART_BINS = {"rampart": os.environ.get("RAMPART_BENCH_BIN") or os.path.join(R
 def start_system(name, scenario, v, work):
     # posture-redis: the posture scenario with rampart's limits in a shared Redis (on the
     # origin's core); the peers run their own local posture for comparison.
-    posture = scenario in ("posture", "posture-redis")
+    posture = scenario in POSTURE_SCENARIOS
     binary = RAMPART_BINS.get(name)
     inc = {"nginx": "nginx.posture.inc", "haproxy": "haproxy.posture.inc", "caddy": "caddy.posture.inc"}
     if scenario == "static":
@@ -188,8 +190,10 @@ def start_system(name, scenario, v, work):
         path = os.path.join(work, "rampart.toml")
         conf = "rampart-posture.toml" if posture else "rampart-tls.toml" if tls else "rampart-plain.toml"
         text = render(conf, v)
-        if scenario == "posture-redis":
+        if scenario in ("posture-redis", "posture-lease"):
             text += '\n[state]\nbackend = "redis"\nredis = "redis://127.0.0.1:%d"\n' % v["REDIS"]
+        if scenario == "posture-lease":
+            text = text.replace('key = "ip"\n', 'key = "ip"\nlease = 100\n')
         open(path, "w").write(text)
         return Proc(name, [binary, "serve", "-c", path],
                     env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
@@ -300,7 +304,7 @@ def main():
     open(os.path.join(work, "origin.conf"), "w").write(render("origin.nginx.conf", v))
     origin = Proc("origin", ["nginx", "-c", os.path.join(work, "origin.conf")])
     redis = None
-    if "posture-redis" in scenarios:
+    if "posture-redis" in scenarios or "posture-lease" in scenarios:
         v["REDIS"] = free_port()
         redis = Proc("redis", ["redis-server", "--port", str(v["REDIS"]), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no"])
@@ -325,7 +329,7 @@ def main():
                     cpu0 = proc.cpu_seconds()
                     if scenario == "plain":
                         r = run_wrk(http + "/", args.seconds)
-                    elif scenario in ("tls", "posture", "posture-redis"):
+                    elif scenario in ("tls",) + POSTURE_SCENARIOS:
                         r = run_wrk(https + "/", args.seconds)
                     elif scenario == "h2":
                         r = run_h2load(https + "/", args.seconds)

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod bounds;
 pub mod civil;
 pub mod dotenv;

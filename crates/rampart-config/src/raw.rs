@@ -139,6 +139,8 @@ pub struct RawTls {
     pub ciphers: Option<OneOrMany>,
     /// Stateless session tickets (default on; session IDs are always on).
     pub session_tickets: Option<bool>,
+    /// `[tls.acme]`: obtain and renew the certificate from an ACME CA.
+    pub acme: Option<crate::acme::RawAcme>,
 }
 
 /// One entry of `[[tls.certificates]]`.

@@ -141,6 +141,8 @@ pub struct Tls {
     pub ciphers: Vec<&'static str>,
     /// Stateless session tickets.
     pub session_tickets: bool,
+    /// Certificates from an ACME CA.
+    pub acme: Option<crate::acme::Acme>,
 }
 
 /// One certificate chain and its key.

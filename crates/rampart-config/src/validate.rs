@@ -72,7 +72,10 @@ pub(crate) fn validate(
         source,
     };
     let server = server(&raw.server, &mut cx);
-    let tls = raw.tls.as_ref().map(|t| tls(t, &mut cx));
+    let mut tls = raw
+        .tls
+        .as_ref()
+        .map(|t| tls(t, raw.server.http.is_some(), &mut cx));
     match (&tls, raw.server.https) {
         (None, Some(_)) => cx.err(
             "server.https",
@@ -164,6 +167,32 @@ pub(crate) fn validate(
                 );
             }
             routes.push(route);
+        }
+    }
+    // `[tls.acme]` without `domains`: the names the routes and `allowed_hosts` serve.
+    if let Some(a) = tls
+        .as_mut()
+        .and_then(|t| t.as_mut())
+        .and_then(|t| t.acme.as_mut())
+    {
+        if a.domains.is_empty()
+            && raw
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.acme.as_ref().is_some_and(|r| r.domains.is_none()))
+        {
+            a.domains = crate::acme::default_domains(
+                routes
+                    .iter()
+                    .flat_map(|r| r.hosts.iter())
+                    .chain(server.allowed_hosts.iter()),
+            );
+        }
+        if a.domains.is_empty() {
+            cx.err(
+                "tls.acme.domains",
+                "no names to certify: list them, or give the routes hosts (or set server.allowed_hosts)",
+            );
         }
     }
     let (admin, logging, dependencies) = {
@@ -363,7 +392,7 @@ pub fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(".rampart-state")
 }
 
-fn tls(t: &RawTls, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
+fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
     let mut certificates = Vec::new();
     match (&t.cert, &t.key) {
         (Some(c), Some(k)) => certificates.push(CertificatePaths {
@@ -393,10 +422,15 @@ fn tls(t: &RawTls, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
             continue;
         }
     }
-    if certificates.is_empty() && self_signed.is_empty() {
+    let acme = t.acme.as_ref().map(|a| {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::acme::acme(a, plain, &base, &mut sink)
+    });
+    if certificates.is_empty() && self_signed.is_empty() && acme.is_none() {
         cx.err(
             "tls",
-            "no certificate: set tls.cert and tls.key, [[tls.certificates]], or tls.self_signed",
+            "no certificate: set tls.cert and tls.key, [[tls.certificates]], tls.self_signed or [tls.acme]",
         );
         return None;
     }
@@ -475,6 +509,7 @@ fn tls(t: &RawTls, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         tls12,
         ciphers,
         session_tickets: t.session_tickets.unwrap_or(true),
+        acme,
     })
 }
 

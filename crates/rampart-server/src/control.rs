@@ -2,6 +2,7 @@
 //! reloads), the [`admin`] API, and [`start`]/[`Running`] (bind, serve, drain). The top
 //! layer: it may import every other one, and none imports it.
 
+pub mod acme;
 pub mod admin;
 pub mod live;
 mod start;

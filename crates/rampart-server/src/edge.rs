@@ -19,6 +19,7 @@ use crate::policy::Policies;
 use router::Router;
 use tls::LoadedCert;
 
+pub mod acme;
 pub mod router;
 pub mod tls;
 
@@ -52,6 +53,8 @@ pub struct Edge {
     route_pools: Vec<std::sync::atomic::AtomicUsize>,
     /// The process this edge serves in (handed on by a reload, like the metrics).
     pub process: Arc<Process>,
+    /// `[tls.acme]`: the issued certificate and pending challenges.
+    pub acme: Option<Arc<acme::AcmeState>>,
 }
 
 impl crate::observe::audit::Sinks for Edge {
@@ -80,19 +83,18 @@ impl Edge {
     /// # Errors
     /// Certificate problems, each naming its key.
     pub fn build(config: Config, source: &str) -> Result<Self, ConfigErrors> {
-        let (tls, certificates) = match &config.tls {
-            Some(t) => {
-                let (cfg, certs) =
-                    tls::server_config(t, &config.server.state_dir).map_err(|errors| {
-                        ConfigErrors {
+        let (tls, certificates, acme) =
+            match &config.tls {
+                Some(t) => {
+                    let (cfg, certs, acme) = tls::server_config(t, &config.server.state_dir)
+                        .map_err(|errors| ConfigErrors {
                             source: source.to_owned(),
                             errors,
-                        }
-                    })?;
-                (Some(cfg), certs)
-            }
-            None => (None, Vec::new()),
-        };
+                        })?;
+                    (Some(cfg), certs, acme)
+                }
+                None => (None, Vec::new(), None),
+            };
         let policies = Policies::build(&config).map_err(|errors| ConfigErrors {
             source: source.to_owned(),
             errors,
@@ -148,6 +150,7 @@ impl Edge {
             route_labels,
             route_pools,
             process: Arc::default(),
+            acme,
         })
     }
 

@@ -215,6 +215,12 @@ async fn serve_tls(
         }
     };
     drop(acceptor);
+    if tls.get_ref().1.alpn_protocol() == Some(crate::edge::acme::ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3).
+        let mut tls = tls;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
+    }
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
         peer,

@@ -79,6 +79,8 @@ pub struct Live {
     fleet: Mutex<Option<Arc<Fleet>>>,
     /// Token revocations made at runtime, handed to every edge.
     pub revocations: Arc<Revocations>,
+    /// The `[tls.acme]` renewal task running, with the config it runs for.
+    acme: Mutex<Option<(rampart_config::acme::Acme, CancellationToken)>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -126,7 +128,41 @@ impl Live {
             overrides: Mutex::new(Overrides::default()),
             fleet: Mutex::new(None),
             revocations,
+            acme: Mutex::new(None),
         })
+    }
+
+    /// Starts, keeps or stops the `[tls.acme]` renewal task to match the current edge.
+    pub(crate) fn sync_acme(self: &Arc<Self>) {
+        let edge = self.edge();
+        let want = edge
+            .config
+            .tls
+            .as_ref()
+            .and_then(|t| t.acme.clone())
+            .zip(edge.acme.clone());
+        let mut slot = self
+            .acme
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some((running, _)), Some((cfg, _))) = (slot.as_ref(), want.as_ref()) {
+            if running == cfg {
+                return;
+            }
+        }
+        if let Some((_, stop)) = slot.take() {
+            stop.cancel();
+        }
+        let Some((cfg, state)) = want else { return };
+        let stop = self.serving.token.child_token();
+        let live = Arc::downgrade(self);
+        let report: super::acme::Report = Arc::new(move |event, severity, what: &str| {
+            if let Some(live) = live.upgrade() {
+                audit::system(&*live.edge(), event, severity, what);
+            }
+        });
+        tokio::spawn(super::acme::run(cfg.clone(), state, report, stop.clone()));
+        *slot = Some((cfg, stop));
     }
 
     /// Revokes token id `jti` until `expires` (Unix seconds) on every instance.
@@ -726,6 +762,7 @@ impl Live {
             .cloned()
             .collect();
         self.serving.swap(Arc::new(new));
+        self.sync_acme();
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);

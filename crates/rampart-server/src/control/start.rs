@@ -76,6 +76,7 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         live.start_fleet(f);
     }
     live.restore_control();
+    live.sync_acme();
     spawn_pool_reaper(&live);
     tokio::spawn(crate::conn::server::sweep(
         live.process.conns.clone(),

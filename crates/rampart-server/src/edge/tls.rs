@@ -24,6 +24,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::acme::AcmeState;
+
 /// A loaded certificate and what it covers.
 #[derive(Clone)]
 pub struct LoadedCert {
@@ -48,15 +50,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// What [`server_config`] builds: the rustls config, the certificates loaded from files,
+/// and the ACME store's state when `[tls.acme]` is on.
+pub type Built = (Arc<ServerConfig>, Vec<LoadedCert>, Option<Arc<AcmeState>>);
+
 /// Builds the server TLS config, reporting problems against their config keys.
 ///
 /// # Errors
 /// Unreadable or malformed PEM, a key that does not match its certificate, or a failure
 /// to create the self-signed certificate.
-pub fn server_config(
-    tls: &Tls,
-    state_dir: &Path,
-) -> Result<(Arc<ServerConfig>, Vec<LoadedCert>), Vec<ConfigError>> {
+pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigError>> {
     let provider = provider();
     let mut certs = Vec::new();
     let mut errors = Vec::new();
@@ -75,8 +78,17 @@ pub fn server_config(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let resolver =
-        SniResolver::new(&certs).ok_or_else(|| vec![ConfigError::new("tls", "no certificate")])?;
+    let acme = tls.acme.as_ref().map(|a| {
+        super::acme::state_for(&super::acme::store_dir(state_dir, &a.directory), &provider)
+    });
+    let sni = SniResolver::new(&certs);
+    if sni.is_none() && acme.is_none() {
+        return Err(vec![ConfigError::new("tls", "no certificate")]);
+    }
+    let resolver = Resolver {
+        sni,
+        acme: acme.clone(),
+    };
     let versions: &[&rustls::SupportedProtocolVersion] = if tls.tls12 {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     } else {
@@ -113,6 +125,14 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if tls
+        .acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == rampart_config::acme::Challenge::TlsAlpn01)
+    {
+        // Only a validation offers it alone; browsers never offer it.
+        cfg.alpn_protocols.push(super::acme::ACME_TLS_ALPN.to_vec());
+    }
     cfg.session_storage = ServerSessionMemoryCache::new(32 * 1024);
     if tls.session_tickets {
         cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
@@ -122,7 +142,29 @@ pub fn server_config(
             )]
         })?;
     }
-    Ok((Arc::new(cfg), certs))
+    Ok((Arc::new(cfg), certs, acme))
+}
+
+/// Loads a certificate chain and its key from two PEM files.
+///
+/// # Errors
+/// The files cannot be read or do not fit each other.
+pub fn load_files(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, String> {
+    let paths = CertificatePaths {
+        key_path: "tls.acme".into(),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    };
+    load_pair(&paths, provider).map_err(|e| e.message)
+}
+
+/// The crypto provider every TLS config of the edge uses.
+pub fn crypto() -> Arc<CryptoProvider> {
+    provider()
 }
 
 fn load_pair(
@@ -313,20 +355,47 @@ impl SniResolver {
     }
 }
 
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(name) = hello.server_name() else {
-            return Some(self.default.clone());
-        };
-        let name = name.to_ascii_lowercase();
-        if let Some(k) = self.by_name.get(&name) {
+impl SniResolver {
+    /// The certificate naming `name` (exact, then a wildcard one label up).
+    fn named(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(k) = self.by_name.get(name) {
             return Some(k.clone());
         }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(k) = self.by_name.get(&format!("*.{parent}")) {
-                return Some(k.clone());
+        let (_, parent) = name.split_once('.')?;
+        self.by_name.get(&format!("*.{parent}")).cloned()
+    }
+}
+
+/// The files' certificates by SNI, and the ACME one for the names it covers: a TLS-ALPN-01
+/// validation (ALPN `acme-tls/1` alone) gets its challenge certificate, every other
+/// handshake the issued certificate for its names, else a file certificate by SNI, else
+/// the first file certificate; before the first issuance, with no file certificate, the
+/// handshake fails (as Caddy's does) rather than serve a certificate for other names.
+#[derive(Debug)]
+struct Resolver {
+    sni: Option<SniResolver>,
+    acme: Option<Arc<AcmeState>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name().map(str::to_ascii_lowercase);
+        if let Some(acme) = &self.acme {
+            let mut alpn = hello.alpn().into_iter().flatten();
+            if alpn.next() == Some(super::acme::ACME_TLS_ALPN) && alpn.next().is_none() {
+                return acme.alpn_cert(name.as_deref()?);
+            }
+            if let Some(c) = acme.cert.load_full() {
+                let covers = |n: &str| c.names.iter().any(|x| x == n);
+                if name.as_deref().is_none_or(covers) {
+                    return Some(c.key.clone());
+                }
             }
         }
-        Some(self.default.clone())
+        let sni = self.sni.as_ref()?;
+        match &name {
+            Some(n) => sni.named(n).or_else(|| Some(sni.default.clone())),
+            None => Some(sni.default.clone()),
+        }
     }
 }

@@ -241,11 +241,12 @@ impl Store {
 }
 
 /// Tokens leased from a fleet's shared state (a limit's `lease`): one round trip takes up
-/// to `lease` tokens for a key, and the next requests with that key spend the rest here,
-/// each until `until` (the span the tokens cover, at most a second), after which an unused
-/// token is dropped: a fleet never admits more than its limit plus the tokens in flight,
-/// and may refuse early while other instances hold unused ones. Bounded: at most `cap`
-/// keys hold a lease; a new key in a full table simply asks the shared state each time.
+/// to `lease` tokens for a key, and the next requests with that key spend the rest here
+/// until they lapse (a second after the grant). An instance holds at most `lease - 1` of a
+/// key's tokens (grants that arrive together are merged up to that, the rest dropped), so
+/// the fleet admits at most `lease - 1` per instance beyond what Redis counted in any
+/// window, and may refuse early while other instances hold unused tokens. Bounded: at most
+/// `cap` keys hold a lease; a new key in a full table simply asks the shared state.
 #[derive(Debug)]
 pub struct Leases {
     map: Mutex<HashMap<Box<str>, Lease>>,
@@ -294,16 +295,23 @@ impl Leases {
         Some((l.remaining, l.reset))
     }
 
-    /// Keeps `left` tokens of `key` until `until`.
-    pub fn put(&self, key: &str, left: u32, until: u64, remaining: u32, reset: u64) {
+    /// Adds `left` tokens of `key`, holding at most `max`, until `until`.
+    pub fn put(&self, key: &str, left: u32, max: u32, until: u64, remaining: u32, reset: u64) {
         let mut map = self.lock();
-        if map.len() >= self.cap && !map.contains_key(key) {
+        if let Some(l) = map.get_mut(key) {
+            l.left = l.left.saturating_add(left).min(max);
+            l.until = until;
+            l.remaining = remaining;
+            l.reset = reset;
+            return;
+        }
+        if map.len() >= self.cap {
             return;
         }
         map.insert(
             key.into(),
             Lease {
-                left,
+                left: left.min(max),
                 until,
                 remaining,
                 reset,
@@ -349,15 +357,19 @@ mod tests {
     fn leases_are_spent_once_and_lapse() {
         let l = Leases::new(2);
         assert_eq!(l.take("a", 0), None);
-        l.put("a", 2, 100, 5, 9);
+        l.put("a", 2, 4, 100, 5, 9);
         assert_eq!(l.take("a", 10), Some((4, 9)));
         assert_eq!(l.take("a", 10), Some((3, 9)));
         assert_eq!(l.take("a", 10), None, "two tokens, spent");
-        l.put("b", 3, 100, 5, 9);
+        l.put("b", 3, 4, 100, 5, 9);
+        l.put("b", 3, 4, 100, 5, 9);
+        let held = (0..10).filter(|_| l.take("b", 10).is_some()).count();
+        assert_eq!(held, 4, "grants merge up to lease - 1");
+        l.put("b", 3, 4, 100, 5, 9);
         assert_eq!(l.take("b", 100), None, "lapsed at `until`");
-        l.put("c", 1, 100, 5, 9);
-        l.put("d", 1, 100, 5, 9);
-        l.put("e", 1, 100, 5, 9);
+        l.put("c", 1, 4, 100, 5, 9);
+        l.put("d", 1, 4, 100, 5, 9);
+        l.put("e", 1, 4, 100, 5, 9);
         assert_eq!(l.take("e", 0), None, "the table is bounded");
         l.sweep(1000);
         assert!(l.lock().is_empty());

@@ -160,13 +160,13 @@ pub async fn check_shared(
                     Some(l),
                 ) = (d, tokens > 1, leases.get(*li).and_then(Option::as_ref))
                 {
-                    // The extra tokens cover `tokens - 1` intervals from now; they lapse
-                    // then (at most a second), so none is spent long after it was counted.
-                    let span = g.interval.saturating_mul(u64::from(tokens - 1));
+                    // The extra tokens are held at most `lease - 1` at a time and lapse a
+                    // second after the grant, so none is spent long after it was counted.
                     l.put(
                         k,
                         tokens - 1,
-                        now + span.min(1_000_000_000),
+                        limits[*li].lease - 1,
+                        now + 1_000_000_000,
                         remaining.saturating_sub(tokens - 1),
                         reset,
                     );

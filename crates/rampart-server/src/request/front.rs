@@ -48,6 +48,24 @@ pub fn host<'r>(req: &'r Request<Body>, server: &Server) -> Result<Cow<'r, str>,
     Ok(host)
 }
 
+/// An ACME HTTP-01 validation (`/.well-known/acme-challenge/TOKEN` for a token the renewal
+/// task is waiting on): the key authorization, on any listener, before the redirect. Any
+/// other path (or an unknown token) goes on as usual.
+pub fn acme_challenge(edge: &Edge, req: &Request<Body>) -> Option<Response<Body>> {
+    let acme = edge.acme.as_ref()?;
+    let token = req
+        .uri()
+        .path()
+        .strip_prefix(crate::edge::acme::CHALLENGE_PATH)?;
+    let key_auth = acme.token(token)?;
+    let mut r = Response::new(Body::full(key_auth));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(r)
+}
+
 /// On a plain listener that redirects (`redirect_to_https`), the redirect, unless the path
 /// is in `redirect_exempt`.
 pub fn to_https(

@@ -128,7 +128,11 @@ async fn answer<'e>(
     front::global_deny(edge, conn, &req, request_id)?;
     // 3. The host: well formed (400) and allowed (421, or the connection closed).
     let host = front::host(&req, server)?;
-    // 4. A plain listener that redirects does so (301/308), but for exempt paths.
+    // 4. An ACME HTTP-01 validation is answered; a plain listener that redirects does so
+    //    (301/308), but for exempt paths.
+    if let Some(resp) = front::acme_challenge(edge, &req) {
+        return Ok((resp, fallback));
+    }
     if let Some(resp) = front::to_https(&req, &host, conn, server)? {
         return Ok((resp, fallback));
     }

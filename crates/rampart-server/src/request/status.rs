@@ -116,6 +116,12 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     if state["mode"] == "fallback" {
         worst = worst.max(1);
     }
+    if edge.acme.as_ref().is_some_and(|a| {
+        let last = a.last();
+        last.at > 0 && !last.ok
+    }) {
+        worst = worst.max(1);
+    }
     let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
     let c = &edge.config;
     let routes = &c.routes;
@@ -126,6 +132,22 @@ pub async fn health(edge: &Edge) -> Response<Body> {
         "draining": edge.process.draining(),
         "services": services,
         "state": state,
+        "acme": edge.acme.as_ref().map(|a| {
+            let last = a.last();
+            let cert = a.cert.load_full();
+            json!({
+                "names": cert.as_ref().map(|c| {
+                    let mut n = c.names.clone();
+                    n.sort();
+                    n
+                }),
+                "not_after": cert.as_ref().map(|c| c.not_after),
+                "last_attempt": last.at,
+                "last_ok": last.ok,
+                "last_message": last.message,
+                "next_attempt": last.next,
+            })
+        }),
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
             "https_enforced": c.tls.is_some() && c.server.https.is_some(),

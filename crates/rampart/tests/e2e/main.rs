@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod acme;
 mod app_servers;
 mod browser;
 mod cli;

@@ -1,0 +1,329 @@
+//! `[tls.acme]` against a real ACME CA: Debian's `pebble`, with `pebble-challtestsrv`
+//! answering its DNS queries with 127.0.0.1, validating rampart's HTTP-01 and TLS-ALPN-01
+//! answers on rampart's own listeners.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_test_support::client::{self, Conn};
+use rampart_test_support::upstream::Upstream;
+use rampart_test_support::{eventually, pki::Pki, TempDir};
+use rustls_pki_types::CertificateDer;
+
+use crate::harness::{futures_block, start_in, TestEdge};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Pebble and its DNS, validating on `http_port` / `tls_port`.
+struct Ca {
+    pki: Pki,
+    _dns: Killed,
+    pebble: Option<Killed>,
+    dir_url: String,
+    mgmt: u16,
+    _work: TempDir,
+}
+
+fn free_port() -> u16 {
+    rampart_test_support::dead_addr().port()
+}
+
+fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Ca {
+    fn start(http_port: u16, tls_port: u16, validity_secs: u64) -> Self {
+        let pki = Pki::new();
+        let leaf = pki.leaf("pebble", &["127.0.0.1", "localhost"]);
+        let work = TempDir::new("pebble");
+        let (dns_port, port, mgmt) = (free_port(), free_port(), free_port());
+        let dns = Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv is installed by .ci/run (Debian package pebble)");
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+            "certificate": leaf.cert,
+            "privateKey": leaf.key,
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": validity_secs,
+        }});
+        let cfg = work.write("pebble.json", config.to_string());
+        let mut ca = Self {
+            pki,
+            _dns: Killed(dns),
+            pebble: None,
+            dir_url: format!("https://127.0.0.1:{port}/dir"),
+            mgmt,
+            _work: work,
+        };
+        ca.pebble = Some(Killed(
+            Command::new("pebble")
+                .arg("-config")
+                .arg(&cfg)
+                .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pebble is installed by .ci/run"),
+        ));
+        wait_port(port);
+        wait_port(mgmt);
+        ca
+    }
+
+    fn stop(&mut self) {
+        self.pebble = None;
+    }
+
+    /// Pebble's root for the certificates it issues (made at its start).
+    fn root(&self) -> CertificateDer<'static> {
+        let out = Command::new("curl")
+            .args(["-sk", &format!("https://127.0.0.1:{}/roots/0", self.mgmt)])
+            .output()
+            .unwrap();
+        let pem = String::from_utf8(out.stdout).unwrap();
+        rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+}
+
+fn toml(ca: &Ca, http: u16, https: u16, challenge: &str, up: &Upstream) -> String {
+    format!(
+        r#"
+[server]
+http = "127.0.0.1:{http}"
+https = "127.0.0.1:{https}"
+[admin]
+listen = "127.0.0.1:0"
+[logging]
+access = "off"
+audit = "audit.log"
+[tls.acme]
+directory = "{dir}"
+directory_ca = "{ca}"
+email = "ops@acme.test"
+challenge = "{challenge}"
+retry = "1s"
+[upstreams.app]
+servers = ["{up}"]
+[[routes]]
+hosts = ["acme.test", "www.acme.test"]
+upstream = "app"
+"#,
+        dir = ca.dir_url,
+        ca = ca.pki.ca_path().display(),
+        up = up.authority()
+    )
+}
+
+/// The certificate the edge serves to `sni`, verified against `root`: (serial, names).
+async fn served(
+    addr: SocketAddr,
+    root: CertificateDer<'static>,
+    sni: &'static str,
+) -> Option<Vec<u8>> {
+    let cfg = client::tls_config(&[root], &[b"http/1.1"]);
+    let tls = client::tls_connect(addr, cfg, sni).await.ok()?;
+    let der = tls.get_ref().1.peer_certificates()?.first()?.clone();
+    Some(der.as_ref().to_vec())
+}
+
+async fn wait_served(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+    within: Duration,
+) -> Vec<u8> {
+    let root = root.clone();
+    eventually(within, || {
+        futures_block(served(addr, root.clone(), "acme.test"))
+    })
+    .await
+    .expect("no certificate from the CA was served")
+}
+
+fn admin(edge: &TestEdge) -> SocketAddr {
+    edge.running.as_ref().unwrap().live.admin_addr().unwrap()
+}
+
+fn audit(edge: &TestEdge) -> String {
+    std::fs::read_to_string(edge.dir.path().join("audit.log")).unwrap_or_default()
+}
+
+async fn health(edge: &TestEdge) -> serde_json::Value {
+    client::plain(admin(edge), client::get("admin", "/health"))
+        .await
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_obtains_a_certificate_and_a_restart_serves_it_without_the_ca() {
+    let (http, https) = (free_port(), free_port());
+    let mut ca = Ca::start(http, https, 3600);
+    let up = Upstream::start("app").await;
+    let dir = TempDir::new("acme-http");
+    let state = dir.path().join("state");
+    let config = toml(&ca, http, https, "http-01", &up);
+    let mut edge = start_in(dir, &config).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    let root = ca.root();
+    let first = wait_served(addr, &root, Duration::from_secs(30)).await;
+    // Both names, served through the issued certificate, and the site answers over it.
+    assert!(served(addr, root.clone(), "www.acme.test").await.is_some());
+    let cfg = client::tls_config(std::slice::from_ref(&root), &[b"http/1.1"]);
+    let mut c = Conn::tls(addr, cfg, "acme.test").await;
+    let r = c.send(client::get("acme.test", "/")).await.unwrap();
+    assert_eq!(r.status, 200);
+    let h = health(&edge).await;
+    assert_eq!(h["acme"]["last_ok"], true, "{h}");
+    assert_eq!(
+        h["acme"]["names"],
+        serde_json::json!(["acme.test", "www.acme.test"])
+    );
+    let audited = eventually(Duration::from_secs(3), || {
+        audit(&edge).contains("tls.acme.issued").then_some(())
+    })
+    .await;
+    assert!(audited.is_some(), "{}", audit(&edge));
+    // The store: the key readable by rampart alone.
+    let store = std::fs::read_dir(state.join("acme"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["key.pem", "account.json"] {
+            let mode = std::fs::metadata(store.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+    // A restart with the CA gone serves the stored certificate at once.
+    ca.stop();
+    let old_dir = std::mem::replace(&mut edge.dir, TempDir::new("unused"));
+    edge.running.take().unwrap().drain().await;
+    let again = start_in(old_dir, &config).await;
+    let served_again = served(addr, root.clone(), "acme.test").await;
+    assert_eq!(
+        served_again.as_deref(),
+        Some(first.as_slice()),
+        "not the stored certificate"
+    );
+    drop(again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_01_obtains_a_certificate_on_the_tls_listener() {
+    let (http, https) = (free_port(), free_port());
+    let ca = Ca::start(http, https, 3600);
+    let up = Upstream::start("app").await;
+    // The plain listener is not needed: the validation arrives on the TLS one.
+    let config = toml(&ca, http, https, "tls-alpn-01", &up)
+        .replace(&format!("http = \"127.0.0.1:{http}\"\n"), "");
+    let edge = start_in(TempDir::new("acme-alpn"), &config).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    let root = ca.root();
+    let got = eventually(Duration::from_secs(30), || {
+        futures_block(served(addr, root.clone(), "acme.test"))
+    })
+    .await;
+    assert!(got.is_some(), "nothing served: {}", audit(&edge));
+    let audited = eventually(Duration::from_secs(3), || {
+        audit(&edge).contains("tls.acme.issued").then_some(())
+    })
+    .await;
+    assert!(audited.is_some(), "{}", audit(&edge));
+    // A client offering acme-tls/1 alone gets no certificate now (no validation pending).
+    let cfg = client::tls_config(&[ca.root()], &[b"acme-tls/1"]);
+    assert!(client::tls_connect(addr, cfg, "acme.test").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_certificate_is_renewed_while_a_connection_stays_open() {
+    let (http, https) = (free_port(), free_port());
+    // Pebble issues 15-second certificates: renewal is due after about 10 s.
+    let ca = Ca::start(http, https, 15);
+    let up = Upstream::start("app").await;
+    let config = toml(&ca, http, https, "http-01", &up);
+    let edge = start_in(TempDir::new("acme-renew"), &config).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    let root = ca.root();
+    let first = wait_served(addr, &root, Duration::from_secs(30)).await;
+    let cfg = client::tls_config(std::slice::from_ref(&root), &[b"http/1.1"]);
+    let mut kept = Conn::tls(addr, cfg, "acme.test").await;
+    assert_eq!(
+        kept.send(client::get("acme.test", "/"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let root2 = root.clone();
+    let renewed = eventually(Duration::from_secs(30), || {
+        let now = futures_block(served(addr, root2.clone(), "acme.test"))?;
+        (now != first).then_some(now)
+    })
+    .await;
+    assert!(renewed.is_some(), "never renewed");
+    // The connection opened before the renewal still works.
+    let r = kept.send(client::get("acme.test", "/")).await.unwrap();
+    assert_eq!(r.status, 200);
+    let twice = eventually(Duration::from_secs(3), || {
+        (audit(&edge).matches("tls.acme.issued").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(twice.is_some(), "{}", audit(&edge));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_outage_backs_off_and_is_reported() {
+    let (http, https) = (free_port(), free_port());
+    let mut ca = Ca::start(http, https, 3600);
+    ca.stop();
+    let up = Upstream::start("app").await;
+    let edge = start_in(
+        TempDir::new("acme-down"),
+        &toml(&ca, http, https, "http-01", &up),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let h = health(&edge).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["acme"]["last_ok"], false);
+    assert!(h["acme"]["next_attempt"].as_u64().unwrap() > 0);
+    // Attempts at 0, 1, 3 s (1 s, doubled): three in 4.5 s, not one per request or second.
+    let failures = audit(&edge).matches("tls.acme.failed").count();
+    assert!((2..=3).contains(&failures), "{failures} attempts in 4.5 s");
+    // Without a certificate the TLS listener refuses handshakes; the plain one still answers.
+    let cfg = client::tls_config(&[ca.pki.ca_der.clone()], &[b"http/1.1"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    assert!(client::tls_connect(addr, cfg, "acme.test").await.is_err());
+}
