@@ -184,6 +184,15 @@ impl Edge {
         kept
     }
 
+    /// Every certificate served now: the files' and the ACME one.
+    pub fn certificates_now(&self) -> Vec<LoadedCert> {
+        let mut all = self.certificates.clone();
+        if let Some(c) = self.acme.as_ref().and_then(|a| a.cert.load_full()) {
+            all.push((*c).clone());
+        }
+        all
+    }
+
     /// The pool route `i` proxies to now.
     pub(crate) fn route_pool(&self, i: usize) -> Option<usize> {
         match self.route_pools[i].load(std::sync::atomic::Ordering::Relaxed) {

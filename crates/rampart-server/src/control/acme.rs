@@ -10,7 +10,10 @@
 //!
 //! Two processes on one host sharing a `state_dir` never order at once: the one that
 //! orders holds an exclusive lock on the store's `lock` file; the other waits, then finds
-//! the fresh certificate on disk and serves it.
+//! the fresh certificate on disk and serves it. A fleet (`[state] backend = "redis"`) does
+//! the same across hosts: the instance that orders holds a lock key in Redis and stores the
+//! certificate and its key there (`acme:STORE`); the others take it from there, so the
+//! fleet places one order. While Redis is unreachable each host orders for itself.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::edge::acme::{AcmeState, LastResult};
 use crate::edge::tls::{crypto, load_files};
 use crate::state::persist::write_atomic;
+use crate::state::Fleet;
 
 /// Where the task reports: audit events go through the current edge.
 pub type Report = Arc<dyn Fn(&'static str, &'static str, &str) + Send + Sync>;
@@ -76,9 +80,19 @@ fn on_disk(state: &AcmeState) -> Option<(u64, u64, Vec<String>)> {
 use rustls_pki_types::pem::PemObject as _;
 
 /// Runs until `stop`: obtains and renews the certificate of `config` into `state`.
-pub async fn run(config: Acme, state: Arc<AcmeState>, report: Report, stop: CancellationToken) {
+pub async fn run(
+    config: Acme,
+    state: Arc<AcmeState>,
+    report: Report,
+    stop: CancellationToken,
+    fleet: Option<Arc<Fleet>>,
+) {
     let mut backoff = config.retry;
     loop {
+        if let Some(f) = &fleet {
+            f.wait_shared(Duration::from_secs(5)).await;
+            adopt_shared(f, &state).await;
+        }
         let jitter = f64::from(rand_u16()) / f64::from(u16::MAX);
         let due = renew_at(on_disk(&state).as_ref(), &config.domains, jitter);
         let now = unix_now();
@@ -91,7 +105,7 @@ pub async fn run(config: Acme, state: Arc<AcmeState>, report: Report, stop: Canc
             }
         }
         let outcome = tokio::select! {
-            r = locked_order(&config, &state) => r,
+            r = fleet_order(&config, &state, fleet.as_deref()) => r,
             () = stop.cancelled() => return,
         };
         match outcome {
@@ -159,11 +173,109 @@ fn rand_u16() -> u16 {
     u16::from_le_bytes(b)
 }
 
+/// The fleet's keys for this store: the certificate hash and the lock.
+fn shared_keys(fleet: &Fleet, state: &AcmeState) -> (String, String) {
+    let store = state
+        .dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let cert = fleet.key(&format!("acme:{store}"));
+    let lock = format!("{cert}:lock");
+    (cert, lock)
+}
+
+/// Takes the fleet's certificate when it is newer than the store's (written to the store
+/// and swapped in). Returns whether it did.
+async fn adopt_shared(fleet: &Fleet, state: &Arc<AcmeState>) -> bool {
+    let (key, _) = shared_keys(fleet, state);
+    let Ok(fields) = fleet.hash(&key).await else {
+        return false;
+    };
+    let get = |f: &str| fields.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone());
+    let (Some(chain), Some(key_pem)) = (get("cert"), get("key")) else {
+        return false;
+    };
+    let shared_after = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .and_then(|d| crate::edge::tls::cert_info(&d).ok())
+        .map(|(_, after)| after);
+    let local_after = on_disk(state).map(|(_, after, _)| i64::try_from(after).unwrap_or(0));
+    if shared_after.is_none() || shared_after <= local_after {
+        return false;
+    }
+    if write_atomic(&state.key_path(), &key_pem)
+        .and_then(|()| write_atomic(&state.cert_path(), &chain))
+        .is_err()
+    {
+        return false;
+    }
+    match load_files(&state.cert_path(), &state.key_path(), &crypto()) {
+        Ok(c) => {
+            state.cert.store(Some(Arc::new(c)));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Orders once for the fleet: under its lock in Redis (waiting for another instance's
+/// order, then taking its certificate), and under the host's file lock.
+async fn fleet_order(
+    config: &Acme,
+    state: &Arc<AcmeState>,
+    fleet: Option<&Fleet>,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(f) = fleet else {
+        return locked_order(config, state, None).await;
+    };
+    // Just started: give the connection a moment, or every instance orders alone.
+    f.wait_shared(Duration::from_secs(5)).await;
+    let (key, lock) = shared_keys(f, state);
+    let hold = Duration::from_secs(600);
+    let mut waited = Duration::ZERO;
+    loop {
+        match f.set_nx(&lock, &f.id, hold).await {
+            Ok(true) => break,
+            // Redis is unreachable: this host orders for itself.
+            Err(_) => return locked_order(config, state, None).await,
+            Ok(false) => {
+                if adopt_shared(f, state).await {
+                    return Ok(None);
+                }
+                if waited >= hold {
+                    return Err("another instance holds the fleet's ACME lock".into());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                waited += Duration::from_millis(500);
+            }
+        }
+    }
+    let r = if adopt_shared(f, state).await {
+        Ok(None)
+    } else {
+        locked_order(config, state, Some(f)).await
+    };
+    if let Ok(Some(_)) = &r {
+        if let (Ok(chain), Ok(key_pem)) = (
+            std::fs::read_to_string(state.cert_path()),
+            std::fs::read_to_string(state.key_path()),
+        ) {
+            let _ = f
+                .set_hash(&key, &[("cert", chain.as_str()), ("key", key_pem.as_str())])
+                .await;
+        }
+    }
+    let _ = f.del_if(&lock, &f.id).await;
+    r
+}
+
 /// Orders under the store's lock. `Ok(None)` when, once the lock was ours, the store
 /// already held a fresh certificate (another process ordered it).
 async fn locked_order(
     config: &Acme,
     state: &Arc<AcmeState>,
+    fleet: Option<&Fleet>,
 ) -> Result<Option<Vec<String>>, String> {
     std::fs::create_dir_all(&state.dir)
         .map_err(|e| format!("cannot create {}: {e}", state.dir.display()))?;
@@ -186,7 +298,7 @@ async fn locked_order(
         drop(lock);
         return Ok(None);
     }
-    let r = order(config, state).await;
+    let r = order(config, state, fleet).await;
     drop(lock);
     r.map(Some)
 }
@@ -237,7 +349,11 @@ async fn account(config: &Acme, dir: &Path) -> Result<Account, String> {
 }
 
 /// One order, start to finish: the certificate and key written to the store and swapped in.
-async fn order(config: &Acme, state: &Arc<AcmeState>) -> Result<Vec<String>, String> {
+async fn order(
+    config: &Acme,
+    state: &Arc<AcmeState>,
+    fleet: Option<&Fleet>,
+) -> Result<Vec<String>, String> {
     let account = account(config, &state.dir).await?;
     let ids: Vec<Identifier> = config
         .domains
@@ -284,6 +400,16 @@ async fn order(config: &Acme, state: &Arc<AcmeState>) -> Result<Vec<String>, Str
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(token.clone(), ka.as_str().to_owned());
+                    // The CA's request may reach any instance behind the load balancer.
+                    if let Some(f) = fleet {
+                        let _ = f
+                            .set_nx(
+                                &f.key(&format!("acme:token:{token}")),
+                                ka.as_str(),
+                                Duration::from_secs(600),
+                            )
+                            .await;
+                    }
                     published.push(token);
                 }
             }

@@ -11,6 +11,7 @@
 //! | `POST /upstreams/{pool}/{server}` | body `{"weight": N}` or `{"drain": true|false}` |
 //! | `POST /routes/{route}` | body `{"upstream": "pool"}`: switch the route's pool (blue-green); an unnamed route by its generated name (`/routes//api/`) or its index |
 //! | `POST /routes` | `{"from": "blue", "to": "green"}` or `{"routes": {…}}`: several routes at once, all or none |
+//! | `GET /certificates` | every certificate served: source (its config key), names, expiry (Unix and days left) |
 //! | `GET /revocations` | `{"before": UNIX, "ids": [{"jti", "expires"}]}`: tokens revoked at runtime |
 //! | `POST /revocations` | `{"jti": "…", "expires": UNIX}` (expires defaults to 30 days on) or `{"before": UNIX or "RFC 3339"}`: refuse a token, or every token issued before an instant |
 //!
@@ -100,6 +101,9 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
         (Method::GET | Method::HEAD, ["upstreams"]) => {
             json_response(StatusCode::OK, &upstreams(&edge))
         }
+        (Method::GET | Method::HEAD, ["certificates"]) => {
+            json_response(StatusCode::OK, &certificates(&edge))
+        }
         (Method::GET | Method::HEAD, ["revocations"]) => {
             let r = &live.revocations;
             let ids: Vec<Value> = r
@@ -150,7 +154,7 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
                 Err(r) => r,
             }
         }
-        (_, ["metrics" | "health" | "ready" | "upstreams" | "revocations"]) => {
+        (_, ["metrics" | "health" | "ready" | "upstreams" | "revocations" | "certificates"]) => {
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -299,6 +303,24 @@ fn switch_routes(live: &Arc<Live>, edge: &Edge, v: &Value) -> Response<Body> {
         ),
         Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
     }
+}
+
+/// `/certificates`.
+pub(crate) fn certificates(edge: &Edge) -> Value {
+    let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(0);
+    let list: Vec<Value> = edge
+        .certificates_now()
+        .iter()
+        .map(|c| {
+            json!({
+                "source": c.source,
+                "names": c.names,
+                "not_after": c.not_after,
+                "days_left": (c.not_after - now).div_euclid(86_400),
+            })
+        })
+        .collect();
+    json!({ "certificates": list })
 }
 
 /// `POST /revocations`.

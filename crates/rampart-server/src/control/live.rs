@@ -81,6 +81,9 @@ pub struct Live {
     pub revocations: Arc<Revocations>,
     /// The `[tls.acme]` renewal task running, with the config it runs for.
     acme: Mutex<Option<(rampart_config::acme::Acme, CancellationToken)>>,
+    /// Per certificate (source and names): the expiry warning level already audited
+    /// (1: within 30 days, 2: within 7 days, 3: expired).
+    expiry_warned: Mutex<std::collections::HashMap<String, u8>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -129,7 +132,51 @@ impl Live {
             fleet: Mutex::new(None),
             revocations,
             acme: Mutex::new(None),
+            expiry_warned: Mutex::default(),
         })
+    }
+
+    /// Audits each certificate once as it comes within 30 days of expiry, within 7, and
+    /// when it has expired (`tls.cert.expiring`, `tls.cert.expired`); a renewed
+    /// certificate starts over.
+    pub(crate) fn check_expiry(&self) {
+        let edge = self.edge();
+        let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(0);
+        let mut warned = self
+            .expiry_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in edge.certificates_now() {
+            let id = format!("{} {}", c.source, c.names.join(","));
+            let left = c.not_after - now;
+            let level = match left {
+                l if l <= 0 => 3,
+                l if l <= 7 * 86_400 => 2,
+                l if l <= 30 * 86_400 => 1,
+                _ => 0,
+            };
+            let before = warned.insert(id, level).unwrap_or(0);
+            if level <= before {
+                continue;
+            }
+            let (event, severity) = match level {
+                3 => ("tls.cert.expired", "critical"),
+                2 => ("tls.cert.expiring", "critical"),
+                _ => ("tls.cert.expiring", "warning"),
+            };
+            let what = format!(
+                "certificate for {} ({}) {}",
+                c.names.join(", "),
+                c.source,
+                if left <= 0 {
+                    "has expired".to_owned()
+                } else {
+                    format!("expires in {} days", left.div_euclid(86_400))
+                }
+            );
+            audit::system(&*edge, event, severity, &what);
+            tracing::warn!(event, reason = %what, "certificate expiry");
+        }
     }
 
     /// Starts, keeps or stops the `[tls.acme]` renewal task to match the current edge.
@@ -161,7 +208,13 @@ impl Live {
                 audit::system(&*live.edge(), event, severity, what);
             }
         });
-        tokio::spawn(super::acme::run(cfg.clone(), state, report, stop.clone()));
+        tokio::spawn(super::acme::run(
+            cfg.clone(),
+            state,
+            report,
+            stop.clone(),
+            self.fleet(),
+        ));
         *slot = Some((cfg, stop));
     }
 

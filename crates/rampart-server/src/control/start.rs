@@ -112,6 +112,7 @@ fn spawn_pool_reaper(live: &Arc<Live>) {
                 p.reap_idle();
             }
             edge.policies.sweep();
+            live.check_expiry();
         }
     });
 }

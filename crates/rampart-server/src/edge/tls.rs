@@ -35,6 +35,9 @@ pub struct LoadedCert {
     pub names: Vec<String>,
     /// End of validity, seconds since the Unix epoch.
     pub not_after: i64,
+    /// Where it comes from: its config key (`tls`, `tls.certificates[1]`,
+    /// `tls.self_signed`, `tls.acme`).
+    pub source: String,
 }
 
 impl fmt::Debug for LoadedCert {
@@ -213,6 +216,7 @@ fn load_pair(
         key: Arc::new(certified),
         names,
         not_after,
+        source: k.clone(),
     })
 }
 

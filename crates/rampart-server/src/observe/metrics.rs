@@ -407,6 +407,29 @@ impl Metrics {
                 findings,
             );
         }
+        if !now.certificates.is_empty() {
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            struct Cert {
+                name: String,
+                source: String,
+            }
+            let left: Family<Cert, Gauge> = Family::default();
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            for (name, source, not_after) in &now.certificates {
+                left.get_or_create(&Cert {
+                    name: name.clone(),
+                    source: source.clone(),
+                })
+                .set(not_after - unix);
+            }
+            r.register(
+                "rampart_tls_cert_expiry_seconds",
+                "Seconds until each served certificate expires (negative: expired), by its first name and config source",
+                left,
+            );
+        }
         if let Some(st) = now.state {
             let up = Gauge::<i64>::default();
             up.set(i64::from(st.shared));
@@ -460,6 +483,8 @@ pub struct Snapshot<'a> {
     pub posture: Option<&'a rampart_config::posture::Posture>,
     /// The shared state, when the fleet has one.
     pub state: Option<StateStat>,
+    /// Each certificate served: (its first name, its source, Unix seconds it expires).
+    pub certificates: Vec<(String, String, i64)>,
 }
 
 /// The shared state's condition at a scrape.

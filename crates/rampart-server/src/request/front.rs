@@ -48,16 +48,33 @@ pub fn host<'r>(req: &'r Request<Body>, server: &Server) -> Result<Cow<'r, str>,
     Ok(host)
 }
 
+/// Whether the request may be an ACME HTTP-01 validation (checked before
+/// [`acme_challenge`] is awaited).
+pub fn is_acme_challenge(edge: &Edge, req: &Request<Body>) -> bool {
+    edge.acme.is_some()
+        && req
+            .uri()
+            .path()
+            .starts_with(crate::edge::acme::CHALLENGE_PATH)
+}
+
 /// An ACME HTTP-01 validation (`/.well-known/acme-challenge/TOKEN` for a token the renewal
-/// task is waiting on): the key authorization, on any listener, before the redirect. Any
-/// other path (or an unknown token) goes on as usual.
-pub fn acme_challenge(edge: &Edge, req: &Request<Body>) -> Option<Response<Body>> {
+/// task, or in a fleet any instance's, is waiting on): the key authorization, on any
+/// listener, before the redirect. Any other path (or an unknown token) goes on as usual.
+pub async fn acme_challenge(edge: &Edge, path: &str) -> Option<Response<Body>> {
     let acme = edge.acme.as_ref()?;
-    let token = req
-        .uri()
-        .path()
-        .strip_prefix(crate::edge::acme::CHALLENGE_PATH)?;
-    let key_auth = acme.token(token)?;
+    let token = path.strip_prefix(crate::edge::acme::CHALLENGE_PATH)?;
+    let key_auth = match acme.token(token) {
+        Some(k) => k,
+        None => {
+            let fleet = edge.policies.shared()?;
+            fleet
+                .get(&fleet.key(&format!("acme:token:{token}")))
+                .await
+                .ok()
+                .flatten()?
+        }
+    };
     let mut r = Response::new(Body::full(key_auth));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -130,8 +130,10 @@ async fn answer<'e>(
     let host = front::host(&req, server)?;
     // 4. An ACME HTTP-01 validation is answered; a plain listener that redirects does so
     //    (301/308), but for exempt paths.
-    if let Some(resp) = front::acme_challenge(edge, &req) {
-        return Ok((resp, fallback));
+    if front::is_acme_challenge(edge, &req) {
+        if let Some(resp) = front::acme_challenge(edge, req.uri().path()).await {
+            return Ok((resp, fallback));
+        }
     }
     if let Some(resp) = front::to_https(&req, &host, conn, server)? {
         return Ok((resp, fallback));

@@ -46,6 +46,14 @@ pub fn metrics_text(edge: &Edge) -> String {
         panics: crate::request::rescue::panics(),
         servers,
         posture: edge.config.posture.as_ref(),
+        certificates: edge
+            .certificates_now()
+            .into_iter()
+            .map(|c| {
+                let name = c.names.first().cloned().unwrap_or_default();
+                (name, c.source, c.not_after)
+            })
+            .collect(),
         state: edge
             .policies
             .shared()

@@ -9,6 +9,8 @@
 //! | `lk:LIMIT:{ACCOUNT}` | string | present while the account is locked | when the lock ends |
 //! | `control` | hash | operator changes: `weight:POOL:SERVER` → weight, `route:ROUTE` → pool, `revoke:JTI` → expiry, `revoke_before` → cut-off | revoked ids are removed once expired (at each connect) |
 //! | `control` (channel) | pub/sub | each change as it is made, for the other instances | – |
+//! | `acme:STORE` | hash | `[tls.acme]`: the certificate chain and its key (`cert`, `key`), for every instance | never (replaced at each renewal) |
+//! | `acme:STORE:lock` | string | the instance ordering now | 10 minutes, or deleted when done |
 //!
 //! # Decisions
 //! A rate-limit decision is one `EVALSHA` of [`GCRA`] for every limit of one phase of a
@@ -291,6 +293,19 @@ impl Fleet {
         tokio::spawn(subscriber(Arc::downgrade(self), self.stop.clone()));
     }
 
+    /// Waits up to `within` for the shared state to answer (at start it connects in the
+    /// background). Returns whether it does.
+    pub async fn wait_shared(&self, within: Duration) -> bool {
+        let end = tokio::time::Instant::now() + within;
+        while !self.breaker.is_closed() {
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        true
+    }
+
     /// A key with the prefix.
     pub fn key(&self, rest: &str) -> String {
         let mut k = String::with_capacity(self.config.prefix.len() + rest.len());
@@ -477,6 +492,80 @@ impl Fleet {
             )
             .await?;
             let _: i64 = query(&mut conn, redis::cmd("PUBLISH").arg(&hash).arg(&body)).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets `key` (a full key) to `value` for `ttl` unless it exists: `true` when set.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StateError> {
+        self.run(|mut conn| async move {
+            let r: Option<String> = query(
+                &mut conn,
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+            Ok(r.is_some())
+        })
+        .await
+    }
+
+    /// The value of `key`, when set.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.run(|mut conn| async move { query(&mut conn, redis::cmd("GET").arg(key)).await })
+            .await
+    }
+
+    /// Deletes `key` when it still holds `value` (a lock released by its holder only).
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn del_if(&self, key: &str, value: &str) -> Result<(), StateError> {
+        const DEL_IF: &str =
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+        self.run(|mut conn| async move {
+            let _: i64 = query(
+                &mut conn,
+                redis::cmd("EVAL").arg(DEL_IF).arg(1).arg(key).arg(value),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The fields of hash `key`.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn hash(&self, key: &str) -> Result<Vec<(String, String)>, StateError> {
+        self.run(|mut conn| async move { query(&mut conn, redis::cmd("HGETALL").arg(key)).await })
+            .await
+    }
+
+    /// Sets fields of hash `key` at once.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn set_hash(&self, key: &str, fields: &[(&str, &str)]) -> Result<(), StateError> {
+        self.run(|mut conn| async move {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(key);
+            for (f, v) in fields {
+                cmd.arg(*f).arg(*v);
+            }
+            let _: i64 = query(&mut conn, &cmd).await?;
             Ok(())
         })
         .await

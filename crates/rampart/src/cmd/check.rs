@@ -26,6 +26,11 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
                 print_live(&serde_json::from_str(body.trim()).unwrap_or_default());
+                let (status, body) =
+                    super::reload::admin_request(&args.config, "GET", "/certificates")?;
+                if status == 200 {
+                    print_certificates(&serde_json::from_str(body.trim()).unwrap_or_default());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -36,6 +41,25 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}: {} error(s)", errors.source, errors.errors.len());
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// Each certificate served: where it comes from, its names, when it expires.
+fn print_certificates(v: &serde_json::Value) {
+    for c in v["certificates"].as_array().into_iter().flatten() {
+        let names: Vec<&str> = c["names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .collect();
+        println!(
+            "certificate {} ({}): expires in {} days (unix {})",
+            names.join(", "),
+            c["source"].as_str().unwrap_or("?"),
+            c["days_left"],
+            c["not_after"],
+        );
     }
 }
 

@@ -209,6 +209,33 @@ async fn http_01_obtains_a_certificate_and_a_restart_serves_it_without_the_ca() 
     })
     .await;
     assert!(audited.is_some(), "{}", audit(&edge));
+    // The admin API and the metrics show it, with its expiry.
+    let certs = client::plain(admin(&edge), client::get("admin", "/certificates"))
+        .await
+        .json();
+    let c = &certs["certificates"][0];
+    assert_eq!(c["source"], "tls.acme", "{certs}");
+    assert_eq!(
+        c["days_left"], 0,
+        "pebble's certificates here live an hour: {certs}"
+    );
+    let m = client::plain(admin(&edge), client::get("admin", "/metrics"))
+        .await
+        .text();
+    let line = m
+        .lines()
+        .find(|l| {
+            l.starts_with("rampart_tls_cert_expiry_seconds{") && l.contains("source=\"tls.acme\"")
+        })
+        .unwrap_or_else(|| panic!("{m}"));
+    let left: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(left > 3000 && left <= 3600, "{line}");
+    // Expiring within 7 days: audited once as critical.
+    let expiring = eventually(Duration::from_secs(8), || {
+        audit(&edge).contains("tls.cert.expiring").then_some(())
+    })
+    .await;
+    assert!(expiring.is_some(), "{}", audit(&edge));
     // The store: the key readable by rampart alone.
     let store = std::fs::read_dir(state.join("acme"))
         .unwrap()
@@ -326,4 +353,72 @@ async fn a_ca_outage_backs_off_and_is_reported() {
     let cfg = client::tls_config(&[ca.pki.ca_der.clone()], &[b"http/1.1"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], https));
     assert!(client::tls_connect(addr, cfg, "acme.test").await.is_err());
+}
+
+/// Two instances (their own `state_dir`s, one Redis) place one order and serve the same
+/// certificate. The CA validates on the instance that did not order (as a load balancer
+/// may send it anywhere): it answers the token from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_sharing_redis_places_one_order() {
+    let redis_port = free_port();
+    let redis_dir = TempDir::new("acme-redis");
+    let _redis = Killed(
+        Command::new("redis-server")
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--dir", redis_dir.path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed by .ci/run"),
+    );
+    wait_port(redis_port);
+    let (http_a, https_a, http_b, https_b) = (free_port(), free_port(), free_port(), free_port());
+    // The CA validates on B's ports.
+    let ca = Ca::start(http_b, https_b, 3600);
+    let up = Upstream::start("app").await;
+    let state = format!(
+        "[state]\nredis = \"redis://127.0.0.1:{redis_port}\"\nprefix = \"acmefleet:\"\n[upstreams.app]"
+    );
+    let toml_a = toml(&ca, http_a, https_a, "http-01", &up).replace("[upstreams.app]", &state);
+    let toml_b = toml(&ca, http_b, https_b, "http-01", &up).replace("[upstreams.app]", &state);
+    let a = start_in(TempDir::new("acme-a"), &toml_a).await;
+    // B starts once A holds the fleet's lock (A orders; B waits).
+    let locked = eventually(Duration::from_secs(10), || {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis_port.to_string(),
+                "--scan",
+                "--pattern",
+                "acmefleet:acme:*:lock",
+            ])
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    })
+    .await;
+    assert!(locked.is_some(), "A never took the fleet's lock");
+    let b = start_in(TempDir::new("acme-b"), &toml_b).await;
+    let root = ca.root();
+    let from_a = wait_served(
+        SocketAddr::from(([127, 0, 0, 1], https_a)),
+        &root,
+        Duration::from_secs(30),
+    )
+    .await;
+    let from_b = wait_served(
+        SocketAddr::from(([127, 0, 0, 1], https_b)),
+        &root,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(from_a, from_b, "the fleet serves one certificate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (la, lb) = (audit(&a), audit(&b));
+    assert_eq!(la.matches("tls.acme.issued").count(), 1, "A orders: {la}");
+    assert_eq!(lb.matches("tls.acme.issued").count(), 0, "B takes it: {lb}");
+    eprintln!(
+        "fleet order: A failed {} time(s) before B was up",
+        la.matches("tls.acme.failed").count()
+    );
 }
