@@ -46,6 +46,16 @@ fn wait_port(port: u16) {
 
 impl Ca {
     fn start(http_port: u16, tls_port: u16, validity_secs: u64) -> Self {
+        Self::start_with(http_port, tls_port, validity_secs, None)
+    }
+
+    /// With External Account Binding required: `eab` is (key id, base64url HMAC key).
+    fn start_with(
+        http_port: u16,
+        tls_port: u16,
+        validity_secs: u64,
+        eab: Option<(&str, &str)>,
+    ) -> Self {
         let pki = Pki::new();
         let leaf = pki.leaf("pebble", &["127.0.0.1", "localhost"]);
         let work = TempDir::new("pebble");
@@ -67,7 +77,8 @@ impl Ca {
             "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": eab.is_some(),
+            "externalAccountMACKeys": eab.map(|(k, v)| serde_json::json!({ k: v })).unwrap_or(serde_json::json!({})),
             "certificateValidityPeriod": validity_secs,
         }});
         let cfg = work.write("pebble.json", config.to_string());
@@ -421,4 +432,34 @@ async fn a_fleet_sharing_redis_places_one_order() {
         "fleet order: A failed {} time(s) before B was up",
         la.matches("tls.acme.failed").count()
     );
+}
+
+/// A CA that requires External Account Binding: without it the account is refused (and
+/// reported); with `eab_kid` and `eab_hmac_key` the certificate is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_is_sent_when_the_ca_requires_it() {
+    let (http, https) = (free_port(), free_port());
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let ca = Ca::start_with(http, https, 3600, Some(("kid-1", hmac)));
+    let up = Upstream::start("app").await;
+    let plain = toml(&ca, http, https, "http-01", &up);
+    let edge = start_in(TempDir::new("acme-no-eab"), &plain).await;
+    let refused = eventually(Duration::from_secs(10), || {
+        audit(&edge).contains("tls.acme.failed").then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "{}", audit(&edge));
+    drop(edge);
+    let with = plain.replace(
+        "retry = \"1s\"",
+        &format!("retry = \"1s\"\neab_kid = \"kid-1\"\neab_hmac_key = \"{hmac}\""),
+    );
+    let edge = start_in(TempDir::new("acme-eab"), &with).await;
+    wait_served(
+        SocketAddr::from(([127, 0, 0, 1], https)),
+        &ca.root(),
+        Duration::from_secs(30),
+    )
+    .await;
+    drop(edge);
 }
