@@ -141,6 +141,10 @@ pub struct RawTls {
     pub session_tickets: Option<bool>,
     /// `[tls.acme]`: obtain and renew the certificate from an ACME CA.
     pub acme: Option<crate::acme::RawAcme>,
+    /// Choose the cipher suite by the server's order (`ciphers`), not the client's
+    /// (nginx `ssl_prefer_server_ciphers`; default false, as Mozilla advises for
+    /// intermediate, where every suite offered is strong).
+    pub prefer_server_order: Option<bool>,
 }
 
 /// One entry of `[[tls.certificates]]`.

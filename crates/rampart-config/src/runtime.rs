@@ -143,6 +143,8 @@ pub struct Tls {
     pub session_tickets: bool,
     /// Certificates from an ACME CA.
     pub acme: Option<crate::acme::Acme>,
+    /// Suites chosen by the server's order.
+    pub prefer_server_order: bool,
 }
 
 /// One certificate chain and its key.

@@ -510,6 +510,7 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         ciphers,
         session_tickets: t.session_tickets.unwrap_or(true),
         acme,
+        prefer_server_order: t.prefer_server_order.unwrap_or(false),
     })
 }
 

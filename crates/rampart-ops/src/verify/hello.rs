@@ -221,6 +221,110 @@ pub struct Hello {
     pub ecdhe_group: Option<u16>,
     /// DHE prime size in bits.
     pub dh_bits: Option<u32>,
+    /// TLS 1.3: the group of the server's key share (or the group a HelloRetryRequest asks
+    /// for).
+    pub key_share_group: Option<u16>,
+    /// TLS 1.3: the answer was a HelloRetryRequest (the offered shares were not accepted).
+    pub retry: bool,
+}
+
+/// The hybrid post-quantum group X25519MLKEM768 (draft-ietf-tls-ecdhe-mlkem).
+pub const X25519_MLKEM768: u16 = 0x11EC;
+
+/// `SHA-256("HelloRetryRequest")`: the random of a HelloRetryRequest (RFC 8446 §4.1.3).
+const HRR_RANDOM: [u8; 32] = [
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+    0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+];
+
+/// Offers TLS 1.3 with X25519MLKEM768 as the only group and key share (as Chrome and
+/// Firefox lead with it): `Some(true)` when the server takes it, `Some(false)` when it
+/// asks for another group (HelloRetryRequest) or refuses, `None` when it could not be
+/// asked.
+pub fn offers_post_quantum(client: &Client, port: u16) -> Option<bool> {
+    let mut tcp = client.connect(port).ok()?;
+    let sni = client
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_err()
+        .then_some(client.host.as_str());
+    tcp.write_all(&pq_hello(sni)).ok()?;
+    match read_flight(&mut tcp) {
+        Answer::Accepted(h) => Some(!h.retry && h.key_share_group == Some(X25519_MLKEM768)),
+        Answer::Refused(_) => Some(false),
+        Answer::Failed(_) => None,
+    }
+}
+
+/// A TLS 1.3 ClientHello whose one group and key share is X25519MLKEM768: an X25519 key
+/// and an ML-KEM-768 encapsulation key (random, but well formed: every coefficient below
+/// q = 3329, so a server that checks the key does not refuse it for that).
+fn pq_hello(sni: Option<&str>) -> Vec<u8> {
+    let rng = ring::rand::SystemRandom::new();
+    let fill = |b: &mut [u8]| {
+        let _ = ring::rand::SecureRandom::fill(&rng, b);
+    };
+    let mut share = vec![0u8; 32];
+    fill(&mut share);
+    // ML-KEM-768 ek: 3 polynomials of 256 12-bit coefficients (384 bytes each), then rho.
+    let mut raw = [0u8; 2];
+    for _ in 0..(3 * 256 / 2) {
+        let mut c = [0u16; 2];
+        for x in &mut c {
+            fill(&mut raw);
+            *x = u16::from_le_bytes(raw) % 3329;
+        }
+        share.push((c[0] & 0xFF) as u8);
+        share.push(((c[0] >> 8) | ((c[1] & 0x0F) << 4)) as u8);
+        share.push((c[1] >> 4) as u8);
+    }
+    let mut rho = [0u8; 32];
+    fill(&mut rho);
+    share.extend_from_slice(&rho);
+    let mut body = Vec::with_capacity(1600);
+    body.extend_from_slice(&TLS12.to_be_bytes());
+    let mut random = [0u8; 32];
+    fill(&mut random);
+    body.extend_from_slice(&random);
+    let mut sid = [0u8; 32];
+    fill(&mut sid);
+    body.push(32);
+    body.extend_from_slice(&sid);
+    push16(&mut body, &be16(&[0x1301, 0x1302, 0x1303]));
+    body.extend_from_slice(&[1, 0]);
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let mut list = vec![0u8];
+        push16(&mut list, name.as_bytes());
+        let mut sn = Vec::new();
+        push16(&mut sn, &list);
+        extension(&mut ext, 0x0000, &sn);
+    }
+    let mut gl = Vec::new();
+    push16(&mut gl, &be16(&[X25519_MLKEM768]));
+    extension(&mut ext, 0x000A, &gl);
+    let mut al = Vec::new();
+    push16(
+        &mut al,
+        &be16(&[0x0403, 0x0503, 0x0804, 0x0805, 0x0401, 0x0501]),
+    );
+    extension(&mut ext, 0x000D, &al);
+    extension(&mut ext, 0x002B, &[2, 0x03, 0x04]); // supported_versions: TLS 1.3
+    let mut ks = Vec::new();
+    ks.extend_from_slice(&X25519_MLKEM768.to_be_bytes());
+    push16(&mut ks, &share);
+    let mut shares = Vec::new();
+    push16(&mut shares, &ks);
+    extension(&mut ext, 0x0033, &shares);
+    extension(&mut ext, 0x002D, &[1, 1]); // psk_key_exchange_modes: psk_dhe_ke
+    push16(&mut body, &ext);
+    let mut hs = vec![1u8];
+    push24(&mut hs, body.len());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16];
+    rec.extend_from_slice(&TLS10.to_be_bytes());
+    push16(&mut rec, &hs);
+    rec
 }
 
 /// The answer to a probe.
@@ -411,6 +515,7 @@ fn server_hello(b: &[u8]) -> Option<Hello> {
         suite,
         compression,
         downgrade_sentinel: random[24..] == *b"DOWNGRD\x01" || random[24..] == *b"DOWNGRD\x00",
+        retry: random == HRR_RANDOM,
         ..Hello::default()
     };
     if let Some(ext) = b.get(at + 5..) {
@@ -420,6 +525,10 @@ fn server_hello(b: &[u8]) -> Option<Hello> {
             let len = usize::from(u16::from_be_bytes([e[2], e[3]]));
             if kind == 0xFF01 {
                 h.secure_renegotiation = true;
+            }
+            // key_share: the server's share (group first), or the group an HRR asks for.
+            if kind == 0x0033 && len >= 2 {
+                h.key_share_group = Some(u16::from_be_bytes([e[4], e[5]]));
             }
             e = e.get(4 + len..).unwrap_or(&[]);
         }

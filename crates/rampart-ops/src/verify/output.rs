@@ -76,6 +76,13 @@ pub fn text(r: &Report, colour: bool) -> String {
         if let Some((v, s, g)) = &t.negotiated {
             let _ = writeln!(out, "  negotiated: {v} {s} {g}");
         }
+        if let Some(pq) = t.post_quantum {
+            let _ = writeln!(
+                out,
+                "  post-quantum key exchange (X25519MLKEM768): {}",
+                if pq { "offered" } else { "not offered" }
+            );
+        }
         let old: Vec<String> = t.suites.iter().map(|(v, s)| format!("{v} {s}")).collect();
         if !old.is_empty() {
             let _ = writeln!(out, "  suites: {}", old.join(", "));
@@ -152,6 +159,7 @@ pub fn json(r: &Report) -> serde_json::Value {
             "protocols": t.protocols,
             "suites": t.suites.iter().map(|(v, s)| serde_json::json!({"protocol": v, "name": s})).collect::<Vec<_>>(),
             "negotiated": t.negotiated.as_ref().map(|(v, s, g)| serde_json::json!({"protocol": v, "suite": s, "group": g})),
+            "post_quantum": t.post_quantum,
             "certificate": t.certificate.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
         })
     });

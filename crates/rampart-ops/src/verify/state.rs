@@ -149,6 +149,8 @@ pub struct TlsReport {
     pub suites: Vec<(&'static str, String)>,
     /// The negotiated answer to a modern client: version, suite, group.
     pub negotiated: Option<(String, String, String)>,
+    /// Whether a TLS 1.3 hello offering only X25519MLKEM768 is taken (`None`: not asked).
+    pub post_quantum: Option<bool>,
     /// Certificate summary lines (subject, issuer, validity, key, signature, names).
     pub certificate: Vec<(String, String)>,
     /// The grade.

@@ -73,6 +73,18 @@ pub(crate) fn probe(run: &mut Run<'_>) -> (TlsReport, Facts, bool) {
         seen.suite.clone().unwrap_or_default(),
         seen.group.clone().unwrap_or_default(),
     ));
+    if tls13.is_ok() {
+        report.post_quantum = hello::offers_post_quantum(&run.client, run.target.port);
+        if report.post_quantum == Some(false) {
+            run.sink.add(
+                "VF-TLS-03",
+                Severity::Info,
+                run.subject(""),
+                "no post-quantum key exchange: a TLS 1.3 hello offering only X25519MLKEM768 (Chrome's and Firefox's first choice) is not taken",
+                "offer the hybrid group X25519MLKEM768 (rustls with aws-lc-rs, OpenSSL 3.5, Caddy 2.10 do by default)",
+            );
+        }
+    }
     let cert_ok = certificate(run, &seen.chain, &mut facts, &mut report);
     if !seen.ocsp_stapled {
         run.sink.add(

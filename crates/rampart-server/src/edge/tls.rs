@@ -128,6 +128,7 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.ignore_client_order = tls.prefer_server_order;
     if tls
         .acme
         .as_ref()

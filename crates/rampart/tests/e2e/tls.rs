@@ -818,3 +818,55 @@ async fn http2_early_refusals_reach_curl_every_time() {
     }
     assert_eq!(up.count(), 0);
 }
+
+/// `prefer_server_order = true` (nginx `ssl_prefer_server_ciphers on`): the server's
+/// `ciphers` order decides; without it the client's preference does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_server_order_chooses_by_the_servers_list() {
+    use rustls::CipherSuite as C;
+    let pki = Pki::new();
+    // The client prefers ChaCha20, then AES-128-GCM.
+    let client_cfg = || {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.retain(|s| {
+            matches!(
+                s.suite(),
+                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                    | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            )
+        });
+        provider
+            .cipher_suites
+            .sort_by_key(|s| s.suite() != C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256);
+        let mut store = rustls::RootCertStore::empty();
+        store.add(pki.ca_der.clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_root_certificates(store)
+                .with_no_client_auth(),
+        )
+    };
+    let list = "ciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305\"";
+    for (extra, want) in [
+        (
+            list.to_owned(),
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            format!("{list}\nprefer_server_order = true"),
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+    ] {
+        let (edge, _up) = tls_edge(&pki, &extra).await;
+        let tls = client::tls_connect(edge.https(), client_cfg(), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+            want,
+            "{extra}"
+        );
+    }
+}

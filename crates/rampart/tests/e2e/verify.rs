@@ -122,8 +122,16 @@ async fn strict_defaults_grade_a_plus_on_both() {
         v["tls"]["protocols"],
         serde_json::json!(["TLSv1.2", "TLSv1.3"])
     );
-    // Only the missing OCSP staple (rustls serves none unless given one).
-    assert_eq!(found(&v), set(&[("VF-CRT-02", "info")]), "{v:#}");
+    // Only the missing OCSP staple (rustls serves none unless given one) and no
+    // post-quantum group (the ring provider has no ML-KEM: a hello offering only
+    // X25519MLKEM768 gets a HelloRetryRequest for x25519).
+    assert_eq!(
+        found(&v),
+        set(&[("VF-CRT-02", "info"), ("VF-TLS-03", "info")]),
+        "{v:#}"
+    );
+    assert_eq!(v["tls"]["post_quantum"], false, "{v:#}");
+    assert_eq!(v["tls"]["negotiated"]["group"], "X25519", "{v:#}");
     assert_eq!(
         v["health"]["statuses"],
         serde_json::json!([200, 200, 200, 200, 200])
@@ -189,6 +197,7 @@ csp = "default-src 'self'; script-src 'self' 'unsafe-inline'"
             ("VF-SRI-01", "error"),
             ("VF-GRADE", "error"),
             ("VF-CRT-02", "info"),
+            ("VF-TLS-03", "info"),
         ]),
         "{v:#}"
     );
@@ -241,7 +250,11 @@ csp = "default-src 'self'; script-src 'self' 'unsafe-inline'"
     assert_eq!(code, 1);
     assert_eq!(
         found(&v),
-        set(&[("VF-CORS-01", "error"), ("VF-CRT-02", "info")]),
+        set(&[
+            ("VF-CORS-01", "error"),
+            ("VF-CRT-02", "info"),
+            ("VF-TLS-03", "info")
+        ]),
         "{v:#}"
     );
     assert!(why(&v, "VF-CORS-01")
@@ -341,7 +354,11 @@ keys = [{ name = "ci", key = "rk_ci_0123456789abcdef0123456789abcdef" }]
     assert_eq!(code, 1);
     assert_eq!(
         found(&v),
-        set(&[("VF-AUTH-01", "error"), ("VF-CRT-02", "info")]),
+        set(&[
+            ("VF-AUTH-01", "error"),
+            ("VF-CRT-02", "info"),
+            ("VF-TLS-03", "info")
+        ]),
         "{v:#}"
     );
     assert!(
