@@ -68,6 +68,59 @@ end
 return out
 ";
 
+/// [`GCRA`] for several requests in one call (what the batcher sends): `ARGV[1]` is the
+/// number of requests; then, per request, its number of keys and each key's interval,
+/// tolerance and tokens wanted; `KEYS` are all keys in order. Each request stops at its
+/// first refused key, as alone; its later keys answer `0, 0` and are left unchanged.
+pub const GCRA_BATCH: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+local a = 2
+local k = 1
+for j = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local stopped = false
+  for i = 1, n do
+    local interval = tonumber(ARGV[a])
+    local tolerance = tonumber(ARGV[a + 1])
+    local want = tonumber(ARGV[a + 2])
+    a = a + 3
+    local key = KEYS[k]
+    k = k + 1
+    if stopped then
+      out[#out + 1] = 0
+      out[#out + 1] = 0
+    else
+      local tat = tonumber(redis.call('GET', key)) or now
+      if tat < now then tat = now end
+      local ahead = tat - now
+      out[#out + 1] = ahead
+      if ahead > tolerance then
+        out[#out + 1] = 0
+        stopped = true
+      else
+        local g = math.min(want, math.floor((tolerance - ahead) / interval) + 1)
+        out[#out + 1] = g
+        local new = tat + g * interval
+        redis.call('SET', key, string.format('%d', new), 'PX', math.ceil((new - now) / 1000))
+      end
+    end
+  end
+end
+return out
+";
+
+/// Most requests one batched call decides.
+const BATCH: usize = 128;
+
+/// One request's decision waiting for the batcher.
+struct Job {
+    keys: Vec<Want>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<(u64, u32)>, StateError>>,
+}
+
 /// A failed login: `KEYS[1]` counts failures in the window, `KEYS[2]` is the lock. `ARGV`:
 /// failures that lock, window ms, lock ms. Returns 1 when this failure locks the account.
 pub const LOCK_FAILURE: &str = r"
@@ -240,6 +293,10 @@ pub struct Fleet {
     /// Counters.
     pub stats: Stats,
     gcra: Script,
+    gcra_batch: Script,
+    /// Decisions waiting for the batcher (one server call for every request that arrived
+    /// while the previous call was out).
+    jobs: OnceLock<tokio::sync::mpsc::Sender<Job>>,
     lock_failure: Script,
     /// This instance's id (its own pub/sub messages are skipped).
     pub id: String,
@@ -278,6 +335,8 @@ impl Fleet {
             next: AtomicUsize::new(0),
             stats: Stats::default(),
             gcra: Script::new(GCRA),
+            gcra_batch: Script::new(GCRA_BATCH),
+            jobs: OnceLock::new(),
             lock_failure: Script::new(LOCK_FAILURE),
             id,
             hooks: OnceLock::new(),
@@ -291,6 +350,11 @@ impl Fleet {
         let _ = self.hooks.set(hooks);
         tokio::spawn(keeper(Arc::downgrade(self), self.stop.clone()));
         tokio::spawn(subscriber(Arc::downgrade(self), self.stop.clone()));
+        if !self.is_cluster() {
+            let (tx, rx) = tokio::sync::mpsc::channel(4096);
+            let _ = self.jobs.set(tx);
+            tokio::spawn(batcher(Arc::downgrade(self), rx, self.stop.clone()));
+        }
     }
 
     /// Waits up to `within` for the shared state to answer (at start it connects in the
@@ -393,6 +457,26 @@ impl Fleet {
     /// # Errors
     /// The breaker is open, a timeout, or a Redis error.
     pub async fn gcra(&self, keys: &[Want]) -> Result<Vec<(u64, u32)>, StateError> {
+        // Batched: requests that arrive while a call is out share the next one, so a busy
+        // instance makes one round trip (and Redis runs one script) for many requests.
+        if let Some(jobs) = self.jobs.get() {
+            if !self.breaker.is_closed() {
+                return Err(StateError::Open);
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = Job {
+                keys: keys.to_vec(),
+                reply,
+            };
+            if jobs.try_send(job).is_err() {
+                return Err(StateError::Timeout);
+            }
+            return match tokio::time::timeout(self.config.timeout, answer).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(StateError::Open),
+                Err(_) => Err(StateError::Timeout),
+            };
+        }
         let script = &self.gcra;
         let cluster = self.is_cluster();
         self.run(|conn| async move {
@@ -865,6 +949,75 @@ async fn query<T: redis::FromRedisValue>(
     match conn {
         Conn::Manager(c) => cmd.query_async(c).await,
         Conn::Cluster(c) => cmd.query_async(c).await,
+    }
+}
+
+/// Sends the waiting decisions: the first job, and every one queued behind it (up to
+/// [`BATCH`]), in one script call; the next call leaves when this one is answered.
+async fn batcher(
+    fleet: Weak<Fleet>,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            j = rx.recv() => match j { Some(j) => j, None => return },
+            () = stop.cancelled() => return,
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // A request that gave up waiting is not charged.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let Some(f) = fleet.upgrade() else { return };
+        let script = &f.gcra_batch;
+        let work = &jobs;
+        let r = f
+            .run(|mut conn| async move {
+                let mut inv = script.prepare_invoke();
+                inv.arg(work.len());
+                for j in work {
+                    inv.arg(j.keys.len());
+                    for w in &j.keys {
+                        inv.key(&w.key)
+                            .arg(w.interval)
+                            .arg(w.tolerance)
+                            .arg(w.tokens);
+                    }
+                }
+                invoke::<Vec<u64>>(&mut conn, &inv).await
+            })
+            .await;
+        drop(f);
+        match r {
+            Ok(flat) => {
+                let all = pairs(&flat);
+                let mut at = 0;
+                for j in jobs {
+                    let n = j.keys.len();
+                    let mine = all.get(at..at + n).map(<[(u64, u32)]>::to_vec);
+                    at += n;
+                    let _ = j.reply.send(mine.ok_or(StateError::Open));
+                }
+            }
+            Err(e) => {
+                let open = matches!(e, StateError::Open);
+                for j in jobs {
+                    let _ = j.reply.send(Err(if open {
+                        StateError::Open
+                    } else {
+                        StateError::Timeout
+                    }));
+                }
+            }
+        }
     }
 }
 

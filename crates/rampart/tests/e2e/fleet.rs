@@ -189,6 +189,7 @@ async fn three_instances_admit_a_shared_limit_exactly_once() {
     }
     // 90 concurrent requests, 30 through each instance, from one client address: a
     // `10/m` limit admits 10 in all (not 10 per instance).
+    let calls_before = evalsha_calls(&redis);
     let mut tasks = Vec::new();
     for e in &edges {
         for _ in 0..30 {
@@ -211,6 +212,13 @@ async fn three_instances_admit_a_shared_limit_exactly_once() {
         (ok, refused),
         (10, 80),
         "the fleet admits the limit exactly"
+    );
+    // Requests that arrive together share a script call (batched per instance).
+    let calls = evalsha_calls(&redis) - calls_before;
+    eprintln!("90 concurrent decisions: {calls} script calls");
+    assert!(
+        calls < 90,
+        "{calls} calls for 90 requests: nothing was batched"
     );
     // One key, expiring by itself when its theoretical arrival time passes (≤ 60 s).
     let keys = redis.cli(&["--scan", "--pattern", "exact:rl:*"]);
