@@ -264,6 +264,9 @@ struct Lease {
     remaining: u32,
     /// `RateLimit-Reset` as of the grant (ns).
     reset: u64,
+    /// Until when a request asking for a whole lease is out (ns; 0: none): the requests
+    /// behind it ask for one token each, so concurrent misses do not each take a lease.
+    claimed: u64,
 }
 
 impl Leases {
@@ -287,12 +290,42 @@ impl Leases {
         let mut map = self.lock();
         let l = map.get_mut(key)?;
         if l.left == 0 || l.until <= now {
-            map.remove(key);
+            if l.claimed <= now {
+                map.remove(key);
+            }
             return None;
         }
         l.left -= 1;
         l.remaining = l.remaining.saturating_sub(1);
         Some((l.remaining, l.reset))
+    }
+
+    /// Whether a request for `key` that found no token asks for a whole lease: the first
+    /// since the last grant does (and claims it for up to a second); while its answer is
+    /// out, the others ask for one token.
+    pub fn claim(&self, key: &str, now: u64) -> bool {
+        let mut map = self.lock();
+        if let Some(l) = map.get_mut(key) {
+            if l.claimed > now {
+                return false;
+            }
+            l.claimed = now + 1_000_000_000;
+            return true;
+        }
+        if map.len() >= self.cap {
+            return false;
+        }
+        map.insert(
+            key.into(),
+            Lease {
+                left: 0,
+                until: 0,
+                remaining: 0,
+                reset: 0,
+                claimed: now + 1_000_000_000,
+            },
+        );
+        true
     }
 
     /// Adds `left` tokens of `key`, holding at most `max`, until `until`.
@@ -303,6 +336,7 @@ impl Leases {
             l.until = until;
             l.remaining = remaining;
             l.reset = reset;
+            l.claimed = 0;
             return;
         }
         if map.len() >= self.cap {
@@ -315,13 +349,15 @@ impl Leases {
                 until,
                 remaining,
                 reset,
+                claimed: 0,
             },
         );
     }
 
     /// Drops lapsed leases.
     pub fn sweep(&self, now: u64) {
-        self.lock().retain(|_, l| l.left > 0 && l.until > now);
+        self.lock()
+            .retain(|_, l| (l.left > 0 && l.until > now) || l.claimed > now);
     }
 }
 
@@ -367,6 +403,12 @@ mod tests {
         assert_eq!(held, 4, "grants merge up to lease - 1");
         l.put("b", 3, 4, 100, 5, 9);
         assert_eq!(l.take("b", 100), None, "lapsed at `until`");
+        // One whole lease asked at a time per key; the answer releases the claim.
+        assert!(l.claim("z", 0));
+        assert!(!l.claim("z", 1), "a lease is already asked for");
+        l.put("z", 2, 4, 100, 5, 9);
+        assert!(l.take("z", 2).is_some());
+        l.sweep(1000);
         l.put("c", 1, 4, 100, 5, 9);
         l.put("d", 1, 4, 100, 5, 9);
         l.put("e", 1, 4, 100, 5, 9);

@@ -137,7 +137,10 @@ pub async fn check_shared(
                 key: fleet.key(&format!("rl:{}:{k}", limits[*li].name)),
                 interval: g.interval,
                 tolerance: g.tolerance,
-                tokens: limits[*li].lease,
+                tokens: match leases.get(*li).and_then(Option::as_ref) {
+                    Some(l) if l.claim(k, now) => limits[*li].lease,
+                    _ => 1,
+                },
             }
         })
         .collect();
