@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::runtime::HostPattern;
 use crate::units::Duration as RawDuration;
 
 /// Let's Encrypt's production directory.
@@ -173,18 +172,17 @@ pub(crate) fn acme(
     }
 }
 
-/// The names a certificate covers when `domains` is not set: every exact host of the
-/// routes and of `allowed_hosts` that is a DNS name (wildcards and `localhost` left out).
-pub(crate) fn default_domains<'a>(hosts: impl Iterator<Item = &'a HostPattern>) -> Vec<String> {
+/// The names a certificate covers when `domains` is not set: of the exact hosts of the
+/// routes and of `allowed_hosts` (the caller leaves wildcards out), those that are DNS
+/// names (`localhost` and IP addresses left out), each once.
+pub(crate) fn default_domains<'a>(hosts: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for h in hosts {
-        if let HostPattern::Exact(name) = h {
-            if name.contains('.')
-                && name.parse::<std::net::IpAddr>().is_err()
-                && !out.contains(name)
-            {
-                out.push(name.clone());
-            }
+    for name in hosts {
+        if name.contains('.')
+            && name.parse::<std::net::IpAddr>().is_err()
+            && !out.iter().any(|o| o == name)
+        {
+            out.push(name.to_owned());
         }
     }
     out
@@ -215,13 +213,8 @@ mod tests {
         assert_eq!(a.domains, ["app.example.com"]);
         let (a, _) = check(RawAcme::default(), false);
         assert_eq!(a.challenge, Challenge::TlsAlpn01, "no plain listener");
-        let hosts = [
-            HostPattern::Exact("a.test".into()),
-            HostPattern::Wildcard(".b.test".into()),
-            HostPattern::Exact("localhost".into()),
-            HostPattern::Exact("a.test".into()),
-        ];
-        assert_eq!(default_domains(hosts.iter()), ["a.test"]);
+        let hosts = ["a.test", "localhost", "10.0.0.1", "a.test"];
+        assert_eq!(default_domains(hosts.into_iter()), ["a.test"]);
     }
 
     #[test]

@@ -185,7 +185,11 @@ pub(crate) fn validate(
                 routes
                     .iter()
                     .flat_map(|r| r.hosts.iter())
-                    .chain(server.allowed_hosts.iter()),
+                    .chain(server.allowed_hosts.iter())
+                    .filter_map(|h| match h {
+                        HostPattern::Exact(name) => Some(name.as_str()),
+                        HostPattern::Wildcard(_) => None,
+                    }),
             );
         }
         if a.domains.is_empty() {

@@ -20,6 +20,7 @@ use router::Router;
 use tls::LoadedCert;
 
 pub mod acme;
+pub mod cert;
 pub mod router;
 pub mod tls;
 

@@ -28,7 +28,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 use crate::edge::acme::{AcmeState, LastResult};
-use crate::edge::tls::{crypto, load_files};
+use crate::edge::cert::{crypto, load_files};
 use crate::state::persist::write_atomic;
 use crate::state::Fleet;
 
@@ -68,7 +68,7 @@ fn on_disk(state: &AcmeState) -> Option<(u64, u64, Vec<String>)> {
     let pem = std::fs::read(state.cert_path()).ok()?;
     let der = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-    let (names, _) = crate::edge::tls::cert_info(&der).ok()?;
+    let (names, _) = crate::edge::cert::cert_info(&der).ok()?;
     let v = cert.validity();
     Some((
         u64::try_from(v.not_before.timestamp()).ok()?,
@@ -198,7 +198,7 @@ async fn adopt_shared(fleet: &Fleet, state: &Arc<AcmeState>) -> bool {
     let shared_after = CertificateDer::pem_slice_iter(chain.as_bytes())
         .next()
         .and_then(Result::ok)
-        .and_then(|d| crate::edge::tls::cert_info(&d).ok())
+        .and_then(|d| crate::edge::cert::cert_info(&d).ok())
         .map(|(_, after)| after);
     let local_after = on_disk(state).map(|(_, after, _)| i64::try_from(after).unwrap_or(0));
     if shared_after.is_none() || shared_after <= local_after {

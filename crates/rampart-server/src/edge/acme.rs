@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use arc_swap::ArcSwapOption;
 use rustls::sign::CertifiedKey;
 
-use super::tls::LoadedCert;
+use super::cert::LoadedCert;
 
 /// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -125,7 +125,7 @@ pub fn state_for(dir: &Path, provider: &rustls::crypto::CryptoProvider) -> Arc<A
         dir: dir.to_path_buf(),
         ..AcmeState::default()
     });
-    if let Ok(c) = super::tls::load_files(&state.cert_path(), &state.key_path(), provider) {
+    if let Ok(c) = super::cert::load_files(&state.cert_path(), &state.key_path(), provider) {
         state.cert.store(Some(Arc::new(c)));
     }
     all.insert(dir.to_path_buf(), Arc::downgrade(&state));
