@@ -294,11 +294,7 @@ fn pq_hello(sni: Option<&str>) -> Vec<u8> {
     body.extend_from_slice(&[1, 0]);
     let mut ext = Vec::new();
     if let Some(name) = sni {
-        let mut list = vec![0u8];
-        push16(&mut list, name.as_bytes());
-        let mut sn = Vec::new();
-        push16(&mut sn, &list);
-        extension(&mut ext, 0x0000, &sn);
+        server_name(&mut ext, name);
     }
     let mut gl = Vec::new();
     push16(&mut gl, &be16(&[X25519_MLKEM768]));
@@ -375,11 +371,7 @@ pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> 
     if version > SSL3 {
         let mut ext = Vec::new();
         if let Some(name) = sni {
-            let mut list = vec![0u8];
-            push16(&mut list, name.as_bytes());
-            let mut sn = Vec::new();
-            push16(&mut sn, &list);
-            extension(&mut ext, 0x0000, &sn);
+            server_name(&mut ext, name);
         }
         // Groups: x25519, P-256, P-384, P-521, ffdhe2048, ffdhe3072.
         let mut gl = Vec::new();
@@ -412,6 +404,15 @@ pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> 
     rec.extend_from_slice(&version.min(TLS10).to_be_bytes());
     push16(&mut rec, &hs);
     rec
+}
+
+/// The server_name extension for a host name.
+fn server_name(ext: &mut Vec<u8>, name: &str) {
+    let mut list = vec![0u8];
+    push16(&mut list, name.as_bytes());
+    let mut sn = Vec::new();
+    push16(&mut sn, &list);
+    extension(ext, 0x0000, &sn);
 }
 
 fn extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {

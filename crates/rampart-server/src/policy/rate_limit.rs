@@ -144,7 +144,7 @@ pub async fn check_shared(
             }
         })
         .collect();
-    match fleet.gcra(&keys).await {
+    match fleet.gcra(keys).await {
         Ok(granted) => {
             for (&i, (ahead, tokens)) in ask.iter().zip(granted) {
                 let (li, k) = &due[i];

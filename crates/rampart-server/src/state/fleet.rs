@@ -456,7 +456,7 @@ impl Fleet {
     ///
     /// # Errors
     /// The breaker is open, a timeout, or a Redis error.
-    pub async fn gcra(&self, keys: &[Want]) -> Result<Vec<(u64, u32)>, StateError> {
+    pub async fn gcra(&self, keys: Vec<Want>) -> Result<Vec<(u64, u32)>, StateError> {
         // Batched: requests that arrive while a call is out share the next one, so a busy
         // instance makes one round trip (and Redis runs one script) for many requests.
         if let Some(jobs) = self.jobs.get() {
@@ -464,10 +464,7 @@ impl Fleet {
                 return Err(StateError::Open);
             }
             let (reply, answer) = tokio::sync::oneshot::channel();
-            let job = Job {
-                keys: keys.to_vec(),
-                reply,
-            };
+            let job = Job { keys, reply };
             if jobs.try_send(job).is_err() {
                 return Err(StateError::Timeout);
             }
@@ -479,6 +476,7 @@ impl Fleet {
         }
         let script = &self.gcra;
         let cluster = self.is_cluster();
+        let keys = &keys;
         self.run(|conn| async move {
             if cluster && keys.len() > 1 {
                 let calls = keys.iter().map(|w| {
@@ -696,37 +694,11 @@ impl Fleet {
     /// Connects (again): every connection of the pool, then a `PING`.
     async fn connect(&self) -> redis::RedisResult<Vec<Conn>> {
         let c = &self.config;
-        let certs = || -> redis::RedisResult<redis::TlsCertificates> {
-            let root_cert = match &c.ca {
-                Some(p) => Some(std::fs::read(p).map_err(|e| {
-                    redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "cannot read state.ca",
-                        e.to_string(),
-                    ))
-                })?),
-                None => None,
-            };
-            Ok(redis::TlsCertificates {
-                client_tls: None,
-                root_cert,
-            })
-        };
-        let settings = || {
-            let mut s = RedisConnectionInfo::default().set_db(c.db);
-            if let Some(u) = &c.username {
-                s = s.set_username(u);
-            }
-            if let Some(p) = &c.password {
-                s = s.set_password(p);
-            }
-            s
-        };
         let timeout = c.timeout.max(Duration::from_millis(250));
+        // The one timeout is ours, around each command (`run`): a second timer inside the
+        // connection costs ~1.1k instructions per command (callgrind).
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            // The one timeout is ours, around each command (`run`): a second timer inside
-            // the connection costs ~1.1k instructions per command (callgrind).
             .set_response_timeout(None)
             .set_number_of_retries(1);
         let conns = match &c.topology {
@@ -734,7 +706,7 @@ impl Fleet {
                 let nodes = c
                     .nodes
                     .iter()
-                    .map(|n| node_info(n, c.tls, settings()))
+                    .map(|n| node_info(n, c.tls, settings(c)))
                     .collect::<redis::RedisResult<Vec<_>>>()?;
                 let mut b = redis::cluster::ClusterClient::builder(nodes)
                     .connection_timeout(timeout)
@@ -746,56 +718,12 @@ impl Fleet {
                     b = b.password(p);
                 }
                 if c.tls {
-                    b = b.tls(redis::TlsMode::Secure).certs(certs()?);
+                    b = b.tls(redis::TlsMode::Secure).certs(certs(c)?);
                 }
                 let client = b.build()?;
                 vec![Conn::Cluster(client.get_async_connection().await?)]
             }
-            Topology::Sentinel { master, db } => {
-                let addrs = c.nodes.iter().map(|n| {
-                    let (host, port) = split(n);
-                    if c.tls {
-                        ConnectionAddr::TcpTls {
-                            host,
-                            port,
-                            insecure: false,
-                            tls_params: None,
-                        }
-                    } else {
-                        ConnectionAddr::Tcp(host, port)
-                    }
-                });
-                let mut b = redis::sentinel::SentinelClientBuilder::new(
-                    addrs,
-                    master,
-                    redis::sentinel::SentinelServerType::Master,
-                )?
-                .set_client_to_redis_db(*db);
-                if let Some(u) = &c.username {
-                    b = b.set_client_to_redis_username(u);
-                }
-                if let Some(p) = &c.password {
-                    b = b.set_client_to_redis_password(p);
-                }
-                if c.tls {
-                    b = b
-                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
-                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
-                        .set_client_to_redis_certificates(certs()?);
-                }
-                let mut sentinel = b.build()?;
-                let client = sentinel.async_get_client().await?;
-                managers(client, c.pool_size, manager_config).await?
-            }
-            Topology::Single => {
-                let info = node_info(&c.nodes[0], c.tls, settings())?;
-                let client = if c.tls {
-                    redis::Client::build_with_tls(info, certs()?)?
-                } else {
-                    redis::Client::open(info)?
-                };
-                managers(client, c.pool_size, manager_config).await?
-            }
+            _ => managers(server_client(c).await?, c.pool_size, manager_config).await?,
         };
         for conn in &conns {
             let mut conn = conn.clone();
@@ -806,57 +734,7 @@ impl Fleet {
 
     /// A client for pub/sub (the server, the current master, or the first cluster node).
     async fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
-        let c = &self.config;
-        let mut s = RedisConnectionInfo::default();
-        if let Some(u) = &c.username {
-            s = s.set_username(u);
-        }
-        if let Some(p) = &c.password {
-            s = s.set_password(p);
-        }
-        let certs = || redis::TlsCertificates {
-            client_tls: None,
-            root_cert: c.ca.as_ref().and_then(|p| std::fs::read(p).ok()),
-        };
-        if let Topology::Sentinel { master, .. } = &c.topology {
-            let addrs = c.nodes.iter().map(|n| {
-                let (host, port) = split(n);
-                if c.tls {
-                    ConnectionAddr::TcpTls {
-                        host,
-                        port,
-                        insecure: false,
-                        tls_params: None,
-                    }
-                } else {
-                    ConnectionAddr::Tcp(host, port)
-                }
-            });
-            let mut b = redis::sentinel::SentinelClientBuilder::new(
-                addrs,
-                master,
-                redis::sentinel::SentinelServerType::Master,
-            )?;
-            if let Some(u) = &c.username {
-                b = b.set_client_to_redis_username(u);
-            }
-            if let Some(p) = &c.password {
-                b = b.set_client_to_redis_password(p);
-            }
-            if c.tls {
-                b = b
-                    .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
-                    .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
-                    .set_client_to_redis_certificates(certs());
-            }
-            return b.build()?.async_get_client().await;
-        }
-        let info = node_info(&c.nodes[0], c.tls, s)?;
-        if c.tls {
-            redis::Client::build_with_tls(info, certs())
-        } else {
-            redis::Client::open(info)
-        }
+        server_client(&self.config).await
     }
 }
 
@@ -884,6 +762,77 @@ fn pairs(flat: &[u64]) -> Vec<(u64, u32)> {
             )
         })
         .collect()
+}
+
+/// The CA of `[state] ca` for `rediss` (system roots without one).
+fn certs(c: &Redis) -> redis::RedisResult<redis::TlsCertificates> {
+    let root_cert = match &c.ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::Io, "cannot read state.ca", e.to_string()))
+        })?),
+        None => None,
+    };
+    Ok(redis::TlsCertificates {
+        client_tls: None,
+        root_cert,
+    })
+}
+
+/// Database and credentials.
+fn settings(c: &Redis) -> RedisConnectionInfo {
+    let mut s = RedisConnectionInfo::default().set_db(c.db);
+    if let Some(u) = &c.username {
+        s = s.set_username(u);
+    }
+    if let Some(p) = &c.password {
+        s = s.set_password(p);
+    }
+    s
+}
+
+/// A client for the one server: the configured one, the master the sentinels name now, or
+/// a cluster's first node.
+async fn server_client(c: &Redis) -> redis::RedisResult<redis::Client> {
+    if let Topology::Sentinel { master, db } = &c.topology {
+        let addrs = c.nodes.iter().map(|n| {
+            let (host, port) = split(n);
+            if c.tls {
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host, port)
+            }
+        });
+        let mut b = redis::sentinel::SentinelClientBuilder::new(
+            addrs,
+            master,
+            redis::sentinel::SentinelServerType::Master,
+        )?
+        .set_client_to_redis_db(*db);
+        if let Some(u) = &c.username {
+            b = b.set_client_to_redis_username(u);
+        }
+        if let Some(p) = &c.password {
+            b = b.set_client_to_redis_password(p);
+        }
+        if c.tls {
+            b = b
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_certificates(certs(c)?);
+        }
+        return b.build()?.async_get_client().await;
+    }
+    let info = node_info(&c.nodes[0], c.tls, settings(c))?;
+    if c.tls {
+        redis::Client::build_with_tls(info, certs(c)?)
+    } else {
+        redis::Client::open(info)
+    }
 }
 
 fn millis(d: Duration) -> u64 {

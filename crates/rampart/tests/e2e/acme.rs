@@ -371,18 +371,8 @@ async fn a_ca_outage_backs_off_and_is_reported() {
 /// may send it anywhere): it answers the token from Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_sharing_redis_places_one_order() {
-    let redis_port = free_port();
-    let redis_dir = TempDir::new("acme-redis");
-    let _redis = Killed(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--dir", redis_dir.path().to_str().unwrap()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed by .ci/run"),
-    );
-    wait_port(redis_port);
+    let redis = crate::fleet::Redis::start();
+    let redis_port = redis.port;
     let (http_a, https_a, http_b, https_b) = (free_port(), free_port(), free_port(), free_port());
     // The CA validates on B's ports.
     let ca = Ca::start(http_b, https_b, 3600);
@@ -395,17 +385,8 @@ async fn a_fleet_sharing_redis_places_one_order() {
     let a = start_in(TempDir::new("acme-a"), &toml_a).await;
     // B starts once A holds the fleet's lock (A orders; B waits).
     let locked = eventually(Duration::from_secs(10), || {
-        let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &redis_port.to_string(),
-                "--scan",
-                "--pattern",
-                "acmefleet:acme:*:lock",
-            ])
-            .output()
-            .ok()?;
-        (!out.stdout.is_empty()).then_some(())
+        let out = redis.cli(&["--scan", "--pattern", "acmefleet:acme:*:lock"]);
+        (!out.is_empty()).then_some(())
     })
     .await;
     assert!(locked.is_some(), "A never took the fleet's lock");

@@ -15,14 +15,14 @@ use serde_json::json;
 use crate::harness::{futures_block, start, start_in, TestEdge};
 
 /// A `redis-server` on a free port, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: TempDir,
 }
 
 impl Redis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_on(
             rampart_test_support::dead_addr().port(),
             TempDir::new("redis"),
@@ -57,7 +57,7 @@ impl Redis {
         r
     }
 
-    fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)

@@ -622,8 +622,18 @@ async fn websocket_over_tls_is_tunnelled() {
 
 /// A client config offering only TLS 1.2 with one suite.
 fn tls12_with(pki: &Pki, suite: rustls::CipherSuite) -> Arc<rustls::ClientConfig> {
+    tls12_offering(pki, &[suite])
+}
+
+/// A client config offering only TLS 1.2 with these suites, in this order of preference.
+fn tls12_offering(pki: &Pki, suites: &[rustls::CipherSuite]) -> Arc<rustls::ClientConfig> {
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.retain(|s| s.suite() == suite);
+    provider
+        .cipher_suites
+        .retain(|s| suites.contains(&s.suite()));
+    provider
+        .cipher_suites
+        .sort_by_key(|s| suites.iter().position(|x| *x == s.suite()));
     let mut store = rustls::RootCertStore::empty();
     store.add(pki.ca_der.clone()).unwrap();
     Arc::new(
@@ -827,25 +837,12 @@ async fn prefer_server_order_chooses_by_the_servers_list() {
     let pki = Pki::new();
     // The client prefers ChaCha20, then AES-128-GCM.
     let client_cfg = || {
-        let mut provider = rustls::crypto::ring::default_provider();
-        provider.cipher_suites.retain(|s| {
-            matches!(
-                s.suite(),
-                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                    | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-            )
-        });
-        provider
-            .cipher_suites
-            .sort_by_key(|s| s.suite() != C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256);
-        let mut store = rustls::RootCertStore::empty();
-        store.add(pki.ca_der.clone()).unwrap();
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-                .with_protocol_versions(&[&rustls::version::TLS12])
-                .unwrap()
-                .with_root_certificates(store)
-                .with_no_client_auth(),
+        tls12_offering(
+            &pki,
+            &[
+                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
         )
     };
     let list = "ciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305\"";
