@@ -64,6 +64,33 @@ pub struct Acme {
     pub retry: Duration,
 }
 
+impl Acme {
+    /// The store of this directory under `state_dir` (see [`store_dir`]).
+    pub fn store(&self, state_dir: &Path) -> PathBuf {
+        store_dir(state_dir, &self.directory)
+    }
+}
+
+/// The store directory of a CA directory URL: `state_dir/acme/HOST[_PORT][_PATH]`
+/// (`account.json`, `cert.pem`, `key.pem`, `lock`).
+pub fn store_dir(state_dir: &Path, directory: &str) -> PathBuf {
+    let rest = directory
+        .strip_prefix("https://")
+        .unwrap_or(directory)
+        .trim_end_matches('/');
+    let name: String = rest
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_dir.join("acme").join(name)
+}
+
 /// Validates `[tls.acme]`; `plain` says whether a plain HTTP listener exists. Names
 /// default later (from the routes), see [`default_domains`].
 pub(crate) fn acme(

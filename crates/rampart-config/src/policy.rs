@@ -571,7 +571,7 @@ pub(crate) fn api_keys(r: &RawApiKeys, err: Sink<'_>) -> ApiKeys {
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out

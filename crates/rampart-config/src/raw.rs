@@ -145,6 +145,11 @@ pub struct RawTls {
     /// (nginx `ssl_prefer_server_ciphers`; default false, as Mozilla advises for
     /// intermediate, where every suite offered is strong).
     pub prefer_server_order: Option<bool>,
+    /// Offer and prefer the hybrid post-quantum key exchange X25519MLKEM768 (default true;
+    /// X25519, P-256 and P-384 stay for older clients).
+    pub post_quantum: Option<bool>,
+    /// Staple OCSP responses for certificates that name a responder (default true).
+    pub ocsp_stapling: Option<bool>,
 }
 
 /// One entry of `[[tls.certificates]]`.

@@ -145,6 +145,10 @@ pub struct Tls {
     pub acme: Option<crate::acme::Acme>,
     /// Suites chosen by the server's order.
     pub prefer_server_order: bool,
+    /// X25519MLKEM768 offered and preferred.
+    pub post_quantum: bool,
+    /// OCSP responses stapled.
+    pub ocsp_stapling: bool,
 }
 
 /// One certificate chain and its key.

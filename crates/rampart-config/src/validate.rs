@@ -515,6 +515,8 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         session_tickets: t.session_tickets.unwrap_or(true),
         acme,
         prefer_server_order: t.prefer_server_order.unwrap_or(false),
+        post_quantum: t.post_quantum.unwrap_or(true),
+        ocsp_stapling: t.ocsp_stapling.unwrap_or(true),
     })
 }
 

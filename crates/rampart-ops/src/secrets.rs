@@ -10,10 +10,10 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use rampart_config::dotenv::EnvFile;
 use rampart_config::secret::{is_external, is_placeholder, SecretKind};
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// What can be generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,32 +148,23 @@ impl Generator {
     pub fn pair(&self, kind: Kind) -> Result<(String, String), String> {
         match kind {
             Kind::Ed25519 => {
-                let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&self.rng)
-                    .map_err(|_| "the OS random source failed".to_owned())?;
-                let pair = ring::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref())
-                    .map_err(|e| e.to_string())?;
-                use ring::signature::KeyPair as _;
-                // ring writes PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL 3
-                // does not read; v1 (RFC 8410, the seed only) is what `openssl genpkey`
-                // writes and every tool reads. The seed sits at bytes 16..48 of ring's form.
-                let seed = doc.as_ref().get(16..48).ok_or("unexpected PKCS#8 layout")?;
-                let mut v1 = vec![
-                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04,
-                    0x22, 0x04, 0x20,
-                ];
-                v1.extend_from_slice(seed);
-                let check = ring::signature::Ed25519KeyPair::from_seed_and_public_key(
-                    seed,
-                    pair.public_key().as_ref(),
-                );
-                if check.is_err() {
-                    return Err("unexpected PKCS#8 layout".into());
-                }
-                let mut spki = vec![
-                    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-                ];
-                spki.extend_from_slice(pair.public_key().as_ref());
-                Ok((pem("PRIVATE KEY", &v1), pem("PUBLIC KEY", &spki)))
+                use aws_lc_rs::encoding::AsDer as _;
+                use aws_lc_rs::signature::KeyPair as _;
+                // PKCS#8 v1 (RFC 8410, the seed only): what `openssl genpkey` writes and
+                // every tool reads (OpenSSL 3 does not read v2 with the public key).
+                let pair = aws_lc_rs::signature::Ed25519KeyPair::generate()
+                    .map_err(|_| "Ed25519 key generation failed".to_owned())?;
+                let private = pair
+                    .to_pkcs8v1()
+                    .map_err(|_| "the Ed25519 private key could not be encoded".to_owned())?;
+                let public = pair
+                    .public_key()
+                    .as_der()
+                    .map_err(|_| "the Ed25519 public key could not be encoded".to_owned())?;
+                Ok((
+                    pem("PRIVATE KEY", private.as_ref()),
+                    pem("PUBLIC KEY", public.as_ref()),
+                ))
             }
             Kind::Rsa => {
                 let (private, public) = crate::rsa::generate(self.rsa_bits)?;

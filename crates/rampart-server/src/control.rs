@@ -5,6 +5,7 @@
 pub mod acme;
 pub mod admin;
 pub mod live;
+pub mod ocsp;
 mod start;
 
 pub use start::{start, Running};

@@ -21,6 +21,7 @@ use tls::LoadedCert;
 
 pub mod acme;
 pub mod cert;
+pub mod ocsp;
 pub mod router;
 pub mod tls;
 

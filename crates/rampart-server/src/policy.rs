@@ -104,7 +104,7 @@ pub struct Policies {
     /// With a shared state: the tokens leased per limit (limits with `lease` > 1).
     leases: Vec<Option<Arc<Leases>>>,
     clock: Instant,
-    rng: ring::rand::SystemRandom,
+    rng: aws_lc_rs::rand::SystemRandom,
 }
 
 impl Policies {
@@ -191,7 +191,7 @@ impl Policies {
                 None => Vec::new(),
             },
             clock: Instant::now(),
-            rng: ring::rand::SystemRandom::new(),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
         })
     }
 

@@ -172,6 +172,14 @@ pub(crate) fn certificates(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
         }
         key_and_signature(&leaf, &subj, s);
     }
+    if let Some(a) = &tls.acme {
+        acme_store(a, &c.server.state_dir, now, s);
+        for (h, done) in hosts.iter().zip(covered.iter_mut()) {
+            if a.domains.iter().any(|d| d == h) {
+                *done = true;
+            }
+        }
+    }
     for (h, done) in hosts.iter().zip(&covered) {
         if !done {
             let shown = h
@@ -185,6 +193,75 @@ pub(crate) fn certificates(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
                 "add the name to the certificate's subjectAltName",
             );
         }
+    }
+}
+
+/// The certificate `[tls.acme]` keeps in the store: expired is an error; past three
+/// quarters of its lifetime (renewal is due at two thirds) a warning that renewal is not
+/// happening; none yet is a note (it is ordered at the first start).
+fn acme_store(a: &rampart_config::acme::Acme, state_dir: &Path, now: i64, s: &mut Sink) {
+    let path = a.store(state_dir).join("cert.pem");
+    let subject = format!("{} (tls.acme)", path.display());
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            s.add(
+                "PF-CRT-01",
+                Severity::Info,
+                subject,
+                format!(
+                    "no certificate from {} yet: ordered at the first start for {}",
+                    a.directory,
+                    a.domains.join(", ")
+                ),
+                "make sure the CA reaches this host (port 80 for http-01, 443 for tls-alpn-01) and the names resolve to it",
+            );
+            return;
+        }
+        Err(e) => {
+            s.add(
+                "PF-CRT-01",
+                Severity::Error,
+                subject,
+                format!("cannot read: {e}"),
+                "fix the permissions of state_dir",
+            );
+            return;
+        }
+    };
+    let chain = pem_certs(&data);
+    let Some(Ok((_, leaf))) = chain.first().map(|d| X509Certificate::from_der(d)) else {
+        s.add(
+            "PF-CRT-01",
+            Severity::Error,
+            subject,
+            "the stored certificate does not parse",
+            "delete it: rampart orders a new one at the next start",
+        );
+        return;
+    };
+    let nb = leaf.validity().not_before.timestamp();
+    let na = leaf.validity().not_after.timestamp();
+    let left = (na - now) / DAY;
+    if na <= now {
+        s.add(
+            "PF-CRT-01",
+            Severity::Error,
+            subject,
+            format!("the certificate from the CA expired {} days ago", -left),
+            "renewal is failing: see /health acme.last_message and the tls.acme.failed audit events",
+        );
+    } else if now > nb + (na - nb) * 3 / 4 {
+        s.add(
+            "PF-CRT-01",
+            Severity::Warn,
+            subject,
+            format!(
+                "the certificate from the CA expires in {} (renewal was due at two thirds of its lifetime)",
+                if left > 0 { format!("{left} days") } else { format!("{} hours", (na - now) / 3600) }
+            ),
+            "renewal is not happening: see /health acme.last_message and the tls.acme.failed audit events",
+        );
     }
 }
 

@@ -86,7 +86,7 @@ impl Recorder {
         Self {
             chain: Mutex::new(Vec::new()),
             ocsp: Mutex::new(false),
-            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         }
     }
 }
@@ -197,7 +197,7 @@ impl Client {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&[u8]],
     ) -> (Arc<ClientConfig>, Arc<RecorderHandle>) {
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
         let rec = Arc::new(Recorder::new());
         let cfg = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(versions)
@@ -208,7 +208,7 @@ impl Client {
             });
         let mut cfg = match cfg {
             Ok(c) => c,
-            // INVARIANT: ring supports every version rustls has.
+            // INVARIANT: aws-lc-rs supports every version rustls has.
             Err(_) => ClientConfig::builder()
                 .dangerous()
                 .with_custom_certificate_verifier(rec.clone())

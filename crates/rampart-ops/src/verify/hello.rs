@@ -256,16 +256,16 @@ pub fn offers_post_quantum(client: &Client, port: u16) -> Option<bool> {
     }
 }
 
-/// A TLS 1.3 ClientHello whose one group and key share is X25519MLKEM768: an X25519 key
-/// and an ML-KEM-768 encapsulation key (random, but well formed: every coefficient below
-/// q = 3329, so a server that checks the key does not refuse it for that).
+/// A TLS 1.3 ClientHello whose one group and key share is X25519MLKEM768: an ML-KEM-768
+/// encapsulation key, then an X25519 key (this order for this group, unlike the P-256
+/// hybrid; draft-ietf-tls-ecdhe-mlkem). Random, but well formed: every coefficient below
+/// q = 3329, so a server that checks the key (AWS-LC does) does not refuse it for that.
 fn pq_hello(sni: Option<&str>) -> Vec<u8> {
-    let rng = ring::rand::SystemRandom::new();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
     let fill = |b: &mut [u8]| {
-        let _ = ring::rand::SecureRandom::fill(&rng, b);
+        let _ = aws_lc_rs::rand::SecureRandom::fill(&rng, b);
     };
-    let mut share = vec![0u8; 32];
-    fill(&mut share);
+    let mut share = Vec::with_capacity(1184 + 32);
     // ML-KEM-768 ek: 3 polynomials of 256 12-bit coefficients (384 bytes each), then rho.
     let mut raw = [0u8; 2];
     for _ in 0..(3 * 256 / 2) {
@@ -281,6 +281,9 @@ fn pq_hello(sni: Option<&str>) -> Vec<u8> {
     let mut rho = [0u8; 32];
     fill(&mut rho);
     share.extend_from_slice(&rho);
+    let mut x25519 = [0u8; 32];
+    fill(&mut x25519);
+    share.extend_from_slice(&x25519);
     let mut body = Vec::with_capacity(1600);
     body.extend_from_slice(&TLS12.to_be_bytes());
     let mut random = [0u8; 32];
@@ -363,7 +366,7 @@ pub fn client_hello(version: u16, suites: &[u16], sni: Option<&str>) -> Vec<u8> 
     let mut body = Vec::with_capacity(512);
     body.extend_from_slice(&version.to_be_bytes());
     let mut random = [0u8; 32];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut random);
     body.extend_from_slice(&random);
     body.push(0); // no session id
     push16(&mut body, &be16(suites));

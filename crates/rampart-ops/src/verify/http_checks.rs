@@ -117,7 +117,7 @@ pub(crate) fn all(run: &mut Run<'_>, main: &Resp, observed: &mut Observed) {
 
 fn foreign_origin() -> String {
     let mut b = [0u8; 6];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("https://{hex}.invalid")
 }

@@ -98,7 +98,7 @@ pub(crate) fn probe(run: &mut Run<'_>) -> (TlsReport, Facts, bool) {
     // TLS 1.3 suites, one at a time.
     if tls13.is_ok() {
         run.o.step("TLS: TLS 1.3 suites");
-        for cs in rustls::crypto::ring::ALL_CIPHER_SUITES {
+        for cs in rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES {
             if cs.version() != &rustls::version::TLS13 {
                 continue;
             }
@@ -215,7 +215,7 @@ fn group_key(name: &str) -> Key {
 
 /// A TLS 1.3 handshake offering only `suite`.
 fn handshake_with(run: &Run<'_>, suite: rustls::SupportedCipherSuite) -> bool {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites = vec![suite];
     let Ok(b) = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -169,7 +169,7 @@ fn set_last(state: &AcmeState, f: impl FnOnce(&mut LastResult)) {
 
 fn rand_u16() -> u16 {
     let mut b = [0u8; 2];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
     u16::from_le_bytes(b)
 }
 

@@ -317,6 +317,7 @@ pub(crate) fn certificates(edge: &Edge) -> Value {
                 "names": c.names,
                 "not_after": c.not_after,
                 "days_left": (c.not_after - now).div_euclid(86_400),
+                "ocsp": crate::request::status::ocsp_json(c),
             })
         })
         .collect();

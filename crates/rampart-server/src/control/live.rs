@@ -84,6 +84,8 @@ pub struct Live {
     /// Per certificate (source and names): the expiry warning level already audited
     /// (1: within 30 days, 2: within 7 days, 3: expired).
     expiry_warned: Mutex<std::collections::HashMap<String, u8>>,
+    /// Wakes the OCSP task (control::ocsp) after a reload.
+    pub(crate) ocsp_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Live {
@@ -133,6 +135,7 @@ impl Live {
             revocations,
             acme: Mutex::new(None),
             expiry_warned: Mutex::default(),
+            ocsp_wake: Arc::default(),
         })
     }
 
@@ -816,6 +819,7 @@ impl Live {
             .collect();
         self.serving.swap(Arc::new(new));
         self.sync_acme();
+        self.ocsp_wake.notify_one();
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);

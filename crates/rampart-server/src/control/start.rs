@@ -77,6 +77,11 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     }
     live.restore_control();
     live.sync_acme();
+    tokio::spawn(super::ocsp::run(
+        Arc::downgrade(&live),
+        live.ocsp_wake.clone(),
+        live.serving.token.clone(),
+    ));
     spawn_pool_reaper(&live);
     tokio::spawn(crate::conn::server::sweep(
         live.process.conns.clone(),

@@ -90,24 +90,7 @@ impl AcmeState {
     }
 }
 
-/// The store directory of a CA directory URL: `state_dir/acme/HOST[_PORT][_PATH]`.
-pub fn store_dir(state_dir: &Path, directory: &str) -> PathBuf {
-    let rest = directory
-        .strip_prefix("https://")
-        .unwrap_or(directory)
-        .trim_end_matches('/');
-    let name: String = rest
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    state_dir.join("acme").join(name)
-}
+pub use rampart_config::acme::store_dir;
 
 /// The state of the store at `dir`: the one every live edge shares, or a new one with the
 /// certificate on disk loaded (a restart serves it at once, without asking the CA).

@@ -25,6 +25,8 @@ pub struct LoadedCert {
     /// Where it comes from: its config key (`tls`, `tls.certificates[1]`,
     /// `tls.self_signed`, `tls.acme`).
     pub source: String,
+    /// Its OCSP staple and status (shared by every load of the same leaf).
+    pub ocsp: Arc<super::ocsp::Stapler>,
 }
 
 impl fmt::Debug for LoadedCert {
@@ -38,7 +40,7 @@ impl fmt::Debug for LoadedCert {
 
 /// A fresh instance of the crypto provider every TLS config of the edge uses.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Loads a certificate chain and its key from two PEM files.
@@ -105,8 +107,10 @@ pub(crate) fn load_pair(
             ),
         )
     })?;
+    let key = Arc::new(certified);
     Ok(LoadedCert {
-        key: Arc::new(certified),
+        ocsp: super::ocsp::stapler_for(&key),
+        key,
         names,
         not_after,
         source: k.clone(),

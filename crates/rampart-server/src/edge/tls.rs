@@ -24,6 +24,7 @@ use rustls::ServerConfig;
 use super::acme::AcmeState;
 pub use super::cert::LoadedCert;
 use super::cert::{load_pair, provider};
+use super::ocsp::Stapler;
 
 /// What [`server_config`] builds: the rustls config, the certificates loaded from files,
 /// and the ACME store's state when `[tls.acme]` is on.
@@ -63,29 +64,36 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
     let resolver = Resolver {
         sni,
         acme: acme.clone(),
+        stapling: tls.ocsp_stapling,
     };
     let versions: &[&rustls::SupportedProtocolVersion] = if tls.tls12 {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     } else {
         &[&rustls::version::TLS13]
     };
-    let provider = if tls.ciphers.is_empty() {
+    let provider = if tls.ciphers.is_empty() && tls.post_quantum {
         provider
     } else {
-        // TLS 1.3 suites all stay; TLS 1.2 ones as listed, in that order.
         let mut p = (*provider).clone();
-        let all = std::mem::take(&mut p.cipher_suites);
-        p.cipher_suites = all
-            .iter()
-            .filter(|s| s.version() == &rustls::version::TLS13)
-            .copied()
-            .collect();
-        for name in &tls.ciphers {
-            p.cipher_suites.extend(
-                all.iter()
-                    .filter(|s| s.suite().as_str() == Some(*name))
-                    .copied(),
-            );
+        if !tls.post_quantum {
+            // Every hybrid group (X25519MLKEM768 today) goes; the classical ones stay.
+            p.kx_groups.retain(|g| !is_post_quantum(g.name()));
+        }
+        if !tls.ciphers.is_empty() {
+            // TLS 1.3 suites all stay; TLS 1.2 ones as listed, in that order.
+            let all = std::mem::take(&mut p.cipher_suites);
+            p.cipher_suites = all
+                .iter()
+                .filter(|s| s.version() == &rustls::version::TLS13)
+                .copied()
+                .collect();
+            for name in &tls.ciphers {
+                p.cipher_suites.extend(
+                    all.iter()
+                        .filter(|s| s.suite().as_str() == Some(*name))
+                        .copied(),
+                );
+            }
         }
         Arc::new(p)
     };
@@ -111,7 +119,7 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
     }
     cfg.session_storage = ServerSessionMemoryCache::new(32 * 1024);
     if tls.session_tickets {
-        cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| {
             vec![ConfigError::new(
                 "tls.session_tickets",
                 format!("cannot create ticketer: {e}"),
@@ -119,6 +127,18 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
         })?;
     }
     Ok((Arc::new(cfg), certs, acme))
+}
+
+/// A hybrid post-quantum key-exchange group (an ML-KEM share, alone or with ECDH).
+pub(crate) fn is_post_quantum(g: rustls::NamedGroup) -> bool {
+    matches!(
+        g,
+        rustls::NamedGroup::X25519MLKEM768
+            | rustls::NamedGroup::secp256r1MLKEM768
+            | rustls::NamedGroup::MLKEM768
+            | rustls::NamedGroup::MLKEM512
+            | rustls::NamedGroup::MLKEM1024
+    )
 }
 
 // === self-signed development certificate ===
@@ -201,18 +221,18 @@ fn unix_now() -> i64 {
 /// certificate (also for clients that send no SNI).
 #[derive(Debug)]
 struct SniResolver {
-    by_name: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<Stapler>>,
+    default: Arc<Stapler>,
 }
 
 impl SniResolver {
     fn new(certs: &[LoadedCert]) -> Option<Self> {
-        let default = certs.first()?.key.clone();
+        let default = certs.first()?.ocsp.clone();
         let mut by_name = HashMap::new();
         for c in certs {
             for n in &c.names {
                 // The first certificate that names a host wins, as in file order.
-                by_name.entry(n.clone()).or_insert_with(|| c.key.clone());
+                by_name.entry(n.clone()).or_insert_with(|| c.ocsp.clone());
             }
         }
         Some(Self { by_name, default })
@@ -221,12 +241,12 @@ impl SniResolver {
 
 impl SniResolver {
     /// The certificate naming `name` (exact, then a wildcard one label up).
-    fn named(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    fn named(&self, name: &str) -> Option<&Arc<Stapler>> {
         if let Some(k) = self.by_name.get(name) {
-            return Some(k.clone());
+            return Some(k);
         }
         let (_, parent) = name.split_once('.')?;
-        self.by_name.get(&format!("*.{parent}")).cloned()
+        self.by_name.get(&format!("*.{parent}"))
     }
 }
 
@@ -239,6 +259,18 @@ impl SniResolver {
 struct Resolver {
     sni: Option<SniResolver>,
     acme: Option<Arc<AcmeState>>,
+    /// `tls.ocsp_stapling`.
+    stapling: bool,
+}
+
+impl Resolver {
+    fn serve(&self, s: &Stapler) -> Arc<CertifiedKey> {
+        if self.stapling {
+            s.serve()
+        } else {
+            s.base.clone()
+        }
+    }
 }
 
 impl ResolvesServerCert for Resolver {
@@ -252,14 +284,15 @@ impl ResolvesServerCert for Resolver {
             if let Some(c) = acme.cert.load_full() {
                 let covers = |n: &str| c.names.iter().any(|x| x == n);
                 if name.as_deref().is_none_or(covers) {
-                    return Some(c.key.clone());
+                    return Some(self.serve(&c.ocsp));
                 }
             }
         }
         let sni = self.sni.as_ref()?;
-        match &name {
-            Some(n) => sni.named(n).or_else(|| Some(sni.default.clone())),
-            None => Some(sni.default.clone()),
-        }
+        let s = name
+            .as_deref()
+            .and_then(|n| sni.named(n))
+            .unwrap_or(&sni.default);
+        Some(self.serve(s))
     }
 }

@@ -451,10 +451,10 @@ impl http_body::Body for Transform {
 
 /// A fresh CSP nonce: 16 random bytes, base64.
 pub fn new_nonce() -> String {
+    use aws_lc_rs::rand::SecureRandom;
     use base64::Engine as _;
-    use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 

@@ -81,7 +81,7 @@ fn client_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, Stri
     if roots.is_empty() {
         return Err("no CA certificate to verify the dependency against".into());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -417,17 +417,27 @@ impl Metrics {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            for (name, source, not_after) in &now.certificates {
-                left.get_or_create(&Cert {
+            let age: Family<Cert, Gauge> = Family::default();
+            for (name, source, not_after, stapled) in &now.certificates {
+                let label = Cert {
                     name: name.clone(),
                     source: source.clone(),
-                })
-                .set(not_after - unix);
+                };
+                left.get_or_create(&label).set(not_after - unix);
+                if let Some(this_update) = stapled {
+                    age.get_or_create(&label)
+                        .set(unix - i64::try_from(*this_update).unwrap_or(unix));
+                }
             }
             r.register(
                 "rampart_tls_cert_expiry_seconds",
                 "Seconds until each served certificate expires (negative: expired), by its first name and config source",
                 left,
+            );
+            r.register(
+                "rampart_tls_ocsp_staple_age_seconds",
+                "Seconds since the thisUpdate of the OCSP response stapled to each certificate (absent: nothing stapled)",
+                age,
             );
         }
         if let Some(st) = now.state {
@@ -483,8 +493,9 @@ pub struct Snapshot<'a> {
     pub posture: Option<&'a rampart_config::posture::Posture>,
     /// The shared state, when the fleet has one.
     pub state: Option<StateStat>,
-    /// Each certificate served: (its first name, its source, Unix seconds it expires).
-    pub certificates: Vec<(String, String, i64)>,
+    /// Each certificate served: (its first name, its source, Unix seconds it expires, the
+    /// thisUpdate of its fresh OCSP staple).
+    pub certificates: Vec<(String, String, i64, Option<u64>)>,
 }
 
 /// The shared state's condition at a scrape.

@@ -218,9 +218,14 @@ impl JwtVerifier {
         let alg = algorithm(config.alg);
         let keys = match &config.key {
             JwtKey::Secret(s, previous) => {
-                let mut keys = vec![(None, DecodingKey::from_secret(s))];
+                let secret = |s: &[u8]| {
+                    DecodingKey::from_secret(s).map_err(|e| {
+                        ConfigError::new("jwt.secret", format!("not a usable HMAC key: {e}"))
+                    })
+                };
+                let mut keys = vec![(None, secret(s)?)];
                 if let Some(p) = previous {
-                    keys.push((None, DecodingKey::from_secret(p)));
+                    keys.push((None, secret(p)?));
                 }
                 keys
             }

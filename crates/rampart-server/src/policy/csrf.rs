@@ -104,9 +104,9 @@ pub fn check(c: &Csrf, req: &Request<Body>, identity: Option<&Identity>) -> Resu
 }
 
 /// Sets a fresh CSRF cookie on a response.
-pub fn issue(h: &mut http::HeaderMap, c: &Csrf, rng: &ring::rand::SystemRandom) {
+pub fn issue(h: &mut http::HeaderMap, c: &Csrf, rng: &aws_lc_rs::rand::SystemRandom) {
     let mut token = [0u8; 32];
-    if ring::rand::SecureRandom::fill(rng, &mut token).is_ok() {
+    if aws_lc_rs::rand::SecureRandom::fill(rng, &mut token).is_ok() {
         let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
         let v = format!("{}={hex}; Path=/; Secure; SameSite=Lax", c.cookie);
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn issued_cookies_are_fresh_and_flagged() {
-        let rng = ring::rand::SystemRandom::new();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         let mut h = http::HeaderMap::new();
         issue(&mut h, &Csrf::default(), &rng);
         issue(&mut h, &Csrf::default(), &rng);

@@ -51,7 +51,15 @@ pub fn metrics_text(edge: &Edge) -> String {
             .into_iter()
             .map(|c| {
                 let name = c.names.first().cloned().unwrap_or_default();
-                (name, c.source, c.not_after)
+                let now = crate::state::persist::unix_ms() / 1000;
+                let stapled = c
+                    .ocsp
+                    .staple
+                    .load()
+                    .as_ref()
+                    .filter(|s| s.next_update > now)
+                    .map(|s| s.this_update);
+                (name, c.source, c.not_after, stapled)
             })
             .collect(),
         state: edge
@@ -130,6 +138,15 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     }) {
         worst = worst.max(1);
     }
+    let stapling = edge.config.tls.as_ref().is_some_and(|t| t.ocsp_stapling);
+    let certificates = edge.certificates_now();
+    if stapling
+        && certificates
+            .iter()
+            .any(|c| matches!(c.ocsp.status().state, "revoked" | "error" | "unknown"))
+    {
+        worst = worst.max(1);
+    }
     let status = ["healthy", "degraded", "unhealthy"][usize::from(worst)];
     let c = &edge.config;
     let routes = &c.routes;
@@ -156,6 +173,7 @@ pub async fn health(edge: &Edge) -> Response<Body> {
                 "next_attempt": last.next,
             })
         }),
+        "ocsp": stapling.then(|| certificates.iter().map(ocsp_json).collect::<Vec<_>>()),
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
             "https_enforced": c.tls.is_some() && c.server.https.is_some(),
@@ -239,4 +257,26 @@ fn state_json(edge: &Edge) -> serde_json::Value {
             })
         }
     }
+}
+
+/// A certificate's OCSP stapling state: `status` is `good` (stapled), `pending`, `revoked`
+/// and `unknown` (never stapled: an error), `error` (the responder failed and nothing fresh
+/// is stapled), `crl_only` (no responder; revocation by CRL), `none` or `no_issuer`.
+pub(crate) fn ocsp_json(c: &crate::edge::tls::LoadedCert) -> Value {
+    let st = c.ocsp.status();
+    let staple = c.ocsp.staple.load_full();
+    let now = crate::state::persist::unix_ms() / 1000;
+    let fresh = staple.as_ref().filter(|s| s.next_update > now);
+    json!({
+        "names": c.names,
+        "source": c.source,
+        "status": st.state,
+        "stapled": fresh.is_some(),
+        "this_update": fresh.map(|s| s.this_update),
+        "next_update": fresh.map(|s| s.next_update),
+        "age_seconds": fresh.map(|s| now.saturating_sub(s.this_update)),
+        "message": st.message,
+        "last_attempt": st.last_attempt,
+        "next_attempt": st.next_attempt,
+    })
 }

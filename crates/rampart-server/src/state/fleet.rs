@@ -325,7 +325,8 @@ impl Fleet {
     pub fn new(config: Redis) -> Arc<Self> {
         let id = {
             let mut b = [0u8; 8];
-            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            let _ =
+                aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
             b.iter().map(|x| format!("{x:02x}")).collect()
         };
         Arc::new(Self {

@@ -31,11 +31,11 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Writes `text` to `path` atomically (0600).
+/// Writes `data` to `path` atomically (0600).
 ///
 /// # Errors
 /// The directory cannot be created or written.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -45,7 +45,7 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(data.as_ref())?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
@@ -78,7 +78,7 @@ pub fn save_control(dir: &Path, changes: &[Change]) -> std::io::Result<()> {
         .iter()
         .filter_map(|c| serde_json::from_str(&c.to_json("")).ok())
         .collect();
-    write_atomic(&control_path(dir), &json!({ "changes": list }).to_string())
+    write_atomic(&control_path(dir), json!({ "changes": list }).to_string())
 }
 
 /// Loads saved operator changes (empty when none).

@@ -19,8 +19,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 fn seed() -> (u64, u64) {
     *SEED.get_or_init(|| {
         let mut b = [0u8; 16];
-        // ring's SystemRandom reads the OS CSPRNG; a failure there leaves a time-based seed.
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        // aws-lc-rs's SystemRandom reads the OS CSPRNG; a failure there leaves a time-based seed.
+        if aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b)
+            .is_err()
+        {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);

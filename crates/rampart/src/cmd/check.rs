@@ -53,8 +53,21 @@ fn print_certificates(v: &serde_json::Value) {
             .flatten()
             .filter_map(|n| n.as_str())
             .collect();
+        let ocsp = match c["ocsp"]["status"].as_str() {
+            Some("good") if c["ocsp"]["stapled"] == true => format!(
+                "; OCSP good, stapled until unix {}",
+                c["ocsp"]["next_update"]
+            ),
+            Some(s @ ("revoked" | "unknown" | "error")) => format!(
+                "; OCSP {s}: {}",
+                c["ocsp"]["message"].as_str().unwrap_or("")
+            ),
+            Some("crl_only") => "; no OCSP responder (CRL only)".to_owned(),
+            Some("pending") => "; OCSP pending".to_owned(),
+            _ => String::new(),
+        };
         println!(
-            "certificate {} ({}): expires in {} days (unix {})",
+            "certificate {} ({}): expires in {} days (unix {}){ocsp}",
             names.join(", "),
             c["source"].as_str().unwrap_or("?"),
             c["days_left"],

@@ -872,7 +872,7 @@ fn bearer(jti: &str, iat: u64) -> Request<ReqBody> {
     let t = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
     )
     .unwrap();
     Request::get("/api/x")

@@ -16,6 +16,7 @@ mod framing;
 mod headers;
 mod limits;
 mod observability;
+mod ocsp;
 mod ops;
 mod policies;
 mod preflight;

@@ -176,7 +176,7 @@ fn token(claims: serde_json::Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
     )
     .unwrap()
 }
@@ -317,14 +317,14 @@ async fn bad_tokens_are_refused() {
     let wrong_key = encode(
         &Header::new(Algorithm::HS256),
         &good_claims(),
-        &EncodingKey::from_secret(b"another-secret-another-secret-xx"),
+        &EncodingKey::from_secret(b"another-secret-another-secret-xx").unwrap(),
     )
     .unwrap();
     cases.push((wrong_key, "bad signature"));
     let hs512 = encode(
         &Header::new(Algorithm::HS512),
         &good_claims(),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
     )
     .unwrap();
     cases.push((hs512, "another algorithm"));
@@ -398,7 +398,7 @@ async fn es256_tokens_verify_against_a_pem_key_and_hs256_cannot_impersonate() {
     let forged = encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(kp.public_key_pem().as_bytes()),
+        &EncodingKey::from_secret(kp.public_key_pem().as_bytes()).unwrap(),
     )
     .unwrap();
     let r = send(

@@ -492,7 +492,7 @@ fn certificate_rules_fire() {
     // ... or given on the command line.
     let (_, v) = preflight(f.path(), &["--ca-file", "ca.pem"]);
     assert_eq!(found(&v), set(&[]), "{v:#}");
-    // RSA-1024 (openssl makes it: rcgen with ring cannot).
+    // RSA-1024 (openssl makes it: rcgen cannot).
     let st = Command::new("openssl")
         .args([
             "req",
@@ -519,6 +519,54 @@ fn certificate_rules_fire() {
     let (_, v) = preflight(f.path(), &["--allow", "PF-CRT-02"]);
     assert_eq!(found(&v), set(&[("PF-CRT-03", "error")]), "{v:#}");
     assert!(why(&v, "PF-CRT-03").contains("RSA key of 1024 bits"));
+}
+
+/// `[tls.acme]`: the names it will certify count as covered; no certificate in the store
+/// yet is a note; one past three quarters of its lifetime (renewal was due at two thirds)
+/// a warning; an expired one an error.
+#[test]
+fn acme_store_rules_fire() {
+    let f = fx();
+    let pki = Pki::new();
+    f.toml(
+        &GOOD_TOML
+            .replace(
+                "env_file = \".env\"\n",
+                "env_file = \".env\"\nstate_dir = \"state\"\n",
+            )
+            .replace(
+                "[tls]\ncert = \"app.crt\"\nkey = \"app.key\"\n",
+                "[tls.acme]\nemail = \"ops@app.test\"\n",
+            ),
+    );
+    let (_, v) = preflight(f.path(), &[]);
+    assert_eq!(found(&v), set(&[]), "{v:#}");
+    assert!(why(&v, "PF-CRT-01").contains("no certificate from https://acme-v02.api.letsencrypt.org/directory yet: ordered at the first start for app.test"), "{v:#}");
+    let store = f
+        .path()
+        .join("state/acme/acme-v02.api.letsencrypt.org_directory");
+    std::fs::create_dir_all(&store).unwrap();
+    for (from, to, want, text) in [
+        (-DAY, 89 * DAY, None, ""),
+        (
+            -80 * DAY,
+            10 * DAY,
+            Some("warn"),
+            "days (renewal was due at two thirds",
+        ),
+        (-91 * DAY, -DAY, Some("error"), "expired 1 days ago"),
+    ] {
+        let leaf = pki.leaf_valid("acme", &["app.test"], from, to);
+        std::fs::copy(&leaf.cert, store.join("cert.pem")).unwrap();
+        let (_, v) = preflight(f.path(), &[]);
+        match want {
+            None => assert_eq!(found(&v), set(&[]), "{v:#}"),
+            Some(sev) => {
+                assert_eq!(found(&v), set(&[("PF-CRT-01", sev)]), "{v:#}");
+                assert!(why(&v, "PF-CRT-01").contains(text), "{v:#}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -1053,7 +1101,7 @@ fn hs256(secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &serde_json::json!({"sub": "u1", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .unwrap()
 }

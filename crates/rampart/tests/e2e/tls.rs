@@ -197,7 +197,7 @@ async fn sessions_resume() {
             store.add(pki.ca_der.clone()).unwrap();
             let cfg = Arc::new(
                 rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
+                    rustls::crypto::aws_lc_rs::default_provider(),
                 ))
                 .with_protocol_versions(versions)
                 .unwrap()
@@ -240,7 +240,7 @@ async fn tls12_offers_only_forward_secret_aead_and_min_version_13_refuses_it() {
     store.add(pki.ca_der.clone()).unwrap();
     let tls12 = Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
@@ -627,7 +627,7 @@ fn tls12_with(pki: &Pki, suite: rustls::CipherSuite) -> Arc<rustls::ClientConfig
 
 /// A client config offering only TLS 1.2 with these suites, in this order of preference.
 fn tls12_offering(pki: &Pki, suites: &[rustls::CipherSuite]) -> Arc<rustls::ClientConfig> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider
         .cipher_suites
         .retain(|s| suites.contains(&s.suite()));
@@ -866,4 +866,69 @@ async fn prefer_server_order_chooses_by_the_servers_list() {
             "{extra}"
         );
     }
+}
+
+/// A TLS 1.3 client config whose only key-exchange groups (and so key shares) are `groups`.
+fn tls13_groups(pki: &Pki, groups: &[rustls::NamedGroup]) -> Arc<rustls::ClientConfig> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups.retain(|g| groups.contains(&g.name()));
+    assert_eq!(provider.kx_groups.len(), groups.len());
+    let mut store = rustls::RootCertStore::empty();
+    store.add(pki.ca_der.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// Post-quantum by default: a ClientHello whose only key share is X25519MLKEM768 (no
+/// classical fallback, so a HelloRetryRequest would fail it) completes and serves a request;
+/// a client offering both gets the hybrid group; X25519-only clients still work; and
+/// `post_quantum = false` takes the hybrid group away, no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_quantum_key_exchange_is_offered_and_preferred_by_default() {
+    use rustls::NamedGroup as G;
+    let pki = Pki::new();
+    let (edge, _up) = tls_edge(&pki, "").await;
+    for (groups, want) in [
+        (&[G::X25519MLKEM768][..], G::X25519MLKEM768),
+        (&[G::X25519MLKEM768, G::X25519][..], G::X25519MLKEM768),
+        (&[G::X25519][..], G::X25519),
+        (&[G::secp256r1][..], G::secp256r1),
+    ] {
+        let cfg = tls13_groups(&pki, groups);
+        let tls = client::tls_connect(edge.https(), cfg.clone(), "localhost")
+            .await
+            .unwrap_or_else(|e| panic!("{groups:?}: {e}"));
+        let got = tls.get_ref().1.negotiated_key_exchange_group().unwrap();
+        assert_eq!(got.name(), want, "{groups:?}");
+        let r = client::tls(edge.https(), cfg, "localhost", get("localhost", "/")).await;
+        assert_eq!(r.status, 200, "{groups:?}");
+    }
+    let (classic, _up) = tls_edge(&pki, "post_quantum = false").await;
+    assert!(client::tls_connect(
+        classic.https(),
+        tls13_groups(&pki, &[G::X25519MLKEM768]),
+        "localhost"
+    )
+    .await
+    .is_err());
+    let tls = client::tls_connect(
+        classic.https(),
+        tls13_groups(&pki, &[G::X25519MLKEM768, G::X25519]),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .unwrap()
+            .name(),
+        G::X25519
+    );
 }
