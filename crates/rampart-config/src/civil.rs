@@ -26,9 +26,27 @@ pub fn to_days(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Unix seconds as RFC 3339 in UTC (`2026-12-02T21:26:15Z`).
+pub fn rfc3339(unix: i64) -> String {
+    let (y, m, d) = from_days(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_of_unix_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_247_564), "2026-12-02T21:39:24Z");
+    }
 
     #[test]
     fn known_dates() {

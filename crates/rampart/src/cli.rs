@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Grade a live deployment from the outside (any site): the MDN Observatory HTTP grade,
     /// the SSL Labs TLS grade, and the VF-* checks; exits 1 below --min-grade or on any error.
     Verify(VerifyArgs),
+    /// Integrity manifests: build one of directories, sign it, verify a tree against it.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Print the version.
     Version,
 }
@@ -227,4 +230,72 @@ pub(crate) struct ReloadArgs {
         env = "RAMPART_CONFIG"
     )]
     pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ManifestCommand {
+    /// Write the SHA-256, size and mode of every file under DIR… (links recorded, never
+    /// followed) to a JSON manifest.
+    Build(ManifestBuildArgs),
+    /// Sign a manifest with a PEM private key (Ed25519 by default; RSA-PSS, RS256, ES256),
+    /// writing a detached base64 signature.
+    Sign(ManifestSignArgs),
+    /// Check a manifest's signature, then every file: each changed, missing and extra file
+    /// is named; exits 1 on any.
+    Verify(ManifestVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManifestBuildArgs {
+    /// Directories to describe (each a root of the manifest).
+    #[arg(required = true, value_name = "DIR")]
+    pub(crate) dirs: Vec<PathBuf>,
+    /// Where to write the manifest.
+    #[arg(short, long, value_name = "FILE", default_value = "integrity.json")]
+    pub(crate) output: PathBuf,
+    /// Leave out paths matching this glob (relative to the root; `*` stops at `/`, `**`
+    /// crosses it). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// The version of what is described, recorded in the manifest.
+    #[arg(long = "release", value_name = "VERSION")]
+    pub(crate) release: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManifestSignArgs {
+    /// The manifest.
+    #[arg(value_name = "MANIFEST")]
+    pub(crate) manifest: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC), e.g. from `rampart secrets generate ed25519`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// ed25519, rsa-pss (RSA default), rs256 or es256 (EC default).
+    #[arg(long, value_name = "ALG")]
+    pub(crate) alg: Option<String>,
+    /// Where to write the signature (default: MANIFEST.sig).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) signature: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManifestVerifyArgs {
+    /// The manifest.
+    #[arg(value_name = "MANIFEST")]
+    pub(crate) manifest: PathBuf,
+    /// The signer's PEM public key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) public_key: Option<PathBuf>,
+    /// The detached signature (default: MANIFEST.sig).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) signature: Option<PathBuf>,
+    /// Where a root is now, when not where it was built (in the manifest's order). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Vec<PathBuf>,
+    /// Check the files without checking who signed the list.
+    #[arg(long)]
+    pub(crate) unsigned: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
 }

@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub(crate) mod check;
+pub(crate) mod manifest;
 pub(crate) mod preflight;
 pub(crate) mod reload;
 pub(crate) mod secrets;

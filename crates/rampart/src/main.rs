@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Preflight(args) => cmd::preflight::run(&args),
         cli::Command::Secrets(c) => cmd::secrets::run(c),
         cli::Command::Verify(args) => cmd::verify::run(&args),
+        cli::Command::Manifest(c) => cmd::manifest::run(c),
         cli::Command::Version => {
             cmd::version();
             Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ mod config_ranges;
 mod fleet;
 mod framing;
 mod headers;
+mod integrity;
 mod limits;
 mod observability;
 mod ocsp;
