@@ -16,6 +16,7 @@ pub mod bounds;
 pub mod civil;
 pub mod dotenv;
 pub mod error;
+pub mod integrity;
 pub mod load;
 pub mod ops;
 pub mod policy;

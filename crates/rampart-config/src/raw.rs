@@ -53,6 +53,8 @@ pub struct RawConfig {
     pub preflight: Option<crate::posture::RawPreflight>,
     /// `[state]`: local or shared (Redis) state for a fleet.
     pub state: Option<crate::state::RawState>,
+    /// `[integrity]`: the signed manifest of the files served.
+    pub integrity: Option<crate::integrity::RawIntegrity>,
 }
 
 /// `[server]`.

@@ -40,6 +40,8 @@ pub struct Config {
     /// Weak secrets among rampart's own (`jwt.secret`, API keys, `admin.token`): the key
     /// and the rule broken. The values themselves are not kept.
     pub secret_issues: Vec<(String, crate::secret::Weakness)>,
+    /// `[integrity]`: the signed manifest checked at start, reload and periodically.
+    pub integrity: Option<crate::integrity::Integrity>,
 }
 
 /// `[server]`.

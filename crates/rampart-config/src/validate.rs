@@ -225,6 +225,11 @@ pub(crate) fn validate(
         let mut sink = |k: String, m: String| cx.err(k, m);
         crate::state::state(raw.state.as_ref(), &base, &mut sink)
     };
+    let integrity = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::integrity::integrity(raw.integrity.as_ref(), &base, &mut sink)
+    };
     let preflight = {
         let base = cx.source.base_dir.clone();
         let mut sink = |k: String, m: String| cx.err(k, m);
@@ -254,6 +259,7 @@ pub(crate) fn validate(
         posture: None,
         state,
         secret_issues,
+        integrity,
     })
 }
 

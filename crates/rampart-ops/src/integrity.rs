@@ -36,7 +36,7 @@ pub fn build(
     version: Option<&str>,
     out: &Path,
 ) -> Result<Manifest, String> {
-    let m = rampart_trust::manifest::build(roots, exclude, version)?;
+    let m = rampart_trust::manifest::build(roots, exclude, version)?.rooted_at(out);
     std::fs::write(out, m.to_bytes())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(m)
@@ -158,7 +158,7 @@ pub fn verify(o: &VerifyOptions) -> Result<Report, String> {
             }
         }
     }
-    match m.check(&o.roots, None) {
+    match m.check(&m.roots_at(&o.manifest, &o.roots), None) {
         Ok(diffs) => {
             for d in diffs {
                 match d {

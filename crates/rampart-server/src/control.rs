@@ -4,6 +4,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod integrity;
 pub mod live;
 pub mod ocsp;
 mod start;

@@ -10,6 +10,9 @@
 //!            {"root": 0, "path": "current", "mode": "0777", "symlink": "v2"}]}
 //! ```
 //!
+//! A root under the manifest's own directory is recorded relative to it (and found there
+//! again wherever the release is unpacked), any other root as an absolute path; a root
+//! may be a file (rampart's config) or a link to a directory (`/srv/app/current`).
 //! Paths are relative to their root, with `/`. Symbolic links are recorded with their
 //! target and never followed (a link swapped to point elsewhere is a change); other
 //! special files (sockets, FIFOs, devices) are refused. `exclude` globs match the relative
@@ -117,11 +120,26 @@ struct Found {
     link: Option<String>,
 }
 
-/// Every file under `root` (not excluded), sorted by relative path.
+/// Every file under `root` (not excluded), sorted by relative path. A root that is a
+/// file (rampart's config, a binary) is one entry named by its file name. The root itself
+/// may be a link (`/srv/app/current`); links under it are recorded, never followed.
 fn walk(root: &Path, ex: &Excludes) -> Result<Vec<Found>, String> {
-    let meta = std::fs::symlink_metadata(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let meta = std::fs::metadata(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    if meta.is_file() {
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: not a file name in UTF-8", root.display()))?;
+        return Ok(vec![Found {
+            rel: name.to_owned(),
+            path: root.to_path_buf(),
+            size: meta.len(),
+            mode: meta.permissions().mode() & 0o7777,
+            link: None,
+        }]);
+    }
     if !meta.is_dir() {
-        return Err(format!("{}: not a directory", root.display()));
+        return Err(format!("{}: not a directory or a file", root.display()));
     }
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -215,14 +233,14 @@ fn now_unix() -> i64 {
 /// Builds the manifest of `roots`, leaving out `exclude`.
 ///
 /// # Errors
-/// A root that is not a directory, an unreadable file, a special file, a bad glob.
+/// A root that is neither a directory nor a file, an unreadable file, a special file, a bad glob.
 pub fn build(
     roots: &[PathBuf],
     exclude: &[String],
     version: Option<&str>,
 ) -> Result<Manifest, String> {
     if roots.is_empty() {
-        return Err("no directory to describe".into());
+        return Err("nothing to describe: give directories or files".into());
     }
     let ex = Excludes::new(exclude)?;
     let mut files = Vec::new();
@@ -289,6 +307,36 @@ impl Manifest {
         v
     }
 
+    /// Records each root relative to the directory the manifest is written to when it is
+    /// under it (a release shipped with its manifest checks wherever it is unpacked), else
+    /// as an absolute path.
+    #[must_use]
+    pub fn rooted_at(mut self, manifest: &Path) -> Self {
+        let dir = manifest.parent().filter(|d| !d.as_os_str().is_empty());
+        let base = std::fs::canonicalize(dir.unwrap_or_else(|| Path::new(".")));
+        for r in &mut self.roots {
+            let Ok(abs) = std::fs::canonicalize(&*r) else {
+                continue;
+            };
+            *r = match base.as_ref().ok().and_then(|b| abs.strip_prefix(b).ok()) {
+                Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+                _ => abs.display().to_string(),
+            };
+        }
+        self
+    }
+
+    /// Where each root is on this host: `overrides` in order where given, else as
+    /// recorded, a relative root resolving against the manifest's own directory.
+    pub fn roots_at(&self, manifest: &Path, overrides: &[PathBuf]) -> Vec<PathBuf> {
+        let dir = manifest.parent().unwrap_or_else(|| Path::new(""));
+        self.roots
+            .iter()
+            .enumerate()
+            .map(|(i, r)| overrides.get(i).cloned().unwrap_or_else(|| dir.join(r)))
+            .collect()
+    }
+
     /// Checks the tree: `roots` replaces the manifest's roots in order where given.
     /// Hashes at most `budget` bytes per second when set (a periodic check on a large
     /// tree), else as fast as the disk reads.
@@ -305,7 +353,14 @@ impl Manifest {
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| PathBuf::from(listed_root));
-            let shown = |rel: &str| format!("{}/{rel}", root.display());
+            let file_root = std::fs::metadata(&root).is_ok_and(|m| m.is_file());
+            let shown = |rel: &str| {
+                if file_root {
+                    root.display().to_string()
+                } else {
+                    format!("{}/{rel}", root.display())
+                }
+            };
             let on_disk = walk(&root, &ex)?;
             let listed: Vec<&Entry> = self.files.iter().filter(|e| e.root == i).collect();
             let mut j = 0;
@@ -390,7 +445,8 @@ mod tests {
     #[test]
     fn a_tree_matches_its_manifest_and_every_change_is_named() {
         let d = tree();
-        let m = build(std::slice::from_ref(&d), &["**/*.map".into()], Some("1.2.3")).unwrap();
+        let exclude = ["**/*.map".to_owned()];
+        let m = build(std::slice::from_ref(&d), &exclude, Some("1.2.3")).unwrap();
         let paths: Vec<&str> = m.files.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -451,14 +507,50 @@ mod tests {
         let mut bad = m.clone();
         bad.files[0].root = 3;
         assert!(Manifest::parse(&bad.to_bytes()).is_err());
-        assert!(build(&[d.join("index.html")], &[], None)
+        assert!(build(&[d.join("no-such")], &[], None)
             .unwrap_err()
-            .contains("not a directory"));
+            .contains("no-such"));
         assert!(build(std::slice::from_ref(&d), &["[".into()], None).is_err());
         // Another root given at check time.
         let copy = d.with_extension("copy");
         let _ = std::fs::remove_dir_all(&copy);
         assert!(m.check(std::slice::from_ref(&copy), None).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A file as a root (rampart's own config): one entry, named by the root itself when
+    /// it changes; a root that is a link to a release directory is followed.
+    #[test]
+    fn a_file_root_and_a_linked_root_are_checked() {
+        let d = tree();
+        let conf = d.join("rampart.toml");
+        std::fs::write(&conf, "[server]\n").unwrap();
+        let current = d.with_extension("current");
+        let _ = std::fs::remove_file(&current);
+        std::os::unix::fs::symlink(d.join("js"), &current).unwrap();
+        let roots = [conf.clone(), current.clone()];
+        let m = build(&roots, &[], None).unwrap();
+        let listed: Vec<(usize, &str)> =
+            m.files.iter().map(|e| (e.root, e.path.as_str())).collect();
+        assert_eq!(
+            listed,
+            [
+                (0, "rampart.toml"),
+                (1, "app.js"),
+                (1, "app.js.map"),
+                (1, "vendor/lib.js")
+            ]
+        );
+        assert_eq!(m.check(&[], None).unwrap(), []);
+        std::fs::write(&conf, "[server]\nhttp = \"0.0.0.0:80\"\n").unwrap();
+        assert_eq!(
+            m.check(&[], None).unwrap(),
+            [Difference::Changed(
+                conf.display().to_string(),
+                "size 29 bytes, not 9".into()
+            )]
+        );
+        let _ = std::fs::remove_file(&current);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -234,7 +234,7 @@ pub(crate) struct ReloadArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ManifestCommand {
-    /// Write the SHA-256, size and mode of every file under DIR… (links recorded, never
+    /// Write the SHA-256, size and mode of every file under PATH… (links recorded, never
     /// followed) to a JSON manifest.
     Build(ManifestBuildArgs),
     /// Sign a manifest with a PEM private key (Ed25519 by default; RSA-PSS, RS256, ES256),
@@ -247,8 +247,9 @@ pub(crate) enum ManifestCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ManifestBuildArgs {
-    /// Directories to describe (each a root of the manifest).
-    #[arg(required = true, value_name = "DIR")]
+    /// Directories or files to describe (each a root of the manifest: static roots,
+    /// rampart's own config, any other file).
+    #[arg(required = true, value_name = "PATH")]
     pub(crate) dirs: Vec<PathBuf>,
     /// Where to write the manifest.
     #[arg(short, long, value_name = "FILE", default_value = "integrity.json")]
@@ -289,7 +290,8 @@ pub(crate) struct ManifestVerifyArgs {
     /// The detached signature (default: MANIFEST.sig).
     #[arg(long, value_name = "FILE")]
     pub(crate) signature: Option<PathBuf>,
-    /// Where a root is now, when not where it was built (in the manifest's order). Repeatable.
+    /// Where a root is now, when not where the manifest says (in the manifest's order; a
+    /// recorded relative root is found beside the manifest). Repeatable.
     #[arg(long, value_name = "DIR")]
     pub(crate) root: Vec<PathBuf>,
     /// Check the files without checking who signed the list.

@@ -753,6 +753,19 @@ impl Live {
     /// A listener that cannot be bound; nothing changes then.
     pub async fn reload(self: &Arc<Self>, mut new: Edge) -> Result<Reloaded, String> {
         let _one_at_a_time = self.reloading.lock().await;
+        // The new config's [integrity], checked before anything is swapped.
+        let integrity = match new.config.integrity.clone() {
+            Some(cfg) => {
+                let r = tokio::task::spawn_blocking(move || super::integrity::check(&cfg, None))
+                    .await
+                    .map_err(|e| self.rejected(format!("integrity check failed: {e}")))?;
+                if let Some(why) = super::start::integrity_refuses(&new.config, &r) {
+                    return Err(self.rejected(why));
+                }
+                Some(r)
+            }
+            None => None,
+        };
         let old = self.edge();
         let mut out = Reloaded::default();
         let (o, n) = (&old.config.server, &new.config.server);
@@ -819,6 +832,12 @@ impl Live {
             .collect();
         self.serving.swap(Arc::new(new));
         self.sync_acme();
+        match integrity {
+            Some(r) => super::integrity::record(&self.process, &self.edge(), r),
+            None => {
+                self.process.set_integrity(None);
+            }
+        }
         self.ocsp_wake.notify_one();
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;

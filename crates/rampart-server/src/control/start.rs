@@ -44,11 +44,44 @@ impl Running {
     }
 }
 
+/// Whether an `[integrity]` mismatch refuses this config (production, `on_mismatch =
+/// "refuse"`); the problems as one message when it does.
+pub(crate) fn integrity_refuses(
+    config: &rampart_config::Config,
+    r: &crate::observe::process::IntegrityResult,
+) -> Option<String> {
+    let cfg = config.integrity.as_ref()?;
+    let production = config.server.environment == rampart_config::posture::Environment::Production;
+    (!r.ok() && production && cfg.on_mismatch == rampart_config::integrity::OnMismatch::Refuse)
+        .then(|| {
+            format!(
+                "integrity: {} problem{} against {} (on_mismatch = \"refuse\"):\n  {}",
+                r.problems.len(),
+                if r.problems.len() == 1 { "" } else { "s" },
+                cfg.manifest.display(),
+                r.problems.join("\n  ")
+            )
+        })
+}
+
 /// Binds the configured listeners and starts serving.
 ///
 /// # Errors
-/// A listener address that cannot be bound (in use, no permission), naming the key.
+/// A production `[integrity]` mismatch (each file named), or a listener address that
+/// cannot be bound (in use, no permission), naming the key.
 pub async fn start(edge: Edge) -> anyhow::Result<Running> {
+    // Before any port is bound: a production start on tampered files is refused.
+    let integrity = match edge.config.integrity.clone() {
+        Some(cfg) => {
+            let r =
+                tokio::task::spawn_blocking(move || super::integrity::check(&cfg, None)).await?;
+            if let Some(why) = integrity_refuses(&edge.config, &r) {
+                anyhow::bail!(why);
+            }
+            Some(r)
+        }
+        None => None,
+    };
     let server = &edge.config.server;
     let http = bind_key("server.http", server.http)?;
     let https = bind_key("server.https", server.https)?;
@@ -77,6 +110,13 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     }
     live.restore_control();
     live.sync_acme();
+    if let Some(r) = integrity {
+        super::integrity::record(&live.process, &live.edge(), r);
+    }
+    tokio::spawn(super::integrity::run(
+        Arc::downgrade(&live),
+        live.serving.token.clone(),
+    ));
     tokio::spawn(super::ocsp::run(
         Arc::downgrade(&live),
         live.ocsp_wake.clone(),

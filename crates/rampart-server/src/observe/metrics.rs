@@ -440,6 +440,36 @@ impl Metrics {
                 age,
             );
         }
+        if let Some(ir) = now.process.integrity() {
+            let ok = Gauge::<i64>::default();
+            ok.set(i64::from(ir.ok()));
+            r.register(
+                "rampart_integrity_ok",
+                "1 when the last [integrity] check found the signature good and every file as the manifest lists it",
+                ok,
+            );
+            let problems = Gauge::<i64>::default();
+            problems.set(i64::try_from(ir.problems.len()).unwrap_or(i64::MAX));
+            r.register(
+                "rampart_integrity_problems",
+                "Problems the last [integrity] check found (bad signature, changed, missing and extra files)",
+                problems,
+            );
+            let at = Gauge::<i64>::default();
+            at.set(i64::try_from(ir.checked_at).unwrap_or(0));
+            r.register(
+                "rampart_integrity_last_check_timestamp_seconds",
+                "When the last [integrity] check finished (Unix seconds)",
+                at,
+            );
+            let took = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+            took.set(ir.took.as_secs_f64());
+            r.register(
+                "rampart_integrity_check_duration_seconds",
+                "How long the last [integrity] check took (the periodic one is paced by read_rate)",
+                took,
+            );
+        }
         if let Some(st) = now.state {
             let up = Gauge::<i64>::default();
             up.set(i64::from(st.shared));

@@ -48,6 +48,31 @@ pub struct Process {
     pub started: Instant,
     /// Every open client connection.
     pub conns: Arc<Registry>,
+    /// The last `[integrity]` check (`None`: not configured or not run yet).
+    pub integrity: std::sync::Mutex<Option<Arc<IntegrityResult>>>,
+}
+
+/// The outcome of one `[integrity]` check.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrityResult {
+    /// Unix seconds when it finished.
+    pub checked_at: u64,
+    /// How long it took.
+    pub took: Duration,
+    /// Files listed in the manifest.
+    pub files: usize,
+    /// The algorithm that verified the signature (`None`: not signed or not verified).
+    pub signed_with: Option<&'static str>,
+    /// What is wrong: a bad signature or manifest, and each changed, missing and extra
+    /// file (`changed: PATH (what)`, `missing: PATH`, `extra: PATH`). Empty: all good.
+    pub problems: Vec<String>,
+}
+
+impl IntegrityResult {
+    /// Nothing wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 impl Default for Process {
@@ -57,6 +82,7 @@ impl Default for Process {
             reloads: ReloadStats::default(),
             started: Instant::now(),
             conns: Arc::default(),
+            integrity: std::sync::Mutex::new(None),
         }
     }
 }
@@ -65,6 +91,25 @@ impl Process {
     /// How long the process has run.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The last `[integrity]` check.
+    pub fn integrity(&self) -> Option<Arc<IntegrityResult>> {
+        self.integrity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records an `[integrity]` check; returns the previous one.
+    pub fn set_integrity(&self, r: Option<Arc<IntegrityResult>>) -> Option<Arc<IntegrityResult>> {
+        std::mem::replace(
+            &mut *self
+                .integrity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            r,
+        )
     }
 
     /// Whether the edge is draining.

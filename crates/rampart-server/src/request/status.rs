@@ -138,6 +138,17 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     }) {
         worst = worst.max(1);
     }
+    let integrity = edge
+        .config
+        .integrity
+        .as_ref()
+        .map(|cfg| (cfg, edge.process.integrity()));
+    if integrity
+        .as_ref()
+        .is_some_and(|(_, r)| r.as_ref().is_some_and(|r| !r.ok()))
+    {
+        worst = worst.max(1);
+    }
     let stapling = edge.config.tls.as_ref().is_some_and(|t| t.ocsp_stapling);
     let certificates = edge.certificates_now();
     if stapling
@@ -173,6 +184,19 @@ pub async fn health(edge: &Edge) -> Response<Body> {
                 "next_attempt": last.next,
             })
         }),
+        "integrity": integrity.map(|(cfg, r)| json!({
+            "status": match &r {
+                None => "pending",
+                Some(r) if r.ok() => "ok",
+                Some(_) => "mismatch",
+            },
+            "manifest": cfg.manifest.display().to_string(),
+            "checked_at": r.as_ref().map(|r| r.checked_at),
+            "took_ms": r.as_ref().map(|r| r.took.as_millis()),
+            "files": r.as_ref().map(|r| r.files),
+            "signed_with": r.as_ref().and_then(|r| r.signed_with),
+            "problems": r.as_ref().map(|r| r.problems.clone()).unwrap_or_default(),
+        })),
         "ocsp": stapling.then(|| certificates.iter().map(ocsp_json).collect::<Vec<_>>()),
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),

