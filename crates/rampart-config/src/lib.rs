@@ -17,6 +17,7 @@ pub mod civil;
 pub mod dotenv;
 pub mod error;
 pub mod integrity;
+pub mod license;
 pub mod load;
 pub mod ops;
 pub mod policy;

@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub state: Option<crate::state::RawState>,
     /// `[integrity]`: the signed manifest of the files served.
     pub integrity: Option<crate::integrity::RawIntegrity>,
+    /// `[license]`: the vendor's license token.
+    pub license: Option<crate::license::RawLicense>,
 }
 
 /// `[server]`.
@@ -304,6 +306,8 @@ pub struct RawRoute {
     pub csp_report_only: Option<bool>,
     /// Cookie hardening overrides (`cookies = false` is written `cookies = { secure = false, … }`).
     pub cookies: Option<RawCookies>,
+    /// Served only when `[license]` grants this feature (else 403 or 402).
+    pub requires_feature: Option<String>,
 }
 
 /// A fixed response.

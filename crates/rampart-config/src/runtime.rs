@@ -42,6 +42,8 @@ pub struct Config {
     pub secret_issues: Vec<(String, crate::secret::Weakness)>,
     /// `[integrity]`: the signed manifest checked at start, reload and periodically.
     pub integrity: Option<crate::integrity::Integrity>,
+    /// `[license]`: the vendor's license, checked at start, reload and periodically.
+    pub license: Option<crate::license::License>,
 }
 
 /// `[server]`.
@@ -226,6 +228,8 @@ pub struct Route {
     /// A fresh nonce per HTML response (`csp_nonce`): the CSP header name and the policy
     /// text the nonce is added to. `None` when off or when the route sends no CSP.
     pub csp_nonce: Option<(HeaderName, String)>,
+    /// Served only when the license grants this feature.
+    pub requires_feature: Option<String>,
 }
 
 /// What answers a route.

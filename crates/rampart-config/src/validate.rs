@@ -230,6 +230,21 @@ pub(crate) fn validate(
         let mut sink = |k: String, m: String| cx.err(k, m);
         crate::integrity::integrity(raw.integrity.as_ref(), &base, &mut sink)
     };
+    let license = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::license::license(raw.license.as_ref(), &base, &mut sink)
+    };
+    if raw.license.is_none() {
+        for (i, r) in raw.routes.iter().enumerate() {
+            if r.requires_feature.is_some() {
+                cx.err(
+                    format!("routes[{i}].requires_feature"),
+                    "needs [license]: the features come from the vendor's license token",
+                );
+            }
+        }
+    }
     let preflight = {
         let base = cx.source.base_dir.clone();
         let mut sink = |k: String, m: String| cx.err(k, m);
@@ -260,6 +275,7 @@ pub(crate) fn validate(
         state,
         secret_issues,
         integrity,
+        license,
     })
 }
 
@@ -918,6 +934,12 @@ fn route(
         policy,
         compress,
         csp_nonce,
+        requires_feature: r
+            .requires_feature
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned),
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod acme;
 pub mod admin;
 pub mod integrity;
+pub mod license;
 pub mod live;
 pub mod ocsp;
 mod start;

@@ -33,6 +33,9 @@ pub(crate) enum Command {
     /// Integrity manifests: build one of directories, sign it, verify a tree against it.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// License tokens: read and judge one (support), or issue one (vendor).
+    #[command(subcommand)]
+    License(LicenseCommand),
     /// Print the version.
     Version,
 }
@@ -300,4 +303,79 @@ pub(crate) struct ManifestVerifyArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LicenseCommand {
+    /// Verify a license token with the vendor's public key and print its claims and
+    /// verdict; exits 1 when it does not verify, has expired or is not valid yet.
+    Inspect(LicenseInspectArgs),
+    /// Sign a license token with the vendor's private key (RS256 for RSA keys, ES256 for
+    /// P-256, EdDSA for Ed25519) and print it.
+    Issue(LicenseIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LicenseInspectArgs {
+    /// The token, a file holding it, or `-` for standard input.
+    #[arg(value_name = "TOKEN")]
+    pub(crate) token: String,
+    /// The vendor's PEM public key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) public_key: PathBuf,
+    /// The one algorithm accepted (RS256, ES256, EdDSA…).
+    #[arg(long, value_name = "ALG")]
+    pub(crate) algorithm: Option<String>,
+    /// The issuer (`iss`) required.
+    #[arg(long)]
+    pub(crate) issuer: Option<String>,
+    /// The audience (`aud`) required.
+    #[arg(long)]
+    pub(crate) audience: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LicenseIssueArgs {
+    /// The vendor's PEM private key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// Who it is for.
+    #[arg(long)]
+    pub(crate) customer: String,
+    /// Expiry: a date (2027-12-31, the end of that day UTC) or RFC 3339 time.
+    #[arg(long, value_name = "DATE", conflicts_with = "days")]
+    pub(crate) expires: Option<String>,
+    /// Expiry in days from now.
+    #[arg(long, value_name = "N")]
+    pub(crate) days: Option<u32>,
+    /// Signing algorithm (default from the key: RS256, ES256 or EdDSA).
+    #[arg(long, value_name = "ALG")]
+    pub(crate) alg: Option<String>,
+    /// A licensed feature. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) feature: Vec<String>,
+    /// Seats (users), for the application to enforce.
+    #[arg(long, value_name = "N")]
+    pub(crate) seats: Option<u64>,
+    /// Instances allowed at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_instances: Option<u64>,
+    /// Bind it to one installation (its `installation.id`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) installation_id: Option<String>,
+    /// License id (`jti`; default: random).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Issuer (`iss`).
+    #[arg(long)]
+    pub(crate) issuer: Option<String>,
+    /// Audience (`aud`, the product).
+    #[arg(long)]
+    pub(crate) audience: Option<String>,
+    /// Write the token here (0600) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub(crate) mod check;
+pub(crate) mod license;
 pub(crate) mod manifest;
 pub(crate) mod preflight;
 pub(crate) mod reload;

@@ -86,6 +86,8 @@ pub struct Live {
     expiry_warned: Mutex<std::collections::HashMap<String, u8>>,
     /// Wakes the OCSP task (control::ocsp) after a reload.
     pub(crate) ocsp_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the license task after a reload (a new token has new boundaries).
+    pub(crate) license_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Live {
@@ -136,6 +138,7 @@ impl Live {
             acme: Mutex::new(None),
             expiry_warned: Mutex::default(),
             ocsp_wake: Arc::default(),
+            license_wake: Arc::default(),
         })
     }
 
@@ -766,6 +769,16 @@ impl Live {
             }
             None => None,
         };
+        let license = match &new.config.license {
+            Some(cfg) => {
+                let st = super::license::check(cfg, &new.config.server.state_dir);
+                if let Some(why) = super::license::refuses(cfg, &st) {
+                    return Err(self.rejected(why));
+                }
+                Some(st)
+            }
+            None => None,
+        };
         let old = self.edge();
         let mut out = Reloaded::default();
         let (o, n) = (&old.config.server, &new.config.server);
@@ -838,7 +851,17 @@ impl Live {
                 self.process.set_integrity(None);
             }
         }
+        match license {
+            Some(st) => super::license::record(&self.process, &self.edge(), st),
+            None => {
+                self.process.license.store(None);
+                self.process
+                    .license_blocked
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.ocsp_wake.notify_one();
+        self.license_wake.notify_one();
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);

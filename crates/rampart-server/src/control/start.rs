@@ -67,7 +67,8 @@ pub(crate) fn integrity_refuses(
 /// Binds the configured listeners and starts serving.
 ///
 /// # Errors
-/// A production `[integrity]` mismatch (each file named), or a listener address that
+/// A production `[integrity]` mismatch (each file named), a blocked `[license]` with
+/// `on_expired = "refuse"`, or a listener address that
 /// cannot be bound (in use, no permission), naming the key.
 pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     // Before any port is bound: a production start on tampered files is refused.
@@ -79,6 +80,17 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
                 anyhow::bail!(why);
             }
             Some(r)
+        }
+        None => None,
+    };
+    // The license likewise: with on_expired = "refuse", a blocked license binds nothing.
+    let license = match &edge.config.license {
+        Some(cfg) => {
+            let st = super::license::check(cfg, &edge.config.server.state_dir);
+            if let Some(why) = super::license::refuses(cfg, &st) {
+                anyhow::bail!(why);
+            }
+            Some(st)
         }
         None => None,
     };
@@ -113,8 +125,16 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     if let Some(r) = integrity {
         super::integrity::record(&live.process, &live.edge(), r);
     }
+    if let Some(st) = license {
+        super::license::record(&live.process, &live.edge(), st);
+    }
     tokio::spawn(super::integrity::run(
         Arc::downgrade(&live),
+        live.serving.token.clone(),
+    ));
+    tokio::spawn(super::license::run(
+        Arc::downgrade(&live),
+        live.license_wake.clone(),
         live.serving.token.clone(),
     ));
     tokio::spawn(super::ocsp::run(

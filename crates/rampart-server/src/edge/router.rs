@@ -195,6 +195,7 @@ mod tests {
             policy: Default::default(),
             compress: None,
             csp_nonce: None,
+            requires_feature: None,
         }
     }
 

@@ -470,6 +470,31 @@ impl Metrics {
                 took,
             );
         }
+        if let Some(st) = now.process.license.load_full() {
+            let valid = Gauge::<i64>::default();
+            valid.set(i64::from(!st.state.blocks()));
+            r.register(
+                "rampart_license_valid",
+                "1 while the license lets requests through (valid, expiring or in grace); 0 when expired, invalid or tampered with",
+                valid,
+            );
+            if let Some(l) = &st.license {
+                let days = Gauge::<i64>::default();
+                days.set(l.days_left(st.judged_at));
+                r.register(
+                    "rampart_license_days_remaining",
+                    "Whole days until the license expires (negative once past)",
+                    days,
+                );
+                let exp = Gauge::<i64>::default();
+                exp.set(l.expires_at);
+                r.register(
+                    "rampart_license_expiry_timestamp_seconds",
+                    "When the license expires (Unix seconds)",
+                    exp,
+                );
+            }
+        }
         if let Some(st) = now.state {
             let up = Gauge::<i64>::default();
             up.set(i64::from(st.shared));

@@ -50,6 +50,87 @@ pub struct Process {
     pub conns: Arc<Registry>,
     /// The last `[integrity]` check (`None`: not configured or not run yet).
     pub integrity: std::sync::Mutex<Option<Arc<IntegrityResult>>>,
+    /// The last `[license]` check (`None`: not configured).
+    pub license: arc_swap::ArcSwapOption<LicenseStatus>,
+    /// Set while the license is expired, invalid or tampered with: every request but the
+    /// health endpoints and ACME gets the notice. One relaxed load per request.
+    pub license_blocked: AtomicBool,
+}
+
+/// Where a license stands, as `/health` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseState {
+    /// In its term, more than 30 days left.
+    Valid,
+    /// In its term, 30 days or fewer left.
+    Expiring,
+    /// Past its expiry, within the grace period: served, with warnings.
+    Grace,
+    /// Past expiry and grace.
+    Expired,
+    /// Before its `nbf`.
+    NotYetValid,
+    /// Not the vendor's, not for this installation, or unreadable.
+    Invalid,
+    /// The anti-rollback state was deleted, edited or belongs elsewhere.
+    Tampered,
+}
+
+impl LicenseState {
+    /// Its name in `/health`, logs and audit events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Expiring => "expiring",
+            Self::Grace => "grace",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Invalid => "invalid",
+            Self::Tampered => "tampered",
+        }
+    }
+
+    /// Whether the edge then serves only the notice.
+    pub fn blocks(self) -> bool {
+        matches!(
+            self,
+            Self::Expired | Self::NotYetValid | Self::Invalid | Self::Tampered
+        )
+    }
+}
+
+/// The outcome of one `[license]` check.
+#[derive(Debug, Clone)]
+pub struct LicenseStatus {
+    /// Where it stands.
+    pub state: LicenseState,
+    /// The verified license (`None` when it did not verify).
+    pub license: Option<rampart_trust::license::License>,
+    /// Why, when not valid (and a warning while valid, e.g. the clock set back).
+    pub message: String,
+    /// Unix seconds of the check.
+    pub checked_at: i64,
+    /// The time the license was judged at: the clock, or the highest time this
+    /// installation has seen when the clock is behind it.
+    pub judged_at: i64,
+    /// How far the clock is behind the highest time seen (0: not behind).
+    pub clock_behind: i64,
+    /// This installation's id.
+    pub installation_id: Option<String>,
+    /// Grace after expiry, seconds.
+    pub grace: i64,
+}
+
+impl LicenseStatus {
+    /// Whole days left until expiry (negative once past).
+    pub fn days_left(&self) -> Option<i64> {
+        self.license.as_ref().map(|l| l.days_left(self.judged_at))
+    }
+
+    /// Whether `feature` is licensed now.
+    pub fn grants(&self, feature: &str) -> bool {
+        !self.state.blocks() && self.license.as_ref().is_some_and(|l| l.has(feature))
+    }
 }
 
 /// The outcome of one `[integrity]` check.
@@ -83,6 +164,8 @@ impl Default for Process {
             started: Instant::now(),
             conns: Arc::default(),
             integrity: std::sync::Mutex::new(None),
+            license: arc_swap::ArcSwapOption::empty(),
+            license_blocked: AtomicBool::new(false),
         }
     }
 }

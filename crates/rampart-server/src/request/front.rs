@@ -153,6 +153,86 @@ pub async fn builtin(
     Ok(Builtin::Pass(req))
 }
 
+/// A route's feature: granted by the current license, else refused (`feature_status`).
+pub fn licensed(edge: &Edge, feature: &str) -> Result<(), Answer> {
+    let granted = edge
+        .process
+        .license
+        .load()
+        .as_deref()
+        .is_some_and(|st| st.grants(feature));
+    if granted {
+        return Ok(());
+    }
+    let status = edge
+        .config
+        .license
+        .as_ref()
+        .map_or(403, |l| l.feature_status);
+    Err(Refusal::NotLicensed(status).into())
+}
+
+/// What every request but the health endpoints and ACME gets while the license is
+/// expired, invalid or tampered with: 503, the configured notice, as HTML to a browser
+/// and JSON to everything else.
+pub fn license_notice(edge: &Edge, req: &Request<Body>) -> Response<Body> {
+    let notice = edge
+        .config
+        .license
+        .as_ref()
+        .map_or(rampart_config::license::DEFAULT_NOTICE, |l| {
+            l.notice.as_str()
+        });
+    let state = edge
+        .process
+        .license
+        .load()
+        .as_deref()
+        .map_or("invalid", |s| s.state.name());
+    let html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let (body, kind) = if html {
+        let text = html_escape(notice);
+        (
+            format!(
+                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>License required</title></head>\n<body><h1>License required</h1>\n<p>{text}</p></body></html>\n"
+            ),
+            "text/html; charset=utf-8",
+        )
+    } else {
+        (
+            format!(
+                "{}\n",
+                serde_json::json!({"error": "license_required", "license": state, "message": notice})
+            ),
+            "application/json",
+        )
+    };
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.chars().fold(String::with_capacity(s.len()), |mut o, c| {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+        o
+    })
+}
+
 /// The size of an HTTP/1.x request head as parsed by hyper, counted as it is written with
 /// one space after each colon: request line, header lines, blank line. hyper holds heads
 /// only loosely to `max_buf_size` (a head that arrives whole in one read passes), and it

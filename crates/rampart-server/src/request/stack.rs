@@ -6,6 +6,7 @@
 //! refusals included, leaves through them, so 4xx/5xx carry the same headers as 200s),
 //! metrics and the access log.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::HeaderValue;
@@ -151,8 +152,16 @@ async fn answer<'e>(
             Builtin::Pass(r) => req = r,
         }
     }
+    // 7b. An expired, invalid or tampered license: the notice, to everything else.
+    if edge.process.license_blocked.load(Ordering::Relaxed) {
+        return Ok((front::license_notice(edge, &req), fallback));
+    }
     let idx = found.ok_or(Refusal::NotFound)?;
     let route = &edge.config.routes[idx];
+    // 7c. A route for a feature the license does not grant (403 or 402).
+    if let Some(feature) = &route.requires_feature {
+        front::licensed(edge, feature)?;
+    }
     trace.route = Some(idx);
     // 8. The client: `X-Forwarded-For` is believed from `trusted_proxies` only.
     let client = proxy::client_ip(req.headers(), conn.peer.ip(), |ip| edge.is_trusted(ip));

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::edge::Edge;
 use crate::handler::proxy::Pool;
 use crate::observe::metrics::{ServerStat, Snapshot};
+use crate::observe::process::{LicenseState, LicenseStatus};
 use crate::wire::body::Body;
 
 /// A JSON answer that is never cached.
@@ -149,6 +150,15 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     {
         worst = worst.max(1);
     }
+    let license = edge.process.license.load_full();
+    if let Some(st) = license.as_deref() {
+        worst = worst.max(match st.state {
+            s if s.blocks() => 2,
+            LicenseState::Grace => 1,
+            LicenseState::Expiring if st.days_left().unwrap_or(0) < 7 => 1,
+            _ => 0,
+        });
+    }
     let stapling = edge.config.tls.as_ref().is_some_and(|t| t.ocsp_stapling);
     let certificates = edge.certificates_now();
     if stapling
@@ -197,6 +207,7 @@ pub async fn health(edge: &Edge) -> Response<Body> {
             "signed_with": r.as_ref().and_then(|r| r.signed_with),
             "problems": r.as_ref().map(|r| r.problems.clone()).unwrap_or_default(),
         })),
+        "license": license.as_deref().map(license_json),
         "ocsp": stapling.then(|| certificates.iter().map(ocsp_json).collect::<Vec<_>>()),
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
@@ -231,6 +242,28 @@ pub async fn health(edge: &Edge) -> Response<Body> {
         StatusCode::OK
     };
     json_response(code, &body)
+}
+
+/// The `/health` license entry.
+fn license_json(st: &LicenseStatus) -> serde_json::Value {
+    let rfc = rampart_config::civil::rfc3339;
+    let l = st.license.as_ref();
+    json!({
+        "status": st.state.name(),
+        "message": st.message,
+        "customer": l.map(|l| &l.customer),
+        "license_id": l.and_then(|l| l.id.as_ref()),
+        "expires_at": l.map(|l| rfc(l.expires_at)),
+        "days_remaining": st.days_left(),
+        "grace_until": l.map(|l| rfc(l.expires_at.saturating_add(st.grace))),
+        "features": l.map(|l| &l.features),
+        "seats": l.and_then(|l| l.seats),
+        "max_instances": l.and_then(|l| l.max_instances),
+        "installation_id": st.installation_id,
+        "algorithm": l.map(|l| &l.alg),
+        "checked_at": rfc(st.checked_at),
+        "clock_behind_seconds": st.clock_behind,
+    })
 }
 
 /// `/ready`.

@@ -55,6 +55,8 @@ pub enum Refusal {
     StateUnavailable,
     /// A bug: the request path panicked (500).
     Internal,
+    /// The route's feature is not in the license (`license.feature_status`: 403 or 402).
+    NotLicensed(u16),
 }
 
 impl Refusal {
@@ -80,6 +82,7 @@ impl Refusal {
             Refusal::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::NotLicensed(s) => StatusCode::from_u16(*s).unwrap_or(StatusCode::FORBIDDEN),
         }
     }
 
@@ -102,6 +105,7 @@ impl Refusal {
             Refusal::RequestTimeout => "request_timeout",
             Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
+            Refusal::NotLicensed(_) => "feature_not_licensed",
         }
     }
 

@@ -15,6 +15,7 @@ mod fleet;
 mod framing;
 mod headers;
 mod integrity;
+mod license;
 mod limits;
 mod observability;
 mod ocsp;

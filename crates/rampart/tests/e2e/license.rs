@@ -1,0 +1,671 @@
+//! `[license]` with real keys: tokens minted by PyJWT with keys made by Python's
+//! `cryptography` (RS256, ES256) and by `openssl` (EdDSA through `rampart license issue`);
+//! features gating routes, the 30/7-day warnings, the grace period, the notice once
+//! expired, and the anti-rollback anchor against a clock set back (the real binary under
+//! libfaketime), a corrupted, deleted or foreign state file, and a license bound to
+//! another installation.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rampart_config::{load_str, Source};
+use rampart_server::{Edge, Running};
+use rampart_test_support::{client, eventually, TempDir};
+
+use crate::harness::{bin, python};
+
+/// Makes keys and mints tokens with PyJWT, as a vendor's Python tooling would.
+const MINT: &str = r#"
+import json, sys, jwt
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa, ec, ed25519
+cmd = sys.argv[1]
+if cmd == "keygen":
+    kind, out = sys.argv[2], sys.argv[3]
+    key = {"rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+           "ec": lambda: ec.generate_private_key(ec.SECP256R1()),
+           "ed25519": ed25519.Ed25519PrivateKey.generate}[kind]()
+    open(out + ".pem", "wb").write(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+    open(out + ".pub", "wb").write(key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+else:
+    key, alg, claims = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    secret = open(key, "rb").read()
+    if not alg.startswith("HS"):
+        secret = s.load_pem_private_key(secret, None)
+    print(jwt.encode(claims, secret, algorithm=alg))
+"#;
+
+fn run_py(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(MINT)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+const DAY: i64 = 86_400;
+
+/// A token for "Acme Corp" signed by `key` (`vendor` → vendor.pem) expiring at `exp`.
+fn mint(dir: &Path, key: &str, alg: &str, exp: i64, extra: serde_json::Value) -> String {
+    let mut claims = serde_json::json!({
+        "sub": "cust-0042",
+        "customer": "Acme Corp",
+        "jti": "lic-2026-0042",
+        "iat": now() - 60,
+        "exp": exp,
+        "features": ["analytics", "ai"],
+        "seats": 250,
+        "max_instances": 3,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    run_py(
+        dir,
+        &["sign", &format!("{key}.pem"), alg, &claims.to_string()],
+    )
+}
+
+fn toml(license: &str) -> String {
+    format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [logging]\naccess = \"off\"\naudit = \"audit.log\"\n\
+         [license]\ntoken_file = \"license.jwt\"\npublic_key_file = \"vendor.pub\"\n{license}\n\
+         [[routes]]\npath = \"/ai\"\nrequires_feature = \"ai\"\nrespond = {{ body = \"ai\" }}\n\
+         [[routes]]\npath = \"/sso\"\nrequires_feature = \"sso\"\nrespond = {{ body = \"sso\" }}\n\
+         [[routes]]\npath = \"/\"\nrespond = {{ body = \"app\" }}\n"
+    )
+}
+
+fn edge_of(dir: &Path, toml: &str) -> Result<Edge, String> {
+    let mut config = load_str(
+        toml,
+        &Source {
+            name: "rampart.toml".into(),
+            base_dir: dir.to_path_buf(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    config.server.state_dir = dir.join("state");
+    Edge::build(config, "rampart.toml").map_err(|e| e.to_string())
+}
+
+async fn start_edge(dir: &Path, toml: &str) -> Result<Running, String> {
+    rampart_test_support::raise_open_files();
+    rampart_server::start(edge_of(dir, toml)?)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+async fn admin_get(r: &Running, path: &str) -> client::Resp {
+    client::plain(r.live.admin_addr().unwrap(), client::get("admin", path)).await
+}
+
+async fn get(r: &Running, path: &str) -> client::Resp {
+    client::plain(r.http_addr.unwrap(), client::get("app.test", path)).await
+}
+
+async fn license_state(r: &Running, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = admin_get(r, "/health").await.json();
+        if h["license"]["status"] == want {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "license never {want}: {h:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn audit_count(dir: &Path, event: &str) -> usize {
+    std::fs::read_to_string(dir.join("audit.log")).map_or(0, |a| {
+        a.lines()
+            .filter(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .count()
+    })
+}
+
+async fn wait_audited(dir: &Path, event: &str, times: usize) {
+    let found = eventually(Duration::from_secs(3), || {
+        (audit_count(dir, event) >= times).then_some(())
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "{event} not audited {times}x: {:?}",
+        std::fs::read_to_string(dir.join("audit.log"))
+    );
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len() + 1..].trim().parse().ok())
+}
+
+/// A valid RS256 license (PyJWT, `cryptography` RSA key) serves its features and refuses
+/// others; 30 and 7 days before expiry are warned about (audited each, `/health`
+/// degraded under 7); an expired license in grace is served with warnings; past grace
+/// every request gets the notice (HTML to a browser, JSON otherwise) while the health
+/// endpoints answer; a token from another key is invalid; `on_expired = "refuse"` refuses
+/// a reload that would block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_warnings_grace_and_the_notice() {
+    let tmp = TempDir::new("license");
+    let dir = tmp.path();
+    run_py(
+        dir,
+        &["keygen", "rsa", &dir.join("vendor").display().to_string()],
+    );
+    run_py(
+        dir,
+        &["keygen", "rsa", &dir.join("other").display().to_string()],
+    );
+    let write =
+        |token: &str| std::fs::write(dir.join("license.jwt"), format!("{token}\n")).unwrap();
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 365 * DAY,
+        serde_json::json!({}),
+    ));
+    let cfg = toml("algorithm = \"RS256\"\ngrace = \"7d\"\nfeature_status = 402");
+    let running = start_edge(dir, &cfg).await.unwrap();
+
+    let h = license_state(&running, "valid").await;
+    let l = &h["license"];
+    assert_eq!(h["status"], "healthy", "{h:#}");
+    assert_eq!(l["customer"], "Acme Corp");
+    assert_eq!(l["license_id"], "lic-2026-0042");
+    assert_eq!(l["algorithm"], "RS256");
+    assert_eq!(l["features"], serde_json::json!(["analytics", "ai"]));
+    assert_eq!(
+        (l["seats"].as_i64(), l["max_instances"].as_i64()),
+        (Some(250), Some(3))
+    );
+    let days = l["days_remaining"].as_i64().unwrap();
+    assert!((363..=365).contains(&days), "{h:#}");
+    let id = l["installation_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("state/installation.id"))
+            .unwrap()
+            .trim(),
+        id
+    );
+    let sealed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state/license_state.json")).unwrap())
+            .unwrap();
+    assert_eq!(sealed["installation_id"], id.as_str());
+    assert_eq!(get(&running, "/ai").await.text(), "ai");
+    let r = get(&running, "/sso").await;
+    assert_eq!(r.status, 402);
+    assert_eq!(r.json()["error"], "feature_not_licensed");
+    let m = admin_get(&running, "/metrics").await.text();
+    assert_eq!(metric(&m, "rampart_license_valid"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "rampart_license_days_remaining"),
+        Some(days as f64),
+        "{m}"
+    );
+
+    // 20 days left: warned, still healthy; 3 days left: warned again, degraded.
+    let reload = |c: &str| running.live.reload(edge_of(dir, c).unwrap());
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 20 * DAY + 600,
+        serde_json::json!({}),
+    ));
+    reload(&cfg).await.unwrap();
+    let h = license_state(&running, "expiring").await;
+    assert_eq!(h["status"], "healthy", "{h:#}");
+    assert_eq!(h["license"]["days_remaining"], 20, "{h:#}");
+    wait_audited(dir, "license.expiring", 1).await;
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 3 * DAY + 600,
+        serde_json::json!({}),
+    ));
+    reload(&cfg).await.unwrap();
+    wait_audited(dir, "license.expiring", 2).await;
+    let h = admin_get(&running, "/health").await.json();
+    assert_eq!(h["status"], "degraded", "{h:#}");
+
+    // Expired yesterday, 7 days of grace: served, audited, degraded.
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() - DAY,
+        serde_json::json!({}),
+    ));
+    reload(&cfg).await.unwrap();
+    let h = license_state(&running, "grace").await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    assert!(
+        h["license"]["message"].as_str().unwrap().contains("grace"),
+        "{h:#}"
+    );
+    wait_audited(dir, "license.grace", 1).await;
+    assert_eq!(get(&running, "/ai").await.text(), "ai");
+
+    // A license that runs out while serving: the task wakes at its expiry (no grace) and
+    // every request then gets the notice; the health endpoints still answer.
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 2,
+        serde_json::json!({}),
+    ));
+    let no_grace = cfg.replace(
+        "grace = \"7d\"",
+        "grace = \"0s\"\nnotice = \"Renew at <https://vendor.example/renew> & restart.\"",
+    );
+    reload(&no_grace).await.unwrap();
+    assert_eq!(get(&running, "/").await.text(), "app");
+    let h = license_state(&running, "expired").await;
+    assert_eq!(h["status"], "unhealthy", "{h:#}");
+    wait_audited(dir, "license.expired", 1).await;
+    let r = get(&running, "/").await;
+    assert_eq!(r.status, 503);
+    let j = r.json();
+    assert_eq!(j["error"], "license_required");
+    assert_eq!(j["license"], "expired");
+    assert!(
+        j["message"].as_str().unwrap().starts_with("Renew at"),
+        "{j}"
+    );
+    let mut req = client::get("app.test", "/ai");
+    req.headers_mut()
+        .insert("accept", "text/html,application/xhtml+xml".parse().unwrap());
+    let r = client::plain(running.http_addr.unwrap(), req).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(
+        r.text()
+            .contains("Renew at &lt;https://vendor.example/renew&gt; &amp; restart."),
+        "{}",
+        r.text()
+    );
+    assert_eq!(admin_get(&running, "/ready").await.status, 200);
+    let m = admin_get(&running, "/metrics").await.text();
+    assert_eq!(metric(&m, "rampart_license_valid"), Some(0.0), "{m}");
+
+    // A token signed by someone else: invalid, the notice stays.
+    write(&mint(
+        dir,
+        "other",
+        "RS256",
+        now() + 365 * DAY,
+        serde_json::json!({}),
+    ));
+    reload(&cfg).await.unwrap();
+    let h = license_state(&running, "invalid").await;
+    assert!(
+        h["license"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{h:#}"
+    );
+    wait_audited(dir, "license.invalid", 1).await;
+    assert_eq!(get(&running, "/").await.status, 503);
+    // The vendor's again: served again, audited.
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 365 * DAY,
+        serde_json::json!({}),
+    ));
+    reload(&cfg).await.unwrap();
+    license_state(&running, "valid").await;
+    wait_audited(dir, "license.valid", 1).await;
+    assert_eq!(get(&running, "/").await.text(), "app");
+    // With on_expired = "refuse", a reload to a blocking license is refused; the valid
+    // one keeps serving.
+    write(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() - 30 * DAY,
+        serde_json::json!({}),
+    ));
+    let refuse = cfg.replace("grace = \"7d\"", "grace = \"7d\"\non_expired = \"refuse\"");
+    let err = reload(&refuse).await.unwrap_err();
+    assert!(err.contains("license: expired"), "{err}");
+    assert_eq!(get(&running, "/").await.text(), "app");
+    running.shutdown();
+}
+
+fn serve_once(dir: &Path, faketime: Option<&str>) -> Output {
+    let exe = bin().get_program().to_owned();
+    let mut cmd = Command::new("timeout");
+    cmd.arg("20");
+    if let Some(offset) = faketime {
+        cmd.args(["faketime", "-f", offset]);
+    }
+    cmd.arg(exe)
+        .args(["serve", "-c", "rampart.toml"])
+        .current_dir(dir)
+        .env_remove("RAMPART_CONFIG")
+        .env("RAMPART_STATE_DIR", dir.join("state"))
+        .output()
+        .unwrap()
+}
+
+fn refused(out: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "wanted {want:?}: {err}");
+}
+
+/// The anti-rollback anchor, with the real binary: a run under a clock 60 days ahead
+/// (libfaketime) moves the anchor, so the 30-day license stays expired once the clock is
+/// back; an edited, deleted or foreign state file is tampering, not a fresh start; a
+/// license bound to another installation is invalid. ES256 tokens from PyJWT.
+#[test]
+fn the_clock_set_back_and_a_tampered_state_do_not_revive_a_license() {
+    let tmp = TempDir::new("license-anchor");
+    let dir = tmp.path();
+    run_py(
+        dir,
+        &["keygen", "ec", &dir.join("vendor").display().to_string()],
+    );
+    std::fs::write(
+        dir.join("license.jwt"),
+        mint(
+            dir,
+            "vendor",
+            "ES256",
+            now() + 30 * DAY,
+            serde_json::json!({}),
+        ),
+    )
+    .unwrap();
+    let cfg = toml(
+        "algorithm = \"ES256\"\ngrace = \"0s\"\non_expired = \"refuse\"\n\
+         state_path = \"data/license_state.json\"\ninstallation_id_path = \"data/installation.id\"",
+    );
+    std::fs::write(dir.join("rampart.toml"), &cfg).unwrap();
+    let state = dir.join("data/license_state.json");
+    let id_file = dir.join("data/installation.id");
+
+    // Sixty days ahead: expired, refused, and the anchor moved there.
+    refused(&serve_once(dir, Some("+60d")), "expired on");
+    let anchor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(
+        anchor["highest_seen"].as_i64().unwrap() > now() + 59 * DAY,
+        "{anchor}"
+    );
+    // The clock back to today: still expired, and the rollback named.
+    let out = serve_once(dir, None);
+    refused(&out, "expired on");
+    refused(&out, "behind the latest time this installation has seen");
+
+    // The anchor edited back by hand: its MAC no longer matches.
+    let good = std::fs::read_to_string(&state).unwrap();
+    let highest = anchor["highest_seen"].as_i64().unwrap().to_string();
+    std::fs::write(&state, good.replace(&highest, &now().to_string())).unwrap();
+    refused(&serve_once(dir, None), "corrupted or edited");
+    std::fs::write(&state, "{\"format\": \"rampart-lic").unwrap();
+    refused(&serve_once(dir, None), "corrupted or edited");
+    // Deleted: this installation has run before, so it is not a fresh start.
+    std::fs::remove_file(&state).unwrap();
+    refused(&serve_once(dir, None), "is gone but this installation");
+    // Another installation's state, copied in.
+    let other = TempDir::new("license-other");
+    std::fs::write(
+        other.path().join("license.jwt"),
+        std::fs::read(dir.join("license.jwt")).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(dir.join("vendor.pub"), other.path().join("vendor.pub")).unwrap();
+    std::fs::write(other.path().join("rampart.toml"), &cfg).unwrap();
+    refused(&serve_once(other.path(), Some("+60d")), "expired on");
+    std::fs::copy(other.path().join("data/license_state.json"), &state).unwrap();
+    refused(&serve_once(dir, None), "belongs to installation");
+    // The installation id gone while its state remains.
+    std::fs::remove_file(&id_file).unwrap();
+    refused(&serve_once(dir, None), "installation id");
+
+    // Both gone is a new installation (nothing on one host can tell it from one): it
+    // starts, and a license bound to another installation does not.
+    std::fs::remove_file(&state).unwrap();
+    let mut proc = crate::harness::serve(dir, &["-c", "rampart.toml"], 1);
+    assert!(proc.http.is_some());
+    let _ = proc.child.kill();
+    let new_id = std::fs::read_to_string(&id_file).unwrap().trim().to_owned();
+    assert_eq!(new_id.len(), 32);
+    std::fs::write(
+        dir.join("license.jwt"),
+        mint(
+            dir,
+            "vendor",
+            "ES256",
+            now() + 30 * DAY,
+            serde_json::json!({"installation_id": "0123456789abcdef0123456789abcdef"}),
+        ),
+    )
+    .unwrap();
+    refused(&serve_once(dir, None), "issued for installation");
+    // Bound to this one: served.
+    std::fs::write(
+        dir.join("license.jwt"),
+        mint(
+            dir,
+            "vendor",
+            "ES256",
+            now() + 30 * DAY,
+            serde_json::json!({"installation_id": new_id}),
+        ),
+    )
+    .unwrap();
+    let proc = crate::harness::serve(dir, &["-c", "rampart.toml"], 1);
+    assert!(proc.http.is_some());
+}
+
+fn rampart(dir: &Path, args: &[&str]) -> Output {
+    bin().args(args).current_dir(dir).output().unwrap()
+}
+
+/// `rampart license inspect` for support staff and `rampart license issue` for vendors:
+/// PyJWT's RS256 token read with its claims; expired, forged (HS256 with the public key as
+/// the secret), wrong-key and not-a-token inputs exit 1 with the reason; an EdDSA license
+/// issued with an `openssl` key verifies in PyJWT too; bad settings are config errors.
+#[test]
+fn inspect_and_issue_interoperate_and_refuse_bad_tokens() {
+    let tmp = TempDir::new("license-cli");
+    let dir = tmp.path();
+    run_py(
+        dir,
+        &["keygen", "rsa", &dir.join("vendor").display().to_string()],
+    );
+    run_py(
+        dir,
+        &["keygen", "rsa", &dir.join("other").display().to_string()],
+    );
+    let token = mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 90 * DAY,
+        serde_json::json!({}),
+    );
+    std::fs::write(dir.join("license.jwt"), &token).unwrap();
+    let out = rampart(
+        dir,
+        &[
+            "license",
+            "inspect",
+            "license.jwt",
+            "--public-key",
+            "vendor.pub",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "customer         Acme Corp",
+        "license id       lic-2026-0042",
+        "signed with      RS256",
+        "features         analytics, ai",
+        "seats            250",
+        "max instances    3",
+        "verdict          valid: expires in ",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    let out = rampart(
+        dir,
+        &[
+            "license",
+            "inspect",
+            &token,
+            "--public-key",
+            "vendor.pub",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["license"]["claims"]["sub"], "cust-0042");
+
+    let expired = mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() - 3 * DAY,
+        serde_json::json!({}),
+    );
+    // PyJWT will not HMAC with a PEM key; any shared secret makes the point.
+    std::fs::write(dir.join("hs.pem"), "a-secret-on-the-customers-host").unwrap();
+    let forged = mint(dir, "hs", "HS256", now() + 90 * DAY, serde_json::json!({}));
+    for (t, key, want) in [
+        (expired.as_str(), "vendor.pub", "expired on"),
+        (forged.as_str(), "vendor.pub", "shared secret"),
+        (token.as_str(), "other.pub", "does not verify"),
+        ("eyJhbGciOiJSUzI1NiJ9.e30", "vendor.pub", "not a token"),
+    ] {
+        let out = rampart(dir, &["license", "inspect", t, "--public-key", key]);
+        assert_eq!(out.status.code(), Some(1), "{want}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains(want), "{want:?} in {all}");
+    }
+
+    // Issued by rampart with an openssl Ed25519 key; PyJWT verifies it.
+    for args in [
+        &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"][..],
+        &["pkey", "-in", "ed.pem", "-pubout", "-out", "ed.pub"][..],
+    ] {
+        assert!(Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let out = rampart(
+        dir,
+        &[
+            "license",
+            "issue",
+            "--key",
+            "ed.pem",
+            "--customer",
+            "Globex",
+            "--expires",
+            "2030-06-30",
+            "--feature",
+            "ai",
+            "--seats",
+            "10",
+            "-o",
+            "globex.jwt",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let globex = std::fs::read_to_string(dir.join("globex.jwt")).unwrap();
+    let check = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import jwt,sys; c=jwt.decode(sys.argv[1].strip(), open('ed.pub').read(), algorithms=['EdDSA']); \
+             print(c['customer'], c['features'], c['seats'], c['exp'])",
+        )
+        .arg(&globex)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "Globex ['ai'] 10 1909094399",
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = rampart(
+        dir,
+        &["license", "issue", "--key", "ed.pem", "--customer", "x"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must expire"));
+
+    // Settings that cannot work are config errors naming their key.
+    std::fs::write(dir.join("license.jwt"), &token).unwrap();
+    for (extra, key) in [
+        ("algorithm = \"HS256\"", "license.algorithm"),
+        ("on_expired = \"ignore\"", "license.on_expired"),
+        ("interval = \"10s\"", "license.interval"),
+        ("feature_status = 404", "license.feature_status"),
+    ] {
+        let err = edge_of(dir, &toml(extra)).err().unwrap_or_default();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    let no_license = toml("").replace(
+        "[license]\ntoken_file = \"license.jwt\"\npublic_key_file = \"vendor.pub\"\n",
+        "",
+    );
+    let err = edge_of(dir, &no_license).err().unwrap_or_default();
+    assert!(err.contains("routes[0].requires_feature"), "{err}");
+    let err = edge_of(
+        dir,
+        &toml("").replace("public_key_file = \"vendor.pub\"\n", ""),
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(err.contains("license.public_key"), "{err}");
+}
