@@ -21,7 +21,7 @@ pub struct RawIntegrity {
     /// The signer's PEM public key (`${INTEGRITY_PUBLIC_KEY}` or `public_key_file`).
     pub public_key: Option<String>,
     /// Refuse a manifest that is not signed by `public_key` (default true).
-    pub require_signed: Option<bool>,
+    pub require_signed: Option<crate::units::Flag>,
     /// Where the manifest's roots are on this host, in its order (default: as recorded).
     pub roots: Option<Vec<String>>,
     /// `refuse` (default) or `serve`.
@@ -90,7 +90,7 @@ pub(crate) fn integrity(
             },
             |s| base.join(s),
         );
-    let require_signed = r.require_signed.unwrap_or(true);
+    let require_signed = r.require_signed.is_none_or(|f| f.0);
     let public_key = r
         .public_key
         .as_deref()

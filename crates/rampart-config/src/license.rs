@@ -82,6 +82,20 @@ pub struct License {
     pub feature_status: u16,
 }
 
+impl License {
+    /// The state file and the installation id file (defaults under `state_dir`).
+    pub fn paths(&self, state_dir: &Path) -> (PathBuf, PathBuf) {
+        (
+            self.state_path
+                .clone()
+                .unwrap_or_else(|| state_dir.join("license_state.json")),
+            self.installation_id_path
+                .clone()
+                .unwrap_or_else(|| state_dir.join("installation.id")),
+        )
+    }
+}
+
 /// The notice shown when no `notice` is configured.
 pub const DEFAULT_NOTICE: &str =
     "The license for this installation is not valid. Please contact your vendor to renew it.";

@@ -208,6 +208,35 @@ impl<'de> Deserialize<'de> for Toggle {
     }
 }
 
+/// A switch written as a TOML boolean or as the text a `${VAR}` gives (`true`/`false`,
+/// `1`/`0`, `yes`/`no`, `on`/`off`), so `.env` flags such as guide 000's
+/// `INTEGRITY_REQUIRE_SIGNED=true` can be used as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => Ok(Flag(true)),
+                    "false" | "0" | "no" | "off" => Ok(Flag(false)),
+                    _ => Err(E::custom(format!("{v:?}: expected true or false"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod edge;
 mod env;
 pub(crate) mod files;
 pub(crate) mod output;
+mod trust;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -148,9 +149,18 @@ pub fn run(inputs: &Inputs<'_>) -> Report {
             edge::check(c, &mut s);
             files::certificates(c, inputs, &mut s);
             files::key_files(c, inputs.uid, &mut s);
+            let now = inputs
+                .now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            trust::check(c, now, &mut s);
         }
         None => {
-            for (id, title) in edge::CHECKS.iter().chain(files::CERT_CHECKS) {
+            for (id, title) in edge::CHECKS
+                .iter()
+                .chain(files::CERT_CHECKS)
+                .chain(trust::CHECKS)
+            {
                 s.skip(id, title, "no rampart config given");
             }
         }

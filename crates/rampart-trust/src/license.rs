@@ -443,6 +443,56 @@ impl Anchor {
     }
 }
 
+/// Why an installation's anchor cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorError {
+    /// Tampering: edited, deleted or foreign state, or a broken installation id.
+    Tampered(String),
+    /// A file that cannot be read.
+    Unreadable(String),
+}
+
+/// Reads the installation id and its anchor. `Ok(None)`: neither file exists (a first
+/// start). A state file missing while the id exists (or the reverse), an id that is not
+/// one, or a state file that does not open is tampering, never a fresh start.
+///
+/// # Errors
+/// As above, or a file that exists and cannot be read.
+pub fn read_anchor(
+    state_path: &std::path::Path,
+    id_path: &std::path::Path,
+) -> Result<Option<Anchor>, AnchorError> {
+    let read = |p: &std::path::Path| match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AnchorError::Unreadable(format!(
+            "cannot read {}: {e}",
+            p.display()
+        ))),
+    };
+    let id = read(id_path)?.map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    match (id, read(state_path)?) {
+        (None, None) => Ok(None),
+        (Some(id), _) if !valid_installation_id(&id) => Err(AnchorError::Tampered(format!(
+            "{} does not hold an installation id",
+            id_path.display()
+        ))),
+        (Some(_), None) => Err(AnchorError::Tampered(format!(
+            "the license state file {} is gone but this installation ({}) has run before: a deleted state file is not a fresh start",
+            state_path.display(),
+            id_path.display()
+        ))),
+        (None, Some(_)) => Err(AnchorError::Tampered(format!(
+            "the installation id {} is gone but its license state {} remains",
+            id_path.display(),
+            state_path.display()
+        ))),
+        (Some(id), Some(bytes)) => Anchor::open(&bytes, &id)
+            .map(Some)
+            .map_err(|t| AnchorError::Tampered(format!("{}: {t}", state_path.display()))),
+    }
+}
+
 /// Whether `id` may name an installation: 8–128 of `A-Za-z0-9._-`.
 pub fn valid_installation_id(id: &str) -> bool {
     (8..=128).contains(&id.len())

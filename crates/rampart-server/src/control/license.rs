@@ -11,13 +11,13 @@
 //! are audited (`license.expiring`, `license.grace`, `license.expired`, `license.invalid`,
 //! `license.tampered`, `license.clock_rollback`, `license.valid`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rampart_config::license::{License as Config, OnExpired};
-use rampart_trust::license::{self, Anchor, Expect, Standing};
+use rampart_trust::license::{self, Anchor, AnchorError, Expect, Standing};
 use tokio_util::sync::CancellationToken;
 
 use super::live::Live;
@@ -30,18 +30,6 @@ const SKEW: i64 = 300;
 
 fn now_unix() -> i64 {
     i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(i64::MAX)
-}
-
-/// The state and installation id files.
-pub fn paths(cfg: &Config, state_dir: &Path) -> (PathBuf, PathBuf) {
-    (
-        cfg.state_path
-            .clone()
-            .unwrap_or_else(|| state_dir.join("license_state.json")),
-        cfg.installation_id_path
-            .clone()
-            .unwrap_or_else(|| state_dir.join("installation.id")),
-    )
 }
 
 /// Checks the license at the clock's time, moving the anchor forward.
@@ -73,7 +61,7 @@ fn check_at(cfg: &Config, state_dir: &Path, now: i64) -> LicenseStatus {
             return st;
         }
     };
-    let (state_path, id_path) = paths(cfg, state_dir);
+    let (state_path, id_path) = cfg.paths(state_dir);
     let anchor = match anchor(
         &state_path,
         &id_path,
@@ -164,25 +152,9 @@ fn anchor(
     now: i64,
     lic: &license::License,
 ) -> Result<Anchor, (LicenseState, String)> {
-    let tampered = |why: String| (LicenseState::Tampered, why);
-    let io = |p: &Path, e: std::io::Error| {
-        (
-            LicenseState::Invalid,
-            format!("cannot read {}: {e}", p.display()),
-        )
-    };
-    let id = match std::fs::read_to_string(id_path) {
-        Ok(t) => Some(t.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(id_path, e)),
-    };
-    let state = match std::fs::read(state_path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(state_path, e)),
-    };
-    match (id, state) {
-        (None, None) => {
+    match license::read_anchor(state_path, id_path) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => {
             let id = license::new_installation_id();
             write_atomic(id_path, format!("{id}\n")).map_err(|e| {
                 (
@@ -193,22 +165,8 @@ fn anchor(
             tracing::info!(installation_id = %id, file = %id_path.display(), "new installation");
             Ok(Anchor::new(&id, now, &lic.key()))
         }
-        (Some(id), _) if !license::valid_installation_id(&id) => Err(tampered(format!(
-            "{} does not hold an installation id",
-            id_path.display()
-        ))),
-        (Some(_), None) => Err(tampered(format!(
-            "the license state file {} is gone but this installation ({}) has run before: a deleted state file is not a fresh start",
-            state_path.display(),
-            id_path.display()
-        ))),
-        (None, Some(_)) => Err(tampered(format!(
-            "the installation id {} is gone but its license state {} remains",
-            id_path.display(),
-            state_path.display()
-        ))),
-        (Some(id), Some(bytes)) => Anchor::open(&bytes, &id)
-            .map_err(|t| tampered(format!("{}: {t}", state_path.display()))),
+        Err(AnchorError::Tampered(why)) => Err((LicenseState::Tampered, why)),
+        Err(AnchorError::Unreadable(why)) => Err((LicenseState::Invalid, why)),
     }
 }
 

@@ -669,3 +669,196 @@ fn inspect_and_issue_interoperate_and_refuse_bad_tokens() {
     .unwrap_or_default();
     assert!(err.contains("license.public_key"), "{err}");
 }
+
+/// Guide 000's `.env`, filled as its quick start says (PEM keys quoted over several
+/// lines, `INTEGRITY_REQUIRE_SIGNED=true` as text), drives `[license]` and `[integrity]`
+/// through `${VAR}`: `rampart check` loads it, preflight's PF-LIC-01 and PF-INT-01 pass
+/// and no finding names a LICENSE_/INTEGRITY_ variable; a changed file and a license
+/// close to expiry are then found by preflight.
+#[test]
+fn guide_000_env_passes_preflight() {
+    let tmp = TempDir::new("guide000");
+    let dir = tmp.path();
+    run_py(
+        dir,
+        &["keygen", "rsa", &dir.join("vendor").display().to_string()],
+    );
+    for args in [
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            "integrity-private.pem",
+        ][..],
+        &[
+            "pkey",
+            "-in",
+            "integrity-private.pem",
+            "-pubout",
+            "-out",
+            "integrity-public.pem",
+        ][..],
+    ] {
+        assert!(Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+    std::fs::create_dir_all(dir.join("static")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(
+        dir.join("static/index.html"),
+        "<!doctype html><title>ChurnVision</title>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rampart.toml"),
+        "[server]\nhttp = \"127.0.0.1:0\"\nenvironment = \"production\"\nenv_file = \".env\"\n\
+         [license]\ntoken = \"${LICENSE_KEY}\"\npublic_key = \"${LICENSE_PUBLIC_KEY}\"\n\
+         algorithm = \"${LICENSE_SIGNING_ALG}\"\nstate_path = \"${LICENSE_STATE_PATH}\"\n\
+         installation_id_path = \"${INSTALLATION_ID_PATH}\"\n\
+         [integrity]\nmanifest = \"${INTEGRITY_MANIFEST_PATH}\"\nsignature = \"${INTEGRITY_SIGNATURE_PATH}\"\n\
+         public_key = \"${INTEGRITY_PUBLIC_KEY}\"\nrequire_signed = \"${INTEGRITY_REQUIRE_SIGNED}\"\n\
+         [[routes]]\npath = \"/\"\nstatic = \"static\"\n",
+    )
+    .unwrap();
+    for args in [
+        &[
+            "manifest",
+            "build",
+            "static",
+            "rampart.toml",
+            "-o",
+            "etc/integrity.json",
+        ][..],
+        &[
+            "manifest",
+            "sign",
+            "etc/integrity.json",
+            "--key",
+            "integrity-private.pem",
+            "--signature",
+            "etc/integrity.sig",
+        ][..],
+    ] {
+        let out = rampart(dir, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let env = |token: &str| {
+        let pem = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let d = dir.display();
+        format!(
+            "# === ENVIRONMENT ===\nDEBUG=false\nENVIRONMENT=production\n\n\
+             # === SECRETS ===\nENCRYPTION_KEY=8Jk1cZ6yq7XQ0pOq3m2dY5m0fX0o2qYwT3c5r7u9w1E=\n\
+             SECRET_KEY=Vd3k9QmZp2Xw7Lr4Tn8Yb6Hc1Jf5Gs0Ka3Ue7Wi2Oq9Rx4Mz6Nv8By1Ct5Dp7Eh\n\n\
+             # === LICENSE ===\nINTEGRITY_MANIFEST_PATH={d}/etc/integrity.json\n\
+             INTEGRITY_PUBLIC_KEY=\"{}\"\nINTEGRITY_REQUIRE_SIGNED=true\n\
+             INTEGRITY_SIGNATURE_PATH={d}/etc/integrity.sig\nLICENSE_KEY={token}\n\
+             LICENSE_PUBLIC_KEY=\"{}\"\nLICENSE_SIGNING_ALG=RS256\n\n\
+             # === LICENSE STATE (ANTI-ROLLBACK) ===\nINSTALLATION_ID_PATH={d}/data/installation.id\n\
+             LICENSE_STATE_PATH={d}/data/license_state.json\n",
+            pem("integrity-public.pem"),
+            pem("vendor.pub"),
+        )
+    };
+    let write_env = |token: &str| {
+        std::fs::write(dir.join(".env"), env(token)).unwrap();
+        std::fs::set_permissions(
+            dir.join(".env"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    };
+    write_env(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 365 * DAY,
+        serde_json::json!({}),
+    ));
+    let out = rampart(dir, &["check", "-c", "rampart.toml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preflight = || {
+        let out = rampart(
+            dir,
+            &["preflight", "-c", "rampart.toml", "--format", "json"],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let status = |v: &serde_json::Value, id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let v = preflight();
+    assert_eq!(status(&v, "PF-LIC-01"), "passed", "{v:#}");
+    assert_eq!(status(&v, "PF-INT-01"), "passed", "{v:#}");
+    let named = v["findings"].to_string();
+    for var in ["LICENSE_", "INTEGRITY_", "INSTALLATION_ID"] {
+        assert!(!named.contains(var), "{var} flagged: {v:#}");
+    }
+    // A changed file and a license 10 days from expiry.
+    std::fs::write(
+        dir.join("static/index.html"),
+        "<script src=//evil.example></script>",
+    )
+    .unwrap();
+    write_env(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() + 10 * DAY + 600,
+        serde_json::json!({}),
+    ));
+    let v = preflight();
+    let found: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["id"].as_str().unwrap().starts_with("PF-LIC")
+                || f["id"].as_str().unwrap().starts_with("PF-INT")
+        })
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f["id"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+                f["why"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("PF-INT-01 error changed: size")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("PF-LIC-01 warn expires in 10 days")),
+        "{found:?}"
+    );
+}
