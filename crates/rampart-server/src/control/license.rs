@@ -24,6 +24,7 @@ use super::live::Live;
 use crate::observe::audit;
 use crate::observe::process::{LicenseState, LicenseStatus, Process};
 use crate::state::persist::write_atomic;
+use crate::state::Fleet;
 
 /// A clock this far behind the anchor is only skew (NTP steps, VM migration).
 const SKEW: i64 = 300;
@@ -48,6 +49,7 @@ fn check_at(cfg: &Config, state_dir: &Path, now: i64) -> LicenseStatus {
         clock_behind: 0,
         installation_id: None,
         grace,
+        instances: None,
     };
     let expect = Expect {
         algorithm: cfg.algorithm.as_deref(),
@@ -217,15 +219,18 @@ pub fn record(process: &Process, edge: &crate::edge::Edge, st: LicenseStatus) {
             }
             LicenseState::Invalid => Some(("license.invalid", "critical")),
             LicenseState::Tampered => Some(("license.tampered", "critical")),
+            LicenseState::InstanceLimit => Some(("license.instance_limit", "critical")),
         };
         if let Some((event, severity)) = event {
             audit::system(edge, event, severity, &reason);
         }
     }
-    match state {
-        LicenseState::Valid => {}
-        LicenseState::Expiring => tracing::warn!(reason = %reason, "license"),
-        _ => tracing::error!(reason = %reason, "license"),
+    if changed {
+        match state {
+            LicenseState::Valid => tracing::info!(reason = %reason, "license"),
+            LicenseState::Expiring => tracing::warn!(reason = %reason, "license"),
+            _ => tracing::error!(reason = %reason, "license"),
+        }
     }
     if st.clock_behind > 0 && before.as_deref().is_none_or(|b| b.clock_behind == 0) {
         audit::system(
@@ -269,38 +274,118 @@ fn next_wake(st: &LicenseStatus, interval: Duration) -> Duration {
     }
 }
 
-/// Re-checks at every `interval` and boundary of the current config until `stop`;
+/// A seat's heartbeat period; a seat not renewed for three of them is free again.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The fleet and key a seat is held in: a license with `max_instances` and a shared
+/// state.
+fn seating(edge: &crate::edge::Edge, st: &LicenseStatus) -> Option<(Arc<Fleet>, String, u64)> {
+    let l = st.license.as_ref()?;
+    let max = l.max_instances?;
+    let fleet = edge.policies.shared()?.clone();
+    let key = fleet.key(&format!("license:{}:seats", l.key()));
+    Some((fleet, key, max))
+}
+
+/// Takes or keeps this instance's seat: over the license's `max_instances`, the
+/// instance serves the notice (others keep theirs). Shared state unreachable: the status
+/// is kept as it was (one instance never blocks for the fleet's Redis).
+pub(crate) async fn seat(edge: &crate::edge::Edge, mut st: LicenseStatus) -> LicenseStatus {
+    let blocked_by_seat = st.state == LicenseState::InstanceLimit;
+    if st.state.blocks() && !blocked_by_seat {
+        return st;
+    }
+    let Some((fleet, key, max)) = seating(edge, &st) else {
+        return st;
+    };
+    // At start the shared state connects in the background.
+    fleet.wait_shared(Duration::from_secs(2)).await;
+    match fleet.seat(&key, HEARTBEAT * 3, max).await {
+        Ok((true, n)) => {
+            st.instances = Some(n);
+            if blocked_by_seat {
+                st.state = LicenseState::Valid;
+                st.message = format!("a seat is free again ({n} of {max} instances)");
+            }
+        }
+        Ok((false, n)) => {
+            st.instances = Some(n);
+            st.state = LicenseState::InstanceLimit;
+            st.message = format!(
+                "the license allows {max} instance{} and {n} already serve{}",
+                if max == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" }
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "license seat: shared state unreachable; kept as it was")
+        }
+    }
+    st
+}
+
+/// Re-checks at every `interval` and boundary of the current config until `stop`, and
+/// keeps this instance's seat in a fleet (every [`HEARTBEAT`], given back at stop);
 /// `wake` (a reload) recomputes the next boundary.
 pub async fn run(live: Weak<Live>, wake: Arc<tokio::sync::Notify>, stop: CancellationToken) {
+    use tokio::time::Instant;
+    let mut next_check: Option<Instant> = None;
+    let mut next_beat = Instant::now();
     loop {
-        let wait = match live.upgrade() {
-            Some(l) => {
-                let edge = l.edge();
-                match (&edge.config.license, l.process.license.load_full()) {
-                    (Some(cfg), Some(st)) => next_wake(&st, cfg.interval),
+        let Some(l) = live.upgrade() else { return };
+        let edge = l.edge();
+        let current = l.process.license.load_full();
+        let due = *next_check.get_or_insert_with(|| {
+            Instant::now()
+                + match (&edge.config.license, current.as_deref()) {
+                    (Some(cfg), Some(st)) => next_wake(st, cfg.interval),
                     (Some(cfg), None) => cfg.interval,
                     (None, _) => Duration::from_secs(60),
                 }
-            }
-            None => return,
+        });
+        let seated = current.as_deref().and_then(|st| seating(&edge, st));
+        let until = if seated.is_some() {
+            due.min(next_beat)
+        } else {
+            due
         };
+        drop((l, edge, current));
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            // A reload checked the new config itself: only the next wake changes.
-            () = wake.notified() => continue,
-            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(until) => {}
+            // A reload checked the new config itself: the next boundary and the seat are
+            // worked out again.
+            () = wake.notified() => {
+                next_check = None;
+                next_beat = Instant::now();
+                continue;
+            }
+            () = stop.cancelled() => {
+                if let Some((fleet, key, _)) = seated {
+                    let _ = fleet.unseat(&key).await;
+                }
+                return;
+            }
         }
         let Some(l) = live.upgrade() else { return };
         let edge = l.edge();
-        match &edge.config.license {
-            Some(cfg) => {
-                let st = check(cfg, &edge.config.server.state_dir);
-                record(&l.process, &edge, st);
+        let Some(cfg) = edge.config.license.clone() else {
+            l.process.license.store(None);
+            l.process.license_blocked.store(false, Ordering::Relaxed);
+            next_check = None;
+            continue;
+        };
+        let now = Instant::now();
+        let st = if now >= due {
+            next_check = None;
+            check(&cfg, &edge.config.server.state_dir)
+        } else {
+            match l.process.license.load_full() {
+                Some(st) => (*st).clone(),
+                None => continue,
             }
-            None => {
-                l.process.license.store(None);
-                l.process.license_blocked.store(false, Ordering::Relaxed);
-            }
-        }
+        };
+        next_beat = now + HEARTBEAT;
+        let st = seat(&edge, st).await;
+        record(&l.process, &edge, st);
     }
 }

@@ -852,7 +852,11 @@ impl Live {
             }
         }
         match license {
-            Some(st) => super::license::record(&self.process, &self.edge(), st),
+            Some(st) => {
+                let edge = self.edge();
+                let st = super::license::seat(&edge, st).await;
+                super::license::record(&self.process, &edge, st);
+            }
             None => {
                 self.process.license.store(None);
                 self.process

@@ -74,6 +74,8 @@ pub enum LicenseState {
     Invalid,
     /// The anti-rollback state was deleted, edited or belongs elsewhere.
     Tampered,
+    /// Valid, but the fleet already runs `max_instances` other instances.
+    InstanceLimit,
 }
 
 impl LicenseState {
@@ -87,6 +89,7 @@ impl LicenseState {
             Self::NotYetValid => "not_yet_valid",
             Self::Invalid => "invalid",
             Self::Tampered => "tampered",
+            Self::InstanceLimit => "instance_limit",
         }
     }
 
@@ -94,7 +97,11 @@ impl LicenseState {
     pub fn blocks(self) -> bool {
         matches!(
             self,
-            Self::Expired | Self::NotYetValid | Self::Invalid | Self::Tampered
+            Self::Expired
+                | Self::NotYetValid
+                | Self::Invalid
+                | Self::Tampered
+                | Self::InstanceLimit
         )
     }
 }
@@ -119,6 +126,8 @@ pub struct LicenseStatus {
     pub installation_id: Option<String>,
     /// Grace after expiry, seconds.
     pub grace: i64,
+    /// Instances holding a seat in the fleet (`max_instances` with a shared state).
+    pub instances: Option<u64>,
 }
 
 impl LicenseStatus {

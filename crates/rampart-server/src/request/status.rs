@@ -259,6 +259,7 @@ fn license_json(st: &LicenseStatus) -> serde_json::Value {
         "features": l.map(|l| &l.features),
         "seats": l.and_then(|l| l.seats),
         "max_instances": l.and_then(|l| l.max_instances),
+        "instances": st.instances,
         "installation_id": st.installation_id,
         "algorithm": l.map(|l| &l.alg),
         "checked_at": rfc(st.checked_at),

@@ -11,6 +11,7 @@
 //! | `control` (channel) | pub/sub | each change as it is made, for the other instances | – |
 //! | `acme:STORE` | hash | `[tls.acme]`: the certificate chain and its key (`cert`, `key`), for every instance | never (replaced at each renewal) |
 //! | `acme:STORE:lock` | string | the instance ordering now | 10 minutes, or deleted when done |
+//! | `license:LICENSE:seats` | sorted set | `[license]` with `max_instances`: each serving instance's id, scored by its last heartbeat (ms, the server's clock) | members after 3 missed heartbeats; the key with the last one |
 //!
 //! # Decisions
 //! A rate-limit decision is one `EVALSHA` of [`GCRA`] for every limit of one phase of a
@@ -597,6 +598,63 @@ impl Fleet {
             )
             .await?;
             Ok(r.is_some())
+        })
+        .await
+    }
+
+    /// Takes or keeps a seat for this instance in `key` (a sorted set of instances by
+    /// last heartbeat) when fewer than `max` other live instances hold one; members not
+    /// seen for `ttl` are dropped first. Returns whether this instance holds a seat and
+    /// how many are held.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn seat(
+        &self,
+        key: &str,
+        ttl: Duration,
+        max: u64,
+    ) -> Result<(bool, u64), StateError> {
+        const SEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if held or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1, redis.call('ZCARD', KEYS[1])}
+end
+return {0, redis.call('ZCARD', KEYS[1])}
+";
+        let id = self.id.clone();
+        self.run(|mut conn| async move {
+            let (held, n): (i64, u64) = query(
+                &mut conn,
+                redis::cmd("EVAL")
+                    .arg(SEAT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(&id)
+                    .arg(millis(ttl))
+                    .arg(max),
+            )
+            .await?;
+            Ok((held == 1, n))
+        })
+        .await
+    }
+
+    /// Gives this instance's seat in `key` back (a clean stop).
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn unseat(&self, key: &str) -> Result<(), StateError> {
+        let id = self.id.clone();
+        self.run(|mut conn| async move {
+            let _: i64 = query(&mut conn, redis::cmd("ZREM").arg(key).arg(&id)).await?;
+            Ok(())
         })
         .await
     }

@@ -127,13 +127,21 @@ async fn get(r: &Running, path: &str) -> client::Resp {
 }
 
 async fn license_state(r: &Running, want: &str) -> serde_json::Value {
+    health_until(r, want, |h| h["license"]["status"] == want).await
+}
+
+async fn health_until(
+    r: &Running,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let h = admin_get(r, "/health").await.json();
-        if h["license"]["status"] == want {
+        if done(&h) {
             return h;
         }
-        assert!(Instant::now() < deadline, "license never {want}: {h:#}");
+        assert!(Instant::now() < deadline, "license never {what}: {h:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -861,4 +869,75 @@ fn guide_000_env_passes_preflight() {
             .any(|f| f.starts_with("PF-LIC-01 warn expires in 10 days")),
         "{found:?}"
     );
+}
+
+/// `max_instances` in a fleet (a real `redis-server`): with a license for two instances,
+/// two edges take seats and serve, a third serves the notice (`instance_limit`, audited);
+/// when one of the two stops cleanly its seat is given back and the third takes it at
+/// its next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_runs_no_more_instances_than_licensed() {
+    let redis = crate::fleet::Redis::start();
+    let vendor = TempDir::new("license-fleet-vendor");
+    run_py(
+        vendor.path(),
+        &[
+            "keygen",
+            "ed25519",
+            &vendor.path().join("vendor").display().to_string(),
+        ],
+    );
+    let token = mint(
+        vendor.path(),
+        "vendor",
+        "EdDSA",
+        now() + 90 * DAY,
+        serde_json::json!({"max_instances": 2}),
+    );
+    let cfg = format!(
+        "{}\n[state]\nbackend = \"redis\"\nredis = \"redis://127.0.0.1:{}\"\nprefix = \"licfleet:\"\n",
+        toml("algorithm = \"EdDSA\""),
+        redis.port
+    );
+    let mut dirs = Vec::new();
+    let mut edges = Vec::new();
+    for i in 0..3 {
+        let d = TempDir::new(&format!("license-fleet-{i}"));
+        std::fs::write(d.path().join("license.jwt"), &token).unwrap();
+        std::fs::copy(
+            vendor.path().join("vendor.pub"),
+            d.path().join("vendor.pub"),
+        )
+        .unwrap();
+        let e = start_edge(d.path(), &cfg).await.unwrap();
+        let want = if i < 2 { "valid" } else { "instance_limit" };
+        let h = health_until(&e, want, |h| {
+            h["license"]["status"] == want && !h["license"]["instances"].is_null()
+        })
+        .await;
+        if i < 2 {
+            assert_eq!(h["license"]["instances"], i + 1, "{h:#}");
+            assert_eq!(get(&e, "/").await.text(), "app");
+        } else {
+            assert_eq!(
+                h["license"]["message"], "the license allows 2 instances and 2 already serve",
+                "{h:#}"
+            );
+            assert_eq!(get(&e, "/").await.status, 503);
+            wait_audited(d.path(), "license.instance_limit", 1).await;
+        }
+        dirs.push(d);
+        edges.push(e);
+    }
+    let seats = redis.cli(&["ZCARD", "licfleet:license:lic-2026-0042:seats"]);
+    assert_eq!(seats, "2");
+    // The first stops cleanly: its seat is free, and the third takes it.
+    let first = edges.remove(0);
+    first.shutdown();
+    drop(first);
+    let third = &edges[1];
+    let h = license_state(third, "valid").await;
+    assert_eq!(h["license"]["instances"], 2, "{h:#}");
+    assert_eq!(get(third, "/").await.text(), "app");
+    wait_audited(dirs[2].path(), "license.valid", 1).await;
 }
