@@ -1,6 +1,7 @@
 //! What the vendor signed: the `[license]` token (PF-LIC-01: it verifies, for this
 //! installation, and is not expired at the later of the clock and the installation's
-//! anti-rollback anchor; 30 days or fewer left is a warning) and the `[integrity]`
+//! anti-rollback anchor; 30 days or fewer left is a warning; what would block it is an
+//! error with `on_expired = "refuse"`, a warning with the notice) and the `[integrity]`
 //! manifest (PF-INT-01: its signature, then every file). Read only: preflight never
 //! creates the installation id or moves the anchor.
 
@@ -40,6 +41,13 @@ pub(crate) fn check(c: &Config, now: i64, s: &mut Sink) {
 
 fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: i64, s: &mut Sink) {
     const ID: &str = "PF-LIC-01";
+    // What blocks the license is an error when it refuses the start; with the notice it is
+    // what the operator chose, and preflight (which runs before a production start) must
+    // not refuse what `on_expired = "notice"` would serve.
+    let blocking = match cfg.on_expired {
+        rampart_config::license::OnExpired::Refuse => Severity::Error,
+        rampart_config::license::OnExpired::Notice => Severity::Warn,
+    };
     let expect = Expect {
         algorithm: cfg.algorithm.as_deref(),
         issuer: cfg.issuer.as_deref(),
@@ -50,7 +58,7 @@ fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: 
         Err(e) => {
             s.add(
                 ID,
-                Severity::Error,
+                blocking,
                 "license.token",
                 e,
                 "use the token and public key the vendor issued together (`rampart license inspect TOKEN --public-key KEY`)",
@@ -64,7 +72,7 @@ fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: 
         Err(AnchorError::Tampered(why) | AnchorError::Unreadable(why)) => {
             s.add(
                 ID,
-                Severity::Error,
+                blocking,
                 state_path.display().to_string(),
                 why,
                 "restore the state and installation id files from backup, or ask the vendor for a new license",
@@ -77,7 +85,7 @@ fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: 
         if *bound != a.installation_id {
             s.add(
                 ID,
-                Severity::Error,
+                blocking,
                 "license.token",
                 format!(
                     "issued for installation {bound:?}; this is {:?}",
@@ -93,7 +101,7 @@ fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: 
     match lic.standing(judged, 0) {
         Standing::NotYetValid => s.add(
             ID,
-            Severity::Error,
+            blocking,
             "license.token",
             "not valid yet (nbf in the future)",
             "check the clock, or wait for the license's start",
@@ -103,11 +111,7 @@ fn license_check(cfg: &rampart_config::license::License, state_dir: &Path, now: 
             let in_grace = lic.standing(judged, grace) == Standing::Grace;
             s.add(
                 ID,
-                if in_grace {
-                    Severity::Warn
-                } else {
-                    Severity::Error
-                },
+                if in_grace { Severity::Warn } else { blocking },
                 "license.token",
                 if in_grace {
                     format!("expired on {exp}; served for the grace period")

@@ -869,6 +869,31 @@ fn guide_000_env_passes_preflight() {
             .any(|f| f.starts_with("PF-LIC-01 warn expires in 10 days")),
         "{found:?}"
     );
+    // Expired: with the notice (the default) a warning, so a production start serves the
+    // notice; with on_expired = "refuse" an error.
+    write_env(&mint(
+        dir,
+        "vendor",
+        "RS256",
+        now() - 30 * DAY,
+        serde_json::json!({}),
+    ));
+    let lic = |v: &serde_json::Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "PF-LIC-01")
+            .map(|f| f["severity"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(lic(&preflight()).as_deref(), Some("warn"));
+    let toml = std::fs::read_to_string(dir.join("rampart.toml")).unwrap();
+    std::fs::write(
+        dir.join("rampart.toml"),
+        toml.replace("[license]\n", "[license]\non_expired = \"refuse\"\n"),
+    )
+    .unwrap();
+    assert_eq!(lic(&preflight()).as_deref(), Some("error"));
 }
 
 /// `max_instances` in a fleet (a real `redis-server`): with a license for two instances,
