@@ -40,7 +40,8 @@ impl Kind {
         Some(match s {
             "token" => Self::Token,
             "jwt-hs256" | "jwt" => Self::JwtHs256,
-            "fernet" => Self::Fernet,
+            // A backup key is 32 random bytes, as a Fernet key is.
+            "fernet" | "backup-key" => Self::Fernet,
             "api-key" => Self::ApiKey,
             "ed25519" => Self::Ed25519,
             "rsa" => Self::Rsa,
@@ -49,7 +50,8 @@ impl Kind {
         })
     }
     /// Every kind's name.
-    pub const NAMES: &'static str = "token, jwt-hs256, fernet, api-key, ed25519, rsa, password";
+    pub const NAMES: &'static str =
+        "token, jwt-hs256, fernet, backup-key, api-key, ed25519, rsa, password";
 
     /// The kind for a variable name (used to fill `.env` placeholders).
     pub fn for_name(name: &str) -> Self {

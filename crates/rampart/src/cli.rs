@@ -33,6 +33,9 @@ pub(crate) enum Command {
     /// Integrity manifests: build one of directories, sign it, verify a tree against it.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Database backups: run one, verify one (restored into a scratch database), restore one.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// License tokens: read and judge one (support), or issue one (vendor).
     #[command(subcommand)]
     License(LicenseCommand),
@@ -378,4 +381,85 @@ pub(crate) struct LicenseIssueArgs {
     /// Write the token here (0600) instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Dump a PostgreSQL or MySQL/MariaDB database through zstd (and AES-256-GCM with a
+    /// key) into DIR, with a manifest; then apply retention and the copy.
+    Run(BackupRunArgs),
+    /// Check a backup: checksum, decryption, the whole dump read back, and with
+    /// --database-scratch a restore into a new database compared table by table.
+    Verify(BackupVerifyArgs),
+    /// Restore a backup into an existing database (PostgreSQL objects are replaced).
+    Restore(BackupRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupDb {
+    /// The database URL (postgres://… or mysql://…). Keep the password off the command
+    /// line: set DATABASE_URL, or use --database-file.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database: Option<String>,
+    /// A file holding the database URL.
+    #[arg(long, value_name = "FILE", conflicts_with = "database")]
+    pub(crate) database_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupRunArgs {
+    #[command(flatten)]
+    pub(crate) db: BackupDb,
+    /// Where backups go.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// Delete backups older than this (30d); never the newest good one.
+    #[arg(long, value_name = "AGE")]
+    pub(crate) keep: Option<String>,
+    /// Keep at most this many backups of the database.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_count: Option<usize>,
+    /// Encrypt with this key file (32 bytes, `rampart secrets generate backup-key`).
+    #[arg(long, alias = "key-file", value_name = "FILE")]
+    pub(crate) encrypt_key_file: Option<PathBuf>,
+    /// zstd level (1–19).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) level: i32,
+    /// Also copy the backup and its manifest to this directory (another mount).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) copy_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupVerifyArgs {
+    /// The backup file.
+    #[arg(value_name = "BACKUP")]
+    pub(crate) backup: PathBuf,
+    /// Its key, when encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// A server to restore into (a new database is made there and dropped after); the
+    /// URL's database is the one connected to for that.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DATABASE_SCRATCH_URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_scratch: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupRestoreArgs {
+    /// The backup file.
+    #[arg(value_name = "BACKUP")]
+    pub(crate) backup: PathBuf,
+    #[command(flatten)]
+    pub(crate) db: BackupDb,
+    /// Its key, when encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: Option<PathBuf>,
 }

@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod license;
 pub(crate) mod manifest;

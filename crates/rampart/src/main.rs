@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => cmd::verify::run(&args),
         cli::Command::Manifest(c) => cmd::manifest::run(c),
         cli::Command::License(c) => cmd::license::run(c),
+        cli::Command::Backup(c) => cmd::backup::run(c),
         cli::Command::Version => {
             cmd::version();
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ mod harness;
 
 mod acme;
 mod app_servers;
+mod backup;
 mod browser;
 mod cli;
 mod config_ranges;
