@@ -271,7 +271,14 @@ pub fn read_manifest(backup: &Path) -> Result<Manifest, String> {
 /// session failed. A failed backup leaves no file behind.
 pub fn run(o: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<Outcome, String> {
     let db = &o.database;
-    std::fs::create_dir_all(&o.dir).map_err(|e| format!("cannot make {}: {e}", o.dir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&o.dir)
+            .map_err(|e| format!("cannot make {}: {e}", o.dir.display()))?;
+    }
     let creds = Credentials::new(db)?;
     let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -426,7 +433,14 @@ pub fn run(o: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<Outcome
 /// # Errors
 /// The copy fails.
 pub fn copy_to(backup: &Path, to: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot make {}: {e}", to.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(to)
+            .map_err(|e| format!("cannot make {}: {e}", to.display()))?;
+    }
     let mut last = PathBuf::new();
     for src in [backup.to_path_buf(), manifest_path(backup)] {
         let name = src.file_name().ok_or("no file name")?;

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod backups;
 pub mod bounds;
 pub mod civil;
 pub mod dotenv;

@@ -57,6 +57,9 @@ pub struct RawConfig {
     pub integrity: Option<crate::integrity::RawIntegrity>,
     /// `[license]`: the vendor's license token.
     pub license: Option<crate::license::RawLicense>,
+    /// `[[backups]]`: scheduled database backups.
+    #[serde(default)]
+    pub backups: Vec<crate::backups::RawBackup>,
 }
 
 /// `[server]`.

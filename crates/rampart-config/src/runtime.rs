@@ -44,6 +44,8 @@ pub struct Config {
     pub integrity: Option<crate::integrity::Integrity>,
     /// `[license]`: the vendor's license, checked at start, reload and periodically.
     pub license: Option<crate::license::License>,
+    /// `[[backups]]`: scheduled database backups.
+    pub backups: Vec<crate::backups::Backup>,
 }
 
 /// `[server]`.

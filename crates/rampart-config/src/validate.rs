@@ -245,6 +245,11 @@ pub(crate) fn validate(
             }
         }
     }
+    let backups = {
+        let base = cx.source.base_dir.clone();
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::backups::backups(&raw.backups, &base, &mut sink)
+    };
     let preflight = {
         let base = cx.source.base_dir.clone();
         let mut sink = |k: String, m: String| cx.err(k, m);
@@ -276,6 +281,7 @@ pub(crate) fn validate(
         secret_issues,
         integrity,
         license,
+        backups,
     })
 }
 

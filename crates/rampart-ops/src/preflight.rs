@@ -4,6 +4,7 @@
 //! Every check that runs is recorded (passed, failed, or skipped with the reason), so a
 //! report says what was looked at, not only what was wrong.
 
+mod backups;
 mod edge;
 mod env;
 pub(crate) mod files;
@@ -154,12 +155,14 @@ pub fn run(inputs: &Inputs<'_>) -> Report {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
             trust::check(c, now, &mut s);
+            backups::check(c, &mut s);
         }
         None => {
             for (id, title) in edge::CHECKS
                 .iter()
                 .chain(files::CERT_CHECKS)
                 .chain(trust::CHECKS)
+                .chain(&[("PF-BAK-01", "backups private and encrypted")])
             {
                 s.skip(id, title, "no rampart config given");
             }

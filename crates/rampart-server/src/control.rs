@@ -4,6 +4,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod backups;
 pub mod integrity;
 pub mod license;
 pub mod live;

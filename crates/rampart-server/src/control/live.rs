@@ -88,6 +88,8 @@ pub struct Live {
     pub(crate) ocsp_wake: Arc<tokio::sync::Notify>,
     /// Wakes the license task after a reload (a new token has new boundaries).
     pub(crate) license_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the backup scheduler after a reload.
+    pub(crate) backups_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Live {
@@ -139,6 +141,7 @@ impl Live {
             expiry_warned: Mutex::default(),
             ocsp_wake: Arc::default(),
             license_wake: Arc::default(),
+            backups_wake: Arc::default(),
         })
     }
 
@@ -866,6 +869,7 @@ impl Live {
         }
         self.ocsp_wake.notify_one();
         self.license_wake.notify_one();
+        self.backups_wake.notify_one();
         self.start_checks(&fresh_pools);
         let [http, https] = fresh;
         self.install_listeners(http, https);

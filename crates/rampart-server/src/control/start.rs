@@ -132,6 +132,11 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         Arc::downgrade(&live),
         live.serving.token.clone(),
     ));
+    tokio::spawn(super::backups::run(
+        Arc::downgrade(&live),
+        live.backups_wake.clone(),
+        live.serving.token.clone(),
+    ));
     tokio::spawn(super::license::run(
         Arc::downgrade(&live),
         live.license_wake.clone(),

@@ -470,6 +470,54 @@ impl Metrics {
                 took,
             );
         }
+        let backups = now
+            .process
+            .backups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if !backups.is_empty() {
+            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+            struct Named {
+                backup: String,
+            }
+            let last: Family<Named, Gauge> = Family::default();
+            let took: Family<Named, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+            let size: Family<Named, Gauge> = Family::default();
+            let failures: Family<Named, Gauge> = Family::default();
+            for (name, s) in &backups {
+                let l = Named {
+                    backup: name.clone(),
+                };
+                last.get_or_create(&l).set(s.last_success.unwrap_or(0));
+                took.get_or_create(&l).set(s.last_duration.as_secs_f64());
+                size.get_or_create(&l)
+                    .set(i64::try_from(s.last_size).unwrap_or(i64::MAX));
+                failures
+                    .get_or_create(&l)
+                    .set(i64::try_from(s.failures).unwrap_or(i64::MAX));
+            }
+            r.register(
+                "rampart_backup_last_success_timestamp_seconds",
+                "When the last successful backup started (Unix seconds; 0: none yet)",
+                last,
+            );
+            r.register(
+                "rampart_backup_duration_seconds",
+                "How long the last successful backup took",
+                took,
+            );
+            r.register(
+                "rampart_backup_size_bytes",
+                "Size of the last successful backup file",
+                size,
+            );
+            r.register(
+                "rampart_backup_failures",
+                "Failed backups since start",
+                failures,
+            );
+        }
         if let Some(st) = now.process.license.load_full() {
             let valid = Gauge::<i64>::default();
             valid.set(i64::from(!st.state.blocks()));

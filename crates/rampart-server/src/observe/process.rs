@@ -55,6 +55,33 @@ pub struct Process {
     /// Set while the license is expired, invalid or tampered with: every request but the
     /// health endpoints and ACME gets the notice. One relaxed load per request.
     pub license_blocked: AtomicBool,
+    /// Each `[[backups]]` entry's runs, by name.
+    pub backups: std::sync::Mutex<std::collections::BTreeMap<String, BackupStatus>>,
+}
+
+/// What `/health` and the metrics say about one `[[backups]]` entry.
+#[derive(Debug, Clone, Default)]
+pub struct BackupStatus {
+    /// The next scheduled run (Unix seconds).
+    pub next_run: Option<i64>,
+    /// Running now.
+    pub running: bool,
+    /// The last attempt's start (Unix seconds).
+    pub last_attempt: Option<i64>,
+    /// The last success's start (Unix seconds).
+    pub last_success: Option<i64>,
+    /// The last success's file.
+    pub last_file: Option<String>,
+    /// Its size in bytes.
+    pub last_size: u64,
+    /// How long it took.
+    pub last_duration: Duration,
+    /// The last failure's message (cleared by a success).
+    pub last_error: Option<String>,
+    /// Failures since start.
+    pub failures: u64,
+    /// Occurrences skipped because a backup of the same database was still running.
+    pub skipped: u64,
 }
 
 /// Where a license stands, as `/health` names it.
@@ -142,6 +169,16 @@ impl LicenseStatus {
     }
 }
 
+impl BackupStatus {
+    /// Whether `b` missed its last occurrence: one after the process started passed more
+    /// than five minutes ago, and no attempt began at or after it.
+    pub fn missed(&self, b: &rampart_config::backups::Backup, started: i64, now: i64) -> bool {
+        b.schedule.previous(now - 300).is_some_and(|t| {
+            t >= started && !self.running && self.last_attempt.is_none_or(|a| a < t)
+        })
+    }
+}
+
 /// The outcome of one `[integrity]` check.
 #[derive(Debug, Clone, Default)]
 pub struct IntegrityResult {
@@ -175,6 +212,7 @@ impl Default for Process {
             integrity: std::sync::Mutex::new(None),
             license: arc_swap::ArcSwapOption::empty(),
             license_blocked: AtomicBool::new(false),
+            backups: std::sync::Mutex::default(),
         }
     }
 }

@@ -150,6 +150,13 @@ pub async fn health(edge: &Edge) -> Response<Body> {
     {
         worst = worst.max(1);
     }
+    let backups = backups_json(edge);
+    if backups
+        .values()
+        .any(|b| matches!(b["status"].as_str(), Some("failed" | "missed")))
+    {
+        worst = worst.max(1);
+    }
     let license = edge.process.license.load_full();
     if let Some(st) = license.as_deref() {
         worst = worst.max(match st.state {
@@ -208,6 +215,7 @@ pub async fn health(edge: &Edge) -> Response<Body> {
             "problems": r.as_ref().map(|r| r.problems.clone()).unwrap_or_default(),
         })),
         "license": license.as_deref().map(license_json),
+        "backups": (!backups.is_empty()).then_some(backups),
         "ocsp": stapling.then(|| certificates.iter().map(ocsp_json).collect::<Vec<_>>()),
         "security": {
             "authentication_required": routes.iter().any(|r| !r.policy.auth.is_empty() && !r.policy.auth_optional),
@@ -242,6 +250,52 @@ pub async fn health(edge: &Edge) -> Response<Body> {
         StatusCode::OK
     };
     json_response(code, &body)
+}
+
+/// The `/health` entry of each `[[backups]]` entry: `failed` (the last attempt failed) and
+/// `missed` (an occurrence passed with no attempt) make `/health` degraded.
+fn backups_json(edge: &Edge) -> serde_json::Map<String, Value> {
+    let rfc = rampart_config::civil::rfc3339;
+    let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(0);
+    let started = now - i64::try_from(edge.process.uptime().as_secs()).unwrap_or(0);
+    let st = edge
+        .process
+        .backups
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    edge.config
+        .backups
+        .iter()
+        .map(|b| {
+            let s = st.get(&b.name).cloned().unwrap_or_default();
+            let status = if s.running {
+                "running"
+            } else if s.last_error.is_some() {
+                "failed"
+            } else if s.missed(b, started, now) {
+                "missed"
+            } else if s.last_success.is_some() {
+                "ok"
+            } else {
+                "pending"
+            };
+            (
+                b.name.clone(),
+                json!({
+                    "status": status,
+                    "schedule": b.schedule.text,
+                    "next_run": s.next_run.map(rfc),
+                    "last_success": s.last_success.map(rfc),
+                    "last_file": s.last_file,
+                    "last_size": s.last_size,
+                    "last_duration_ms": s.last_duration.as_millis(),
+                    "last_error": s.last_error,
+                    "failures": s.failures,
+                    "skipped": s.skipped,
+                }),
+            )
+        })
+        .collect()
 }
 
 /// The `/health` license entry.

@@ -674,3 +674,193 @@ fn retention_removes_exactly_the_expired_backups() {
         .to_string_lossy()
         .ends_with(".tmp")));
 }
+
+/// `[[backups]]` in `serve`: an every-second schedule backs up (encrypted, verified by a
+/// scratch restore after each run, `keep_count` applied), `/health` and the metrics show
+/// it, each run is audited; with the database gone the next run fails, `/health` is
+/// degraded and the failure audited, and the edge keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_scheduled_backups_and_reports_them() {
+    use rampart_test_support::client;
+    let pg = Postgres::start();
+    pg.sql("postgres", "CREATE DATABASE crm");
+    pg.sql("crm", "CREATE TABLE contacts (id int, email text); INSERT INTO contacts SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 500) g");
+    let tmp = TempDir::new("serve-backups");
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(dir.join("db.url"), pg.url("crm")).unwrap();
+    std::fs::write(
+        dir.join("backup.key"),
+        rampart(&dir, &["secrets", "generate", "backup-key"], &[]).stdout,
+    )
+    .unwrap();
+    let toml = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [logging]\naccess = \"off\"\naudit = \"audit.log\"\n\
+         [[backups]]\nname = \"crm\"\ndatabase_file = \"db.url\"\nschedule = \"* * * * * *\"\n\
+         dir = \"backups\"\nkeep_count = 2\nkey_file = \"backup.key\"\nverify_scratch = \"{}\"\n\
+         [[routes]]\npath = \"/\"\nrespond = {{ body = \"up\" }}\n",
+        pg.url("postgres")
+    );
+    let edge = crate::harness::start_in(tmp, &toml).await;
+    let admin = edge.running.as_ref().unwrap().live.admin_addr().unwrap();
+    let health = || async move {
+        client::plain(admin, client::get("admin", "/health"))
+            .await
+            .json()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let h = health().await;
+        if h["backups"]["crm"]["status"] == "ok" && h["backups"]["crm"]["last_success"].is_string()
+        {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "{h:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(h["status"], "healthy", "{h:#}");
+    assert_eq!(h["backups"]["crm"]["schedule"], "* * * * * *");
+    let file = h["backups"]["crm"]["last_file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(file.ends_with(".pgdump.zst.enc"), "{h:#}");
+    let m = client::plain(admin, client::get("admin", "/metrics"))
+        .await
+        .text();
+    let last = m
+        .lines()
+        .find(|l| l.starts_with("rampart_backup_last_success_timestamp_seconds{backup=\"crm\"}"))
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(
+        last.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 1.7e9,
+        "{last}"
+    );
+    assert!(
+        m.contains("rampart_backup_size_bytes{backup=\"crm\"}"),
+        "{m}"
+    );
+    let audit = || std::fs::read_to_string(edge.dir.path().join("audit.log")).unwrap_or_default();
+    assert!(
+        audit().contains("\"event\":\"backup.succeeded\""),
+        "{}",
+        audit()
+    );
+    // keep_count = 2 after a few more runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        backups(&dir.join("backups")).len() <= 2,
+        "{:?}",
+        backups(&dir.join("backups"))
+    );
+    // The database goes away: the next run fails and says so.
+    drop(pg);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let h = health().await;
+        if h["backups"]["crm"]["status"] == "failed" {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "{h:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    assert!(
+        h["backups"]["crm"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{h:#}"
+    );
+    assert!(
+        audit().contains("\"event\":\"backup.failed\""),
+        "{}",
+        audit()
+    );
+    assert_eq!(
+        client::plain(edge.http(), client::get("x", "/"))
+            .await
+            .text(),
+        "up"
+    );
+}
+
+/// Preflight's PF-BAK-01: a backup directory readable by other users is an error, one
+/// open to its group a warning, no key a warning and a key that is not 32 bytes an error;
+/// a 0700 directory and a generated key pass.
+#[test]
+fn preflight_flags_open_backup_dirs_and_weak_or_missing_keys() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = TempDir::new("pf-backups");
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("open")).unwrap();
+    std::fs::set_permissions(dir.join("open"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(dir.join("group")).unwrap();
+    std::fs::set_permissions(dir.join("group"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::write(dir.join("weak.key"), "hunter2").unwrap();
+    std::fs::write(
+        dir.join("good.key"),
+        rampart(dir, &["secrets", "generate", "backup-key"], &[]).stdout,
+    )
+    .unwrap();
+    let config = |entries: &str| {
+        std::fs::write(
+            dir.join("rampart.toml"),
+            format!("[server]\nhttp = \"127.0.0.1:0\"\n{entries}[[routes]]\npath = \"/\"\nrespond = {{ body = \"x\" }}\n"),
+        )
+        .unwrap();
+        let out = rampart(
+            dir,
+            &["preflight", "-c", "rampart.toml", "--format", "json"],
+            &[],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut found: Vec<String> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == "PF-BAK-01")
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["severity"].as_str().unwrap(),
+                    f["subject"].as_str().unwrap()
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let entry = |name: &str, d: &str, key: &str| {
+        format!("[[backups]]\nname = \"{name}\"\ndatabase = \"postgres://u:p@db/{name}\"\nschedule = \"0 2 * * *\"\ndir = \"{d}\"\n{key}\n")
+    };
+    assert_eq!(
+        config(&(entry("a", "open", "") + &entry("b", "group", "key_file = \"weak.key\""))),
+        [
+            "error backups[0].dir",
+            "error backups[1].key",
+            "warn backups[0].key",
+            "warn backups[1].dir",
+        ]
+    );
+    std::fs::set_permissions(dir.join("open"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(
+        config(&entry("a", "open", "key_file = \"good.key\"")),
+        Vec::<String>::new()
+    );
+    // A bad schedule or database URL is a config error naming its key.
+    let out = rampart(dir, &["check", "-c", "rampart.toml"], &[]);
+    assert!(out.status.success());
+    std::fs::write(
+        dir.join("rampart.toml"),
+        "[[backups]]\ndatabase = \"redis://x/0\"\nschedule = \"0 2 * * *\"\ndir = \"b\"\n\
+         [[backups]]\ndatabase = \"postgres://x/db\"\nschedule = \"every night\"\ndir = \"b\"\n",
+    )
+    .unwrap();
+    let out = rampart(dir, &["check", "-c", "rampart.toml"], &[]);
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("backups[0].database") && err.contains("backups[1].schedule"),
+        "{err}"
+    );
+}
