@@ -10,5 +10,6 @@ pub mod license;
 pub mod live;
 pub mod ocsp;
 mod start;
+mod watch;
 
 pub use start::{start, Running};

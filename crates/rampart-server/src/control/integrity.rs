@@ -6,15 +6,13 @@
 //! metrics; a change from clean to mismatched is the audit event `integrity.mismatch`
 //! (critical, naming the files), back to clean `integrity.restored`.
 
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use rampart_config::integrity::Integrity;
 use rampart_trust::keys::{decode_signature, VerifyingKey};
 use rampart_trust::manifest::{Difference, Manifest};
-use tokio_util::sync::CancellationToken;
 
-use super::live::Live;
 use crate::observe::audit;
 use crate::observe::process::{IntegrityResult, Process};
 
@@ -116,32 +114,19 @@ pub fn record(process: &Process, edge: &crate::edge::Edge, r: IntegrityResult) {
     }
 }
 
-/// Re-verifies every `interval` of the current config until `stop`.
-pub async fn run(live: Weak<Live>, stop: CancellationToken) {
-    loop {
-        let interval = live
-            .upgrade()
-            .and_then(|l| l.edge().config.integrity.as_ref().and_then(|i| i.interval))
-            .unwrap_or(Duration::from_secs(60));
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = stop.cancelled() => return,
-        }
-        let Some(l) = live.upgrade() else { return };
-        let edge = l.edge();
-        let Some(cfg) = edge.config.integrity.clone() else {
-            l.process.set_integrity(None);
-            continue;
-        };
-        if cfg.interval.is_none() {
-            continue;
-        }
-        drop(l);
-        let rate = cfg.read_rate;
-        let Ok(r) = tokio::task::spawn_blocking(move || check(&cfg, Some(rate))).await else {
-            continue;
-        };
-        let Some(l) = live.upgrade() else { return };
-        record(&l.process, &l.edge(), r);
-    }
+/// Whether an `[integrity]` mismatch refuses this config (production, `on_mismatch =
+/// "refuse"`); the problems as one message when it does.
+pub(crate) fn refuses(config: &rampart_config::Config, r: &IntegrityResult) -> Option<String> {
+    let cfg = config.integrity.as_ref()?;
+    let production = config.server.environment == rampart_config::posture::Environment::Production;
+    (!r.ok() && production && cfg.on_mismatch == rampart_config::integrity::OnMismatch::Refuse)
+        .then(|| {
+            format!(
+                "integrity: {} problem{} against {} (on_mismatch = \"refuse\"):\n  {}",
+                r.problems.len(),
+                if r.problems.len() == 1 { "" } else { "s" },
+                cfg.manifest.display(),
+                r.problems.join("\n  ")
+            )
+        })
 }

@@ -13,14 +13,12 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_config::license::{License as Config, OnExpired};
 use rampart_trust::license::{self, Anchor, AnchorError, Expect, Standing};
-use tokio_util::sync::CancellationToken;
 
-use super::live::Live;
 use crate::observe::audit;
 use crate::observe::process::{LicenseState, LicenseStatus, Process};
 use crate::state::persist::write_atomic;
@@ -251,7 +249,7 @@ pub fn record(process: &Process, edge: &crate::edge::Edge, st: LicenseStatus) {
 
 /// Seconds until the next time the standing can change (30 and 7 days before expiry,
 /// expiry, the end of grace), at most `interval`.
-fn next_wake(st: &LicenseStatus, interval: Duration) -> Duration {
+pub(crate) fn next_wake(st: &LicenseStatus, interval: Duration) -> Duration {
     let Some(l) = &st.license else {
         return interval;
     };
@@ -275,11 +273,14 @@ fn next_wake(st: &LicenseStatus, interval: Duration) -> Duration {
 }
 
 /// A seat's heartbeat period; a seat not renewed for three of them is free again.
-const HEARTBEAT: Duration = Duration::from_secs(10);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// The fleet and key a seat is held in: a license with `max_instances` and a shared
 /// state.
-fn seating(edge: &crate::edge::Edge, st: &LicenseStatus) -> Option<(Arc<Fleet>, String, u64)> {
+pub(crate) fn seating(
+    edge: &crate::edge::Edge,
+    st: &LicenseStatus,
+) -> Option<(Arc<Fleet>, String, u64)> {
     let l = st.license.as_ref()?;
     let max = l.max_instances?;
     let fleet = edge.policies.shared()?.clone();
@@ -322,70 +323,4 @@ pub(crate) async fn seat(edge: &crate::edge::Edge, mut st: LicenseStatus) -> Lic
         }
     }
     st
-}
-
-/// Re-checks at every `interval` and boundary of the current config until `stop`, and
-/// keeps this instance's seat in a fleet (every [`HEARTBEAT`], given back at stop);
-/// `wake` (a reload) recomputes the next boundary.
-pub async fn run(live: Weak<Live>, wake: Arc<tokio::sync::Notify>, stop: CancellationToken) {
-    use tokio::time::Instant;
-    let mut next_check: Option<Instant> = None;
-    let mut next_beat = Instant::now();
-    loop {
-        let Some(l) = live.upgrade() else { return };
-        let edge = l.edge();
-        let current = l.process.license.load_full();
-        let due = *next_check.get_or_insert_with(|| {
-            Instant::now()
-                + match (&edge.config.license, current.as_deref()) {
-                    (Some(cfg), Some(st)) => next_wake(st, cfg.interval),
-                    (Some(cfg), None) => cfg.interval,
-                    (None, _) => Duration::from_secs(60),
-                }
-        });
-        let seated = current.as_deref().and_then(|st| seating(&edge, st));
-        let until = if seated.is_some() {
-            due.min(next_beat)
-        } else {
-            due
-        };
-        drop((l, edge, current));
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => {}
-            // A reload checked the new config itself: the next boundary and the seat are
-            // worked out again.
-            () = wake.notified() => {
-                next_check = None;
-                next_beat = Instant::now();
-                continue;
-            }
-            () = stop.cancelled() => {
-                if let Some((fleet, key, _)) = seated {
-                    let _ = fleet.unseat(&key).await;
-                }
-                return;
-            }
-        }
-        let Some(l) = live.upgrade() else { return };
-        let edge = l.edge();
-        let Some(cfg) = edge.config.license.clone() else {
-            l.process.license.store(None);
-            l.process.license_blocked.store(false, Ordering::Relaxed);
-            next_check = None;
-            continue;
-        };
-        let now = Instant::now();
-        let st = if now >= due {
-            next_check = None;
-            check(&cfg, &edge.config.server.state_dir)
-        } else {
-            match l.process.license.load_full() {
-                Some(st) => (*st).clone(),
-                None => continue,
-            }
-        };
-        next_beat = now + HEARTBEAT;
-        let st = seat(&edge, st).await;
-        record(&l.process, &edge, st);
-    }
 }

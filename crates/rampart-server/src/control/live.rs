@@ -765,7 +765,7 @@ impl Live {
                 let r = tokio::task::spawn_blocking(move || super::integrity::check(&cfg, None))
                     .await
                     .map_err(|e| self.rejected(format!("integrity check failed: {e}")))?;
-                if let Some(why) = super::start::integrity_refuses(&new.config, &r) {
+                if let Some(why) = super::integrity::refuses(&new.config, &r) {
                     return Err(self.rejected(why));
                 }
                 Some(r)

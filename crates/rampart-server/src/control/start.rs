@@ -44,26 +44,6 @@ impl Running {
     }
 }
 
-/// Whether an `[integrity]` mismatch refuses this config (production, `on_mismatch =
-/// "refuse"`); the problems as one message when it does.
-pub(crate) fn integrity_refuses(
-    config: &rampart_config::Config,
-    r: &crate::observe::process::IntegrityResult,
-) -> Option<String> {
-    let cfg = config.integrity.as_ref()?;
-    let production = config.server.environment == rampart_config::posture::Environment::Production;
-    (!r.ok() && production && cfg.on_mismatch == rampart_config::integrity::OnMismatch::Refuse)
-        .then(|| {
-            format!(
-                "integrity: {} problem{} against {} (on_mismatch = \"refuse\"):\n  {}",
-                r.problems.len(),
-                if r.problems.len() == 1 { "" } else { "s" },
-                cfg.manifest.display(),
-                r.problems.join("\n  ")
-            )
-        })
-}
-
 /// Binds the configured listeners and starts serving.
 ///
 /// # Errors
@@ -76,7 +56,7 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         Some(cfg) => {
             let r =
                 tokio::task::spawn_blocking(move || super::integrity::check(&cfg, None)).await?;
-            if let Some(why) = integrity_refuses(&edge.config, &r) {
+            if let Some(why) = super::integrity::refuses(&edge.config, &r) {
                 anyhow::bail!(why);
             }
             Some(r)
@@ -128,7 +108,7 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
     if let Some(st) = license {
         super::license::record(&live.process, &live.edge(), st);
     }
-    tokio::spawn(super::integrity::run(
+    tokio::spawn(super::watch::integrity(
         Arc::downgrade(&live),
         live.serving.token.clone(),
     ));
@@ -137,7 +117,7 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         live.backups_wake.clone(),
         live.serving.token.clone(),
     ));
-    tokio::spawn(super::license::run(
+    tokio::spawn(super::watch::license(
         Arc::downgrade(&live),
         live.license_wake.clone(),
         live.serving.token.clone(),
