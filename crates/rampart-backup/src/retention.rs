@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{manifest_path, read_manifest, Manifest};
+use crate::manifest::{manifest_path, read_manifest, Manifest};
 
 /// The backups of `database` in `dir` with their manifests, newest first.
 pub fn list(dir: &Path, database: &str) -> Vec<(PathBuf, Manifest)> {
