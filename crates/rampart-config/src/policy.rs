@@ -221,6 +221,10 @@ pub struct Csrf {
     pub header: HeaderName,
     /// Origins allowed besides the request's own.
     pub allowed_origins: Vec<String>,
+    /// Requests with `Authorization: Bearer …` pass without the token, verified by the
+    /// edge or not (the application checks it): a browser never sends that header on its
+    /// own, and a cross-site page cannot add it without a CORS preflight.
+    pub exempt_bearer: bool,
 }
 
 impl Default for Csrf {
@@ -229,6 +233,7 @@ impl Default for Csrf {
             cookie: "csrf_token".into(),
             header: HeaderName::from_static("x-csrf-token"),
             allowed_origins: Vec::new(),
+            exempt_bearer: false,
         }
     }
 }
@@ -822,6 +827,7 @@ pub(crate) fn csrf(r: &RawCsrf, err: Sink<'_>) -> Csrf {
     {
         c.header = h;
     }
+    c.exempt_bearer = r.exempt_bearer.unwrap_or(false);
     for (i, o) in r.allowed_origins.iter().flatten().enumerate() {
         if origin_ok(o) {
             c.allowed_origins.push(o.to_ascii_lowercase());

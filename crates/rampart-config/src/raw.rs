@@ -526,6 +526,8 @@ pub struct RawCsrf {
     pub header: Option<String>,
     /// Origins allowed to send unsafe requests (besides the request's own host).
     pub allowed_origins: Option<Vec<String>>,
+    /// Requests with `Authorization: Bearer …` pass without the token (default false).
+    pub exempt_bearer: Option<bool>,
 }
 
 /// A route's `tenant = { … }`.

@@ -49,6 +49,16 @@ fn same_origin(origin: &str, req: &Request<Body>, allowed: &[String]) -> bool {
     rest.eq_ignore_ascii_case(host)
 }
 
+/// Whether the request carries `Authorization: Bearer <something>`.
+fn bearer(h: &http::HeaderMap) -> bool {
+    h.get(header::AUTHORIZATION).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() > 7
+            && v[..7].eq_ignore_ascii_case(b"bearer ")
+            && v[7..].iter().any(|b| !b.is_ascii_whitespace())
+    })
+}
+
 /// Checks `req`, authenticated as `identity`. Returns whether the response must set the
 /// cookie (the request had none).
 ///
@@ -64,7 +74,7 @@ pub fn check(c: &Csrf, req: &Request<Body>, identity: Option<&Identity>) -> Resu
     );
     // Requests authenticated by a bearer token or an API key carry no ambient credential
     // a third-party page could borrow.
-    if !unsafe_method || identity.is_some() {
+    if !unsafe_method || identity.is_some() || (c.exempt_bearer && bearer(req.headers())) {
         return Ok(set_cookie);
     }
     let denied = |code: &'static str, why: &str| {
@@ -150,6 +160,16 @@ mod tests {
             claims: serde_json::Map::new(),
         };
         assert!(check(&c, &post(&[]), Some(&id)).is_ok());
+        // An unverified bearer header passes only with exempt_bearer.
+        let bearer = post(&[("authorization", "Bearer abc.def")]);
+        assert!(check(&c, &bearer, None).is_err());
+        let exempt = Csrf {
+            exempt_bearer: true,
+            ..Csrf::default()
+        };
+        assert!(check(&exempt, &bearer, None).is_ok());
+        assert!(check(&exempt, &post(&[("authorization", "Bearer ")]), None).is_err());
+        assert!(check(&exempt, &post(&[("authorization", "Basic dTpw")]), None).is_err());
         // An origin in allowed_origins counts as the request's own.
         let c = Csrf {
             allowed_origins: vec!["https://admin.test".into()],

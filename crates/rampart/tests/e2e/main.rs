@@ -14,6 +14,7 @@ mod cli;
 mod config_ranges;
 mod fleet;
 mod framing;
+mod guides;
 mod headers;
 mod integrity;
 mod license;
