@@ -482,3 +482,223 @@ fn guide_000_churnvision_end_to_end() {
     assert_eq!(out.status.code(), Some(0), "{v:#}");
     drop(edge);
 }
+
+/// Guide 001 (Valor IVX, Flask API + SPA with tenants): the Flask stand-in under
+/// gunicorn on a loopback port, the example's config with a production `.env`. The
+/// guide's sample cURLs and verification checklist hold (health unthrottled, tenancy
+/// required on its routes, /metrics internal only, its headers and CSP as written, CORS
+/// for the frontend, the dedicated financial-data limiter per tenant); preflight passes;
+/// verify passes with A or better.
+#[test]
+fn guide_001_valor_ivx_end_to_end() {
+    let tmp = TempDir::new("guide-001");
+    let dir = tmp.path().join("valor");
+    copy_dir(&example("001-valor-ivx"), &dir);
+    let d = dir.as_path();
+    let pki = Pki::new();
+    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
+    std::fs::create_dir_all(d.join("ssl")).unwrap();
+    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
+    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
+    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
+    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+
+    // "gunicorn --bind 127.0.0.1:5002 --workers 4 --timeout 120 app:app" (a free port).
+    let backend = AppServer::start(
+        &d.join("backend"),
+        "gunicorn",
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--timeout",
+            "120",
+            "app:app",
+        ],
+    );
+    let mut env = std::fs::read_to_string(d.join(".env.example")).unwrap();
+    for (k, v) in [
+        ("PUBLIC_HOST", "localhost".to_owned()),
+        ("CORS_ORIGINS", "https://app.valor.test".into()),
+        ("API_ORIGIN", "https://api.valor.test".into()),
+        ("BACKEND_ADDR", backend.addr.to_string()),
+        ("TLS_CERT_FILE", leaf.cert.display().to_string()),
+        ("TLS_KEY_FILE", leaf.key.display().to_string()),
+        ("DATABASE_URL", "postgresql://valor:Vx9qT2mLr8ZpK4wN7cJ3bH6y@db.internal/valor_ivx?sslmode=verify-full&sslrootcert=/etc/ssl/certs/db-ca.pem".into()),
+    ] {
+        set(&mut env, k, &v);
+    }
+    std::fs::write(d.join(".env"), env).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["status"], "failed", "{v:#}");
+
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "-c",
+        "rampart.toml",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    let edge = serve_cmd(cmd, d, 2);
+    let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
+    let url = |path: &str| format!("https://localhost:{}{path}", https.port());
+    let resolve = format!("localhost:{}:127.0.0.1", https.port());
+    let code = |args: &[&str]| {
+        let mut a = vec![
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        a.extend_from_slice(args);
+        curl(&a)
+    };
+
+    // Sample cURL: health (no tenant), a protected route (tenant required).
+    let h = curl(&["--resolve", &resolve, &url("/api/health")]);
+    assert!(h.contains("\"healthy\""), "{h}");
+    let runs = curl(&[
+        "--resolve",
+        &resolve,
+        "-H",
+        "X-Tenant-ID: demo",
+        &url("/api/runs"),
+    ]);
+    assert!(runs.contains("\"tenant\":\"demo\""), "{runs}");
+    assert_eq!(code(&[&url("/api/runs")]), "400");
+    assert_eq!(
+        code(&["-H", "X-Tenant-ID: ../etc", &url("/api/runs")]),
+        "400"
+    );
+    // Metrics, internal only: answered to 127.0.0.1 (the scraper's host).
+    assert_eq!(code(&[&url("/metrics")]), "200");
+    // Port 80 redirects; the guide's headers and CSP, as written.
+    let head = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://localhost:{}/", http.port()),
+    ]);
+    assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+    let head = curl(&[
+        "--resolve",
+        &resolve,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &url("/dashboard"),
+    ])
+    .to_ascii_lowercase();
+    for h in [
+        "strict-transport-security: max-age=31536000; includesubdomains; preload",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: strict-origin-when-cross-origin",
+        "permissions-policy: geolocation=(), microphone=(), camera=()",
+        "content-security-policy: default-src 'self'; connect-src 'self' https://api.valor.test; img-src 'self' data:; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    ] {
+        assert!(head.contains(h), "{h} in {head}");
+    }
+    // try_files … /index.html: a browser's navigation to a client-side route gets the SPA.
+    let page = curl(&[
+        "--resolve",
+        &resolve,
+        "-H",
+        "Accept: text/html,application/xhtml+xml",
+        &url("/dashboard"),
+    ]);
+    assert!(page.contains("<div id=\"app\">"), "{page}");
+    // CORS for the frontend's origin; another origin's preflight is refused.
+    let pre = curl(&[
+        "--resolve",
+        &resolve,
+        "-X",
+        "OPTIONS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Origin: https://app.valor.test",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: x-tenant-id, content-type",
+        &url("/api/runs"),
+    ])
+    .to_ascii_lowercase();
+    assert!(
+        pre.contains("access-control-allow-origin: https://app.valor.test"),
+        "{pre}"
+    );
+    assert_eq!(
+        code(&[
+            "-X",
+            "OPTIONS",
+            "-H",
+            "Origin: https://evil.example",
+            "-H",
+            "Access-Control-Request-Method: POST",
+            &url("/api/runs"),
+        ]),
+        "403"
+    );
+    // The dedicated financial-data limiter, per tenant: 30 a minute, then 429; another
+    // tenant is not affected; health stays unthrottled.
+    let statuses: Vec<String> = (0..31)
+        .map(|_| code(&["-H", "X-Tenant-ID: acme", &url("/api/financial-data")]))
+        .collect();
+    assert!(statuses[..30].iter().all(|s| s == "200"), "{statuses:?}");
+    assert_eq!(statuses[30], "429");
+    assert_eq!(
+        code(&["-H", "X-Tenant-ID: globex", &url("/api/financial-data")]),
+        "200"
+    );
+    assert!((0..40).all(|_| code(&[&url("/api/health")]) == "200"));
+
+    // verify, from the outside, against the config.
+    let out = rampart(
+        d,
+        &[
+            "verify",
+            &format!("https://localhost:{}", https.port()),
+            "--http-port",
+            &http.port().to_string(),
+            "--ca-file",
+            "ssl/ca.pem",
+            "--expect-config",
+            "rampart.toml",
+            "--health",
+            "/api/health",
+            "--active",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
+    assert!(
+        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
+        "{v:#}"
+    );
+    assert_eq!(v["status"], "passed", "{v:#}");
+    drop(edge);
+}
