@@ -91,19 +91,30 @@ pub(crate) fn check(run: &mut Run<'_>, c: &Config) {
         }
         if let Some(ci) = route.policy.cors {
             let cors = &c.policies.cors[ci];
-            if let Some(allowed) = cors.origins.first() {
+            // A method both the policy and the route take (a POST-only login route
+            // refuses a GET preflight, rightly).
+            let method = cors
+                .methods
+                .iter()
+                .find(|m| route.policy.methods.is_empty() || route.policy.methods.contains(m))
+                .map(|m| m.as_str().to_owned());
+            if let (Some(allowed), Some(method)) = (cors.origins.first(), method) {
                 let pre = run.get(
                     "OPTIONS",
                     &path,
                     &[
                         ("Origin", allowed),
-                        ("Access-Control-Request-Method", "GET"),
+                        ("Access-Control-Request-Method", &method),
                     ],
                 );
+                // A preflight is a request like any other to the route's IP limits: when
+                // an earlier check (the active login attempts) spent them, its 429 says
+                // nothing about CORS.
+                let limited = pre.as_ref().is_ok_and(|p| p.status == 429);
                 let got = pre
                     .ok()
                     .and_then(|p| p.header("access-control-allow-origin").map(str::to_owned));
-                if got.as_deref() != Some(allowed.as_str()) {
+                if !limited && got.as_deref() != Some(allowed.as_str()) {
                     miss.push(format!(
                         "CORS preflight from {allowed}: Access-Control-Allow-Origin {} (config allows it)",
                         got.as_deref().unwrap_or("absent")

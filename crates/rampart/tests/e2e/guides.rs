@@ -702,3 +702,205 @@ fn guide_001_valor_ivx_end_to_end() {
     assert_eq!(v["status"], "passed", "{v:#}");
     drop(edge);
 }
+
+/// Guide 004 (Workload Tracker, Django + React): the Django stand-in under gunicorn, the
+/// example's config with a production `.env`. The guide's checks hold: the app and the
+/// admin answer, `/api/health/` is healthy, the refresh cookie carries `HttpOnly`,
+/// `Secure` and `SameSite=Lax` (the backend sets none), the CSP is the guide's default
+/// (enforced, reports to `/csp-report/`), assets are cached a year and HTML an hour and
+/// compressed, imports take large files and other API routes do not; preflight passes;
+/// verify passes with A or better, its active login check meeting the lockout.
+#[test]
+fn guide_004_workload_tracker_end_to_end() {
+    let tmp = TempDir::new("guide-004");
+    let dir = tmp.path().join("tracker");
+    copy_dir(&example("004-workload-tracker"), &dir);
+    let d = dir.as_path();
+    let pki = Pki::new();
+    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
+    std::fs::create_dir_all(d.join("ssl")).unwrap();
+    std::fs::copy(&leaf.cert, d.join("ssl/cert.pem")).unwrap();
+    std::fs::copy(&leaf.key, d.join("ssl/key.pem")).unwrap();
+    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
+    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
+    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
+    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+    std::fs::write(
+        d.join("backup.key"),
+        rampart(d, &["secrets", "generate", "backup-key"]).stdout,
+    )
+    .unwrap();
+
+    let backend = AppServer::start(
+        &d.join("backend"),
+        "gunicorn",
+        &[
+            "tracker:application",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
+    );
+    let mut env = std::fs::read_to_string(d.join(".env.example")).unwrap();
+    for (k, v) in [
+        ("ALLOWED_HOSTS", "localhost".to_owned()),
+        ("CORS_ALLOWED_ORIGINS", "https://localhost".into()),
+        ("BACKEND_ADDR", backend.addr.to_string()),
+        ("BACKUPS_DIR", d.join("backups").display().to_string()),
+        (
+            "BACKUP_KEY_FILE",
+            d.join("backup.key").display().to_string(),
+        ),
+    ] {
+        set(&mut env, k, &v);
+    }
+    std::fs::write(d.join(".env"), env).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["status"], "failed", "{v:#}");
+
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "-c",
+        "rampart.toml",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    let edge = serve_cmd(cmd, d, 2);
+    let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
+    let url = |path: &str| format!("https://localhost:{}{path}", https.port());
+    let resolve = format!("localhost:{}:127.0.0.1", https.port());
+    let code = |args: &[&str]| {
+        let mut a = vec![
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        a.extend_from_slice(args);
+        curl(&a)
+    };
+    let head = |args: &[&str]| {
+        let mut a = vec!["--resolve", &resolve, "-D", "-", "-o", "/dev/null"];
+        a.extend_from_slice(args);
+        curl(&a).to_ascii_lowercase()
+    };
+
+    // "Main app: http://localhost" (to HTTPS), "Admin: http://localhost/admin".
+    let h = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://localhost:{}/", http.port()),
+    ]);
+    assert!(h.starts_with("HTTP/1.1 301"), "{h}");
+    let app = curl(&["--resolve", &resolve, &url("/")]);
+    assert!(app.contains("Workload Tracker"), "{app}");
+    let admin = curl(&["--resolve", &resolve, &url("/admin/")]);
+    assert!(admin.contains("Django administration"), "{admin}");
+    let health = curl(&["--resolve", &resolve, &url("/api/health/")]);
+    assert!(health.contains("\"healthy\""), "{health}");
+    // Cookie refresh mode: HttpOnly, Secure, SameSite=Lax on the refresh cookie.
+    let h = head(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"username":"admin","password":"correct horse battery staple"}"#,
+        &url("/api/token/"),
+    ]);
+    let cookie = h
+        .lines()
+        .find(|l| l.starts_with("set-cookie: refresh_token="))
+        .unwrap_or_else(|| panic!("{h}"));
+    for flag in ["httponly", "secure", "samesite=lax"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    // The guide's CSP, enforced, reporting to /csp-report/.
+    let h = head(&[&url("/")]);
+    assert!(
+        h.contains("content-security-policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"),
+        "{h}"
+    );
+    assert!(h.contains("report-uri /csp-report/"), "{h}");
+    assert!(!h.contains("content-security-policy-report-only"), "{h}");
+    assert!(h.contains("cache-control: public, max-age=3600"), "{h}");
+    // Assets: a year, compressed.
+    let h = head(&[
+        "-H",
+        "Accept-Encoding: gzip",
+        &url("/assets/index.9d8c7b6a.js"),
+    ]);
+    assert!(h.contains("max-age=31536000, immutable"), "{h}");
+    assert!(h.contains("content-encoding: gzip"), "{h}");
+    // Imports take 30 MB; other API routes stop at 10 MB (over HTTP/1.1, see guide 000).
+    let big = d.join("people.xlsx");
+    std::fs::write(&big, vec![b'x'; 30 * 1024 * 1024]).unwrap();
+    let body = format!("@{}", big.display());
+    let up = curl(&[
+        "--resolve",
+        &resolve,
+        "--http1.1",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &body,
+        &url("/api/people/import/"),
+    ]);
+    assert!(up.contains("\"imported_bytes\": 31457280"), "{up}");
+    assert_eq!(
+        code(&[
+            "--http1.1",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &body,
+            &url("/api/projects/")
+        ]),
+        "413"
+    );
+
+    let out = rampart(
+        d,
+        &[
+            "verify",
+            &format!("https://localhost:{}", https.port()),
+            "--http-port",
+            &http.port().to_string(),
+            "--ca-file",
+            "ssl/ca.pem",
+            "--expect-config",
+            "rampart.toml",
+            "--health",
+            "/api/health/",
+            "--login",
+            "/api/token/",
+            "--active",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
+    assert!(
+        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
+        "{v:#}"
+    );
+    assert_eq!(v["status"], "passed", "{v:#}");
+    drop(edge);
+}
