@@ -1140,3 +1140,184 @@ fn guide_002_customer_service_ai_end_to_end() {
     assert_eq!(v["status"], "passed", "{v:#}");
     drop(edge);
 }
+
+/// Guide 003 (FiniA, FastAPI + MySQL): the FastAPI stand-in under uvicorn, the example's
+/// config with a production `.env`. The guide's checks hold ("curl -I https://… — HTTPS
+/// 200 and security headers", the redirect, `/api/health`), its two nginx rate zones
+/// (10 r/s burst 20 on the API, 5 r/m burst 5 on login) and the login lockout, its
+/// production CORS; preflight passes; verify passes with A or better.
+#[test]
+fn guide_003_finia_end_to_end() {
+    let tmp = TempDir::new("guide-003");
+    let dir = tmp.path().join("finia");
+    copy_dir(&example("003-finia"), &dir);
+    let d = dir.as_path();
+    let pki = Pki::new();
+    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
+    std::fs::create_dir_all(d.join("ssl")).unwrap();
+    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
+    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
+    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
+    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+    std::fs::write(
+        d.join("backup.key"),
+        rampart(d, &["secrets", "generate", "backup-key"]).stdout,
+    )
+    .unwrap();
+    let backend = AppServer::start(
+        &d.join("backend"),
+        "uvicorn",
+        &[
+            "app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-access-log",
+        ],
+    );
+    let mut env = std::fs::read_to_string(d.join(".env.example")).unwrap();
+    let db_pw = random_token(d);
+    for (k, v) in [
+        ("ALLOWED_HOSTS", "localhost".to_owned()),
+        ("CORS_ORIGINS", "https://app.finia.test,https://www.finia.test".into()),
+        ("API_UPSTREAM", backend.addr.to_string()),
+        ("TLS_CERT_FILE", leaf.cert.display().to_string()),
+        ("TLS_KEY_FILE", leaf.key.display().to_string()),
+        ("BACKUP_DIR", d.join("backups").display().to_string()),
+        ("BACKUP_KEY_FILE", d.join("backup.key").display().to_string()),
+        ("DATABASE_URL", format!("mysql://finia:{db_pw}@db.example.com:3306/finiaDB_main?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca-cert.pem")),
+        ("BACKUP_DATABASE_URL", format!("mysql://backup_user:{db_pw}@db.example.com:3306/finiaDB_main?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca-cert.pem")),
+    ] {
+        set(&mut env, k, &v);
+    }
+    std::fs::write(d.join(".env"), env).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["status"], "failed", "{v:#}");
+
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "-c",
+        "rampart.toml",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    let edge = serve_cmd(cmd, d, 2);
+    let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
+    let url = |path: &str| format!("https://localhost:{}{path}", https.port());
+    let resolve = format!("localhost:{}:127.0.0.1", https.port());
+    let code = |args: &[&str]| {
+        let mut a = vec![
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        a.extend_from_slice(args);
+        curl(&a)
+    };
+
+    // "curl -I https://finia.example.com: HTTPS 200 and security headers".
+    let h = curl(&["--resolve", &resolve, "-I", &url("/")]).to_ascii_lowercase();
+    assert!(h.starts_with("http/2 200"), "{h}");
+    for want in [
+        "strict-transport-security: max-age=31536000; includesubdomains",
+        "x-frame-options: sameorigin",
+        "x-content-type-options: nosniff",
+        "content-security-policy: default-src 'self'",
+    ] {
+        assert!(h.contains(want), "{want} in {h}");
+    }
+    let h = curl(&["-I", &format!("http://localhost:{}/", http.port())]);
+    assert!(h.starts_with("HTTP/1.1 301"), "{h}");
+    let health = curl(&["--resolve", &resolve, &url("/api/health")]);
+    assert!(health.contains("\"service\":\"FiniA API\""), "{health}");
+    // Production CORS: the listed origin with credentials; before the limits below spend this client's budget.
+    let pre = curl(&[
+        "--resolve",
+        &resolve,
+        "-X",
+        "OPTIONS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Origin: https://www.finia.test",
+        "-H",
+        "Access-Control-Request-Method: PUT",
+        &url("/api/auth/login"),
+    ])
+    .to_ascii_lowercase();
+    assert!(
+        pre.contains("access-control-allow-origin: https://www.finia.test"),
+        "{pre}"
+    );
+    assert!(
+        pre.contains("access-control-allow-credentials: true"),
+        "{pre}"
+    );
+
+    // limit_req zone=login_limit burst=5 nodelay, and 5 failures lock the account.
+    let logins: Vec<String> = (0..7)
+        .map(|_| {
+            code(&[
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                r#"{"username":"ana","password":"wrong"}"#,
+                &url("/api/auth/login"),
+            ])
+        })
+        .collect();
+    assert_eq!(logins[..5], ["401"; 5], "{logins:?}");
+    assert!(logins[5..].iter().all(|c| c == "429"), "{logins:?}");
+    // limit_req zone=api_limit burst=20 nodelay: 21 at once, then 429.
+    let api: Vec<String> = (0..26).map(|_| code(&[&url("/api/accounts")])).collect();
+    assert!(api[..21].iter().all(|c| c == "200"), "{api:?}");
+    assert!(api[21..].iter().any(|c| c == "429"), "{api:?}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = rampart(
+        d,
+        &[
+            "verify",
+            &format!("https://localhost:{}", https.port()),
+            "--http-port",
+            &http.port().to_string(),
+            "--ca-file",
+            "ssl/ca.pem",
+            "--expect-config",
+            "rampart.toml",
+            "--health",
+            "/api/health",
+            "--login",
+            "/api/auth/login",
+            "--active",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
+    assert!(
+        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
+        "{v:#}"
+    );
+    assert_eq!(v["status"], "passed", "{v:#}");
+    drop(edge);
+}
