@@ -9,6 +9,7 @@
 mod certs;
 pub mod csp;
 pub mod findings;
+pub mod import;
 pub mod integrity;
 pub mod preflight;
 mod rsa;

@@ -33,6 +33,9 @@ pub(crate) enum Command {
     /// Integrity manifests: build one of directories, sign it, verify a tree against it.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Translate another server's config into rampart.toml.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Database backups: run one, verify one (restored into a scratch database), restore one.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -462,4 +465,21 @@ pub(crate) struct BackupRestoreArgs {
     /// Its key, when encrypted.
     #[arg(long, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportCommand {
+    /// Translate an nginx config (includes followed): each block commented with its source
+    /// line, every directive not translated listed with its line and why.
+    Nginx(ImportNginxArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportNginxArgs {
+    /// The nginx config (nginx.conf or a site file).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// Write the rampart config here (default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
 }

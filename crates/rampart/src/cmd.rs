@@ -2,6 +2,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod check;
+pub(crate) mod import;
 pub(crate) mod license;
 pub(crate) mod manifest;
 pub(crate) mod preflight;

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         cli::Command::Manifest(c) => cmd::manifest::run(c),
         cli::Command::License(c) => cmd::license::run(c),
         cli::Command::Backup(c) => cmd::backup::run(c),
+        cli::Command::Import(c) => cmd::import::run(c),
         cli::Command::Version => {
             cmd::version();
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ mod fleet;
 mod framing;
 mod guides;
 mod headers;
+mod import;
 mod integrity;
 mod license;
 mod limits;
