@@ -122,6 +122,16 @@ fn size(s: &str) -> Option<String> {
     })
 }
 
+/// nginx's `root DIR` in `location PATH`: files are looked up at DIR + PATH.
+fn under(root: &str, path: &str) -> String {
+    let sub = path.trim_matches('/');
+    if sub.is_empty() {
+        root.to_owned()
+    } else {
+        format!("{}/{sub}", root.trim_end_matches('/'))
+    }
+}
+
 /// nginx times (`60s`, `1m`, `120`) as rampart durations.
 fn time(s: &str) -> Option<String> {
     if s.chars().all(|c| c.is_ascii_digit()) {
@@ -355,14 +365,26 @@ impl Out {
         if modifier == "=" {
             lines.push("exact = true".into());
         }
+        let key = lines[2..]
+            .iter()
+            .take_while(|l| l.starts_with("path") || l.starts_with("exact"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if self.route_keys.contains(&key) {
+            self.builtin(s, "the same location in another server block: one route serves both listeners (the plain one redirects)");
+            return;
+        }
+        self.route_keys.push(key);
         let mut action: Option<String> = None;
-        let mut root: Option<String> = server_root.map(str::to_owned);
+        let mut root: Option<String> = server_root.map(|r| under(r, path));
         let mut spa = false;
         let mut allow = Vec::new();
         let mut deny_all = false;
         let mut deny = Vec::new();
         let mut body = server_body.map(str::to_owned);
         let mut route_headers: Vec<String> = Vec::new();
+        let mut timeouts: Vec<(&'static str, String, String)> = Vec::new();
         for d in s.d.block.iter().flat_map(|b| b.directives()) {
             let c = Seen { d, file: s.file };
             if self.common(&c) {
@@ -407,7 +429,10 @@ impl Out {
                     };
                     action = Some(format!("upstream = {}", q(&pool)));
                 }
-                "root" | "alias" => root = ca.first().map(|r| r.to_string()),
+                // nginx's root appends the whole URI; alias (and rampart's static) the part
+                // after the location.
+                "root" => root = ca.first().map(|r| under(r, path)),
+                "alias" => root = ca.first().map(|r| r.trim_end_matches('/').to_string()),
                 "index" => {
                     if ca.first() != Some(&"index.html") {
                         lines.push(format!(
@@ -509,12 +534,26 @@ impl Out {
                 }
                 "client_max_body_size" => body = ca.first().and_then(|s| size(s)),
                 "add_header" => self.header(&c, Some(&mut route_headers)),
-                "proxy_read_timeout" | "proxy_connect_timeout" | "proxy_send_timeout" => {
-                    self.builtin(
-                        &c,
-                        "timeouts are per upstream pool (`response_timeout`, `connect_timeout`)",
-                    );
+                "proxy_read_timeout" | "proxy_connect_timeout" => {
+                    match ca.first().and_then(|t| time(t)) {
+                        Some(t) => {
+                            let key = if d.name == "proxy_read_timeout" {
+                                "response_timeout"
+                            } else {
+                                "connect_timeout"
+                            };
+                            timeouts.push((key, t, c.at()));
+                        }
+                        None => self.skip(&c, "a timeout rampart cannot read"),
+                    }
                 }
+                "proxy_send_timeout" => {
+                    self.builtin(&c, "sending to the upstream is bounded by the client's own timeouts");
+                }
+                "limit_conn" => self.skip(
+                    &c,
+                    "rampart limits request rates per key, not concurrent connections per key (server.max_connections is global)",
+                ),
                 "expires" => {
                     if let Some(t) = ca
                         .first()
@@ -532,6 +571,27 @@ impl Out {
                 }
                 _ => self.skip(&c, "not translated in a location"),
             }
+        }
+        // A location's proxy timeouts are its pool's (rampart sets them per pool).
+        let pool = action
+            .as_deref()
+            .and_then(|a| a.strip_prefix("upstream = "))
+            .map(|p| p.trim_matches('"').to_owned());
+        for (key, t, at) in timeouts {
+            let why = match &pool {
+                Some(pool) => {
+                    let head = format!("[upstreams.{pool}]\n");
+                    match self.upstreams.iter_mut().find(|u| u.contains(&head)) {
+                        Some(u) if !u.contains(&format!("\n{key} = ")) => {
+                            let _ = writeln!(u, "# {at}\n{key} = {}", q(&t));
+                            continue;
+                        }
+                        _ => format!("pool {pool} already has a {key} from another location: the first is kept"),
+                    }
+                }
+                None => "a timeout on a location that does not proxy".to_owned(),
+            };
+            self.untranslated.push((at, format!("{key} {t}"), why));
         }
         match (action, root) {
             (Some(a), _) => lines.push(a),
@@ -563,17 +623,6 @@ impl Out {
         if let Some(b) = body {
             lines.push(format!("body_limit = {}", q(&b)));
         }
-        let key = lines[2..]
-            .iter()
-            .take_while(|l| l.starts_with("path") || l.starts_with("exact"))
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if self.route_keys.contains(&key) {
-            self.builtin(s, "the same location in another server block: one route serves both listeners (the plain one redirects)");
-            return;
-        }
-        self.route_keys.push(key);
         self.routes.push(lines.join("\n") + "\n");
     }
 
@@ -717,6 +766,10 @@ impl Out {
                 "stream" => self.skip(&s, "TCP/UDP proxying (stream) is not what rampart does"),
                 "upstream" => self.upstream(&s),
                 "limit_req_zone" => self.zone(&s),
+                "limit_conn_zone" => self.skip(
+                    &s,
+                    "rampart limits request rates per key, not concurrent connections per key (server.max_connections is global)",
+                ),
                 "server" => self.server(&s),
                 "include" => {
                     let pattern = d.first_arg().unwrap_or_default();
@@ -830,4 +883,59 @@ pub fn nginx(path: &Path) -> Result<Imported, String> {
         untranslated: out.untranslated,
         builtin: out.builtin,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_times_and_roots() {
+        assert_eq!(size("10m").as_deref(), Some("10MiB"));
+        assert_eq!(size("100M").as_deref(), Some("100MiB"));
+        assert_eq!(size("512k").as_deref(), Some("512KiB"));
+        assert_eq!(size("1024").as_deref(), Some("1024"));
+        assert_eq!(size("ten"), None);
+        assert_eq!(time("120").as_deref(), Some("120s"));
+        assert_eq!(time("60s").as_deref(), Some("60s"));
+        assert_eq!(time("1m").as_deref(), Some("1m"));
+        assert_eq!(time("1x"), None);
+        assert_eq!(under("/var/www", "/"), "/var/www");
+        assert_eq!(under("/var/www/", "/static/"), "/var/www/static");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_and_nothing_is_silent() {
+        let dir = std::env::temp_dir().join(format!("rampart-import-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.conf");
+        std::fs::write(&bad, "server { listen 80;").unwrap();
+        assert!(nginx(&bad).is_err());
+        assert!(nginx(&dir.join("missing.conf")).is_err());
+        // Unknown directives at every level are listed, never dropped.
+        let odd = dir.join("odd.conf");
+        std::fs::write(
+            &odd,
+            "load_module x.so;\nhttp {\n  lua_shared_dict d 1m;\n  server {\n    listen 80;\n    rewrite ^/a /b;\n    location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; }\n    location /x { mirror /m; proxy_pass http://127.0.0.1:1; }\n    include nothing-here/*.conf;\n  }\n}\n",
+        )
+        .unwrap();
+        let out = nginx(&odd).unwrap();
+        let lines: Vec<String> = out
+            .untranslated
+            .iter()
+            .map(|(at, d, _)| format!("{} {}", at.rsplit(':').next().unwrap(), d))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "1 load_module x.so",
+                "3 lua_shared_dict d 1m",
+                "6 rewrite ^/a /b",
+                "7 location ~ \\.php$",
+                "8 mirror /m",
+                "9 include nothing-here/*.conf",
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

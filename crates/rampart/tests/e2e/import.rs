@@ -126,6 +126,8 @@ fn the_guides_nginx_blocks_import_and_check() {
         "spa_fallback = \"index.html\"",
         "allow = [\"127.0.0.1/32\"]",
         "permissions_policy = \"geolocation=(), microphone=(), camera=()\"",
+        // proxy_read_timeout 120 on /api/: the pool's response timeout.
+        "response_timeout = \"120s\"",
     ] {
         assert!(toml.contains(want), "{want} in {toml}");
     }
@@ -137,7 +139,10 @@ fn the_guides_nginx_blocks_import_and_check() {
         import(tmp.path(), "guide-003-finia.conf"),
         ["115: upstream finia_api"]
     );
-    localize(tmp.path(), &pki, &[]);
+    let toml = localize(tmp.path(), &pki, &[]);
+    for want in ["response_timeout = \"60s\"", "connect_timeout = \"60s\""] {
+        assert!(toml.contains(want), "{want} in {toml}");
+    }
     check(tmp.path());
 }
 
