@@ -82,6 +82,8 @@ fn load(path: &Path, tree: &mut Tree, depth: usize) -> Result<usize, String> {
 /// Everything an import collects before writing.
 #[derive(Default)]
 struct Out {
+    /// Where relative `include`s are found (the main file's directory).
+    base: PathBuf,
     header: Vec<String>,
     server: BTreeMap<&'static str, String>,
     hosts: Vec<String>,
@@ -385,8 +387,8 @@ impl Out {
         let mut body = server_body.map(str::to_owned);
         let mut route_headers: Vec<String> = Vec::new();
         let mut timeouts: Vec<(&'static str, String, String)> = Vec::new();
-        for d in s.d.block.iter().flat_map(|b| b.directives()) {
-            let c = Seen { d, file: s.file };
+        for (d, file) in &self.expand(s.d, s.file, 0) {
+            let c = Seen { d, file };
             if self.common(&c) {
                 continue;
             }
@@ -626,8 +628,63 @@ impl Out {
         self.routes.push(lines.join("\n") + "\n");
     }
 
+    /// A block's directives with its `include`s replaced by the included files'
+    /// directives (each with its own file name); an include that matches nothing is
+    /// listed.
+    fn expand(&mut self, block: &Directive, file: &str, depth: usize) -> Vec<(Directive, String)> {
+        let mut out = Vec::new();
+        for d in block.block.iter().flat_map(|b| b.directives()) {
+            if d.name != "include" {
+                out.push((d.clone(), file.to_owned()));
+                continue;
+            }
+            let pattern = d.first_arg().unwrap_or_default();
+            let full = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                self.base.join(pattern)
+            };
+            let mut any = false;
+            for p in glob::glob(&full.display().to_string())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                any = true;
+                let s = Seen { d, file };
+                if depth > 16 {
+                    self.skip(&s, "includes nest deeper than 16");
+                    break;
+                }
+                match nginx_lint_parser::parse_config(&p) {
+                    Ok(cfg) => {
+                        // The included file's top level, as a block of its own.
+                        let name = p.display().to_string();
+                        let wrapper = Directive {
+                            block: Some(nginx_lint_parser::ast::Block {
+                                items: cfg.items.clone(),
+                                span: d.span,
+                                raw_content: None,
+                                closing_brace_leading_whitespace: String::new(),
+                                trailing_whitespace: String::new(),
+                            }),
+                            ..d.clone()
+                        };
+                        out.extend(self.expand(&wrapper, &name, depth + 1));
+                    }
+                    Err(e) => self.skip(&s, &format!("cannot parse {}: {e}", p.display())),
+                }
+            }
+            if !any {
+                self.skip(&Seen { d, file }, "no file matches");
+            }
+        }
+        out
+    }
+
     fn server(&mut self, s: &Seen<'_>) {
-        let items: Vec<&Directive> = s.d.block.iter().flat_map(|b| b.directives()).collect();
+        let expanded = self.expand(s.d, s.file, 0);
+        let items: Vec<&Directive> = expanded.iter().map(|(d, _)| d).collect();
         let tls = items.iter().any(|d| d.name == "ssl_certificate")
             || items
                 .iter()
@@ -645,8 +702,8 @@ impl Out {
             .find(|d| d.name == "root")
             .and_then(|d| d.first_arg())
             .map(str::to_owned);
-        for d in &items {
-            let c = Seen { d, file: s.file };
+        for (d, file) in &expanded {
+            let c = Seen { d, file };
             if self.common(&c) {
                 continue;
             }
@@ -817,9 +874,19 @@ pub fn nginx(path: &Path) -> Result<Imported, String> {
     let base = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut out = Out::default();
+    let mut out = Out {
+        base: base.clone(),
+        ..Out::default()
+    };
     let (file, cfg) = &tree.files[root];
     out.walk(&cfg.items, file, &base);
+    // In reading order: by file, then line.
+    let order = |at: &str| {
+        let (f, l) = at.rsplit_once(':').unwrap_or((at, "0"));
+        (f.to_owned(), l.parse::<usize>().unwrap_or(0))
+    };
+    out.untranslated.sort_by_key(|(at, _, _)| order(at));
+    out.builtin.sort_by_key(|(at, _, _)| order(at));
     out.header.push(format!(
         "# Imported from {} by `rampart import nginx`.",
         path.display()
@@ -902,6 +969,54 @@ mod tests {
         assert_eq!(time("1x"), None);
         assert_eq!(under("/var/www", "/"), "/var/www");
         assert_eq!(under("/var/www/", "/static/"), "/var/www/static");
+    }
+
+    /// `include` inside server and location blocks, as Debian's snippets and
+    /// `proxy_params` are used: the included directives are translated with their own
+    /// file and line.
+    #[test]
+    fn includes_in_server_and_location_blocks_are_followed() {
+        let dir = std::env::temp_dir().join(format!("rampart-import-inc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("snippets")).unwrap();
+        std::fs::write(
+            dir.join("snippets/ssl.conf"),
+            "ssl_certificate /etc/ssl/site.pem;\nssl_certificate_key /etc/ssl/site.key;\nssl_ciphers ECDHE-RSA-AES128-GCM-SHA256;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("proxy_params"),
+            "proxy_set_header Host $http_host;\nproxy_set_header X-Real-IP $remote_addr;\n",
+        )
+        .unwrap();
+        let main = dir.join("site.conf");
+        std::fs::write(
+            &main,
+            "server {\n  listen 443 ssl;\n  server_name a.test;\n  include snippets/ssl.conf;\n  location / {\n    include proxy_params;\n    proxy_pass http://127.0.0.1:8000;\n  }\n}\n",
+        )
+        .unwrap();
+        let out = nginx(&main).unwrap();
+        assert!(out.untranslated.is_empty(), "{:?}", out.untranslated);
+        assert!(
+            out.toml.contains("cert = \"/etc/ssl/site.pem\""),
+            "{}",
+            out.toml
+        );
+        assert!(
+            out.toml
+                .contains("ciphers = \"ECDHE-RSA-AES128-GCM-SHA256\""),
+            "{}",
+            out.toml
+        );
+        assert!(out.toml.contains("snippets/ssl.conf:1"), "{}", out.toml);
+        assert!(
+            out.builtin
+                .iter()
+                .any(|(at, d, _)| at.ends_with("proxy_params:2")
+                    && d.starts_with("proxy_set_header X-Real-IP")),
+            "{:?}",
+            out.builtin
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
