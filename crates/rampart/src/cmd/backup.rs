@@ -14,12 +14,7 @@ use crate::cli::{BackupCommand, BackupDb, Format};
 pub(crate) fn run(c: BackupCommand) -> anyhow::Result<ExitCode> {
     match c {
         BackupCommand::Run(a) => {
-            let key = a
-                .encrypt_key_file
-                .as_deref()
-                .map(Key::from_file)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let key = key(a.encrypt_key_file.as_deref())?;
             let keep_age = a
                 .keep
                 .as_deref()
@@ -70,12 +65,7 @@ pub(crate) fn run(c: BackupCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BackupCommand::Verify(a) => {
-            let key = a
-                .key_file
-                .as_deref()
-                .map(Key::from_file)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let key = key(a.key_file.as_deref())?;
             let scratch = a
                 .database_scratch
                 .as_deref()
@@ -127,12 +117,7 @@ pub(crate) fn run(c: BackupCommand) -> anyhow::Result<ExitCode> {
             })
         }
         BackupCommand::Restore(a) => {
-            let key = a
-                .key_file
-                .as_deref()
-                .map(Key::from_file)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let key = key(a.key_file.as_deref())?;
             let target = database(&a.db)?;
             let n = rampart_backup::restore(&a.backup, key.as_ref(), &target)
                 .map_err(anyhow::Error::msg)?;
@@ -145,6 +130,13 @@ pub(crate) fn run(c: BackupCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The key in `file`, when one is given.
+fn key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Key>> {
+    file.map(Key::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)
 }
 
 fn database(d: &BackupDb) -> anyhow::Result<Database> {

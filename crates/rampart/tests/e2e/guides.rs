@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use rampart_test_support::pki::Pki;
 use rampart_test_support::TempDir;
 
-use crate::harness::{bin, serve_cmd, AppServer};
+use crate::harness::{bin, curl, serve_cmd, AppServer};
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,20 +71,83 @@ fn set(env: &mut String, key: &str, value: &str) {
     }
 }
 
+/// Writes the filled `.env` (0600) and lets `rampart secrets generate --env-file .env`
+/// fill every generated placeholder, as the guides' quick starts say.
+fn write_env(d: &Path, env: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(d.join(".env"), env).unwrap();
+    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rampart preflight` on the example with its filled `.env`: no error.
+fn preflight_passes(d: &Path) {
+    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["status"], "failed", "{v:#}");
+}
+
+/// `rampart serve` on the example, in production, on free ports.
+fn serve_example(d: &Path) -> crate::harness::Proc {
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "-c",
+        "rampart.toml",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    serve_cmd(cmd, d, 2)
+}
+
+/// `rampart verify --expect-config rampart.toml --active` (plus `extra`) against the
+/// running example: passed, and A or better on both grades.
+fn verify_passes(
+    d: &Path,
+    https: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    extra: &[&str],
+) {
+    let target = format!("https://localhost:{}", https.port());
+    let http_port = http.port().to_string();
+    let mut args = vec![
+        "verify",
+        &target,
+        "--http-port",
+        &http_port,
+        "--ca-file",
+        "ssl/ca.pem",
+        "--expect-config",
+        "rampart.toml",
+        "--active",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = rampart(d, &args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
+    assert!(
+        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
+        "{v:#}"
+    );
+    // No error: the live edge is what the config promises, and every active check holds.
+    assert_eq!(v["status"], "passed", "{v:#}");
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+}
+
 /// A random URL-safe token (`rampart secrets generate token`).
 fn random_token(dir: &Path) -> String {
     let out = rampart(dir, &["secrets", "generate", "token", "--bytes", "32"]);
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// `curl -sk` as the guide writes it, with the edge's port.
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sk", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Guide 000 (ChurnVision Enterprise, on-prem): the FastAPI backend under uvicorn behind
@@ -261,40 +324,16 @@ fn guide_000_churnvision_end_to_end() {
     ] {
         set(&mut env, k, &v);
     }
-    std::fs::write(d.join(".env"), env).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_env(d, &env);
     assert!(!std::fs::read_to_string(d.join(".env"))
         .unwrap()
         .contains("REPLACE_WITH"));
 
     // Preflight on the filled .env: no error.
-    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["status"].as_str().map(|s| s != "failed"),
-        Some(true),
-        "{v:#}"
-    );
+    preflight_passes(d);
 
     // The edge, in production, as the guide's nginx (ports chosen here).
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = serve_cmd(cmd, d, 2);
+    let edge = serve_example(d);
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let url = |path: &str| format!("https://localhost:{}{path}", https.port());
     let resolve = format!("localhost:{}:127.0.0.1", https.port());
@@ -452,40 +491,12 @@ fn guide_000_churnvision_end_to_end() {
     assert!(rag.contains("indexed_bytes"), "{rag}");
 
     // verify, from the outside, against the config: A or better on both grades.
-    let out = rampart(
+    verify_passes(
         d,
-        &[
-            &format!("https://localhost:{}", https.port()),
-            "--http-port",
-            &http.port().to_string(),
-            "--ca-file",
-            "ssl/ca.pem",
-            "--expect-config",
-            "rampart.toml",
-            "--login",
-            "/api/v1/auth/login",
-            "--health",
-            "/health",
-            "--active",
-            "--format",
-            "json",
-        ]
-        .iter()
-        .fold(vec!["verify"], |mut v, a| {
-            v.push(a);
-            v
-        }),
+        https,
+        http,
+        &["--login", "/api/v1/auth/login", "--health", "/health"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
-    assert!(
-        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
-        "{v:#}"
-    );
-    // No error: the live edge is what the config promises, and every active check holds.
-    assert_eq!(v["status"], "passed", "{v:#}");
-    assert_eq!(out.status.code(), Some(0), "{v:#}");
     drop(edge);
 }
 
@@ -535,30 +546,10 @@ fn guide_001_valor_ivx_end_to_end() {
     ] {
         set(&mut env, k, &v);
     }
-    std::fs::write(d.join(".env"), env).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_ne!(v["status"], "failed", "{v:#}");
+    write_env(d, &env);
+    preflight_passes(d);
 
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = serve_cmd(cmd, d, 2);
+    let edge = serve_example(d);
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let url = |path: &str| format!("https://localhost:{}{path}", https.port());
     let resolve = format!("localhost:{}:127.0.0.1", https.port());
@@ -680,32 +671,7 @@ fn guide_001_valor_ivx_end_to_end() {
     assert!((0..40).all(|_| code(&[&url("/api/health")]) == "200"));
 
     // verify, from the outside, against the config.
-    let out = rampart(
-        d,
-        &[
-            "verify",
-            &format!("https://localhost:{}", https.port()),
-            "--http-port",
-            &http.port().to_string(),
-            "--ca-file",
-            "ssl/ca.pem",
-            "--expect-config",
-            "rampart.toml",
-            "--health",
-            "/api/health",
-            "--active",
-            "--format",
-            "json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
-    assert!(
-        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
-        "{v:#}"
-    );
-    assert_eq!(v["status"], "passed", "{v:#}");
+    verify_passes(d, https, http, &["--health", "/api/health"]);
     drop(edge);
 }
 
@@ -761,30 +727,10 @@ fn guide_004_workload_tracker_end_to_end() {
     ] {
         set(&mut env, k, &v);
     }
-    std::fs::write(d.join(".env"), env).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_ne!(v["status"], "failed", "{v:#}");
+    write_env(d, &env);
+    preflight_passes(d);
 
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = serve_cmd(cmd, d, 2);
+    let edge = serve_example(d);
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let url = |path: &str| format!("https://localhost:{}{path}", https.port());
     let resolve = format!("localhost:{}:127.0.0.1", https.port());
@@ -880,34 +826,12 @@ fn guide_004_workload_tracker_end_to_end() {
         "413"
     );
 
-    let out = rampart(
+    verify_passes(
         d,
-        &[
-            "verify",
-            &format!("https://localhost:{}", https.port()),
-            "--http-port",
-            &http.port().to_string(),
-            "--ca-file",
-            "ssl/ca.pem",
-            "--expect-config",
-            "rampart.toml",
-            "--health",
-            "/api/health/",
-            "--login",
-            "/api/token/",
-            "--active",
-            "--format",
-            "json",
-        ],
+        https,
+        http,
+        &["--health", "/api/health/", "--login", "/api/token/"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
-    assert!(
-        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
-        "{v:#}"
-    );
-    assert_eq!(v["status"], "passed", "{v:#}");
     drop(edge);
 }
 
@@ -959,15 +883,7 @@ fn guide_002_customer_service_ai_end_to_end() {
     ] {
         set(&mut env, k, &v);
     }
-    std::fs::write(d.join(".env"), env).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_env(d, &env);
     let filled = std::fs::read_to_string(d.join(".env")).unwrap();
     let value = |k: &str| {
         filled
@@ -979,21 +895,9 @@ fn guide_002_customer_service_ai_end_to_end() {
     };
     let api_key = value("API_KEYS");
     let jwt_secret = value("JWT_SECRET_KEY");
-    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_ne!(v["status"], "failed", "{v:#}");
+    preflight_passes(d);
 
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = serve_cmd(cmd, d, 2);
+    let edge = serve_example(d);
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let url = |path: &str| format!("https://localhost:{}{path}", https.port());
     let resolve = format!("localhost:{}:127.0.0.1", https.port());
@@ -1110,34 +1014,12 @@ fn guide_002_customer_service_ai_end_to_end() {
         "413"
     );
 
-    let out = rampart(
+    verify_passes(
         d,
-        &[
-            "verify",
-            &format!("https://localhost:{}", https.port()),
-            "--http-port",
-            &http.port().to_string(),
-            "--ca-file",
-            "ssl/ca.pem",
-            "--expect-config",
-            "rampart.toml",
-            "--health",
-            "/health",
-            "--protected",
-            "/api/v1/chat",
-            "--active",
-            "--format",
-            "json",
-        ],
+        https,
+        http,
+        &["--health", "/health", "--protected", "/api/v1/chat"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
-    assert!(
-        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
-        "{v:#}"
-    );
-    assert_eq!(v["status"], "passed", "{v:#}");
     drop(edge);
 }
 
@@ -1191,30 +1073,10 @@ fn guide_003_finia_end_to_end() {
     ] {
         set(&mut env, k, &v);
     }
-    std::fs::write(d.join(".env"), env).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(d.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = rampart(d, &["secrets", "generate", "--env-file", ".env"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = rampart(d, &["preflight", "-c", "rampart.toml", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_ne!(v["status"], "failed", "{v:#}");
+    write_env(d, &env);
+    preflight_passes(d);
 
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = serve_cmd(cmd, d, 2);
+    let edge = serve_example(d);
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let url = |path: &str| format!("https://localhost:{}{path}", https.port());
     let resolve = format!("localhost:{}:127.0.0.1", https.port());
@@ -1291,33 +1153,11 @@ fn guide_003_finia_end_to_end() {
     assert!(api[..21].iter().all(|c| c == "200"), "{api:?}");
     assert!(api[21..].iter().any(|c| c == "429"), "{api:?}");
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let out = rampart(
+    verify_passes(
         d,
-        &[
-            "verify",
-            &format!("https://localhost:{}", https.port()),
-            "--http-port",
-            &http.port().to_string(),
-            "--ca-file",
-            "ssl/ca.pem",
-            "--expect-config",
-            "rampart.toml",
-            "--health",
-            "/api/health",
-            "--login",
-            "/api/auth/login",
-            "--active",
-            "--format",
-            "json",
-        ],
+        https,
+        http,
+        &["--health", "/api/health", "--login", "/api/auth/login"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let grade_ok = |g: &serde_json::Value| matches!(g.as_str(), Some("A" | "A+"));
-    assert!(
-        grade_ok(&v["http"]["grade"]) && grade_ok(&v["tls"]["grade"]),
-        "{v:#}"
-    );
-    assert_eq!(v["status"], "passed", "{v:#}");
     drop(edge);
 }

@@ -328,3 +328,76 @@ where
     .join()
     .unwrap()
 }
+
+/// Loads `toml` as `dir/rampart.toml` would be (relative paths in `dir`, the state dir
+/// `dir/state`), lets `tweak` adjust what a test cannot write (a faster interval), builds
+/// the edge. The config's errors as one string.
+pub fn edge_at(
+    dir: &std::path::Path,
+    toml: &str,
+    tweak: impl FnOnce(&mut rampart_config::Config),
+) -> Result<Edge, String> {
+    let mut config = load_str(
+        toml,
+        &Source {
+            name: "rampart.toml".into(),
+            base_dir: dir.to_path_buf(),
+            env: &rampart_config::process_env,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    config.server.state_dir = dir.join("state");
+    tweak(&mut config);
+    Edge::build(config, "rampart.toml").map_err(|e| e.to_string())
+}
+
+/// Starts `edge`: the start's refusal (integrity, license, a busy port) as one string.
+pub async fn start_edge(edge: Result<Edge, String>) -> Result<Running, String> {
+    rampart_test_support::raise_open_files();
+    rampart_server::start(edge?)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A GET on the running edge's admin listener.
+pub async fn admin_get(r: &Running, path: &str) -> rampart_test_support::client::Resp {
+    use rampart_test_support::client;
+    client::plain(r.live.admin_addr().unwrap(), client::get("admin", path)).await
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len() + 1..].trim().parse().ok())
+}
+
+/// How many times `event` is in `dir/audit.log`.
+pub fn audit_count(dir: &std::path::Path, event: &str) -> usize {
+    let needle = format!("\"event\":\"{event}\"");
+    std::fs::read_to_string(dir.join("audit.log"))
+        .map_or(0, |a| a.lines().filter(|l| l.contains(&needle)).count())
+}
+
+/// Waits up to 3 s for `event` to be audited `times` times in `dir/audit.log`.
+pub async fn wait_audited(dir: &std::path::Path, event: &str, times: usize) {
+    let found = rampart_test_support::eventually(Duration::from_secs(3), || {
+        (audit_count(dir, event) >= times).then_some(())
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "{event} not audited {times}x: {:?}",
+        std::fs::read_to_string(dir.join("audit.log"))
+    );
+}
+
+/// `curl -sk` with a 10 s cap; its standard output.
+pub fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

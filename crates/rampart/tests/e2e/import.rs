@@ -4,13 +4,12 @@
 //! does (redirect, headers, both rate zones with their bursts).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rampart_test_support::pki::Pki;
 use rampart_test_support::upstream::Upstream;
 use rampart_test_support::TempDir;
 
-use crate::harness::{bin, serve_cmd};
+use crate::harness::{bin, curl, serve_cmd};
 
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,15 +143,6 @@ fn the_guides_nginx_blocks_import_and_check() {
         assert!(toml.contains(want), "{want} in {toml}");
     }
     check(tmp.path());
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sk", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Guide 003's nginx, imported and served in front of a real upstream: port 80

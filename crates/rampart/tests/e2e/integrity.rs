@@ -7,11 +7,13 @@ use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rampart_config::{load_str, Source};
 use rampart_server::{Edge, Running};
-use rampart_test_support::{client, eventually, TempDir};
+use rampart_test_support::{client, TempDir};
 
-use crate::harness::{bin, finding_ids, id_set, json_report, python};
+use crate::harness::{
+    admin_get, bin, edge_at, finding_ids, id_set, json_report, metric, python, start_edge,
+    wait_audited,
+};
 
 fn rampart(dir: &Path, args: &[&str]) -> Output {
     bin().args(args).current_dir(dir).output().unwrap()
@@ -407,31 +409,15 @@ fn signed_site(dir: &Path, integrity: &str) -> String {
 /// Loads `toml` from `dir`; `tick` replaces the re-verification interval (the config's
 /// floor is 10s, too slow for a test).
 fn edge_of(dir: &Path, toml: &str, tick: Option<Duration>) -> Result<Edge, String> {
-    let mut config = load_str(
-        toml,
-        &Source {
-            name: "rampart.toml".into(),
-            base_dir: dir.to_path_buf(),
-            env: &rampart_config::process_env,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    config.server.state_dir = dir.join("state");
-    if let (Some(i), Some(t)) = (config.integrity.as_mut(), tick) {
-        i.interval = Some(t);
-    }
-    Edge::build(config, "rampart.toml").map_err(|e| e.to_string())
+    edge_at(dir, toml, |c| {
+        if let (Some(i), Some(t)) = (c.integrity.as_mut(), tick) {
+            i.interval = Some(t);
+        }
+    })
 }
 
-async fn start_edge(dir: &Path, toml: &str, tick: Option<Duration>) -> Result<Running, String> {
-    rampart_test_support::raise_open_files();
-    rampart_server::start(edge_of(dir, toml, tick)?)
-        .await
-        .map_err(|e| format!("{e:#}"))
-}
-
-async fn admin_get(r: &Running, path: &str) -> client::Resp {
-    client::plain(r.live.admin_addr().unwrap(), client::get("admin", path)).await
+async fn start(dir: &Path, toml: &str, tick: Option<Duration>) -> Result<Running, String> {
+    start_edge(edge_of(dir, toml, tick)).await
 }
 
 async fn integrity_health(r: &Running, want: &str) -> serde_json::Value {
@@ -446,28 +432,6 @@ async fn integrity_health(r: &Running, want: &str) -> serde_json::Value {
     }
 }
 
-fn audited(dir: &Path, event: &str) -> bool {
-    std::fs::read_to_string(dir.join("audit.log")).is_ok_and(|a| {
-        a.lines()
-            .any(|l| l.contains(&format!("\"event\":\"{event}\"")))
-    })
-}
-
-async fn wait_audited(dir: &Path, event: &str) {
-    let found = eventually(Duration::from_secs(3), || audited(dir, event).then_some(())).await;
-    assert!(
-        found.is_some(),
-        "no {event} in {:?}",
-        std::fs::read_to_string(dir.join("audit.log"))
-    );
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len() + 1..].trim().parse().ok())
-}
-
 /// Production, `on_mismatch = "refuse"`: a clean tree starts and reports itself; a file
 /// changed while serving is found by the periodic check (audited, `/health` degraded,
 /// the metric 0) while requests are still answered; a reload and a fresh start on the
@@ -478,7 +442,7 @@ async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
     let dir = tmp.path();
     let toml = signed_site(dir, "public_key_file = \"ed.pub\"");
     let tick = Some(Duration::from_millis(200));
-    let running = start_edge(dir, &toml, tick).await.unwrap();
+    let running = start(dir, &toml, tick).await.unwrap();
     let http = running.http_addr.unwrap();
 
     let h = integrity_health(&running, "ok").await;
@@ -509,7 +473,7 @@ async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
         problems.contains("changed: ") && problems.contains("static/assets/app.3f2a.js"),
         "{h:#}"
     );
-    wait_audited(dir, "integrity.mismatch").await;
+    wait_audited(dir, "integrity.mismatch", 1).await;
     let m = admin_get(&running, "/metrics").await.text();
     assert_eq!(metric(&m, "rampart_integrity_ok"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "rampart_integrity_problems"), Some(1.0), "{m}");
@@ -533,7 +497,7 @@ async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
         1
     );
     // So is a fresh production start, before any port is bound, naming the file.
-    let err = start_edge(dir, &toml, tick).await.err().unwrap();
+    let err = start(dir, &toml, tick).await.err().unwrap();
     assert!(
         err.contains("integrity: 1 problem") && err.contains("static/assets/app.3f2a.js"),
         "{err}"
@@ -542,7 +506,7 @@ async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
     // Restored: clean again, audited, and a reload goes through.
     std::fs::write(&app, &original).unwrap();
     integrity_health(&running, "ok").await;
-    wait_audited(dir, "integrity.restored").await;
+    wait_audited(dir, "integrity.restored", 1).await;
     running
         .live
         .reload(edge_of(dir, &toml, tick).unwrap())
@@ -554,7 +518,7 @@ async fn integrity_is_checked_at_start_on_reload_and_while_serving() {
         toml.replace("audit.log", "elsewhere.log"),
     )
     .unwrap();
-    let err = start_edge(dir, &toml, tick).await.err().unwrap();
+    let err = start(dir, &toml, tick).await.err().unwrap();
     assert!(err.contains("rampart.toml"), "{err}");
     running.shutdown();
 }
@@ -569,7 +533,7 @@ async fn mismatches_signatures_and_settings_are_judged_before_serving() {
     let toml = signed_site(dir, "public_key_file = \"ed.pub\"\non_mismatch = \"serve\"");
     std::fs::write(dir.join("static/backdoor.php"), "<?php system($_GET['c']);").unwrap();
 
-    let running = start_edge(dir, &toml, None).await.unwrap();
+    let running = start(dir, &toml, None).await.unwrap();
     let h = integrity_health(&running, "mismatch").await;
     assert_eq!(h["status"], "degraded", "{h:#}");
     assert!(
@@ -579,18 +543,18 @@ async fn mismatches_signatures_and_settings_are_judged_before_serving() {
                 .contains("backdoor.php"),
         "{h:#}"
     );
-    wait_audited(dir, "integrity.mismatch").await;
+    wait_audited(dir, "integrity.mismatch", 1).await;
     running.shutdown();
 
     // The same tree with "refuse": production refuses, development serves degraded.
     let refuse = toml.replace("on_mismatch = \"serve\"", "on_mismatch = \"refuse\"");
-    let err = start_edge(dir, &refuse, None).await.err().unwrap();
+    let err = start(dir, &refuse, None).await.err().unwrap();
     assert!(err.contains("backdoor.php"), "{err}");
     let dev = refuse.replace(
         "environment = \"production\"",
         "environment = \"development\"",
     );
-    let running = start_edge(dir, &dev, None).await.unwrap();
+    let running = start(dir, &dev, None).await.unwrap();
     integrity_health(&running, "mismatch").await;
     running.shutdown();
     std::fs::remove_file(dir.join("static/backdoor.php")).unwrap();
@@ -607,7 +571,7 @@ async fn mismatches_signatures_and_settings_are_judged_before_serving() {
         &["pkey", "-in", "other.pem", "-pubout", "-out", "other.pub"],
     );
     let other = refuse.replace("ed.pub", "other.pub");
-    let err = start_edge(dir, &other, None).await.err().unwrap();
+    let err = start(dir, &other, None).await.err().unwrap();
     assert!(err.contains("signature"), "{err}");
     // A manifest edited after signing (a file added to the list) fails its signature.
     let manifest = std::fs::read_to_string(dir.join("integrity.json")).unwrap();
@@ -617,13 +581,13 @@ async fn mismatches_signatures_and_settings_are_judged_before_serving() {
     )
     .unwrap();
     let forged = refuse.clone();
-    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    let err = start(dir, &forged, None).await.err().unwrap();
     assert!(err.contains("signature"), "{err}");
     std::fs::write(dir.join("integrity.json"), "not json").unwrap();
-    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    let err = start(dir, &forged, None).await.err().unwrap();
     assert!(err.contains("manifest"), "{err}");
     std::fs::remove_file(dir.join("integrity.json")).unwrap();
-    let err = start_edge(dir, &forged, None).await.err().unwrap();
+    let err = start(dir, &forged, None).await.err().unwrap();
     assert!(err.contains("cannot read"), "{err}");
 
     // Unsigned, on purpose: files only.
@@ -642,7 +606,7 @@ async fn mismatches_signatures_and_settings_are_judged_before_serving() {
             "**/*.map",
         ],
     ));
-    let running = start_edge(dir, &unsigned, None).await.unwrap();
+    let running = start(dir, &unsigned, None).await.unwrap();
     let h = integrity_health(&running, "ok").await;
     assert_eq!(
         h["integrity"]["signed_with"],

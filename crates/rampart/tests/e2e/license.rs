@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rampart_config::{load_str, Source};
 use rampart_server::{Edge, Running};
-use rampart_test_support::{client, eventually, TempDir};
+use rampart_test_support::{client, TempDir};
 
-use crate::harness::{bin, python};
+use crate::harness::{admin_get, bin, edge_at, metric, python, start_edge, wait_audited};
 
 /// Makes keys and mints tokens with PyJWT, as a vendor's Python tooling would.
 const MINT: &str = r#"
@@ -98,28 +97,11 @@ fn toml(license: &str) -> String {
 }
 
 fn edge_of(dir: &Path, toml: &str) -> Result<Edge, String> {
-    let mut config = load_str(
-        toml,
-        &Source {
-            name: "rampart.toml".into(),
-            base_dir: dir.to_path_buf(),
-            env: &rampart_config::process_env,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    config.server.state_dir = dir.join("state");
-    Edge::build(config, "rampart.toml").map_err(|e| e.to_string())
+    edge_at(dir, toml, |_| {})
 }
 
-async fn start_edge(dir: &Path, toml: &str) -> Result<Running, String> {
-    rampart_test_support::raise_open_files();
-    rampart_server::start(edge_of(dir, toml)?)
-        .await
-        .map_err(|e| format!("{e:#}"))
-}
-
-async fn admin_get(r: &Running, path: &str) -> client::Resp {
-    client::plain(r.live.admin_addr().unwrap(), client::get("admin", path)).await
+async fn start(dir: &Path, toml: &str) -> Result<Running, String> {
+    start_edge(edge_of(dir, toml)).await
 }
 
 async fn get(r: &Running, path: &str) -> client::Resp {
@@ -144,32 +126,6 @@ async fn health_until(
         assert!(Instant::now() < deadline, "license never {what}: {h:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn audit_count(dir: &Path, event: &str) -> usize {
-    std::fs::read_to_string(dir.join("audit.log")).map_or(0, |a| {
-        a.lines()
-            .filter(|l| l.contains(&format!("\"event\":\"{event}\"")))
-            .count()
-    })
-}
-
-async fn wait_audited(dir: &Path, event: &str, times: usize) {
-    let found = eventually(Duration::from_secs(3), || {
-        (audit_count(dir, event) >= times).then_some(())
-    })
-    .await;
-    assert!(
-        found.is_some(),
-        "{event} not audited {times}x: {:?}",
-        std::fs::read_to_string(dir.join("audit.log"))
-    );
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len() + 1..].trim().parse().ok())
 }
 
 /// A valid RS256 license (PyJWT, `cryptography` RSA key) serves its features and refuses
@@ -200,7 +156,7 @@ async fn features_warnings_grace_and_the_notice() {
         serde_json::json!({}),
     ));
     let cfg = toml("algorithm = \"RS256\"\ngrace = \"7d\"\nfeature_status = 402");
-    let running = start_edge(dir, &cfg).await.unwrap();
+    let running = start(dir, &cfg).await.unwrap();
 
     let h = license_state(&running, "valid").await;
     let l = &h["license"];
@@ -934,7 +890,7 @@ async fn a_fleet_runs_no_more_instances_than_licensed() {
             d.path().join("vendor.pub"),
         )
         .unwrap();
-        let e = start_edge(d.path(), &cfg).await.unwrap();
+        let e = start(d.path(), &cfg).await.unwrap();
         let want = if i < 2 { "valid" } else { "instance_limit" };
         let h = health_until(&e, want, |h| {
             h["license"]["status"] == want && !h["license"]["instances"].is_null()
