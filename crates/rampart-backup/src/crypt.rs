@@ -26,6 +26,11 @@ const SEGMENT: usize = 64 * 1024;
 const TAG: usize = 16;
 const INFO: &[u8] = b"rampart-backup/1 aes-256-gcm";
 
+/// Lowercase hex (checksums, key ids, names).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// A backup key: 32 bytes from a key file.
 #[derive(Clone)]
 pub struct Key([u8; 32]);
@@ -91,7 +96,7 @@ impl Key {
     /// A name for the key that does not reveal it: the first 8 bytes of its SHA-256.
     pub fn id(&self) -> String {
         let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.0);
-        d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex(&d.as_ref()[..8])
     }
 
     fn file_key(&self, salt: &[u8]) -> LessSafeKey {

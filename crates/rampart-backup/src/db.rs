@@ -160,7 +160,7 @@ fn private_dir() -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt as _;
     let mut b = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut b);
-    let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let name = crate::crypt::hex(&b);
     let dir = std::env::temp_dir().join(format!("rampart-backup-{name}"));
     std::fs::DirBuilder::new()
         .mode(0o700)

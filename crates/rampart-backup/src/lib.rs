@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::crypt::Key;
+use crate::crypt::{hex, Key};
 use crate::db::{Credentials, Database, Engine};
 pub use crate::manifest::{manifest_path, read_manifest, Manifest, TableRows, FORMAT};
 
@@ -73,10 +73,6 @@ fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A file that hashes and counts what is written to it.

@@ -410,7 +410,7 @@ impl Anchor {
 
     fn sealed(mut self) -> Self {
         let tag = hmac::sign(&mac_key(&self.installation_id), mac_input(&self).as_bytes());
-        self.mac = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        self.mac = crate::manifest::hex(tag.as_ref());
         self
     }
 
@@ -505,7 +505,7 @@ pub fn valid_installation_id(id: &str) -> bool {
 pub fn new_installation_id() -> String {
     let mut b = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::manifest::hex(&b)
 }
 
 #[cfg(test)]

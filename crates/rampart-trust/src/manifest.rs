@@ -215,7 +215,8 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
     Ok(hex(ctx.finish().as_ref()))
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lowercase hex.
+pub(crate) fn hex(b: &[u8]) -> String {
     use std::fmt::Write as _;
     b.iter()
         .fold(String::with_capacity(b.len() * 2), |mut s, x| {
