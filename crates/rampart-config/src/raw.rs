@@ -244,6 +244,13 @@ pub struct RawRoute {
     pub path: Option<String>,
     /// Match the path exactly instead of as a prefix.
     pub exact: Option<bool>,
+    /// Match the path by a regular expression instead of a prefix (nginx's `location ~`;
+    /// `(?i)` for `~*`). Checked in config order after the longest prefix is found, and
+    /// the first match wins over it, as nginx does.
+    pub path_regex: Option<String>,
+    /// When this prefix is the longest match, regex routes are not consulted (nginx's
+    /// `location ^~`).
+    pub prefix_priority: Option<bool>,
     /// Remove the matched prefix before forwarding.
     pub strip_prefix: Option<bool>,
     /// Send to this upstream pool.

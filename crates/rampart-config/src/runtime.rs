@@ -217,6 +217,10 @@ pub struct Route {
     pub path: String,
     /// Exact match instead of prefix.
     pub exact: bool,
+    /// Match by this regular expression instead (`path` is then empty).
+    pub path_regex: Option<regex_lite::Regex>,
+    /// When this prefix is the longest match, regex routes are not consulted.
+    pub prefix_priority: bool,
     /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
     /// What answers.

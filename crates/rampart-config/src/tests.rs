@@ -552,3 +552,35 @@ fn header_values_from_a_closed_set_are_checked() {
     ))
     .is_ok());
 }
+
+#[test]
+fn regex_routes_are_checked() {
+    let c = load(&format!(
+        "{MINIMAL}\n[[routes]]\npath_regex = '(?i)\\.(png|jpg)$'\nupstream = \"app\"\n"
+    ))
+    .unwrap();
+    let r = &c.routes[1];
+    assert_eq!(r.name, "~(?i)\\.(png|jpg)$");
+    assert!(r.path.is_empty());
+    assert!(r.path_regex.as_ref().unwrap().is_match("/a/B.PNG"));
+    let e = errors(&format!(
+        "{MINIMAL}\n[[routes]]\npath_regex = '(unclosed'\nupstream = \"app\"\n\
+         [[routes]]\npath_regex = 'x$'\npath = \"/x\"\nexact = true\nupstream = \"app\"\n\
+         [[routes]]\npath_regex = 'y$'\nupstream = \"app\"\n\
+         [[routes]]\npath_regex = 'y$'\nupstream = \"app\"\nname = \"again\"\n"
+    ));
+    let has = |prefix: &str| e.iter().any(|m| m.starts_with(prefix));
+    assert!(
+        has("routes[1].path_regex: invalid regular expression"),
+        "{e:?}"
+    );
+    assert!(has("routes[2].path: `path` is for prefix routes"), "{e:?}");
+    assert!(
+        has("routes[2].exact: `exact` is for prefix routes"),
+        "{e:?}"
+    );
+    assert!(
+        has("routes[4].path: an earlier route already matches"),
+        "{e:?}"
+    );
+}

@@ -157,12 +157,16 @@ pub(crate) fn validate(
                 );
             }
             let hosts = format!("{:?}", route.hosts);
-            if !seen_match.insert((hosts, route.path.clone(), route.exact)) {
+            let matched = match &route.path_regex {
+                Some(re) => format!("~{}", re.as_str()),
+                None => route.path.clone(),
+            };
+            if !seen_match.insert((hosts, matched.clone(), route.exact)) {
                 cx.err(
                     format!("{key}.path"),
                     format!(
                         "an earlier route already matches the same hosts and path {:?}",
-                        route.path
+                        matched
                     ),
                 );
             }
@@ -715,8 +719,43 @@ fn route(
     for (i, h) in r.hosts.iter().flatten().enumerate() {
         hosts.extend(host_pattern(h, &format!("{key}.hosts[{i}]"), cx));
     }
-    let path = r.path.clone().unwrap_or_else(|| "/".into());
-    if !path.starts_with('/')
+    let path_regex = r.path_regex.as_deref().and_then(|re| {
+        for (set, what) in [
+            (r.path.is_some(), "path"),
+            (r.exact.is_some(), "exact"),
+            (r.strip_prefix == Some(true), "strip_prefix"),
+            (r.prefix_priority.is_some(), "prefix_priority"),
+        ] {
+            if set {
+                cx.err(
+                    format!("{key}.{what}"),
+                    format!("`{what}` is for prefix routes; this route matches by `path_regex`"),
+                );
+            }
+        }
+        match regex_lite::RegexBuilder::new(re)
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                cx.err(
+                    format!("{key}.path_regex"),
+                    format!("invalid regular expression {re:?}: {e}"),
+                );
+                None
+            }
+        }
+    });
+    if r.path_regex.is_some() && path_regex.is_none() {
+        return None;
+    }
+    let path = if path_regex.is_some() {
+        String::new()
+    } else {
+        r.path.clone().unwrap_or_else(|| "/".into())
+    };
+    if path_regex.is_none() && !path.starts_with('/')
         || path.contains(['?', '#', ' '])
         || path.contains("/../")
         || path.ends_with("/..")
@@ -920,9 +959,13 @@ fn route(
             .host
             .clone()
             .or_else(|| r.hosts.as_ref().and_then(|h| h.first().cloned()));
+        let path = match &r.path_regex {
+            Some(re) => format!("~{re}"),
+            None => path.clone(),
+        };
         match host {
             Some(h) => format!("{h}{path}"),
-            None => path.clone(),
+            None => path,
         }
     });
     let policy = {
@@ -934,6 +977,8 @@ fn route(
         hosts,
         path,
         exact: r.exact.unwrap_or(false),
+        path_regex,
+        prefix_priority: r.prefix_priority.unwrap_or(false),
         strip_prefix: r.strip_prefix.unwrap_or(false),
         action,
         headers,

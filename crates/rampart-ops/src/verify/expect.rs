@@ -21,7 +21,8 @@ pub(crate) fn check(run: &mut Run<'_>, c: &Config) {
                 HostPattern::Exact(e) => *e == host,
                 HostPattern::Wildcard(w) => host.ends_with(w.as_str()),
             });
-        if !matches_host {
+        // A regex route names no one path to ask for.
+        if !matches_host || route.path_regex.is_some() {
             continue;
         }
         probed += 1;

@@ -691,7 +691,7 @@ fn allow_list_for(c: &rampart_config::Config, path: &str) -> Option<Vec<String>>
     let route = c
         .routes
         .iter()
-        .filter(|r| path.starts_with(r.path.as_str()))
+        .filter(|r| r.path_regex.is_none() && path.starts_with(r.path.as_str()))
         .max_by_key(|r| r.path.len())?;
     (!open(&route.policy.allow)).then(|| shown(&route.policy.allow))
 }

@@ -18,20 +18,42 @@ use rampart_config::runtime::{HostPattern, Route};
 pub struct Router {
     /// (index into routes, host pattern) in precedence order.
     entries: Vec<Entry>,
+    /// Regex routes in config order (nginx checks `location ~` in the order written).
+    regexes: Vec<RegexEntry>,
 }
 
 #[derive(Debug)]
 struct Entry {
     route: usize,
     host: Option<HostPattern>,
+    host_rank: (u8, usize),
     path: String,
     exact: bool,
+    /// nginx's `^~`: regexes are not consulted when this prefix is the longest match.
+    final_match: bool,
+}
+
+#[derive(Debug)]
+struct RegexEntry {
+    route: usize,
+    host: Option<HostPattern>,
+    host_rank: (u8, usize),
+    regex: regex_lite::Regex,
+}
+
+fn host_rank(host: Option<&HostPattern>) -> (u8, usize) {
+    match host {
+        Some(HostPattern::Exact(_)) => (0, 0),
+        Some(HostPattern::Wildcard(s)) => (1, usize::MAX - s.len()),
+        None => (2, 0),
+    }
 }
 
 impl Router {
     /// Compiles `routes`.
     pub fn new(routes: &[Route]) -> Self {
         let mut entries = Vec::new();
+        let mut regexes = Vec::new();
         for (i, r) in routes.iter().enumerate() {
             let hosts: Vec<Option<HostPattern>> = if r.hosts.is_empty() {
                 vec![None]
@@ -39,39 +61,60 @@ impl Router {
                 r.hosts.iter().cloned().map(Some).collect()
             };
             for host in hosts {
+                let host_rank = host_rank(host.as_ref());
+                if let Some(regex) = &r.path_regex {
+                    regexes.push(RegexEntry {
+                        route: i,
+                        host,
+                        host_rank,
+                        regex: regex.clone(),
+                    });
+                    continue;
+                }
                 entries.push(Entry {
                     route: i,
                     host,
+                    host_rank,
                     path: r.path.clone(),
                     exact: r.exact,
+                    final_match: r.prefix_priority,
                 });
             }
         }
         // Sort: host group (exact, wildcard by suffix length, none), then path length, exact first.
-        entries.sort_by_key(|e| {
-            let host_rank = match &e.host {
-                Some(HostPattern::Exact(_)) => (0, 0),
-                Some(HostPattern::Wildcard(s)) => (1, usize::MAX - s.len()),
-                None => (2, 0),
-            };
-            (host_rank, usize::MAX - e.path.len(), !e.exact, e.route)
-        });
-        Self { entries }
+        entries.sort_by_key(|e| (e.host_rank, usize::MAX - e.path.len(), !e.exact, e.route));
+        Self { entries, regexes }
     }
 
     /// The route for `host` (lowercase, no port) and a normalised `path`.
     ///
     /// Entries are sorted by host group, so the first match is the most specific; a host
     /// group with no route for the path falls through to less specific groups (a known host
-    /// still reaches a catch-all route).
+    /// still reaches a catch-all route). Then, as nginx does, regex routes are tried in
+    /// config order unless the prefix match is exact or has `prefix_priority`; the first
+    /// that matches wins, if its host group is at least as specific as the prefix match's.
+    /// A config without regex routes never looks at them.
     pub fn find(&self, host: &str, path: &str) -> Option<usize> {
-        self.entries
+        let prefix = self.entries.iter().find(|e| {
+            e.host.as_ref().is_none_or(|h| h.matches(host)) && path_matches(&e.path, e.exact, path)
+        });
+        if self.regexes.is_empty() {
+            return prefix.map(|e| e.route);
+        }
+        let rank = match prefix {
+            Some(e) if e.exact || e.final_match => return Some(e.route),
+            Some(e) => e.host_rank,
+            None => (u8::MAX, 0),
+        };
+        self.regexes
             .iter()
-            .find(|e| {
-                e.host.as_ref().is_none_or(|h| h.matches(host))
-                    && path_matches(&e.path, e.exact, path)
+            .find(|r| {
+                r.host_rank <= rank
+                    && r.host.as_ref().is_none_or(|h| h.matches(host))
+                    && r.regex.is_match(path)
             })
-            .map(|e| e.route)
+            .map(|r| r.route)
+            .or(prefix.map(|e| e.route))
     }
 }
 
@@ -185,6 +228,8 @@ mod tests {
                 .collect(),
             path: path.into(),
             exact,
+            path_regex: None,
+            prefix_priority: false,
             strip_prefix: false,
             action: Action::Respond {
                 status: 200,
@@ -221,6 +266,46 @@ mod tests {
         assert_eq!(r.find("other.org", "/docs"), Some(6));
         assert_eq!(r.find("other.org", "/docs/x"), Some(6));
         assert_eq!(r.find("other.org", "/docsx"), Some(0));
+    }
+
+    fn regex(host: Option<&str>, re: &str) -> Route {
+        Route {
+            path: String::new(),
+            path_regex: Some(regex_lite::Regex::new(re).unwrap()),
+            ..route(host, "", false)
+        }
+    }
+
+    /// nginx's order: the longest prefix is found, then regexes in config order; the first
+    /// regex that matches wins unless the prefix is exact or `^~` (`prefix_priority`).
+    #[test]
+    fn regex_routes_follow_nginx_order() {
+        let mut assets = route(None, "/assets/", false);
+        assets.prefix_priority = true;
+        let routes = vec![
+            route(None, "/", false),
+            regex(None, r"(?i)\.(png|css)$"),
+            regex(None, r"\.css$"),
+            route(None, "/health", true),
+            assets,
+            regex(Some("admin.test"), r"^/secret"),
+            route(Some("app.test"), "/", false),
+        ];
+        let r = Router::new(&routes);
+        assert_eq!(r.find("x.test", "/img/a.PNG"), Some(1));
+        assert_eq!(r.find("x.test", "/a.css"), Some(1), "first regex in order");
+        assert_eq!(r.find("x.test", "/a.js"), Some(0), "no regex: the prefix");
+        assert_eq!(r.find("x.test", "/health"), Some(3), "exact beats regex");
+        assert_eq!(r.find("x.test", "/assets/a.css"), Some(4), "^~ beats regex");
+        assert_eq!(r.find("x.test", "/secret"), Some(0), "another host's regex");
+        assert_eq!(r.find("admin.test", "/secret"), Some(5));
+        // A host-less regex does not override a more specific host's prefix.
+        assert_eq!(r.find("app.test", "/a.css"), Some(6));
+        // Regex routes alone, no prefix at all.
+        let only = vec![regex(None, r"^/api/v[0-9]+/")];
+        let r = Router::new(&only);
+        assert_eq!(r.find("x", "/api/v2/users"), Some(0));
+        assert_eq!(r.find("x", "/api/vx/users"), None);
     }
 
     #[test]

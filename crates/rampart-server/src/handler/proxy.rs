@@ -786,8 +786,8 @@ pub(crate) fn keep_alive_timeout(v: &[u8]) -> Option<Duration> {
     Some(Duration::from_millis(ms.saturating_sub(1000).max(ms / 2)))
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
-pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and `Proxy`, removed in both directions.
+pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     HeaderName::from_static("proxy-connection"),
@@ -796,6 +796,9 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
+    // Not hop-by-hop, but never forwarded either way: a request's `Proxy` becomes
+    // `HTTP_PROXY` in CGI/WSGI environments (httpoxy, CVE-2016-5385).
+    HeaderName::from_static("proxy"),
 ];
 
 /// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket` named in

@@ -152,6 +152,27 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     assert_eq!(resp.header("x-app-header"), Some("kept"));
 }
 
+/// httpoxy (CVE-2016-5385): a client's `Proxy` header would become `HTTP_PROXY` in a CGI
+/// or WSGI environment and send the application's own outgoing requests through the
+/// attacker. nginx's guides add `proxy_set_header Proxy ""`; rampart never forwards it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_header_never_reaches_the_upstream() {
+    let up = Upstream::start("a").await;
+    let edge = start(&proxy_toml(&[up.authority()], "", "")).await;
+    for path in ["/a", "/b"] {
+        let req = Request::post(path)
+            .header("host", "h")
+            .header("proxy", "http://attacker.test:8080")
+            .body(client::full("x"))
+            .unwrap();
+        let r = client::plain(edge.http(), req).await;
+        assert_eq!(r.status, 200);
+    }
+    for seen in up.seen() {
+        assert!(!seen.headers.contains_key("proxy"), "{:?}", seen.headers);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_upstream_is_502_json_with_request_id() {
     let edge = start(&proxy_toml(&[dead_addr().to_string()], "", "")).await;

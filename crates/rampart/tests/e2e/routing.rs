@@ -210,3 +210,62 @@ async fn misdirected_close_drops_the_connection() {
     .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+/// `path_regex` routes (nginx's `location ~`) through the real edge: after the longest
+/// prefix, in config order; `exact` and `prefix_priority` (`^~`) prefixes win over them; a
+/// static regex route serves `root + path`, as nginx's `root` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_routes_match_as_nginx_does() {
+    let (app, media) = (Upstream::start("app").await, Upstream::start("media").await);
+    let root = rampart_test_support::TempDir::new("regex-root");
+    root.write("img/logo.png", "PNG");
+    let toml = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+[upstreams.app]
+servers = ["{}"]
+[upstreams.media]
+servers = ["{}"]
+[[routes]]
+path = "/"
+upstream = "app"
+[[routes]]
+path_regex = '(?i)\.(png|jpe?g)$'
+static = "{}"
+[[routes]]
+path_regex = '^/api/v[0-9]+/media/'
+upstream = "media"
+[[routes]]
+path = "/raw/"
+prefix_priority = true
+upstream = "app"
+"#,
+        app.authority(),
+        media.authority(),
+        root.path().display()
+    );
+    let edge = start(&toml).await;
+    let go = |path: &'static str| {
+        let addr = edge.http();
+        async move { client::plain(addr, get("x", path)).await }
+    };
+    let r = go("/img/logo.png").await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, "PNG".to_owned()));
+    assert_eq!(go("/img/LOGO.PNG").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(go("/img/other.JPG").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        go("/api/v2/media/x").await.header("x-upstream"),
+        Some("media")
+    );
+    assert_eq!(
+        go("/api/vx/media/x").await.header("x-upstream"),
+        Some("app")
+    );
+    assert_eq!(
+        go("/raw/logo.png").await.header("x-upstream"),
+        Some("app"),
+        "prefix_priority beats the regex"
+    );
+    assert!(media.seen().iter().any(|s| s.uri == "/api/v2/media/x"));
+}
