@@ -38,6 +38,7 @@ pub use runtime::Config;
 pub use source::{process_env, Source};
 pub use validate::{
     default_state_dir, BANNER_HEADERS, DEFAULT_CSP, DEFAULT_HSTS, DEFAULT_PERMISSIONS_POLICY,
+    TLS12_SUITES,
 };
 
 #[cfg(test)]

@@ -553,7 +553,7 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
 }
 
 /// The TLS 1.2 suites rampart can offer: (OpenSSL name, IANA name).
-pub(crate) const TLS12_SUITES: &[(&str, &str)] = &[
+pub const TLS12_SUITES: &[(&str, &str)] = &[
     (
         "ECDHE-ECDSA-AES128-GCM-SHA256",
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",

@@ -482,4 +482,8 @@ pub(crate) struct ImportNginxArgs {
     /// Write the rampart config here (default: standard output).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+    /// nginx's configuration prefix, where relative includes are found (default: the
+    /// nearest directory above FILE holding an nginx.conf, else FILE's directory).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) conf_dir: Option<PathBuf>,
 }

@@ -7,7 +7,8 @@ use crate::cli::ImportCommand;
 pub(crate) fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
     match c {
         ImportCommand::Nginx(a) => {
-            let out = rampart_ops::import::nginx(&a.file).map_err(anyhow::Error::msg)?;
+            let out = rampart_ops::import::nginx_in(&a.file, a.conf_dir.as_deref())
+                .map_err(anyhow::Error::msg)?;
             match &a.output {
                 Some(path) => {
                     std::fs::write(path, &out.toml)
@@ -16,15 +17,25 @@ pub(crate) fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => print!("{}", out.toml),
             }
+            let n = |k: usize| if k == 1 { "" } else { "s" };
             eprintln!(
-                "{} directive{} done by rampart itself, {} not translated{}",
+                "{} directive{} done by rampart itself, {} translated with a difference, {} not translated",
                 out.builtin.len(),
-                if out.builtin.len() == 1 { "" } else { "s" },
+                n(out.builtin.len()),
+                out.differs.len(),
                 out.untranslated.len(),
-                if out.untranslated.is_empty() { "" } else { ":" }
             );
-            for (at, d, why) in &out.untranslated {
-                eprintln!("  {at}: {d} ({why})");
+            if !out.differs.is_empty() {
+                eprintln!("behaving differently from nginx:");
+                for (at, d, how) in &out.differs {
+                    eprintln!("  ~ {at}: {d} ({how})");
+                }
+            }
+            if !out.untranslated.is_empty() {
+                eprintln!("not translated:");
+                for (at, d, why) in &out.untranslated {
+                    eprintln!("  {at}: {d} ({why})");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
