@@ -788,6 +788,7 @@ impl Out {
                     self.merge(c, name, path, kind, r, named);
                 } else if last.ends_with(".html") && !last.contains('$') {
                     r.spa = true;
+                    self.differs(c, "the page answers navigations only (Accept: text/html); a missing asset or API path is a 404, where nginx sends the page to everything");
                 } else if last == "=404" {
                     self.builtin(c, "a missing file is a 404");
                 } else {

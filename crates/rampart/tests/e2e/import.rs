@@ -401,3 +401,165 @@ const REAL_WORLD: &[(&str, &[&str])] = &[
         "real/h5bp-server-configs/h5bp/security/x-frame-options.conf:37: add_header X-Frame-Options $x_frame_options always",
     ]),
 ];
+
+/// Starts the imported config in `dir` on ephemeral ports.
+async fn serve_imported(dir: &Path) -> crate::harness::Proc {
+    let dir = dir.to_path_buf();
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "-c",
+        "rampart.toml",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    tokio::task::spawn_blocking(move || serve_cmd(cmd, &dir, 2))
+        .await
+        .unwrap()
+}
+
+/// Guide 000's nginx, imported, in front of two real upstreams: port 80 redirects,
+/// `/api/` and `/health` reach the backend, everything else the frontend, with the
+/// guide's three headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_000_imported_behaves_as_its_nginx() {
+    let (backend, frontend) = (
+        Upstream::start("backend").await,
+        Upstream::start("frontend").await,
+    );
+    let pki = Pki::new();
+    let tmp = TempDir::new("import-000-serve");
+    import(tmp.path(), "guide-000-churnvision.conf");
+    localize(
+        tmp.path(),
+        &pki,
+        &[
+            ("\"backend:8000\"", format!("\"{}\"", backend.authority())),
+            ("\"frontend:80\"", format!("\"{}\"", frontend.authority())),
+        ],
+    );
+    let edge = serve_imported(tmp.path()).await;
+    let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
+    let host = "churnvision.yourcompany.com";
+    let resolve = format!("{host}:{}:127.0.0.1", https.port());
+    let get = |p: &str| {
+        curl(&[
+            "--resolve",
+            &resolve,
+            "-D",
+            "-",
+            &format!("https://{host}:{}{p}", https.port()),
+        ])
+        .to_ascii_lowercase()
+    };
+    let h = curl(&[
+        "-I",
+        "-H",
+        &format!("Host: {host}"),
+        &format!("http://127.0.0.1:{}/dashboard?x=1", http.port()),
+    ]);
+    assert!(h.starts_with("HTTP/1.1 301"), "{h}");
+    // The HTTPS listener's port is kept (an ephemeral one here; 443 is left out).
+    assert!(
+        h.to_ascii_lowercase().contains(&format!(
+            "location: https://{host}:{}/dashboard?x=1",
+            https.port()
+        )),
+        "{h}"
+    );
+    for (path, who) in [
+        ("/api/v1/churn", "backend"),
+        ("/health", "backend"),
+        ("/", "frontend"),
+        ("/settings", "frontend"),
+    ] {
+        let r = get(path);
+        assert!(r.contains(&format!("x-upstream: {who}")), "{path}: {r}");
+        for want in [
+            "strict-transport-security: max-age=63072000",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+        ] {
+            assert!(r.contains(want), "{path}: {want} in {r}");
+        }
+    }
+    assert!(backend.seen().iter().any(|s| s.uri == "/api/v1/churn"));
+    drop(edge);
+}
+
+/// Guide 001's nginx, imported: the SPA root answers deep links with index.html,
+/// `/api/` reaches the API with its path, `/metrics` answers 127.0.0.1 only (another
+/// local address gets 403, as nginx's `allow 127.0.0.1; deny all;`), and the guide's
+/// headers (HSTS with preload, the CSP on one line) are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_001_imported_behaves_as_its_nginx() {
+    let api = Upstream::start("api").await;
+    let pki = Pki::new();
+    let tmp = TempDir::new("import-001-serve");
+    import(tmp.path(), "guide-001-valor-ivx.conf");
+    tmp.write("www/index.html", "<h1>valor</h1>");
+    tmp.write("www/assets/app.3f2a1b.js", "console.log(1)");
+    let www = tmp.path().join("www").display().to_string();
+    localize(
+        tmp.path(),
+        &pki,
+        &[
+            ("/var/www/valor-frontend", www),
+            ("\"127.0.0.1:5002\"", format!("\"{}\"", api.authority())),
+        ],
+    );
+    let edge = serve_imported(tmp.path()).await;
+    let https = edge.https.unwrap();
+    let host = "your-domain.tld";
+    let resolve = format!("{host}:{}:127.0.0.1", https.port());
+    let url = |p: &str| format!("https://{host}:{}{p}", https.port());
+    // A browser's navigation gets the page; a missing asset is a 404 (nginx would send
+    // the page: the importer names this difference).
+    let deep = curl(&[
+        "--resolve",
+        &resolve,
+        "-H",
+        "Accept: text/html",
+        "-D",
+        "-",
+        &url("/projects/42/edit"),
+    ]);
+    assert!(deep.starts_with("HTTP/2 200"), "{deep}");
+    assert!(deep.contains("<h1>valor</h1>"), "{deep}");
+    let missing = curl(&["--resolve", &resolve, "-D", "-", &url("/assets/gone.js")]);
+    assert!(missing.starts_with("HTTP/2 404"), "{missing}");
+    let js = curl(&["--resolve", &resolve, &url("/assets/app.3f2a1b.js")]);
+    assert_eq!(js, "console.log(1)");
+    let r = curl(&["--resolve", &resolve, "-D", "-", &url("/api/deals?x=1")]).to_ascii_lowercase();
+    assert!(r.contains("x-upstream: api"), "{r}");
+    assert!(api.seen().iter().any(|s| s.uri == "/api/deals?x=1"));
+    let code = |extra: &[&str]| {
+        let mut args = vec![
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        args.extend_from_slice(extra);
+        let u = url("/metrics");
+        args.push(&u);
+        curl(&args)
+    };
+    assert_eq!(code(&[]), "200");
+    assert_eq!(code(&["--interface", "127.0.0.2"]), "403");
+    let h = curl(&["--resolve", &resolve, "-I", &url("/")]).to_ascii_lowercase();
+    for want in [
+        "strict-transport-security: max-age=31536000; includesubdomains; preload",
+        "x-frame-options: deny",
+        "referrer-policy: strict-origin-when-cross-origin",
+        "permissions-policy: geolocation=(), microphone=(), camera=()",
+        "content-security-policy: default-src 'self'; connect-src 'self' https://api.your-domain.tld; img-src 'self' data:; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none';",
+    ] {
+        assert!(h.contains(want), "{want} in {h}");
+    }
+    drop(edge);
+}
