@@ -1,6 +1,10 @@
 //! The renewal task of `[tls.acme]`: orders a certificate for the configured names when
-//! the store has none (or one for other names), then renews it at two thirds of its
-//! lifetime (with up to 5 % jitter, so a fleet of hosts does not renew at one instant),
+//! the store has none (or one for other names), then renews it when the CA's renewal
+//! information (ARI, RFC 9773) says, at a random point of its suggested window (checked
+//! again as its `Retry-After` asks, between a minute and a day; a window in the past, as
+//! for a revoked certificate, renews at once, and the order names the certificate it
+//! `replaces`), or, from a CA without ARI, at two thirds of its lifetime (with up to 5 %
+//! jitter, so a fleet of hosts does not renew at one instant),
 //! answering the CA's HTTP-01 or TLS-ALPN-01 validation through the edge. The new
 //! certificate is written to the store and swapped into the live [`AcmeState`]: handshakes
 //! from then on get it; open connections are not touched. A failed order is retried after
@@ -20,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
-    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rampart_config::acme::{Acme, Challenge};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -79,6 +83,76 @@ fn on_disk(state: &AcmeState) -> Option<(u64, u64, Vec<String>)> {
 
 use rustls_pki_types::pem::PemObject as _;
 
+/// What the CA's renewal information says of the certificate held.
+struct Ari {
+    /// When to renew (Unix seconds): a point of the suggested window picked by `jitter`.
+    at: u64,
+    /// The window.
+    window: (i64, i64),
+    /// When to ask again.
+    recheck: Duration,
+    /// The certificate, as an order's `replaces` names it.
+    id: CertificateIdentifier<'static>,
+    /// Its not-before (Unix seconds), to see whether another process renewed it meanwhile.
+    not_before: u64,
+}
+
+/// The CA's renewal window for the certificate in the store, when the CA offers ARI and
+/// the store holds a certificate for the configured names and an account.
+async fn ari(config: &Acme, state: &AcmeState, jitter: f64) -> Option<Ari> {
+    let (not_before, not_after, names) = on_disk(state)?;
+    let mut want = config.domains.clone();
+    let mut have = names;
+    want.sort();
+    have.sort();
+    if want != have || !state.dir.join("account.json").is_file() {
+        return None;
+    }
+    let pem = std::fs::read(state.cert_path()).ok()?;
+    let der = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
+    let id = CertificateIdentifier::try_from(&der).ok()?.into_owned();
+    let account = account(config, &state.dir).await.ok()?;
+    match account.renewal_info(&id).await {
+        Ok((info, retry_after)) => {
+            let start = info.suggested_window.start.unix_timestamp();
+            let end = info.suggested_window.end.unix_timestamp().max(start);
+            let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+            let (nb, na) = (
+                i64::try_from(not_before).unwrap_or(0),
+                i64::try_from(not_after).unwrap_or(i64::MAX),
+            );
+            // A window already over (a revoked certificate's): now. Otherwise the part of
+            // it inside the certificate's validity: some CAs centre a fixed-width window
+            // on the ideal point, which for a short-lived certificate starts before its
+            // issuance and would renew a fresh certificate at once.
+            let point = if end <= now {
+                now
+            } else {
+                let (from, to) = (start.max(nb), end.min(na));
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_precision_loss,
+                    reason = "a point of a window of seconds"
+                )]
+                let p = from + ((to - from).max(0) as f64 * jitter.clamp(0.0, 1.0)) as i64;
+                p
+            };
+            Some(Ari {
+                at: u64::try_from(point).unwrap_or(0),
+                window: (start, end),
+                recheck: retry_after.clamp(Duration::from_secs(60), Duration::from_secs(86_400)),
+                id,
+                not_before,
+            })
+        }
+        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "ACME renewal information unavailable: two thirds of the lifetime instead");
+            None
+        }
+    }
+}
+
 /// Runs until `stop`: obtains and renews the certificate of `config` into `state`.
 pub async fn run(
     config: Acme,
@@ -88,29 +162,49 @@ pub async fn run(
     fleet: Option<Arc<Fleet>>,
 ) {
     let mut backoff = config.retry;
+    // One point per certificate: picked again each check, it could keep moving later.
+    let mut jitter = f64::from(rand_u16()) / f64::from(u16::MAX);
     loop {
         if let Some(f) = &fleet {
             f.wait_shared(Duration::from_secs(5)).await;
             adopt_shared(f, &state).await;
         }
-        let jitter = f64::from(rand_u16()) / f64::from(u16::MAX);
-        let due = renew_at(on_disk(&state).as_ref(), &config.domains, jitter);
+        let mut due = renew_at(on_disk(&state).as_ref(), &config.domains, jitter);
+        let mut recheck = None;
+        let ari = ari(&config, &state, jitter).await;
+        let renewal = match &ari {
+            Some(a) => {
+                due = a.at;
+                recheck = Some(a.recheck);
+                format!(
+                    "ARI window {}..{} (rechecked every {}s)",
+                    rampart_config::civil::rfc3339(a.window.0),
+                    rampart_config::civil::rfc3339(a.window.1),
+                    a.recheck.as_secs()
+                )
+            }
+            None => "two thirds of the lifetime (no ARI from the CA)".to_owned(),
+        };
         let now = unix_now();
         if due > now {
-            set_last(&state, |l| l.next = due);
-            let wait = Duration::from_secs(due - now);
+            set_last(&state, |l| {
+                l.next = due;
+                l.renewal = renewal;
+            });
+            let wait = Duration::from_secs(due - now).min(recheck.unwrap_or(Duration::MAX));
             tokio::select! {
                 () = tokio::time::sleep(wait) => continue,
                 () = stop.cancelled() => return,
             }
         }
         let outcome = tokio::select! {
-            r = fleet_order(&config, &state, fleet.as_deref()) => r,
+            r = fleet_order(&config, &state, fleet.as_deref(), ari.as_ref()) => r,
             () = stop.cancelled() => return,
         };
         match outcome {
             Ok(Some(names)) => {
                 backoff = config.retry;
+                jitter = f64::from(rand_u16()) / f64::from(u16::MAX);
                 let what = format!(
                     "certificate for {} obtained from {}",
                     names.join(", "),
@@ -122,6 +216,7 @@ pub async fn run(
                         ok: true,
                         message: what.clone(),
                         next: 0,
+                        renewal: String::new(),
                     };
                 });
                 report("tls.acme.issued", "info", &what);
@@ -146,6 +241,7 @@ pub async fn run(
                         ok: false,
                         message: what.clone(),
                         next,
+                        renewal: String::new(),
                     };
                 });
                 report("tls.acme.failed", "critical", &what);
@@ -225,9 +321,10 @@ async fn fleet_order(
     config: &Acme,
     state: &Arc<AcmeState>,
     fleet: Option<&Fleet>,
+    ari: Option<&Ari>,
 ) -> Result<Option<Vec<String>>, String> {
     let Some(f) = fleet else {
-        return locked_order(config, state, None).await;
+        return locked_order(config, state, None, ari).await;
     };
     // Just started: give the connection a moment, or every instance orders alone.
     f.wait_shared(Duration::from_secs(5)).await;
@@ -238,7 +335,7 @@ async fn fleet_order(
         match f.set_nx(&lock, &f.id, hold).await {
             Ok(true) => break,
             // Redis is unreachable: this host orders for itself.
-            Err(_) => return locked_order(config, state, None).await,
+            Err(_) => return locked_order(config, state, None, ari).await,
             Ok(false) => {
                 if adopt_shared(f, state).await {
                     return Ok(None);
@@ -254,7 +351,7 @@ async fn fleet_order(
     let r = if adopt_shared(f, state).await {
         Ok(None)
     } else {
-        locked_order(config, state, Some(f)).await
+        locked_order(config, state, Some(f), ari).await
     };
     if let Ok(Some(_)) = &r {
         if let (Ok(chain), Ok(key_pem)) = (
@@ -276,6 +373,7 @@ async fn locked_order(
     config: &Acme,
     state: &Arc<AcmeState>,
     fleet: Option<&Fleet>,
+    ari: Option<&Ari>,
 ) -> Result<Option<Vec<String>>, String> {
     std::fs::create_dir_all(&state.dir)
         .map_err(|e| format!("cannot create {}: {e}", state.dir.display()))?;
@@ -293,12 +391,16 @@ async fn locked_order(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let jitter = 0.0;
-    if renew_at(on_disk(state).as_ref(), &config.domains, jitter) > unix_now() {
+    // Another process may have renewed while this one waited for the lock.
+    let renewed = match ari {
+        Some(a) => on_disk(state).is_some_and(|(nb, _, _)| nb != a.not_before),
+        None => renew_at(on_disk(state).as_ref(), &config.domains, 0.0) > unix_now(),
+    };
+    if renewed {
         drop(lock);
         return Ok(None);
     }
-    let r = order(config, state, fleet).await;
+    let r = order(config, state, fleet, ari.map(|a| a.id.clone())).await;
     drop(lock);
     r.map(Some)
 }
@@ -353,6 +455,7 @@ async fn order(
     config: &Acme,
     state: &Arc<AcmeState>,
     fleet: Option<&Fleet>,
+    replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Vec<String>, String> {
     let account = account(config, &state.dir).await?;
     let ids: Vec<Identifier> = config
@@ -360,8 +463,13 @@ async fn order(
         .iter()
         .map(|d| Identifier::Dns(d.clone()))
         .collect();
+    let mut new = NewOrder::new(&ids);
+    if let Some(id) = replaces {
+        // RFC 9773 §5: the CA links the renewal to the certificate it replaces.
+        new = new.replaces(id);
+    }
     let mut order = account
-        .new_order(&NewOrder::new(&ids))
+        .new_order(&new)
         .await
         .map_err(|e| format!("new order: {e}"))?;
     let kind = match config.challenge {
@@ -385,12 +493,29 @@ async fn order(
             match kind {
                 ChallengeType::TlsAlpn01 => {
                     let name = ch.identifier().to_string();
-                    let cert = alpn_cert(&name, ka.digest().as_ref())?;
+                    let digest = ka.digest();
+                    let cert = alpn_cert(&name, digest.as_ref())?;
+                    let until = unix_now() + CHALLENGE_LIFE.as_secs();
                     state
                         .alpn
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(name.clone(), cert);
+                        .insert(name.clone(), (cert, until));
+                    // The CA's handshake may reach any instance: each builds the same
+                    // challenge certificate from the digest (a handshake cannot wait
+                    // for Redis, so it is announced before the CA is told to look).
+                    if let Some(f) = fleet {
+                        let change = crate::state::fleet::Change::AcmeAlpn {
+                            name: name.clone(),
+                            digest: hex(digest.as_ref()),
+                            until,
+                        };
+                        if let Ok(n) = f.announce(&change).await {
+                            if n > 1 {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                            }
+                        }
+                    }
                     published.push(name);
                 }
                 _ => {
@@ -406,7 +531,7 @@ async fn order(
                             .set_nx(
                                 &f.key(&format!("acme:token:{token}")),
                                 ka.as_str(),
-                                Duration::from_secs(600),
+                                CHALLENGE_LIFE,
                             )
                             .await;
                     }
@@ -454,6 +579,33 @@ async fn order(
     let names = loaded.names.clone();
     state.cert.store(Some(Arc::new(loaded)));
     Ok(names)
+}
+
+/// How long a published challenge is answered.
+const CHALLENGE_LIFE: Duration = Duration::from_secs(600);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Takes a TLS-ALPN-01 challenge another instance announced: this instance answers it
+/// too, until `until`.
+pub(crate) fn adopt_alpn(state: &AcmeState, name: &str, digest_hex: &str, until: u64) -> bool {
+    if until <= unix_now() || digest_hex.len() != 64 {
+        return false;
+    }
+    let digest: Option<Vec<u8>> = (0..32)
+        .map(|i| u8::from_str_radix(digest_hex.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect();
+    let Some(cert) = digest.and_then(|d| alpn_cert(name, &d).ok()) else {
+        return false;
+    };
+    state
+        .alpn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.to_owned(), (cert, until));
+    true
 }
 
 /// The TLS-ALPN-01 certificate for `name`: self-signed, with the critical acmeIdentifier

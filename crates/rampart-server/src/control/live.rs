@@ -342,6 +342,18 @@ impl Live {
                 .revocations
                 .revoke_before(*at)
                 .then(|| format!("tokens issued before {at} revoked (from the fleet)"))),
+            Change::AcmeAlpn {
+                name,
+                digest,
+                until,
+            } => {
+                if let Some(acme) = &edge.acme {
+                    if super::acme::adopt_alpn(acme, name, digest, *until) {
+                        tracing::info!(name = %name, "answering a TLS-ALPN-01 challenge another instance ordered");
+                    }
+                }
+                Ok(None)
+            }
             Change::Route { route, pool } => {
                 let now = edge.route_index(route).and_then(|i| edge.route_pool(i));
                 if now.is_some() && now == edge.pool_index(pool) {
@@ -445,6 +457,8 @@ impl Live {
                 Change::RevokeBefore { at } => {
                     self.revocations.revoke_before(*at);
                 }
+                // Announced only, never saved.
+                Change::AcmeAlpn { .. } => {}
                 Change::Route { route, pool } => {
                     if let Ok(names) = edge.set_route_pools(&[(route.as_str(), pool.as_str())]) {
                         self.remember_route(&names[0], pool);

@@ -35,6 +35,9 @@ pub struct LastResult {
     pub message: String,
     /// Unix seconds of the next attempt planned.
     pub next: u64,
+    /// How the next renewal was chosen: the CA's renewal information (ARI, RFC 9773)
+    /// window, or two thirds of the lifetime when the CA offers none.
+    pub renewal: String,
 }
 
 /// One ACME store's live state.
@@ -46,8 +49,8 @@ pub struct AcmeState {
     pub cert: ArcSwapOption<LoadedCert>,
     /// HTTP-01: token → key authorization.
     pub tokens: Mutex<HashMap<String, String>>,
-    /// TLS-ALPN-01: name → challenge certificate.
-    pub alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// TLS-ALPN-01: name → challenge certificate, and the Unix second it lapses.
+    pub alpn: Mutex<HashMap<String, (Arc<CertifiedKey>, u64)>>,
     /// The last order's outcome.
     pub last: Mutex<LastResult>,
 }
@@ -64,11 +67,15 @@ impl AcmeState {
 
     /// The TLS-ALPN-01 certificate for `name`, when a validation is pending.
     pub fn alpn_cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         self.alpn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(name)
-            .cloned()
+            .filter(|(_, until)| *until > now)
+            .map(|(c, _)| c.clone())
     }
 
     /// The outcome of the last order.

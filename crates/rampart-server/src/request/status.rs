@@ -199,6 +199,7 @@ pub async fn health(edge: &Edge) -> Response<Body> {
                 "last_ok": last.ok,
                 "last_message": last.message,
                 "next_attempt": last.next,
+                "renewal": last.renewal,
             })
         }),
         "integrity": integrity.map(|(cfg, r)| json!({

@@ -180,6 +180,16 @@ pub enum Change {
         /// The cut-off.
         at: u64,
     },
+    /// A TLS-ALPN-01 validation the instance that orders is waiting for: the CA may
+    /// connect to any instance, so each answers it (announced, never stored).
+    AcmeAlpn {
+        /// The name validated.
+        name: String,
+        /// SHA-256 of the key authorization, hex.
+        digest: String,
+        /// Unix seconds after which the challenge is dropped.
+        until: u64,
+    },
 }
 
 impl Change {
@@ -190,6 +200,7 @@ impl Change {
             Change::Route { route, .. } => format!("route:{route}"),
             Change::Revoke { jti, .. } => format!("revoke:{jti}"),
             Change::RevokeBefore { .. } => "revoke_before".into(),
+            Change::AcmeAlpn { name, .. } => format!("acme-alpn:{name}"),
         }
     }
 
@@ -211,6 +222,13 @@ impl Change {
             }
             Change::RevokeBefore { at } => {
                 serde_json::json!({"kind": "revoke_before", "at": at, "origin": origin})
+            }
+            Change::AcmeAlpn {
+                name,
+                digest,
+                until,
+            } => {
+                serde_json::json!({"kind": "acme_alpn", "name": name, "digest": digest, "until": until, "origin": origin})
             }
         };
         v.to_string()
@@ -241,6 +259,11 @@ impl Change {
             },
             "revoke_before" => Change::RevokeBefore {
                 at: v.get("at")?.as_u64()?,
+            },
+            "acme_alpn" => Change::AcmeAlpn {
+                name: s("name")?,
+                digest: s("digest")?,
+                until: v.get("until")?.as_u64()?,
             },
             _ => return None,
         };
@@ -577,6 +600,21 @@ impl Fleet {
             .await?;
             let _: i64 = query(&mut conn, redis::cmd("PUBLISH").arg(&hash).arg(&body)).await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Tells the other instances of a passing event (not stored: an instance that is not
+    /// listening now never learns of it). Returns how many listeners received it.
+    ///
+    /// # Errors
+    /// As [`Fleet::gcra`].
+    pub async fn announce(&self, change: &Change) -> Result<u64, StateError> {
+        let channel = self.key("control");
+        let body = change.to_json(&self.id);
+        self.run(|mut conn| async move {
+            let n: u64 = query(&mut conn, redis::cmd("PUBLISH").arg(&channel).arg(&body)).await?;
+            Ok(n)
         })
         .await
     }

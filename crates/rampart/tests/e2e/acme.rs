@@ -1,6 +1,8 @@
 //! `[tls.acme]` against a real ACME CA: Debian's `pebble`, with `pebble-challtestsrv`
 //! answering its DNS queries with 127.0.0.1, validating rampart's HTTP-01 and TLS-ALPN-01
-//! answers on rampart's own listeners.
+//! answers on rampart's own listeners. Renewal information (ARI) needs pebble 2.5 or
+//! later: `.ci/run` takes Debian trixie's (2.6) and names its directory in
+//! `RAMPART_PEBBLE_DIR`; without it the `pebble` on the PATH is used.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +34,14 @@ struct Ca {
     _work: TempDir,
 }
 
+/// A pebble program: from `RAMPART_PEBBLE_DIR` when set, else the PATH.
+fn pebble_bin(name: &str) -> Command {
+    match std::env::var_os("RAMPART_PEBBLE_DIR") {
+        Some(dir) => Command::new(std::path::Path::new(&dir).join(name)),
+        None => Command::new(name),
+    }
+}
+
 fn free_port() -> u16 {
     rampart_test_support::dead_addr().port()
 }
@@ -60,7 +70,7 @@ impl Ca {
         let leaf = pki.leaf("pebble", &["127.0.0.1", "localhost"]);
         let work = TempDir::new("pebble");
         let (dns_port, port, mgmt) = (free_port(), free_port(), free_port());
-        let dns = Command::new("pebble-challtestsrv")
+        let dns = pebble_bin("pebble-challtestsrv")
             .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", &format!("127.0.0.1:{}", free_port())])
@@ -91,7 +101,7 @@ impl Ca {
             _work: work,
         };
         ca.pebble = Some(Killed(
-            Command::new("pebble")
+            pebble_bin("pebble")
                 .arg("-config")
                 .arg(&cfg)
                 .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
@@ -110,6 +120,15 @@ impl Ca {
 
     fn stop(&mut self) {
         self.pebble = None;
+    }
+
+    /// Whether this pebble offers renewal information (ARI: pebble 2.5 and later).
+    fn offers_ari(&self) -> bool {
+        let out = Command::new("curl")
+            .args(["-sk", &self.dir_url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("renewalInfo")
     }
 
     /// Pebble's root for the certificates it issues (made at its start).
@@ -371,6 +390,18 @@ async fn a_ca_outage_backs_off_and_is_reported() {
 /// may send it anywhere): it answers the token from Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_sharing_redis_places_one_order() {
+    fleet_places_one_order("http-01").await;
+}
+
+/// TLS-ALPN-01 in a fleet: the CA's handshake reaches the instance that did not order
+/// (the only one on the CA's TLS port); it answers with the challenge certificate built
+/// from the digest the ordering instance announced (a handshake cannot wait for Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_answers_tls_alpn_01_on_any_instance() {
+    fleet_places_one_order("tls-alpn-01").await;
+}
+
+async fn fleet_places_one_order(challenge: &str) {
     let redis = crate::fleet::Redis::start();
     let redis_port = redis.port;
     let (http_a, https_a, http_b, https_b) = (free_port(), free_port(), free_port(), free_port());
@@ -380,8 +411,8 @@ async fn a_fleet_sharing_redis_places_one_order() {
     let state = format!(
         "[state]\nredis = \"redis://127.0.0.1:{redis_port}\"\nprefix = \"acmefleet:\"\n[upstreams.app]"
     );
-    let toml_a = toml(&ca, http_a, https_a, "http-01", &up).replace("[upstreams.app]", &state);
-    let toml_b = toml(&ca, http_b, https_b, "http-01", &up).replace("[upstreams.app]", &state);
+    let toml_a = toml(&ca, http_a, https_a, challenge, &up).replace("[upstreams.app]", &state);
+    let toml_b = toml(&ca, http_b, https_b, challenge, &up).replace("[upstreams.app]", &state);
     let a = start_in(TempDir::new("acme-a"), &toml_a).await;
     // B starts once A holds the fleet's lock (A orders; B waits).
     let locked = eventually(Duration::from_secs(10), || {
@@ -443,4 +474,80 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
     )
     .await;
     drop(edge);
+}
+
+/// ARI (RFC 9773): the CA's renewal window is what schedules the renewal (in `/health`);
+/// when the CA revokes the certificate its window moves into the past, and the next check
+/// (here, at a restart) renews at once, the order naming the certificate it replaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_renewed_at_once_through_ari() {
+    let (http, https) = (free_port(), free_port());
+    let ca = Ca::start(http, https, 3600);
+    assert!(
+        ca.offers_ari(),
+        "this pebble has no renewalInfo: set RAMPART_PEBBLE_DIR to pebble 2.5 or later (.ci/run does)"
+    );
+    let up = Upstream::start("app").await;
+    let dir = TempDir::new("acme-ari");
+    let state = dir.path().join("state");
+    let config = toml(&ca, http, https, "http-01", &up);
+    let mut edge = start_in(dir, &config).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    let root = ca.root();
+    let first = wait_served(addr, &root, Duration::from_secs(30)).await;
+    let a = admin(&edge);
+    let renewal = move || {
+        futures_block(async move {
+            client::plain(a, client::get("admin", "/health"))
+                .await
+                .json()["acme"]["renewal"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    };
+    let scheduled = eventually(Duration::from_secs(10), || {
+        Some(renewal()).filter(|r| r.starts_with("ARI window"))
+    })
+    .await;
+    assert!(scheduled.is_some(), "{}", renewal());
+    // The CA revokes it (through rampart's own account, as an operator would).
+    let store = std::fs::read_dir(state.join("acme"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let creds: instant_acme::AccountCredentials =
+        serde_json::from_str(&std::fs::read_to_string(store.join("account.json")).unwrap())
+            .unwrap();
+    let account = instant_acme::Account::builder_with_root(ca.pki.ca_path())
+        .unwrap()
+        .from_credentials(creds)
+        .await
+        .unwrap();
+    account
+        .revoke(&instant_acme::RevocationRequest {
+            certificate: &CertificateDer::from(first.clone()),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    let old_dir = std::mem::replace(&mut edge.dir, TempDir::new("unused"));
+    edge.running.take().unwrap().drain().await;
+    let again = start_in(old_dir, &config).await;
+    let renewed = eventually(Duration::from_secs(30), || {
+        futures_block(served(addr, root.clone(), "acme.test")).filter(|c| *c != first)
+    })
+    .await;
+    assert!(
+        renewed.is_some(),
+        "still the revoked certificate: {}",
+        audit(&again)
+    );
+    assert!(
+        audit(&again).contains("tls.acme.issued"),
+        "{}",
+        audit(&again)
+    );
 }
