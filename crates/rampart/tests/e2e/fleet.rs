@@ -1100,3 +1100,52 @@ async fn leasing_cuts_round_trips_and_never_admits_more_than_the_limit() {
         .unwrap_or(0);
     assert!(leased >= 4, "{m}");
 }
+
+/// The batched script in a real Redis: a key shared by the batch's requests (one busy
+/// client) is read and written once, and decides exactly as one call per request would:
+/// with a 1 s interval and a 3 s tolerance, 4 of 10 pass; a second key interleaved keeps
+/// its own count; a request refused at its first key leaves its second key untouched.
+#[test]
+fn a_batch_decides_a_shared_key_as_requests_one_by_one() {
+    let redis = Redis::start();
+    let script = rampart_server::state::fleet::GCRA_BATCH;
+    let (t, tol) = ("1000000", "3000000");
+    // 10 requests on `hot`, every other one also on `cold` (after `hot`).
+    let mut keys: Vec<&str> = Vec::new();
+    let mut args: Vec<String> = vec!["10".into()];
+    for i in 0..10 {
+        if i % 2 == 0 {
+            keys.extend(["b:hot", "b:cold"]);
+            args.extend(["2", t, tol, "1", t, tol, "1"].map(str::to_owned));
+        } else {
+            keys.push("b:hot");
+            args.extend(["1", t, tol, "1"].map(str::to_owned));
+        }
+    }
+    let mut cmd: Vec<String> = vec!["EVAL".into(), script.into(), keys.len().to_string()];
+    cmd.extend(keys.iter().map(|k| (*k).to_owned()));
+    cmd.extend(args);
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = redis.cli(&refs);
+    let v: Vec<u64> = out.lines().map(|l| l.trim().parse().unwrap()).collect();
+    // Pairs (ahead, granted) in key order.
+    let granted: Vec<u64> = v.chunks(2).map(|p| p[1]).collect();
+    // In key order (r0 hot, r0 cold, r1 hot, r2 hot, r2 cold, r3 hot, r4 hot, r4 cold, …):
+    // requests 0..4 pass `hot` (0 s, 1 s, 2 s, 3 s ahead) and 0 and 2 then `cold`; from
+    // request 4 `hot` refuses, and request 4's `cold` is not looked at.
+    assert_eq!(
+        granted,
+        [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        "{out}"
+    );
+    let aheads: Vec<u64> = v.chunks(2).map(|p| p[0]).collect();
+    assert_eq!(&aheads[..4], [0, 0, 1_000_000, 2_000_000], "{out}");
+    // `hot` moved 4 intervals, `cold` 2 (its third request was stopped at `hot`).
+    let ttl = |k: &str| redis.cli(&["PTTL", k]).parse::<i64>().unwrap();
+    assert!((3_900..=4_000).contains(&ttl("b:hot")), "{}", ttl("b:hot"));
+    assert!(
+        (1_900..=2_000).contains(&ttl("b:cold")),
+        "{}",
+        ttl("b:cold")
+    );
+}
