@@ -1037,18 +1037,32 @@ async fn batcher(
         }
         let Some(f) = fleet.upgrade() else { return };
         let script = &f.gcra_batch;
-        let work = &jobs;
+        let plan = coalesce(&jobs);
+        let (work, plan_ref) = (&jobs, &plan);
         let r = f
             .run(|mut conn| async move {
                 let mut inv = script.prepare_invoke();
-                inv.arg(work.len());
-                for j in work {
-                    inv.arg(j.keys.len());
-                    for w in &j.keys {
-                        inv.key(&w.key)
-                            .arg(w.interval)
-                            .arg(w.tolerance)
-                            .arg(w.tokens);
+                inv.arg(plan_ref.len());
+                for entry in plan_ref {
+                    match entry {
+                        Entry::Job(i) => {
+                            let j = &work[*i];
+                            inv.arg(j.keys.len());
+                            for w in &j.keys {
+                                inv.key(&w.key)
+                                    .arg(w.interval)
+                                    .arg(w.tolerance)
+                                    .arg(w.tokens);
+                            }
+                        }
+                        Entry::Group(members) => {
+                            let w = &work[members[0]].keys[0];
+                            inv.arg(1)
+                                .key(&w.key)
+                                .arg(w.interval)
+                                .arg(w.tolerance)
+                                .arg(members.len());
+                        }
                     }
                 }
                 invoke::<Vec<u64>>(&mut conn, &inv).await
@@ -1058,11 +1072,32 @@ async fn batcher(
         match r {
             Ok(flat) => {
                 let all = pairs(&flat);
+                let mut replies: Vec<Option<Vec<(u64, u32)>>> = vec![None; jobs.len()];
                 let mut at = 0;
-                for j in jobs {
-                    let n = j.keys.len();
-                    let mine = all.get(at..at + n).map(<[(u64, u32)]>::to_vec);
-                    at += n;
+                for entry in &plan {
+                    match entry {
+                        Entry::Job(i) => {
+                            let n = jobs[*i].keys.len();
+                            replies[*i] = all.get(at..at + n).map(<[(u64, u32)]>::to_vec);
+                            at += n;
+                        }
+                        Entry::Group(members) => {
+                            // As one call each, in turn: the first `granted` pass, each a
+                            // step further ahead; the rest are refused where they stop.
+                            if let Some(&(ahead, granted)) = all.get(at) {
+                                let step = jobs[members[0]].keys[0].interval;
+                                for (n, m) in members.iter().enumerate() {
+                                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+                                    let pass = n < granted;
+                                    let a = ahead + step * u64::from(n.min(granted));
+                                    replies[*m] = Some(vec![(a, u32::from(pass))]);
+                                }
+                            }
+                            at += 1;
+                        }
+                    }
+                }
+                for (j, mine) in jobs.into_iter().zip(replies) {
                     let _ = j.reply.send(mine.ok_or(StateError::Open));
                 }
             }
@@ -1078,6 +1113,41 @@ async fn batcher(
             }
         }
     }
+}
+
+/// One request of a batched call: a job as it came, or jobs that want one token of the
+/// same single limit key (one busy client), sent as one request for as many tokens.
+#[derive(Debug, PartialEq)]
+enum Entry {
+    Job(usize),
+    Group(Vec<usize>),
+}
+
+/// Groups the batch's single-key, one-token decisions by key and limit: the server then
+/// parses and loops once per busy key, not once per request. Exact: within a call every
+/// decision is taken at one instant, and GCRA granting `n` tokens at once grants exactly
+/// the first `n` of `n` requests made one by one.
+fn coalesce(jobs: &[Job]) -> Vec<Entry> {
+    let mut plan: Vec<Entry> = Vec::with_capacity(jobs.len());
+    let mut groups: std::collections::HashMap<(&str, u64, u64), usize> =
+        std::collections::HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        match j.keys.as_slice() {
+            [w] if w.tokens == 1 => match groups.entry((w.key.as_str(), w.interval, w.tolerance)) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    if let Entry::Group(m) = &mut plan[*o.get()] {
+                        m.push(i);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(plan.len());
+                    plan.push(Entry::Group(vec![i]));
+                }
+            },
+            _ => plan.push(Entry::Job(i)),
+        }
+    }
+    plan
 }
 
 /// Keeps the connections: connects while the breaker is open (at start, after failures),
@@ -1174,6 +1244,39 @@ async fn subscriber(fleet: Weak<Fleet>, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_token_decisions_of_a_key_are_grouped_and_others_kept() {
+        let job = |keys: &[(&str, u32)]| Job {
+            keys: keys
+                .iter()
+                .map(|(k, t)| Want {
+                    key: (*k).to_owned(),
+                    interval: 1000,
+                    tolerance: 5000,
+                    tokens: *t,
+                })
+                .collect(),
+            reply: tokio::sync::oneshot::channel().0,
+        };
+        let jobs = vec![
+            job(&[("ip:a", 1)]),
+            job(&[("ip:b", 1)]),
+            job(&[("ip:a", 1)]),
+            job(&[("ip:a", 10)]),
+            job(&[("ip:a", 1), ("user:x", 1)]),
+            job(&[("ip:a", 1)]),
+        ];
+        assert_eq!(
+            coalesce(&jobs),
+            [
+                Entry::Group(vec![0, 2, 5]),
+                Entry::Group(vec![1]),
+                Entry::Job(3),
+                Entry::Job(4),
+            ]
+        );
+    }
 
     #[test]
     fn changes_round_trip_through_json() {
