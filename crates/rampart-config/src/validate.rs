@@ -419,6 +419,10 @@ pub fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(d) = env("RAMPART_STATE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
+    // systemd's StateDirectory= (several are separated by `:`; the first is rampart's).
+    if let Some(d) = env("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d.split(':').next().unwrap_or(&d));
+    }
     if let Some(d) = env("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return Path::new(&d).join("rampart");
     }

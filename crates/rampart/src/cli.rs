@@ -44,6 +44,25 @@ pub(crate) enum Command {
     License(LicenseCommand),
     /// Print the version.
     Version,
+    /// Print a shell completion script: `rampart completions bash > /etc/bash_completion.d/rampart`.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (rampart.1 and one per subcommand) into a directory, or print
+    /// rampart.1: `rampart man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write rampart.1 and rampart-SUBCOMMAND.1 here instead of printing rampart.1.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,8 @@ pub(crate) mod preflight;
 pub(crate) mod reload;
 pub(crate) mod secrets;
 pub(crate) mod serve;
+pub(crate) mod shell;
+pub(crate) mod systemd;
 pub(crate) mod verify;
 
 /// `rampart version`.

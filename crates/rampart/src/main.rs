@@ -43,6 +43,8 @@ fn main() -> ExitCode {
             cmd::version();
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::Completions(a) => cmd::shell::completions(a.shell),
+        cli::Command::Man(a) => cmd::shell::man(a.out_dir.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -113,11 +113,59 @@ pub struct Reloaded {
 
 pub(crate) fn bind_key(key: &str, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
     match addr {
-        Some(a) => Ok(Some(
-            bind(a).with_context(|| format!("{key}: cannot listen on {a}"))?,
-        )),
+        Some(a) => {
+            if let Some(l) = take_inherited(key, a) {
+                return Ok(Some(l));
+            }
+            Ok(Some(
+                bind(a).with_context(|| format!("{key}: cannot listen on {a}"))?,
+            ))
+        }
         None => Ok(None),
     }
+}
+
+/// Sockets the service manager passed (`LISTEN_FDS`: socket activation), read once. They
+/// are marked close-on-exec here, so a backup tool started later does not inherit them.
+fn inherited() -> &'static Mutex<Vec<std::net::TcpListener>> {
+    static SOCKETS: std::sync::OnceLock<Mutex<Vec<std::net::TcpListener>>> =
+        std::sync::OnceLock::new();
+    SOCKETS.get_or_init(|| {
+        let mut fds = listenfd::ListenFd::from_env();
+        let list = (0..fds.len())
+            .filter_map(|i| fds.take_tcp_listener(i).ok().flatten())
+            .filter_map(|l| {
+                let s = socket2::Socket::from(l);
+                s.set_cloexec(true).ok()?;
+                Some(std::net::TcpListener::from(s))
+            })
+            .collect();
+        Mutex::new(list)
+    })
+}
+
+/// The inherited socket for the listener at `a`: the one on the same port (and the same
+/// address, or either unspecified). systemd holds it across restarts, so a restart never
+/// refuses a connection.
+fn take_inherited(key: &str, a: SocketAddr) -> Option<TcpListener> {
+    if a.port() == 0 {
+        return None;
+    }
+    let mut list = inherited()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let i = list.iter().position(|l| {
+        l.local_addr().is_ok_and(|l| {
+            l.port() == a.port()
+                && (l.ip() == a.ip() || l.ip().is_unspecified() || a.ip().is_unspecified())
+        })
+    })?;
+    let l = list.remove(i);
+    let at = l.local_addr().ok()?;
+    l.set_nonblocking(true).ok()?;
+    let l = TcpListener::from_std(l).ok()?;
+    tracing::info!(listener = key, addr = %at, "socket from the service manager (socket activation)");
+    Some(l)
 }
 
 impl Live {

@@ -252,6 +252,8 @@ async fn serve(
     if let Some(a) = running.live.admin_addr() {
         tracing::info!(listener = "admin", addr = %a, "admin API");
     }
+    super::systemd::ready();
+    super::systemd::spawn_heartbeat(running.live.clone());
     if has_self_signed {
         let cert = state_dir.join("tls/self-signed.crt");
         tracing::info!(path = %cert.display(), "self-signed development certificate");
@@ -280,11 +282,15 @@ async fn serve(
             Signal::Stop => break,
             Signal::Reload if can_reload => {
                 tracing::info!("SIGHUP: reloading the config");
+                super::systemd::reloading();
                 // Errors are logged, counted and audited inside; the old config serves on.
-                let _ = running.live.reload_from_source().await;
+                let r = running.live.reload_from_source().await;
+                super::systemd::reloaded(r.is_ok());
             }
             Signal::Reload => {
                 tracing::warn!("SIGHUP: the embedded default has no file to reload");
+                super::systemd::reloading();
+                super::systemd::reloaded(false);
             }
             Signal::Reopen => {
                 tracing::info!("SIGUSR1: reopening log files");
@@ -292,6 +298,7 @@ async fn serve(
             }
         }
     }
+    super::systemd::stopping();
     tracing::info!(
         grace_ms = running.grace().as_millis() as u64,
         "shutting down: draining connections"

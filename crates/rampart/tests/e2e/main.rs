@@ -30,5 +30,6 @@ mod rate;
 mod routing;
 mod site;
 mod static_files;
+mod systemd;
 mod tls;
 mod verify;

@@ -1,0 +1,212 @@
+//! systemd's conventions: the notification protocol (a datagram socket named by
+//! `NOTIFY_SOCKET`, as the service manager gives one), socket activation through systemd's
+//! own `systemd-socket-activate`, the shipped unit judged by `systemd-analyze security`,
+//! and the completions and manual pages generated from the CLI.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_test_support::TempDir;
+
+use crate::harness::bin;
+
+/// Datagrams received until `until` holds for one of them (or the deadline).
+fn collect(sock: &UnixDatagram, seen: &mut Vec<String>, until: impl Fn(&str) -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = until(&msg);
+            seen.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn get(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+const SITE: &str =
+    "[server]\nhttp = \"127.0.0.1:PORT\"\n[[routes]]\nrespond = { status = 200, body = \"up\" }\n";
+
+/// READY=1 once the listener answers, WATCHDOG=1 at half of WATCHDOG_USEC, STATUS= with the
+/// request rate, RELOADING=1 + MONOTONIC_USEC then READY=1 around a SIGHUP, STOPPING=1 at
+/// SIGTERM.
+#[test]
+fn the_service_manager_hears_ready_reload_watchdog_status_and_stop() {
+    let dir = TempDir::new("sd-notify");
+    let port = rampart_test_support::dead_addr().port();
+    dir.write("rampart.toml", SITE.replace("PORT", &port.to_string()));
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut child = bin()
+        .args(["serve", "-c", "rampart.toml"])
+        .current_dir(dir.path())
+        .env("RAMPART_STATE_DIR", dir.path().join("state"))
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        collect(&sock, &mut seen, |m| m.contains("READY=1")),
+        "{seen:?}"
+    );
+    // Ready means serving.
+    assert!(get(port).contains("200 OK"));
+    for _ in 0..20 {
+        get(port);
+    }
+    assert!(
+        collect(&sock, &mut seen, |m| m.contains("WATCHDOG=1")),
+        "{seen:?}"
+    );
+    assert!(
+        collect(&sock, &mut seen, |m| m.starts_with("STATUS=serving:")
+            && m.contains("req/s")
+            && m.contains("connections open")),
+        "{seen:?}"
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(
+        collect(&sock, &mut seen, |m| m.contains("RELOADING=1")),
+        "{seen:?}"
+    );
+    let reloading = seen.last().unwrap().clone();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(
+        collect(&sock, &mut seen, |m| m.contains("READY=1")
+            && m.contains("config reloaded")),
+        "{seen:?}"
+    );
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(
+        collect(&sock, &mut seen, |m| m.contains("STOPPING=1")),
+        "{seen:?}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+/// Socket activation with systemd's own `systemd-socket-activate`: the socket is bound
+/// before rampart runs, the first connection waits in its queue and is answered by rampart,
+/// which takes the socket for the listener of that port instead of binding one.
+#[test]
+fn a_socket_from_the_service_manager_serves_the_listener_of_its_port() {
+    let dir = TempDir::new("sd-socket");
+    let port = rampart_test_support::dead_addr().port();
+    dir.write("rampart.toml", SITE.replace("PORT", &port.to_string()));
+    let mut activator = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(["serve", "-c", "rampart.toml"])
+        .current_dir(dir.path())
+        .env("RAMPART_STATE_DIR", dir.path().join("state"))
+        .env("RAMPART_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) is installed by .ci/run");
+    // Bound by the activator before rampart exists: this connection must not be refused.
+    let end = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => break get(port),
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        answer.contains("200 OK") && answer.ends_with("up"),
+        "{answer}"
+    );
+    let _ = activator.kill();
+    let _ = activator.wait();
+    let mut log = String::new();
+    activator
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("socket from the service manager"),
+        "rampart bound its own socket: {log}"
+    );
+}
+
+/// The shipped unit is hardened as systemd judges it: exposure 2.0 or less.
+#[test]
+fn the_shipped_unit_passes_systemd_analyze_security() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/rampart.service");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian package systemd) is installed by .ci/run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for rampart.service: ")
+                .nth(1)
+        })
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(level <= 2.0, "exposure {level}:\n{text}");
+    // Its socket unit names the service.
+    let socket = std::fs::read_to_string(unit.with_extension("socket")).unwrap();
+    assert!(socket.contains("Service=rampart.service"));
+}
+
+/// Completions for each shell and the manual pages come from the CLI definitions.
+#[test]
+fn completions_and_manual_pages_are_generated() {
+    for (shell, marker) in [
+        ("bash", "_rampart()"),
+        ("zsh", "#compdef rampart"),
+        ("fish", "complete -c rampart"),
+    ] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(text.contains("preflight"), "{shell}");
+    }
+    let bad = bin().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!bad.status.success());
+    let out = bin().arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH rampart"),
+        "{page}"
+    );
+    let dir = TempDir::new("man");
+    let out = bin()
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for page in ["rampart.1", "rampart-serve.1", "rampart-preflight.1"] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+}
