@@ -21,6 +21,9 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Ask a running edge to reload its config (through the admin API of that config).
     Reload(ReloadArgs),
+    /// Ask a running edge whether it is ready (`GET /ready` on the admin API of that
+    /// config): exits 0 when it is, 1 when not or unreachable. For container health checks.
+    Ready(ReloadArgs),
     /// Check a production setup (edge config, application environment, certificates, key
     /// files, git repository) against the PF-* rules; exits 1 on any error finding.
     Preflight(PreflightArgs),

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => cmd::serve::run(args),
         cli::Command::Check(args) => cmd::check::run(&args),
         cli::Command::Reload(args) => cmd::reload::run(&args.config),
+        cli::Command::Ready(args) => cmd::reload::ready(&args.config),
         cli::Command::Preflight(args) => cmd::preflight::run(&args),
         cli::Command::Secrets(c) => cmd::secrets::run(c),
         cli::Command::Verify(args) => cmd::verify::run(&args),

@@ -84,3 +84,15 @@ pub(crate) fn run(config: &std::path::Path) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(1))
     }
 }
+
+/// `rampart ready`: the admin API's `/ready`, as an exit status.
+pub(crate) fn ready(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (status, body) = admin_request(config, "GET", "/ready")?;
+    if status == 200 {
+        println!("ready");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("rampart: not ready ({status}): {}", body.trim());
+        Ok(ExitCode::from(1))
+    }
+}

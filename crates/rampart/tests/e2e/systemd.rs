@@ -210,3 +210,36 @@ fn completions_and_manual_pages_are_generated() {
         assert!(dir.path().join(page).is_file(), "{page}");
     }
 }
+
+/// `rampart ready`, the container health check: 0 while the edge is ready, 1 when it is
+/// not running (a clear message, no panic).
+#[test]
+fn ready_answers_with_the_exit_status() {
+    let dir = TempDir::new("ready");
+    let (port, admin) = (
+        rampart_test_support::dead_addr().port(),
+        rampart_test_support::dead_addr().port(),
+    );
+    dir.write(
+        "rampart.toml",
+        format!(
+            "{}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+            SITE.replace("PORT", &port.to_string())
+        ),
+    );
+    let ready = || {
+        bin()
+            .args(["ready", "-c", "rampart.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let down = ready();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(String::from_utf8_lossy(&down.stderr).starts_with("rampart:"));
+    let edge = crate::harness::serve(dir.path(), &["-c", "rampart.toml"], 1);
+    let up = ready();
+    assert!(up.status.success(), "{up:?}");
+    assert_eq!(String::from_utf8_lossy(&up.stdout), "ready\n");
+    drop(edge);
+}
