@@ -7,3 +7,4 @@ pub mod body;
 pub mod path;
 pub mod refusal;
 pub mod request_id;
+pub mod trace_context;

@@ -929,6 +929,8 @@ pub struct Forwarding {
     xfh: Option<Option<HeaderValue>>,
     real_ip: HeaderValue,
     request_id: HeaderValue,
+    /// `traceparent`: the request's trace with rampart's span (none outside a request).
+    traceparent: Option<[u8; 55]>,
 }
 
 impl Forwarding {
@@ -955,6 +957,12 @@ impl Forwarding {
         }
         h.insert(X_REAL_IP, self.real_ip);
         h.insert(crate::wire::request_id::X_REQUEST_ID, self.request_id);
+        if let Some(v) = self
+            .traceparent
+            .and_then(|t| HeaderValue::from_bytes(&t).ok())
+        {
+            h.insert(crate::wire::trace_context::TRACEPARENT, v);
+        }
     }
 
     /// Whether a client header named `name` is replaced (or removed) by these.
@@ -962,6 +970,7 @@ impl Forwarding {
         // The length first: most names are none of the five.
         match name.as_str().len() {
             9 => *name == X_REAL_IP,
+            11 => self.traceparent.is_some() && *name == crate::wire::trace_context::TRACEPARENT,
             12 => *name == crate::wire::request_id::X_REQUEST_ID,
             15 => self.xff.is_some() && *name == X_FORWARDED_FOR,
             16 => self.xfh.is_some() && *name == X_FORWARDED_HOST,
@@ -991,6 +1000,11 @@ impl Forwarding {
         }
         line(b"x-real-ip: ", &self.real_ip);
         line(b"x-request-id: ", &self.request_id);
+        if let Some(t) = &self.traceparent {
+            b.extend_from_slice(b"traceparent: ");
+            b.extend_from_slice(t);
+            b.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -1052,6 +1066,7 @@ pub fn prepare_request<B>(
         xfh,
         real_ip,
         request_id: request_id.clone(),
+        traceparent: crate::wire::trace_context::TraceContext::current().map(|c| c.child()),
     }
 }
 

@@ -48,6 +48,9 @@ pub fn emit(edge: &impl Sinks, e: &Event<'_>) {
     m.insert("reason", e.reason.into());
     m.insert("route", e.route.into());
     m.insert("request_id", e.request_id.into());
+    if let Some(c) = crate::wire::trace_context::TraceContext::current() {
+        m.insert("trace_id", c.trace_id().into());
+    }
     m.insert("method", e.method.into());
     m.insert("path", e.path.into());
     send(edge, m);

@@ -306,9 +306,10 @@ fn write_loop(rx: &Receiver<Vec<u8>>, mut out: Out, reopen: &AtomicBool, flushed
 
 /// Fields rampart writes itself (times, ids, names from the config): never personal data,
 /// so not scanned.
-const OWN_FIELDS: [&str; 11] = [
+const OWN_FIELDS: [&str; 12] = [
     "ts",
     "request_id",
+    "trace_id",
     "method",
     "route",
     "protocol",

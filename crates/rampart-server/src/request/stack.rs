@@ -25,6 +25,7 @@ use crate::policy::{self, headers, Before, Refused};
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
 use crate::wire::request_id::{self, X_REQUEST_ID};
+use crate::wire::trace_context::TraceContext;
 
 /// The connection is closed without an answer (`misdirected = "close"`).
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,12 @@ pub async fn respond<'e>(
     };
     let method = req.method().clone();
     let seen = edge.logs.access.as_ref().map(|_| Seen::of(&req));
+    let context = TraceContext::of(req.headers(), &request_id);
     let mut trace = Trace::default();
-    let (mut resp, policy) = match answer(edge, conn, req, &request_id, &mut trace).await {
+    let answered = context
+        .scope(answer(edge, conn, req, &request_id, &mut trace))
+        .await;
+    let (mut resp, policy) = match answered {
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
             trace.route = trace.route.or(route);
@@ -100,7 +105,7 @@ pub async fn respond<'e>(
         &resp,
         &trace,
         seen,
-        &request_id,
+        (&request_id, &context),
         started,
     );
     // Unique per response: HPACK sends it as a never-indexed literal instead of inserting

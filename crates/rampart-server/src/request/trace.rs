@@ -82,7 +82,7 @@ pub fn record(
     resp: &Response<Body>,
     trace: &Trace,
     seen: Option<Seen>,
-    request_id: &HeaderValue,
+    (request_id, context): (&HeaderValue, &crate::wire::trace_context::TraceContext),
     started: std::time::Instant,
 ) {
     let elapsed = started.elapsed();
@@ -105,6 +105,7 @@ pub fn record(
     let mut l = edge.logs.line();
     l.own("ts", &crate::observe::logs::timestamp());
     l.own("request_id", request_id.to_str().unwrap_or_default());
+    l.own("trace_id", context.trace_id());
     let ip = trace.client_ip.unwrap_or(conn.peer.ip());
     match conn.peer_value.to_str() {
         // Formatted once per connection already.

@@ -55,6 +55,17 @@ pub fn generate() -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// A new span id: 16 hex digits, never all zero (the same counter as the request IDs,
+/// mixed with another key).
+pub fn span_id() -> [u8; 16] {
+    let (prefix, key) = seed();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let v = mix(n ^ key.rotate_left(17) ^ prefix).max(1);
+    let mut out = [0u8; 16];
+    hex(v, &mut out);
+    out
+}
+
 fn hex(v: u64, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (i, o) in out.iter_mut().enumerate() {

@@ -1103,3 +1103,78 @@ upstream = "blue"
     admin(a, "POST", "/routes/0", r#"{"upstream": "blue"}"#).await;
     assert_eq!(admin(a, "GET", "/ready", "").await.status, 503);
 }
+
+/// W3C trace context through the edge, over both upstream clients (rampart's own for a GET,
+/// hyper's for a POST): a valid `traceparent` is continued (same trace, rampart's span,
+/// the client's flags), a missing or invalid one starts a trace whose id is the request
+/// ID; the access log and the audit lines of the request carry `trace_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_is_continued_or_started_and_logged() {
+    let up = Upstream::start("app").await;
+    let dir = TempDir::new("tracectx");
+    let toml = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[logging]\naccess = \"access.log\"\naudit = \"audit.log\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n\
+         [[routes]]\npath = \"/private\"\ndeny = [\"127.0.0.0/8\"]\nupstream = \"app\"\n",
+        up.authority()
+    );
+    let edge = crate::harness::start_in(dir, &toml).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let send = |method: &str, path: &str, tp: Option<&str>| {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "h");
+        if let Some(tp) = tp {
+            b = b.header("traceparent", tp);
+        }
+        let body = if method == "POST" { "x" } else { "" };
+        b.body(client::full(body)).unwrap()
+    };
+    let mut i = 0;
+    for method in ["GET", "POST"] {
+        // Continued.
+        let r = client::plain(edge.http(), send(method, "/a", Some(parent))).await;
+        assert_eq!(r.status, 200);
+        let seen = &up.seen()[i];
+        i += 1;
+        let tp = seen.headers["traceparent"].to_str().unwrap().to_owned();
+        assert!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{tp}"
+        );
+        assert!(tp.ends_with("-01"), "{tp}");
+        assert_ne!(&tp[36..52], "00f067aa0ba902b7", "rampart's own span");
+        // Started: the trace id is the request id; invalid ones are replaced.
+        for bad in [None, Some("00-zz-00f067aa0ba902b7-01")] {
+            let r = client::plain(edge.http(), send(method, "/b", bad)).await;
+            let id = r.header("x-request-id").unwrap().to_owned();
+            let seen = &up.seen()[i];
+            i += 1;
+            let tp = seen.headers["traceparent"].to_str().unwrap().to_owned();
+            assert_eq!(&tp[3..35], id, "{tp}");
+            assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+        }
+    }
+    // A refusal's audit line and the access log carry the trace.
+    let r = client::plain(edge.http(), send("GET", "/private", Some(parent))).await;
+    assert_eq!(r.status, 403);
+    crate::harness::wait_audited(edge.dir.path(), "acl.refused", 1).await;
+    let audit = std::fs::read_to_string(edge.dir.path().join("audit.log")).unwrap();
+    let line = audit.lines().find(|l| l.contains("acl.refused")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{line}");
+    let access = rampart_test_support::eventually(Duration::from_secs(3), || {
+        let a = std::fs::read_to_string(edge.dir.path().join("access.log")).ok()?;
+        (a.lines().count() >= 7).then_some(a)
+    })
+    .await
+    .unwrap();
+    let lines: Vec<serde_json::Value> = access
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(lines[1]["trace_id"], lines[1]["request_id"]);
+    assert_eq!(lines[6]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+}
