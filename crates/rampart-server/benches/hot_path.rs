@@ -129,11 +129,13 @@ fn prepare(c: &mut Criterion) {
             .body(())
             .unwrap()
     };
+    let context =
+        rampart_server::wire::trace_context::TraceContext::of(&http::HeaderMap::new(), &id, true);
     c.bench_function("prepare upstream request", |b| {
         b.iter_batched(
             make,
             |mut req| {
-                let fwd = proxy::prepare_request(&mut req, None, &info, &id);
+                let fwd = proxy::prepare_request(&mut req, None, &info, (&id, &context));
                 (req, fwd)
             },
             criterion::BatchSize::SmallInput,

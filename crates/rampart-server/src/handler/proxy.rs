@@ -1016,7 +1016,7 @@ pub fn prepare_request<B>(
     req: &mut Request<B>,
     path_and_query: Option<&str>,
     info: &ClientInfo,
-    request_id: &HeaderValue,
+    (request_id, context): (&HeaderValue, &crate::wire::trace_context::TraceContext),
 ) -> Forwarding {
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     strip_hop_by_hop(req.headers_mut(), upgrade);
@@ -1066,7 +1066,7 @@ pub fn prepare_request<B>(
         xfh,
         real_ip,
         request_id: request_id.clone(),
-        traceparent: crate::wire::trace_context::TraceContext::current().map(|c| c.child()),
+        traceparent: Some(context.child()),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Event<'a> {
     pub route: &'a str,
     /// The request ID.
     pub request_id: &'a str,
+    /// The W3C trace id of the request.
+    pub trace_id: &'a str,
     /// Method and path (no query: it may carry personal data).
     pub method: &'a str,
     /// Path without query.
@@ -48,9 +50,7 @@ pub fn emit(edge: &impl Sinks, e: &Event<'_>) {
     m.insert("reason", e.reason.into());
     m.insert("route", e.route.into());
     m.insert("request_id", e.request_id.into());
-    if let Some(c) = crate::wire::trace_context::TraceContext::current() {
-        m.insert("trace_id", c.trace_id().into());
-    }
+    m.insert("trace_id", e.trace_id.into());
     m.insert("method", e.method.into());
     m.insert("path", e.path.into());
     send(edge, m);

@@ -252,7 +252,7 @@ pub fn global_deny(
     edge: &Edge,
     conn: &ConnInfo,
     req: &Request<Body>,
-    request_id: &HeaderValue,
+    (request_id, context): (&HeaderValue, &crate::wire::trace_context::TraceContext),
 ) -> Result<(), Answer> {
     if edge.config.server.deny.is_empty() {
         return Ok(());
@@ -273,6 +273,7 @@ pub fn global_deny(
             reason: &format!("client {ip} is in server.deny"),
             route: "",
             request_id: request_id.to_str().unwrap_or_default(),
+            trace_id: context.trace_id(),
             method: req.method().as_str(),
             path: req.uri().path(),
         },

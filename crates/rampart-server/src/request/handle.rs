@@ -33,6 +33,8 @@ pub struct Routed<'a> {
     pub peer_trusted: bool,
     /// The request's id.
     pub request_id: &'a HeaderValue,
+    /// Its trace.
+    pub context: &'a crate::wire::trace_context::TraceContext,
 }
 
 impl<'a> Routed<'a> {
@@ -41,7 +43,10 @@ impl<'a> Routed<'a> {
         idx: usize,
         path: &'a Cow<'a, str>,
         (client_ip, peer_trusted): (IpAddr, bool),
-        request_id: &'a HeaderValue,
+        (request_id, context): (
+            &'a HeaderValue,
+            &'a crate::wire::trace_context::TraceContext,
+        ),
     ) -> Self {
         Self {
             idx,
@@ -49,6 +54,7 @@ impl<'a> Routed<'a> {
             client_ip,
             peer_trusted,
             request_id,
+            context,
         }
     }
 }
@@ -135,7 +141,7 @@ pub fn upstream<'e>(
         client_ip: r.client_ip,
         tls: conn.tls,
     };
-    let fwd = proxy::prepare_request(req, pq.as_deref(), &info, r.request_id);
+    let fwd = proxy::prepare_request(req, pq.as_deref(), &info, (r.request_id, r.context));
     (pool, fwd, std::time::Instant::now())
 }
 

@@ -61,18 +61,16 @@ pub async fn respond<'e>(
     #[cfg(feature = "test-panic")]
     crate::request::rescue::test_trigger(req.headers());
     let started = std::time::Instant::now();
-    let request_id = match req.headers().get(X_REQUEST_ID) {
-        Some(v) if request_id::is_acceptable(v) => v.clone(),
-        _ => request_id::generate(),
+    let (request_id, generated) = match req.headers().get(X_REQUEST_ID) {
+        Some(v) if request_id::is_acceptable(v) => (v.clone(), false),
+        _ => (request_id::generate(), true),
     };
     let method = req.method().clone();
     let seen = edge.logs.access.as_ref().map(|_| Seen::of(&req));
-    let context = TraceContext::of(req.headers(), &request_id);
+    let context = TraceContext::of(req.headers(), &request_id, generated);
     let mut trace = Trace::default();
-    let answered = context
-        .scope(answer(edge, conn, req, &request_id, &mut trace))
-        .await;
-    let (mut resp, policy) = match answered {
+    let ids = (&request_id, &context);
+    let (mut resp, policy) = match answer(edge, conn, req, ids, &mut trace).await {
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
             trace.route = trace.route.or(route);
@@ -124,14 +122,14 @@ async fn answer<'e>(
     edge: &'e Edge,
     conn: &ConnInfo,
     req: Request<Body>,
-    request_id: &HeaderValue,
+    (request_id, context): (&HeaderValue, &TraceContext),
     trace: &mut Trace,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
     let (server, fallback) = (&edge.config.server, Some(&edge.default_headers));
     // 1. The head's size, on every path (431).
     front::head_size(conn, &req, server.max_header_size)?;
     // 2. `server.deny`, before anything else (403).
-    front::global_deny(edge, conn, &req, request_id)?;
+    front::global_deny(edge, conn, &req, (request_id, context))?;
     // 3. The host: well formed (400) and allowed (421, or the connection closed).
     let host = front::host(&req, server)?;
     // 4. An ACME HTTP-01 validation is answered; a plain listener that redirects does so
@@ -173,7 +171,14 @@ async fn answer<'e>(
     let client_ip = client.0;
     trace.client_ip = Some(client_ip);
     let method = req.method().clone();
-    let audit = Auditor::new(edge, client_ip, &route.name, request_id, &method, &path);
+    let audit = Auditor::new(
+        edge,
+        client_ip,
+        &route.name,
+        (request_id, context),
+        &method,
+        &path,
+    );
     // 9. What the response transforms need, before the policies change the request.
     let shaping = transform::Shaping::take(route, &mut req);
     // 10. The request policies, in their documented order (a CORS preflight ends here).
@@ -184,7 +189,7 @@ async fn answer<'e>(
     };
     trace.identify(route, &req);
     // 11. The route's handler: upstream, static files, redirect or fixed answer.
-    let routed = Routed::new(idx, &path, client, request_id);
+    let routed = Routed::new(idx, &path, client, (request_id, context));
     let handled = match &route.action {
         Action::Upstream(p) => {
             let (pool, fwd, sent) = handle::upstream(edge, conn, &routed, *p, &mut req);

@@ -161,6 +161,8 @@ pub struct Auditor<'a> {
     pub route: &'a str,
     /// The request's id.
     pub request_id: &'a HeaderValue,
+    /// The request's trace.
+    pub context: &'a crate::wire::trace_context::TraceContext,
     /// The request's method.
     pub method: &'a Method,
     /// The normalised path.
@@ -173,7 +175,10 @@ impl<'a> Auditor<'a> {
         edge: &'a Edge,
         ip: std::net::IpAddr,
         route: &'a str,
-        request_id: &'a HeaderValue,
+        (request_id, context): (
+            &'a HeaderValue,
+            &'a crate::wire::trace_context::TraceContext,
+        ),
         method: &'a Method,
         path: &'a str,
     ) -> Self {
@@ -182,6 +187,7 @@ impl<'a> Auditor<'a> {
             ip,
             route,
             request_id,
+            context,
             method,
             path,
         }
@@ -199,6 +205,7 @@ impl<'a> Auditor<'a> {
                 reason: &r.reason,
                 route: self.route,
                 request_id: self.request_id.to_str().unwrap_or_default(),
+                trace_id: self.context.trace_id(),
                 method: self.method.as_str(),
                 path: self.path,
             },

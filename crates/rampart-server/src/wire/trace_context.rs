@@ -5,8 +5,9 @@
 //! span id of rampart's own and the client's flags; `tracestate` passes unchanged. The
 //! trace id is in the access log and in every audit line the request causes.
 //!
-//! The context is a task-local for the request's future, so deep code (audit events)
-//! reads it without every function passing it on; outside a request there is none.
+//! Cost, per request (callgrind): a header lookup for `traceparent` and the 55 bytes of
+//! the upstream's line on proxied requests; the request ID is reused as the trace id
+//! without a second look at its bytes when rampart generated it.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -20,10 +21,6 @@ pub struct TraceContext {
     flags: [u8; 2],
     /// Whether the client sent it (a continued trace), or rampart started it.
     pub continued: bool,
-}
-
-tokio::task_local! {
-    static CURRENT: TraceContext;
 }
 
 fn is_hex(b: &[u8]) -> bool {
@@ -62,8 +59,9 @@ impl TraceContext {
         })
     }
 
-    /// The trace of a request with these headers and this request ID.
-    pub fn of(headers: &HeaderMap, request_id: &HeaderValue) -> Self {
+    /// The trace of a request with these headers and this request ID (`generated`: made
+    /// by rampart, so 32 lowercase hex digits, not all zero).
+    pub fn of(headers: &HeaderMap, request_id: &HeaderValue, generated: bool) -> Self {
         if let Some(c) = headers
             .get(TRACEPARENT)
             .and_then(|v| Self::parse(v.as_bytes()))
@@ -71,7 +69,7 @@ impl TraceContext {
             return c;
         }
         let id = request_id.as_bytes();
-        let trace_id = if id.len() == 32 && is_hex(id) && not_zero(id) {
+        let trace_id = if id.len() == 32 && (generated || (is_hex(id) && not_zero(id))) {
             id.try_into().unwrap_or([b'0'; 32])
         } else {
             let fresh = super::request_id::generate();
@@ -99,16 +97,6 @@ impl TraceContext {
         b[36..52].copy_from_slice(&super::request_id::span_id());
         b[53..55].copy_from_slice(&self.flags);
         b
-    }
-
-    /// Runs `f` with this context as the current one.
-    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
-        CURRENT.scope(self, f).await
-    }
-
-    /// The current request's context, inside [`TraceContext::scope`].
-    pub fn current() -> Option<Self> {
-        CURRENT.try_with(|c| *c).ok()
     }
 }
 
@@ -140,14 +128,14 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         let rid = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
-        let started = TraceContext::of(&h, &rid);
+        let started = TraceContext::of(&h, &rid, false);
         assert_eq!(started.trace_id(), rid.to_str().unwrap());
         assert!(!started.continued);
         // A client's request id that is not 32 hex digits: a new trace id.
-        let other = TraceContext::of(&h, &HeaderValue::from_static("order-42"));
+        let other = TraceContext::of(&h, &HeaderValue::from_static("order-42"), false);
         assert_eq!(other.trace_id().len(), 32);
         h.insert(TRACEPARENT, HeaderValue::from_static(VALID));
-        assert_eq!(TraceContext::of(&h, &rid), c);
+        assert_eq!(TraceContext::of(&h, &rid, false), c);
         // The child keeps the trace and flags, with a span id of its own.
         let child = c.child();
         let s = std::str::from_utf8(&child).unwrap();
