@@ -426,25 +426,34 @@ enum Signal {
     Reopen,
 }
 
+/// The process log's filter: `RUST_LOG` (tracing's directives, such as
+/// `info,rampart_server::handler::proxy=debug,hyper=warn`) when set, else `RAMPART_LOG` (a
+/// level, or the same directives), else `info`. A filter that does not parse is said on
+/// standard error and `info` is used.
 fn init_logging() {
-    let level = match std::env::var("RAMPART_LOG")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
+    use tracing_subscriber::EnvFilter;
+    let (var, text) = ["RUST_LOG", "RAMPART_LOG"]
+        .into_iter()
+        .find_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (k, v))
+        })
+        .unwrap_or(("", "info".to_owned()));
+    let filter = EnvFilter::builder()
+        .parse(text.to_ascii_lowercase())
+        .unwrap_or_else(|e| {
+            eprintln!("rampart: {var}={text:?} is not a log filter ({e}); logging at info");
+            EnvFilter::new("info")
+        });
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(true)
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stdout)
         .init();
 }

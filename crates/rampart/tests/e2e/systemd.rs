@@ -243,3 +243,57 @@ fn ready_answers_with_the_exit_status() {
     assert_eq!(String::from_utf8_lossy(&up.stdout), "ready\n");
     drop(edge);
 }
+
+/// The process log's filter: `RUST_LOG` directives pick targets (here rampart's own lines
+/// at info, everything else at warn); a filter that does not parse is said on standard
+/// error and the edge starts at info.
+#[test]
+fn rust_log_directives_filter_the_process_log() {
+    let dir = TempDir::new("rust-log");
+    dir.write("rampart.toml", SITE.replace("PORT", "0"));
+    let mut cmd = bin();
+    cmd.args(["serve", "-c", "rampart.toml"])
+        .env("RUST_LOG", "warn,rampart=info")
+        .env("RAMPART_LOG", "error");
+    let mut p = crate::harness::serve_cmd(cmd, dir.path(), 1);
+    let port = p.http.unwrap().port();
+    get(port);
+    // rampart_server's info lines (the access to the listener goes unlogged here) are
+    // filtered out; rampart's own "started" line passed.
+    assert!(
+        p.seen.iter().any(|l| l.contains("\"started\"")),
+        "{:?}",
+        p.seen
+    );
+    assert!(
+        p.wait_for_line("\"target\":\"rampart_server", Duration::from_millis(500))
+            .is_none_or(|l| !l.contains("\"level\":\"INFO\"")),
+        "{:?}",
+        p.seen
+    );
+    drop(p);
+    let mut cmd = bin();
+    cmd.args(["serve", "-c", "rampart.toml"])
+        .env("RUST_LOG", "=[[[")
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .current_dir(dir.path())
+        .env("RAMPART_STATE_DIR", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut buf = [0u8; 256];
+    let end = Instant::now() + Duration::from_secs(10);
+    while !err.contains("not a log filter") && Instant::now() < end {
+        let n = stderr.read(&mut buf).unwrap_or(0);
+        err.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        err.contains("RUST_LOG=\"=[[[\" is not a log filter"),
+        "{err}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
