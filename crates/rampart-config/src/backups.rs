@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::units::Duration as RawDuration;
 
 /// One `[[backups]]` entry as written.
-#[derive(Default, Clone, Deserialize)]
+#[derive(Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
     /// A name for logs, metrics and `/health` (default: the database's name).

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::units::{Duration as RawDuration, Size};
 
 /// `[integrity]` as written.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntegrity {
     /// The manifest (`rampart manifest build`).

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod policy;
 pub mod posture;
 pub mod raw;
+pub mod reference;
 pub mod runtime;
 pub mod secret;
 pub mod site;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::units::Duration as RawDuration;
 
 /// `[license]` as written.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLicense {
     /// The token (`${LICENSE_KEY}`, or `token_file`).

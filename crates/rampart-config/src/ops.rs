@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::units::{Duration as RawDuration, ListenAddr};
 
 /// `[admin]`: the admin listener (`/metrics`, `/health`, `/ready`, `/upstreams`, control).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// Where it listens (default `127.0.0.1:9901`).
@@ -30,7 +30,7 @@ pub struct RawAdmin {
 }
 
 /// `[logging]`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     /// Access log: `"stdout"` (default), `"off"`, or a file path.
@@ -50,7 +50,7 @@ pub struct RawLogging {
 }
 
 /// One extra masking rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMaskRule {
     /// A regular expression (regex-lite syntax).
@@ -60,7 +60,7 @@ pub struct RawMaskRule {
 }
 
 /// An upstream's `health_check = { … }`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     /// Path requested with GET (default `/health`).
@@ -80,7 +80,7 @@ pub struct RawHealthCheck {
 }
 
 /// One `[[dependencies]]` entry: something `/ready` waits for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDependency {
     /// Name in `/health` and `/ready`.

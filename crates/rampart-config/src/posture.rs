@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// `[preflight]`: what `rampart preflight` (and `serve` in production) checks besides the
 /// config itself.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreflight {
     /// Findings accepted knowingly: a rule id (`"PF-CRT-02"`) or a rule id and its subject

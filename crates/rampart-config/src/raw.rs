@@ -11,7 +11,7 @@ use crate::units::Duration as RawDuration;
 use crate::units::{Cidr, Duration, ListenAddr, Size, Toggle};
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[server]`: listeners, limits, trust.
@@ -63,7 +63,7 @@ pub struct RawConfig {
 }
 
 /// `[server]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Plain HTTP listener; redirect-only when `[tls]` is set.
@@ -124,7 +124,7 @@ pub struct RawServer {
 }
 
 /// `[tls]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// PEM certificate chain, leaf first.
@@ -160,7 +160,7 @@ pub struct RawTls {
 }
 
 /// One entry of `[[tls.certificates]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
     /// PEM certificate chain, leaf first.
@@ -170,7 +170,7 @@ pub struct RawCertificate {
 }
 
 /// `[headers]`, and a route's `headers = { … }` overrides.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaders {
     /// `Strict-Transport-Security` (HTTPS responses only).
@@ -202,7 +202,7 @@ pub struct RawHeaders {
 }
 
 /// `[upstreams.NAME]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     /// `host:port` of each server.
@@ -231,7 +231,7 @@ pub struct RawUpstream {
 }
 
 /// One `[[routes]]` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// A name for logs and metrics (default: derived from host and path).
@@ -321,7 +321,7 @@ pub struct RawRoute {
 }
 
 /// A fixed response.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRespond {
     /// Status code (default 200).
@@ -333,7 +333,7 @@ pub struct RawRespond {
 }
 
 /// One `[[routes.cache]]` rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCacheRule {
     /// File glob (`*.pdf`, `/static/**/*.js`, `*.{woff,woff2}`).
@@ -343,7 +343,7 @@ pub struct RawCacheRule {
 }
 
 /// `[csp_report]`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCspReport {
     /// On unless false.
@@ -365,7 +365,7 @@ pub struct RawCspReport {
 // === request policies (`[limits.NAME]`, `[cors.NAME]`, `[api_keys]`, `[jwt]`, `[csrf]`) ===
 
 /// `[limits.NAME]`: a rate limit, optionally with a login lockout.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimit {
     /// `10/s`, `5/m`, `500/h`, `1000/d`.
@@ -393,7 +393,7 @@ pub struct RawLimit {
 }
 
 /// `lockout = { … }` in a limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLockout {
     /// Failed attempts that lock (default 5).
@@ -413,7 +413,7 @@ pub struct RawLockout {
 }
 
 /// `[api_keys]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
     /// Request header carrying the key (default `X-API-Key`).
@@ -425,7 +425,7 @@ pub struct RawApiKeys {
 
 /// One API key: a table, or the key alone as a string (`keys = ["${API_KEYS:list}"]`, named
 /// `key0`, `key1`… in logs).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     /// Shown in logs instead of the key.
@@ -474,7 +474,7 @@ fn api_key_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RawApiK
 }
 
 /// `[jwt]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
     /// The one accepted algorithm: HS256/384/512, RS256/384/512, ES256, EdDSA.
@@ -505,7 +505,7 @@ pub struct RawJwt {
 }
 
 /// `[cors.NAME]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     /// Exact origins (`https://app.example.com`), or `*` (not with credentials).
@@ -524,7 +524,7 @@ pub struct RawCors {
 }
 
 /// `[csrf]`: settings shared by routes with `csrf = true`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCsrf {
     /// Cookie name (default `csrf_token`).
@@ -538,7 +538,7 @@ pub struct RawCsrf {
 }
 
 /// A route's `tenant = { … }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTenant {
     /// Header carrying the tenant (default `X-Tenant-ID`).
@@ -550,7 +550,7 @@ pub struct RawTenant {
 }
 
 /// A route's `cookies = { … }` (cookie hardening of upstream `Set-Cookie`).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCookies {
     /// Add `Secure` (default true).
@@ -564,7 +564,7 @@ pub struct RawCookies {
 }
 
 /// A string or a list of strings (`limit = "api"` or `limit = ["reads", "writes"]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// One.

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::units::Duration as RawDuration;
 
 /// `[state]` as written.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     /// `local` (default) or `redis`.

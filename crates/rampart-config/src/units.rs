@@ -237,6 +237,59 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+/// JSON Schemas of the value types (`rampart config schema`; editors validate against it).
+mod schema {
+    use std::borrow::Cow;
+
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+    macro_rules! schema {
+        ($t:ty, $name:literal, $json:tt) => {
+            impl JsonSchema for $t {
+                fn schema_name() -> Cow<'static, str> {
+                    $name.into()
+                }
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    json_schema!($json)
+                }
+            }
+        };
+    }
+
+    schema!(super::Duration, "Duration", {
+        "type": "string",
+        "description": "A duration: a number and a unit (ms, s, m, h, d, w, y), several added (\"1h30m\"), or \"0\"",
+        "pattern": "^(0|([0-9]+(ms|s|m|h|d|w|y))+)$"
+    });
+    schema!(super::Size, "Size", {
+        "description": "A size: bytes, or a number and a unit (KB, MB, GB 1000-based; KiB, MiB, GiB 1024-based)",
+        "anyOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "pattern": "^ *[0-9]+ *(B|b|KB|kB|kb|MB|mb|GB|gb|KiB|K|k|MiB|M|m|GiB|G|g)? *$" }
+        ]
+    });
+    schema!(super::Cidr, "Cidr", {
+        "type": "string",
+        "description": "An IP network (\"10.0.0.0/8\", \"::1/128\") or a single address"
+    });
+    schema!(super::ListenAddr, "ListenAddr", {
+        "type": "string",
+        "description": "A listen address: \"0.0.0.0:443\", \"[::]:443\" or \":443\"",
+        "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[0-9.]*):[0-9]+$"
+    });
+    schema!(super::Toggle, "Toggle", {
+        "description": "true (rampart's default value), false (not sent), or the header's value",
+        "type": ["boolean", "string"]
+    });
+    schema!(super::Flag, "Flag", {
+        "description": "true or false (also \"true\"/\"false\", \"1\"/\"0\", \"yes\"/\"no\", \"on\"/\"off\" from ${VAR})",
+        "anyOf": [
+            { "type": "boolean" },
+            { "type": "string", "pattern": "^ *(true|false|1|0|yes|no|on|off|TRUE|FALSE|True|False|YES|NO|Yes|No|ON|OFF|On|Off) *$" }
+        ]
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

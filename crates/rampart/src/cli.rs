@@ -47,11 +47,24 @@ pub(crate) enum Command {
     License(LicenseCommand),
     /// Print the version.
     Version,
+    /// The config's JSON Schema, its reference or a commented example, from the code.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script: `rampart completions bash > /etc/bash_completion.d/rampart`.
     Completions(CompletionsArgs),
     /// Write the manual pages (rampart.1 and one per subcommand) into a directory, or print
     /// rampart.1: `rampart man | man -l -`.
     Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// The JSON Schema of rampart.toml, for editors (taplo / Even Better TOML).
+    Schema,
+    /// The Markdown reference of every key (docs/config.md).
+    Reference,
+    /// A config with every key, commented out.
+    Example,
 }
 
 #[derive(Debug, Args)]

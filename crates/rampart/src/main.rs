@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Completions(a) => cmd::shell::completions(a.shell),
+        cli::Command::Config(c) => cmd::shell::config(&c),
         cli::Command::Man(a) => cmd::shell::man(a.out_dir.as_deref()),
     };
     match result {

@@ -1,5 +1,6 @@
 //! `rampart completions SHELL` (clap_complete) and `rampart man` (clap_mangen): generated
-//! from the same command definitions as the parser, so they never drift from it.
+//! from the same command definitions as the parser, so they never drift from it; and
+//! `rampart config schema|reference|example`, generated from the config's own structs.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,5 +34,18 @@ pub(crate) fn man(out_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         .collect();
     names.sort();
     eprintln!("{}: {}", dir.display(), names.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn config(c: &crate::cli::ConfigCommand) -> anyhow::Result<ExitCode> {
+    use crate::cli::ConfigCommand;
+    match c {
+        ConfigCommand::Schema => {
+            let text = serde_json::to_string_pretty(&rampart_config::reference::schema())?;
+            println!("{text}");
+        }
+        ConfigCommand::Reference => print!("{}", rampart_config::reference::markdown()),
+        ConfigCommand::Example => print!("{}", rampart_config::reference::example()),
+    }
     Ok(ExitCode::SUCCESS)
 }
