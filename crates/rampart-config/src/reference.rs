@@ -185,10 +185,10 @@ impl Walk<'_> {
                     .filter(|i| self.is_table(i))
                 {
                     Some((format!("[[{full}]]"), self.resolve(items).clone()))
-                } else if let Some(a) = v.get("additionalProperties").filter(|a| self.is_table(a)) {
-                    Some((format!("[{full}.NAME]"), self.resolve(a).clone()))
                 } else {
-                    None
+                    v.get("additionalProperties")
+                        .filter(|a| self.is_table(a))
+                        .map(|a| (format!("[{full}.NAME]"), self.resolve(a).clone()))
                 };
                 Key {
                     name: name.clone(),
@@ -219,9 +219,7 @@ impl Walk<'_> {
         let own: Vec<Key> = keys.into_iter().filter(|k| k.table.is_none()).collect();
         out.push((header.to_owned(), doc.to_owned(), own));
         for (h, d, v) in nested {
-            let path = h.trim_matches(['[', ']']).to_owned();
             self.tables(&h, &d, &v, out);
-            let _ = path;
         }
     }
 }
