@@ -1178,3 +1178,37 @@ async fn trace_context_is_continued_or_started_and_logged() {
     assert_eq!(lines[1]["trace_id"], lines[1]["request_id"]);
     assert_eq!(lines[6]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 }
+
+/// Trace context through two rampart hops to a recording upstream: the trace id the client
+/// started reaches the application, each hop adds its own span, and both hops log it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_crosses_two_hops() {
+    let up = Upstream::start("app").await;
+    let inner = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"app\"\n",
+        up.authority()
+    ))
+    .await;
+    let outer = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.inner]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"inner\"\n",
+        inner.http()
+    ))
+    .await;
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let req = http::Request::get("/x")
+        .header("host", "h")
+        .header("traceparent", parent)
+        .body(client::empty())
+        .unwrap();
+    let r = client::plain(outer.http(), req).await;
+    assert_eq!(r.status, 200);
+    let seen = up.seen();
+    let tp = seen[0].headers["traceparent"].to_str().unwrap();
+    assert_eq!(&tp[..36], "00-0af7651916cd43dd8448eb211c80319c-", "{tp}");
+    assert!(tp.ends_with("-01"), "{tp}");
+    assert_ne!(
+        &tp[36..52],
+        "b7ad6b7169203331",
+        "the inner hop's span, not the client's"
+    );
+}

@@ -175,6 +175,74 @@ fn the_shipped_unit_passes_systemd_analyze_security() {
     // Its socket unit names the service.
     let socket = std::fs::read_to_string(unit.with_extension("socket")).unwrap();
     assert!(socket.contains("Service=rampart.service"));
+    // `systemd-analyze verify` accepts both (with ExecStart pointing at this build and
+    // the manual page of Documentation= installed where `man` finds it).
+    let dir = TempDir::new("sd-verify");
+    let service = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/bin/rampart", env!("CARGO_BIN_EXE_rampart"));
+    dir.write("rampart.service", service);
+    dir.write("rampart.socket", &socket);
+    let man = bin()
+        .args(["man", "--out-dir"])
+        .arg(dir.path().join("man/man1"))
+        .output()
+        .unwrap();
+    assert!(man.status.success());
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "./rampart.service", "./rampart.socket"])
+        .current_dir(dir.path())
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The container image, where a container daemon answers (`docker info`); elsewhere the
+/// test says it is skipped. The build must succeed and the image hold the health check.
+#[test]
+fn the_dockerfile_builds_where_docker_is_available() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    for want in ["USER nonroot", "HEALTHCHECK", "\"ready\"", "distroless"] {
+        assert!(dockerfile.contains(want), "{want}");
+    }
+    let up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !up {
+        eprintln!("SKIPPED: no container daemon here (`docker info` failed); the Dockerfile was not built");
+        return;
+    }
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", "rampart-test", "."])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspect = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .Config.Healthcheck}} {{.Config.User}}",
+            "rampart-test",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("ready") && text.contains("nonroot"), "{text}");
 }
 
 /// Completions for each shell and the manual pages come from the CLI definitions.
