@@ -10,6 +10,7 @@ pub mod license;
 pub mod live;
 pub mod ocsp;
 mod start;
+pub(crate) mod status_page;
 mod watch;
 
 pub use start::{start, Running};

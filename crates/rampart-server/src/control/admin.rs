@@ -13,6 +13,9 @@
 //! | `POST /routes` | `{"from": "blue", "to": "green"}` or `{"routes": {…}}`: several routes at once, all or none |
 //! | `GET /certificates` | every certificate served: source (its config key), names, expiry (Unix and days left) |
 //! | `GET /revocations` | `{"before": UNIX, "ids": [{"jti", "expires"}]}`: tokens revoked at runtime |
+//! | `GET /status` | the status page (HTML, its script and style: no token needed, no data in them) |
+//! | `GET /status/snapshot` | what the page shows, as JSON (see [`super::status_page`]) |
+//! | `GET /status/events` | the same, a snapshot a second, as Server-Sent Events |
 //! | `POST /revocations` | `{"jti": "…", "expires": UNIX}` (expires defaults to 30 days on) or `{"before": UNIX or "RFC 3339"}`: refuse a token, or every token issued before an instant |
 //!
 //! Control changes are audit events (`admin.change`, `auth.revoke`), survive reloads while
@@ -74,6 +77,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
     let edge = live.edge();
+    if super::status_page::is_asset(req.uri().path())
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        return super::status_page::asset(req.uri().path());
+    }
     if let Some(token) = edge.config.admin.as_ref().and_then(|a| a.token.as_deref()) {
         let given = req
             .headers()
@@ -98,6 +106,10 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
         (Method::GET | Method::HEAD, ["metrics"]) => status::metrics(&edge),
         (Method::GET | Method::HEAD, ["health"]) => status::health(&edge).await,
         (Method::GET | Method::HEAD, ["ready"]) => status::ready(&edge).await,
+        (Method::GET | Method::HEAD, ["status", "snapshot"]) => {
+            json_response(StatusCode::OK, &super::status_page::snapshot(live).await)
+        }
+        (Method::GET, ["status", "events"]) => super::status_page::events(live),
         (Method::GET | Method::HEAD, ["upstreams"]) => {
             json_response(StatusCode::OK, &upstreams(&edge))
         }

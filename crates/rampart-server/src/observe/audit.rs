@@ -68,6 +68,7 @@ pub fn line(edge: &impl Sinks, event: &'static str, severity: &'static str) -> L
 
 /// Sends a prepared audit line (other modules' events: `csp.violation`, lockouts).
 pub fn send(edge: &impl Sinks, m: Line) {
+    edge.logs().remember(&m);
     match &edge.logs().audit {
         Some(sink) => {
             if !sink.send(m) {

@@ -78,6 +78,13 @@ impl Line {
         }
     }
 
+    /// The line as JSON text (as written, masked).
+    pub fn json(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.buf).into_owned();
+        s.push('}');
+        s
+    }
+
     /// An unsigned integer field.
     pub fn uint(&mut self, k: &'static str, v: u64) {
         self.key(k);
@@ -334,7 +341,12 @@ pub struct Logs {
     /// Whether PII masking is on.
     pub mask_pii: bool,
     masker: Arc<Masker>,
+    /// The last audit lines, for the status page (since this config was loaded).
+    recent: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+/// Audit lines the status page shows.
+const RECENT: usize = 50;
 
 impl Logs {
     /// Starts the writers `logging` asks for.
@@ -353,6 +365,7 @@ impl Logs {
             mask_ip: logging.mask_ip,
             mask_pii: logging.mask_pii,
             masker,
+            recent: std::sync::Mutex::default(),
         })
     }
 
@@ -371,7 +384,30 @@ impl Logs {
             mask_ip: false,
             mask_pii: true,
             masker: Arc::new(Masker::new(true, &[])),
+            recent: std::sync::Mutex::default(),
         }
+    }
+
+    /// Keeps an audit line for the status page (the last [`RECENT`]).
+    pub fn remember(&self, line: &Line) {
+        let mut r = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.len() == RECENT {
+            r.pop_front();
+        }
+        r.push_back(line.json());
+    }
+
+    /// The last audit lines, newest last.
+    pub fn recent(&self) -> Vec<String> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// A new line for these logs (masked by their rules).

@@ -30,6 +30,7 @@ mod rate;
 mod routing;
 mod site;
 mod static_files;
+mod status_page;
 mod systemd;
 mod tls;
 mod verify;
