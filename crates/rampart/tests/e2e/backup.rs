@@ -740,12 +740,8 @@ async fn serve_runs_scheduled_backups_and_reports_them() {
         m.contains("rampart_backup_size_bytes{backup=\"crm\"}"),
         "{m}"
     );
-    let audit = || std::fs::read_to_string(edge.dir.path().join("audit.log")).unwrap_or_default();
-    assert!(
-        audit().contains("\"event\":\"backup.succeeded\""),
-        "{}",
-        audit()
-    );
+    // The audit writer batches its lines for a few milliseconds: wait for it.
+    crate::harness::wait_audited(edge.dir.path(), "backup.succeeded", 1).await;
     // keep_count = 2 after a few more runs.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -772,11 +768,7 @@ async fn serve_runs_scheduled_backups_and_reports_them() {
             .contains("connect"),
         "{h:#}"
     );
-    assert!(
-        audit().contains("\"event\":\"backup.failed\""),
-        "{}",
-        audit()
-    );
+    crate::harness::wait_audited(edge.dir.path(), "backup.failed", 1).await;
     assert_eq!(
         client::plain(edge.http(), client::get("x", "/"))
             .await
