@@ -10,6 +10,18 @@ use serde_json::{Map, Value};
 pub fn schema() -> Value {
     let mut s =
         serde_json::to_value(schemars::schema_for!(crate::raw::RawConfig)).unwrap_or(Value::Null);
+    if let Some(defs) = s.get_mut("$defs").and_then(Value::as_object_mut) {
+        for (table, key, range) in RANGES {
+            let Some(p) = defs
+                .get_mut(*table)
+                .and_then(|d| d.get_mut("properties"))
+                .and_then(|p| p.get_mut(*key))
+            else {
+                continue;
+            };
+            bound(p, range);
+        }
+    }
     loader_forms(&mut s);
     if let Some(defs) = s.get_mut("$defs").and_then(Value::as_object_mut) {
         for d in defs.values_mut() {
@@ -24,6 +36,59 @@ pub fn schema() -> Value {
         );
     }
     s
+}
+
+/// The numeric keys' ranges ([`crate::bounds`]): in the schema (`minimum`, `maximum`) and
+/// the reference's `range` column, from the same constants validation enforces.
+const RANGES: &[(&str, &str, std::ops::RangeInclusive<u64>)] = &[
+    (
+        "RawServer",
+        "max_connections",
+        crate::bounds::MAX_CONNECTIONS,
+    ),
+    ("RawServer", "max_headers", crate::bounds::MAX_HEADERS),
+    (
+        "RawServer",
+        "max_header_size",
+        crate::bounds::MAX_HEADER_SIZE,
+    ),
+    ("RawServer", "workers", crate::bounds::WORKERS),
+    ("RawServer", "https_port", crate::bounds::PORT),
+    (
+        "RawServer",
+        "h2_max_concurrent_streams",
+        crate::bounds::H2_STREAMS,
+    ),
+    (
+        "RawServer",
+        "h2_max_pending_reset_streams",
+        crate::bounds::H2_PENDING_RESETS,
+    ),
+    ("RawUpstream", "max_fails", crate::bounds::MAX_FAILS),
+    ("RawUpstream", "max_idle", crate::bounds::MAX_IDLE),
+    ("RawHealthCheck", "rise", crate::bounds::RISE_FALL),
+    ("RawHealthCheck", "fall", crate::bounds::RISE_FALL),
+    ("RawLimit", "burst", crate::bounds::BURST),
+    ("RawLimit", "max_keys", crate::bounds::MAX_KEYS),
+    ("RawLockout", "failures", crate::bounds::LOCKOUT_FAILURES),
+    ("RawLogging", "queue", crate::bounds::LOG_QUEUE),
+];
+
+/// Puts `range` on the integer form of property `p` (an `Option`'s inner schema too).
+fn bound(p: &mut Value, range: &std::ops::RangeInclusive<u64>) {
+    let integer = |v: &Value| {
+        v.get("type").is_some_and(|t| {
+            t == "integer"
+                || t.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "integer"))
+        })
+    };
+    // A size (a number or a text) keeps its range in bytes as a note only.
+    if integer(p) {
+        p["minimum"] = (*range.start()).into();
+        p["maximum"] = (*range.end()).into();
+    }
+    p["x-rampart-range"] = format!("{}–{}", range.start(), range.end()).into();
 }
 
 /// What the loader accepts besides the shapes serde reads: any value may be written as a
@@ -71,6 +136,7 @@ struct Key {
     name: String,
     ty: String,
     doc: String,
+    range: String,
     /// The table it opens, when its value is one: (TOML header, schema of the table).
     table: Option<(String, Value)>,
 }
@@ -193,6 +259,17 @@ impl Walk<'_> {
                 Key {
                     name: name.clone(),
                     ty: self.ty(p),
+                    range: p
+                        .get("x-rampart-range")
+                        .or_else(|| {
+                            p.get("anyOf")?
+                                .as_array()?
+                                .iter()
+                                .find_map(|a| a.get("x-rampart-range"))
+                        })
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     doc,
                     table,
                 }
@@ -264,12 +341,13 @@ pub fn markdown() -> String {
         if keys.is_empty() {
             continue;
         }
-        t.push_str("| key | type | meaning |\n|---|---|---|\n");
+        t.push_str("| key | type | range | meaning |\n|---|---|---|---|\n");
         for k in keys {
             t.push_str(&format!(
-                "| `{}` | {} | {} |\n",
+                "| `{}` | {} | {} | {} |\n",
                 k.name,
                 k.ty.replace('|', "\\|"),
+                k.range,
                 k.doc.replace('|', "\\|")
             ));
         }
@@ -341,6 +419,7 @@ mod tests {
             "## `[upstreams.NAME]`",
             "| `path_regex` |",
             "| `https` | ListenAddr |",
+            "| `workers` | integer | 1–1024 |",
         ] {
             assert!(md.contains(want), "{want}");
         }

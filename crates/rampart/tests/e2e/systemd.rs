@@ -391,6 +391,8 @@ bad = [
     {"routes": [{"path": "/", "upstream": "a", "exact": "yes"}]},
     {"limits": {"api": {"rate": "10/s", "burst": "many"}}},
     {"server": {"http": "localhost"}},
+    {"server": {"workers": 0}},
+    {"limits": {"api": {"rate": "10/s", "max_keys": 20000000}}},
 ]
 for b in bad:
     assert list(v.iter_errors(b)), b
