@@ -253,6 +253,10 @@ pub struct RawRoute {
     pub prefix_priority: Option<bool>,
     /// Remove the matched prefix before forwarding.
     pub strip_prefix: Option<bool>,
+    /// Headers set on the request sent upstream (nginx's `proxy_set_header`, Caddy's
+    /// `header_up`); an empty value removes the client's. Upstream routes only; the
+    /// forwarding headers rampart sets itself cannot be named.
+    pub request_headers: Option<std::collections::BTreeMap<String, String>>,
     /// Send to this upstream pool.
     pub upstream: Option<String>,
     /// Serve files from this directory.

@@ -223,6 +223,8 @@ pub struct Route {
     pub prefix_priority: bool,
     /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
+    /// Set on the request sent upstream (`None`: removed).
+    pub request_headers: Vec<(HeaderName, Option<HeaderValue>)>,
     /// What answers.
     pub action: Action,
     /// Response header policy.

@@ -584,3 +584,32 @@ fn regex_routes_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn request_headers_are_checked() {
+    let c = load(&format!(
+        "{MINIMAL}request_headers = {{ \"X-Forwarded-Ssl\" = \"on\", \"X-Debug\" = \"\" }}\n"
+    ))
+    .unwrap();
+    let h = &c.routes[0].request_headers;
+    assert_eq!(h.len(), 2);
+    assert!(h.iter().any(|(n, v)| n == "x-debug" && v.is_none()));
+    let e = errors(&format!(
+        "{MINIMAL}request_headers = {{ Host = \"evil\", \"bad name\" = \"x\", X-Ok = \"a\\u0001b\" }}\n\
+         [[routes]]\npath = \"/s\"\nrespond = {{ status = 200, body = \"\" }}\nrequest_headers = {{ X-A = \"b\" }}\n"
+    ));
+    let has = |prefix: &str| e.iter().any(|m| m.starts_with(prefix));
+    assert!(
+        has("routes[0].request_headers.Host: Host is set by rampart itself"),
+        "{e:?}"
+    );
+    assert!(has("routes[0].request_headers.bad name: "), "{e:?}");
+    assert!(
+        has("routes[0].request_headers.X-Ok: not a valid header value"),
+        "{e:?}"
+    );
+    assert!(
+        has("routes[1].request_headers: only applies to `upstream` routes"),
+        "{e:?}"
+    );
+}

@@ -906,6 +906,57 @@ fn route(
             "only applies to `upstream` routes",
         );
     }
+    let mut request_headers = Vec::new();
+    if let Some(set) = &r.request_headers {
+        if !matches!(action, Action::Upstream(_)) {
+            cx.err(
+                format!("{key}.request_headers"),
+                "only applies to `upstream` routes",
+            );
+        }
+        for (name, value) in set {
+            let k = format!("{key}.request_headers.{name}");
+            let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                cx.err(k, format!("{name:?} is not a header name"));
+                continue;
+            };
+            // Framing, hop-by-hop and the forwarding headers are rampart's to set.
+            const OWN: &[&str] = &[
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "keep-alive",
+                "upgrade",
+                "te",
+                "trailer",
+                "proxy-connection",
+                "proxy",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-real-ip",
+                "x-request-id",
+                "traceparent",
+            ];
+            if OWN.contains(&n.as_str()) {
+                cx.err(k, format!("{name} is set by rampart itself (the forwarding and framing headers cannot be overridden)"));
+                continue;
+            }
+            let v = if value.is_empty() {
+                None
+            } else {
+                match HeaderValue::from_str(value) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        cx.err(k, "not a valid header value (control characters?)");
+                        continue;
+                    }
+                }
+            };
+            request_headers.push((n, v));
+        }
+    }
     let is_static = matches!(action, Action::Static(_));
     for (set, name) in [
         (r.cache.is_some(), "cache"),
@@ -984,6 +1035,7 @@ fn route(
         path_regex,
         prefix_priority: r.prefix_priority.unwrap_or(false),
         strip_prefix: r.strip_prefix.unwrap_or(false),
+        request_headers,
         action,
         headers,
         policy,

@@ -95,6 +95,8 @@ struct Scope {
     server_headers: bool,
     /// The enclosing location: its kind and path.
     parent: Option<(Kind, String)>,
+    /// `proxy_set_header` of the levels above (a level with its own inherits none).
+    request_headers: Vec<(String, String)>,
 }
 
 /// A route being built from one location.
@@ -118,6 +120,8 @@ struct Draft {
     timeouts: Vec<(&'static str, String, String)>,
     limits: Vec<String>,
     index: Option<String>,
+    /// `proxy_set_header` with constant values: (name, value; empty removes).
+    request_headers: Vec<(String, String)>,
     merged: Vec<String>,
     /// `error_page CODE = @name`: the named location answering CODE.
     error_named: Vec<(u16, String)>,
@@ -292,6 +296,24 @@ impl Out {
         }
     }
 
+    /// A server- or http-level `proxy_set_header` the locations below inherit.
+    fn inherited_header(&mut self, c: &Seen<'_>) -> Option<(String, String)> {
+        let a = c.words();
+        if self.variables(c) {
+            return None;
+        }
+        let name = a.first()?.clone();
+        if rampart_sets(&name) {
+            self.skip(c, "a framing or forwarding header rampart sets itself");
+            return None;
+        }
+        self.builtin(
+            c,
+            "inherited by the locations below (`request_headers` on their routes)",
+        );
+        Some((name, a.get(1).cloned().unwrap_or_default()))
+    }
+
     /// `ssl_ciphers`: the suites rampart offers (forward-secret AEAD) kept in their order;
     /// the others named as never offered; OpenSSL classes (`HIGH`, `EECDH+AES`, `!aNULL`)
     /// leave rampart's default list.
@@ -380,10 +402,8 @@ impl Out {
                 }
                 "proxy" => "a client's Proxy header is never forwarded (httpoxy)",
                 "x-request-id" => "rampart sets X-Request-ID (the client's when well formed)",
-                _ => {
-                    self.skip(s, "rampart adds no request headers of its own choosing to the upstream");
-                    return true;
-                }
+                // Others: a location's become its route's `request_headers`.
+                _ => return false,
             },
             "proxy_http_version" => "rampart speaks HTTP/1.1 with keep-alive to upstreams",
             "proxy_redirect" if first == "off" => {
@@ -752,6 +772,18 @@ impl Out {
         let ca_w = c.words();
         let ca: Vec<&str> = ca_w.iter().map(String::as_str).collect();
         match c.d.name.as_str() {
+            "proxy_set_header" => {
+                if self.variables(c) {
+                } else if ca.first().is_some_and(|n| rampart_sets(n)) {
+                    self.skip(c, "a framing or forwarding header rampart sets itself");
+                } else if let [name, value] = ca.as_slice() {
+                    r.request_headers.push(((*name).to_owned(), (*value).to_owned()));
+                } else if let [name] = ca.as_slice() {
+                    r.request_headers.push(((*name).to_owned(), String::new()));
+                } else {
+                    self.skip(c, "proxy_set_header needs a name and a value");
+                }
+            }
             "proxy_pass" => {
                 if let Some(pool) = self.pool(c, path, kind) {
                     r.action = Some(format!("upstream = {}", q(&pool)));
@@ -1032,6 +1064,10 @@ impl Out {
             let c = Seen { d, file };
             self.location_directive(&c, path, &kind, &mut r, named);
         }
+        // nginx: a level with its own proxy_set_header inherits none.
+        if r.request_headers.is_empty() {
+            r.request_headers.clone_from(&scope.request_headers);
+        }
         // nginx: a level with its own add_header inherits none.
         if !r.own_headers {
             for (d, file) in &scope.loc_headers {
@@ -1062,6 +1098,7 @@ impl Out {
                 .collect();
         }
         inner.parent = Some((kind.clone(), path.to_owned()));
+        inner.request_headers.clone_from(&r.request_headers);
         for (d, file) in &expanded {
             if d.name == "location" {
                 self.location(&Seen { d, file }, &inner, named);
@@ -1179,6 +1216,19 @@ impl Out {
         }
         if !h.is_empty() {
             lines.push(format!("headers = {{ {} }}", h.join(", ")));
+        }
+        let proxied = lines.iter().any(|l| l.starts_with("upstream = "));
+        if !r.request_headers.is_empty() && proxied {
+            let mut by_name: Vec<(String, String)> = Vec::new();
+            for (k, v) in &r.request_headers {
+                by_name.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
+                by_name.push((k.clone(), v.clone()));
+            }
+            let set: Vec<String> = by_name
+                .iter()
+                .map(|(k, v)| format!("{} = {}", q(k), q(v)))
+                .collect();
+            lines.push(format!("request_headers = {{ {} }}", set.join(", ")));
         }
         if !r.limits.is_empty() {
             r.limits.dedup();
@@ -1323,6 +1373,7 @@ impl Out {
                     .iter()
                     .any(|a| !matches!(a.as_str(), "_" | "\"\"" | ""))
         });
+        let mut own_set_headers = false;
         for (d, file) in &expanded {
             let c = Seen { d, file };
             if d.name == "location" {
@@ -1464,6 +1515,16 @@ impl Out {
                 "try_files" => {
                     self.skip(&c, "try_files at server level: write it in a location");
                 }
+                "proxy_set_header" => {
+                    if let Some((n, v)) = self.inherited_header(&c) {
+                        // nginx: a level with its own proxy_set_header inherits none.
+                        if !own_set_headers {
+                            scope.request_headers.clear();
+                            own_set_headers = true;
+                        }
+                        scope.request_headers.push((n, v));
+                    }
+                }
                 _ => self.skip(&c, "not translated in a server block"),
             }
         }
@@ -1534,6 +1595,7 @@ impl Out {
                     | "client_max_body_size"
                     | "proxy_read_timeout"
                     | "proxy_connect_timeout"
+                    | "proxy_set_header"
             );
             if name == "http" && d.block.is_some() {
                 let items = d
@@ -1635,6 +1697,13 @@ impl Out {
                 },
                 "server" => self.server(&s),
                 "add_header" => self.header(&s, None),
+                "proxy_set_header" => {
+                    if !self.common(&s) {
+                        if let Some(h) = self.inherited_header(&s) {
+                            self.http_scope.request_headers.push(h);
+                        }
+                    }
+                }
                 _ => {
                     if !self.common(&s) && !self.variables(&s) {
                         self.skip(&s, "not translated at this level");
@@ -1643,6 +1712,29 @@ impl Out {
             }
         }
     }
+}
+
+/// Request headers rampart sets (framing, hop-by-hop, forwarding): a config cannot name them.
+fn rampart_sets(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-connection"
+            | "proxy"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-real-ip"
+            | "x-request-id"
+            | "traceparent"
+    )
 }
 
 /// An include [`Out::known_include`] accounts for by name.

@@ -231,6 +231,7 @@ mod tests {
             path_regex: None,
             prefix_priority: false,
             strip_prefix: false,
+            request_headers: Vec::new(),
             action: Action::Respond {
                 status: 200,
                 body: String::new(),

@@ -142,6 +142,16 @@ pub fn upstream<'e>(
         tls: conn.tls,
     };
     let fwd = proxy::prepare_request(req, pq.as_deref(), &info, (r.request_id, r.context));
+    for (name, value) in &route.request_headers {
+        match value {
+            Some(v) => {
+                req.headers_mut().insert(name.clone(), v.clone());
+            }
+            None => {
+                req.headers_mut().remove(name);
+            }
+        }
+    }
     (pool, fwd, std::time::Instant::now())
 }
 

@@ -173,6 +173,38 @@ async fn the_proxy_header_never_reaches_the_upstream() {
     }
 }
 
+/// `request_headers` (nginx's `proxy_set_header`): set on the request sent upstream,
+/// replacing a client's header of the name; an empty value removes the client's. On both
+/// upstream clients (rampart's own for a GET, hyper's for a POST with a body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_are_set_and_removed_upstream() {
+    let up = Upstream::start("a").await;
+    let toml = format!(
+        "{}request_headers = {{ \"X-Forwarded-Ssl\" = \"on\", \"X-Debug\" = \"\" }}\n",
+        proxy_toml(&[up.authority()], "", "")
+    );
+    let edge = start(&toml).await;
+    for method in ["GET", "POST"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/x")
+            .header("host", "h")
+            .header("x-forwarded-ssl", "off")
+            .header("x-debug", "1")
+            .header("x-kept", "yes")
+            .body(client::full(if method == "POST" { "b" } else { "" }))
+            .unwrap();
+        assert_eq!(client::plain(edge.http(), req).await.status, 200);
+    }
+    for seen in up.seen() {
+        let h = &seen.headers;
+        assert_eq!(h.get_all("x-forwarded-ssl").iter().count(), 1, "{h:?}");
+        assert_eq!(h["x-forwarded-ssl"], "on", "{h:?}");
+        assert!(!h.contains_key("x-debug"), "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_upstream_is_502_json_with_request_id() {
     let edge = start(&proxy_toml(&[dead_addr().to_string()], "", "")).await;
