@@ -1020,6 +1020,10 @@ pub fn prepare_request<B>(
 ) -> Forwarding {
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     strip_hop_by_hop(req.headers_mut(), upgrade);
+    if context.drop_state {
+        req.headers_mut()
+            .remove(crate::wire::trace_context::TRACESTATE);
+    }
     let client_host = req.headers().get(header::HOST).cloned();
     let host = match client_host {
         Some(_) => None,

@@ -21,7 +21,13 @@ pub struct TraceContext {
     flags: [u8; 2],
     /// Whether the client sent it (a continued trace), or rampart started it.
     pub continued: bool,
+    /// The client sent a `traceparent` that does not parse: its `tracestate` belongs to
+    /// nothing and is not forwarded (W3C: restart the trace, drop the state).
+    pub drop_state: bool,
 }
+
+/// `tracestate`.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 fn is_hex(b: &[u8]) -> bool {
     b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
@@ -56,16 +62,15 @@ impl TraceContext {
             trace_id: trace.try_into().unwrap_or([b'0'; 32]),
             flags: [flags[0], flags[1]],
             continued: true,
+            drop_state: false,
         })
     }
 
     /// The trace of a request with these headers and this request ID (`generated`: made
     /// by rampart, so 32 lowercase hex digits, not all zero).
     pub fn of(headers: &HeaderMap, request_id: &HeaderValue, generated: bool) -> Self {
-        if let Some(c) = headers
-            .get(TRACEPARENT)
-            .and_then(|v| Self::parse(v.as_bytes()))
-        {
+        let sent = headers.get(TRACEPARENT);
+        if let Some(c) = sent.and_then(|v| Self::parse(v.as_bytes())) {
             return c;
         }
         let id = request_id.as_bytes();
@@ -79,6 +84,7 @@ impl TraceContext {
             trace_id,
             flags: *b"00",
             continued: false,
+            drop_state: sent.is_some(),
         }
     }
 

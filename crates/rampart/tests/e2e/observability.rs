@@ -1126,7 +1126,7 @@ async fn trace_context_is_continued_or_started_and_logged() {
             .uri(path)
             .header("host", "h");
         if let Some(tp) = tp {
-            b = b.header("traceparent", tp);
+            b = b.header("traceparent", tp).header("tracestate", "vendor=1");
         }
         let body = if method == "POST" { "x" } else { "" };
         b.body(client::full(body)).unwrap()
@@ -1145,12 +1145,24 @@ async fn trace_context_is_continued_or_started_and_logged() {
         );
         assert!(tp.ends_with("-01"), "{tp}");
         assert_ne!(&tp[36..52], "00f067aa0ba902b7", "rampart's own span");
-        // Started: the trace id is the request id; invalid ones are replaced.
+        assert_eq!(
+            seen.headers["tracestate"], "vendor=1",
+            "kept with its trace"
+        );
+        // Started: the trace id is the request id; invalid ones are replaced, and their
+        // tracestate dropped.
         for bad in [None, Some("00-zz-00f067aa0ba902b7-01")] {
             let r = client::plain(edge.http(), send(method, "/b", bad)).await;
             let id = r.header("x-request-id").unwrap().to_owned();
             let seen = &up.seen()[i];
             i += 1;
+            if bad.is_some() {
+                assert!(
+                    !seen.headers.contains_key("tracestate"),
+                    "{:?}",
+                    seen.headers
+                );
+            }
             let tp = seen.headers["traceparent"].to_str().unwrap().to_owned();
             assert_eq!(&tp[3..35], id, "{tp}");
             assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
