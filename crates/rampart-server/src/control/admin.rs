@@ -111,10 +111,10 @@ async fn handle(live: &Arc<Live>, req: Request<Incoming>) -> Response<Body> {
         }
         (Method::GET, ["status", "events"]) => super::status_page::events(live),
         (Method::GET | Method::HEAD, ["upstreams"]) => {
-            json_response(StatusCode::OK, &upstreams(&edge))
+            json_response(StatusCode::OK, &status::upstreams(&edge))
         }
         (Method::GET | Method::HEAD, ["certificates"]) => {
-            json_response(StatusCode::OK, &certificates(&edge))
+            json_response(StatusCode::OK, &status::certificates(&edge))
         }
         (Method::GET | Method::HEAD, ["revocations"]) => {
             let r = &live.revocations;
@@ -189,48 +189,6 @@ async fn body_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
         .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", &e.to_string()))
-}
-
-/// `/upstreams`.
-pub(crate) fn upstreams(edge: &Edge) -> Value {
-    let pools: Vec<Value> = edge
-        .pools()
-        .iter()
-        .map(|p| {
-            let servers: Vec<Value> = p
-                .servers()
-                .iter()
-                .map(|s| {
-                    json!({
-                        "server": s.authority,
-                        "up": p.is_up(s),
-                        "weight": s.weight(),
-                        "draining": s.weight() == 0,
-                        "inflight": s.inflight(),
-                        "errors": s.errors(),
-                        "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
-                        "passive": if s.passive_down() { "out" } else { "in" },
-                    })
-                })
-                .collect();
-            let routes: Vec<&str> = edge
-                .config
-                .routes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| edge.route_pool(*i) == edge.pool_index(&p.name))
-                .map(|(_, r)| r.name.as_str())
-                .collect();
-            json!({
-                "name": p.name,
-                "state": status::pool_state(p),
-                "required": p.config.required,
-                "routes": routes,
-                "servers": servers,
-            })
-        })
-        .collect();
-    json!({ "upstreams": pools })
 }
 
 fn set_server(live: &Arc<Live>, pool: &str, server: &str, v: &Value) -> Response<Body> {
@@ -315,25 +273,6 @@ fn switch_routes(live: &Arc<Live>, edge: &Edge, v: &Value) -> Response<Body> {
         ),
         Err(e) => error(StatusCode::NOT_FOUND, "not_found", &e),
     }
-}
-
-/// `/certificates`.
-pub(crate) fn certificates(edge: &Edge) -> Value {
-    let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(0);
-    let list: Vec<Value> = edge
-        .certificates_now()
-        .iter()
-        .map(|c| {
-            json!({
-                "source": c.source,
-                "names": c.names,
-                "not_after": c.not_after,
-                "days_left": (c.not_after - now).div_euclid(86_400),
-                "ocsp": crate::request::status::ocsp_json(c),
-            })
-        })
-        .collect();
-    json!({ "certificates": list })
 }
 
 /// `POST /revocations`.

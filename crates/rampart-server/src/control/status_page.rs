@@ -124,8 +124,8 @@ pub(crate) async fn snapshot(live: &Live) -> Value {
         "health": health,
         "requests": requests,
         "refusals": refusals,
-        "upstreams": super::admin::upstreams(&edge),
-        "certificates": super::admin::certificates(&edge),
+        "upstreams": crate::request::status::upstreams(&edge),
+        "certificates": crate::request::status::certificates(&edge),
         "recent": recent,
     })
 }

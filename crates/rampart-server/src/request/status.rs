@@ -393,3 +393,64 @@ pub(crate) fn ocsp_json(c: &crate::edge::tls::LoadedCert) -> Value {
         "next_attempt": st.next_attempt,
     })
 }
+
+/// `/upstreams`.
+pub(crate) fn upstreams(edge: &Edge) -> Value {
+    let pools: Vec<Value> = edge
+        .pools()
+        .iter()
+        .map(|p| {
+            let servers: Vec<Value> = p
+                .servers()
+                .iter()
+                .map(|s| {
+                    json!({
+                        "server": s.authority,
+                        "up": p.is_up(s),
+                        "weight": s.weight(),
+                        "draining": s.weight() == 0,
+                        "inflight": s.inflight(),
+                        "errors": s.errors(),
+                        "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
+                        "passive": if s.passive_down() { "out" } else { "in" },
+                    })
+                })
+                .collect();
+            let routes: Vec<&str> = edge
+                .config
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| edge.route_pool(*i) == edge.pool_index(&p.name))
+                .map(|(_, r)| r.name.as_str())
+                .collect();
+            json!({
+                "name": p.name,
+                "state": pool_state(p),
+                "required": p.config.required,
+                "routes": routes,
+                "servers": servers,
+            })
+        })
+        .collect();
+    json!({ "upstreams": pools })
+}
+
+/// `/certificates`.
+pub(crate) fn certificates(edge: &Edge) -> Value {
+    let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(0);
+    let list: Vec<Value> = edge
+        .certificates_now()
+        .iter()
+        .map(|c| {
+            json!({
+                "source": c.source,
+                "names": c.names,
+                "not_after": c.not_after,
+                "days_left": (c.not_after - now).div_euclid(86_400),
+                "ocsp": ocsp_json(c),
+            })
+        })
+        .collect();
+    json!({ "certificates": list })
+}
