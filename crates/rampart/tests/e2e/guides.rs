@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use rampart_test_support::pki::Pki;
 use rampart_test_support::TempDir;
 
-use crate::harness::{bin, curl, serve_cmd, AppServer};
+use crate::harness::{bin, curl, AppServer};
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,17 +94,7 @@ fn preflight_passes(d: &Path) {
 
 /// `rampart serve` on the example, in production, on free ports.
 fn serve_example(d: &Path) -> crate::harness::Proc {
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    serve_cmd(cmd, d, 2)
+    crate::harness::serve_http_https(d)
 }
 
 /// `rampart verify --expect-config rampart.toml --active` (plus `extra`) against the

@@ -110,6 +110,22 @@ pub fn serve(cwd: &std::path::Path, args: &[&str], listeners: usize) -> Proc {
     serve_cmd(cmd, cwd, listeners)
 }
 
+/// `rampart serve -c rampart.toml` in `dir` with both listeners on free ports.
+pub fn serve_http_https(dir: &std::path::Path) -> Proc {
+    serve(
+        dir,
+        &[
+            "-c",
+            "rampart.toml",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ],
+        2,
+    )
+}
+
 /// As [`serve`], for a prepared command (a wrapper such as `prlimit` around the binary).
 pub fn serve_cmd(mut cmd: Command, cwd: &std::path::Path, listeners: usize) -> Proc {
     let mut child = cmd

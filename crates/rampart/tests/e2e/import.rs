@@ -9,7 +9,7 @@ use rampart_test_support::pki::Pki;
 use rampart_test_support::upstream::Upstream;
 use rampart_test_support::TempDir;
 
-use crate::harness::{bin, curl, serve_cmd};
+use crate::harness::{bin, curl};
 
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +51,23 @@ fn import(dir: &Path, name: &str) -> Vec<String> {
 /// Every static root of an imported config replaced by a directory made here, and the
 /// certificate by a test one: what `rampart check` needs to accept it on this machine.
 fn localize_all(dir: &Path, pki: &Pki) {
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
+    localize_with(dir, pki, &[], true);
+}
+
+/// This host's certificate and static roots in place of the guide's paths.
+fn localize(dir: &Path, pki: &Pki, rewrite: &[(&str, String)]) -> String {
+    localize_with(dir, pki, rewrite, false)
+}
+
+/// The test certificate in `[tls]`, `rewrite` applied to every other line, and, with
+/// `fresh_roots`, each `static` root replaced by a new directory here.
+fn localize_with(dir: &Path, pki: &Pki, rewrite: &[(&str, String)], fresh_roots: bool) -> String {
+    let leaf = pki.leaf_valid(
+        "edge",
+        &["localhost", "finia.example.com"],
+        -3600,
+        90 * 86_400,
+    );
     let mut in_tls = false;
     let mut out = String::new();
     for (i, line) in std::fs::read_to_string(dir.join("rampart.toml"))
@@ -66,40 +82,10 @@ fn localize_all(dir: &Path, pki: &Pki) {
             format!("cert = \"{}\"", leaf.cert.display())
         } else if in_tls && line.starts_with("key = ") {
             format!("key = \"{}\"", leaf.key.display())
-        } else if line.starts_with("static = ") {
+        } else if fresh_roots && line.starts_with("static = ") {
             let root = dir.join(format!("static{i}"));
             std::fs::create_dir_all(&root).unwrap();
             format!("static = \"{}\"", root.display())
-        } else {
-            line.to_owned()
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    std::fs::write(dir.join("rampart.toml"), &out).unwrap();
-}
-
-/// This host's certificate and static roots in place of the guide's paths.
-fn localize(dir: &Path, pki: &Pki, rewrite: &[(&str, String)]) -> String {
-    let leaf = pki.leaf_valid(
-        "edge",
-        &["localhost", "finia.example.com"],
-        -3600,
-        90 * 86_400,
-    );
-    let mut in_tls = false;
-    let mut out = String::new();
-    for line in std::fs::read_to_string(dir.join("rampart.toml"))
-        .unwrap()
-        .lines()
-    {
-        if line.starts_with('[') {
-            in_tls = line == "[tls]";
-        }
-        let line = if in_tls && line.starts_with("cert = ") {
-            format!("cert = \"{}\"", leaf.cert.display())
-        } else if in_tls && line.starts_with("key = ") {
-            format!("key = \"{}\"", leaf.key.display())
         } else {
             let mut l = line.to_owned();
             for (from, to) in rewrite {
@@ -200,19 +186,7 @@ async fn guide_003_imported_behaves_as_its_nginx() {
         &pki,
         &[("\"api:8000\"", format!("\"{}\"", up.authority()))],
     );
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let edge = tokio::task::spawn_blocking(move || serve_cmd(cmd, &dir, 2))
-        .await
-        .unwrap();
+    let edge = serve_imported(&dir).await;
     let (https, http) = (edge.https.unwrap(), edge.http.unwrap());
     let resolve = format!("finia.example.com:{}:127.0.0.1", https.port());
     let url = |p: &str| format!("https://finia.example.com:{}{p}", https.port());
@@ -398,17 +372,7 @@ const REAL_WORLD: &[(&str, &[&str])] = &[
 /// Starts the imported config in `dir` on ephemeral ports.
 async fn serve_imported(dir: &Path) -> crate::harness::Proc {
     let dir = dir.to_path_buf();
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "-c",
-        "rampart.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    tokio::task::spawn_blocking(move || serve_cmd(cmd, &dir, 2))
+    tokio::task::spawn_blocking(move || crate::harness::serve_http_https(&dir))
         .await
         .unwrap()
 }
