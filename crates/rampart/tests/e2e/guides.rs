@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rampart_test_support::pki::Pki;
+use rampart_test_support::pki::{Leaf, Pki};
 use rampart_test_support::TempDir;
 
 use crate::harness::{bin, curl, AppServer};
@@ -92,6 +92,25 @@ fn preflight_passes(d: &Path) {
     assert_ne!(v["status"], "failed", "{v:#}");
 }
 
+/// A copy of `examples/NAME` in `tmp/sub`, a private CA with a `localhost` leaf, and the
+/// CA at `ssl/ca.pem` in the copy.
+fn checkout(tmp: &TempDir, name: &str, sub: &str) -> (PathBuf, Pki, Leaf) {
+    let dir = tmp.path().join(sub);
+    copy_dir(&example(name), &dir);
+    let pki = Pki::new();
+    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
+    std::fs::create_dir_all(dir.join("ssl")).unwrap();
+    std::fs::copy(pki.ca_path(), dir.join("ssl/ca.pem")).unwrap();
+    (dir, pki, leaf)
+}
+
+/// Tells preflight where this test's private CA is (a `[preflight]` section appended).
+fn trust_test_ca(d: &Path) {
+    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
+    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
+    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+}
+
 /// `rampart serve` on the example, in production, on free ports.
 fn serve_example(d: &Path) -> crate::harness::Proc {
     crate::harness::serve_http_https(d)
@@ -149,17 +168,11 @@ fn random_token(dir: &Path) -> String {
 #[test]
 fn guide_000_churnvision_end_to_end() {
     let tmp = TempDir::new("guide-000");
-    let dir = tmp.path().join("churnvision");
-    copy_dir(&example("000-churnvision"), &dir);
-    let d = dir.as_path();
-
     // TLS from a private CA for `localhost` (infra/ssl in the guide).
-    let pki = Pki::new();
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
-    std::fs::create_dir_all(d.join("ssl")).unwrap();
+    let (dir, _pki, leaf) = checkout(&tmp, "000-churnvision", "churnvision");
+    let d = dir.as_path();
     std::fs::copy(&leaf.cert, d.join("ssl/cert.pem")).unwrap();
     std::fs::copy(&leaf.key, d.join("ssl/key.pem")).unwrap();
-    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
     // This deployment's CA is private: preflight is told where it is. The config is then
     // what the integrity manifest describes.
     let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
@@ -499,16 +512,9 @@ fn guide_000_churnvision_end_to_end() {
 #[test]
 fn guide_001_valor_ivx_end_to_end() {
     let tmp = TempDir::new("guide-001");
-    let dir = tmp.path().join("valor");
-    copy_dir(&example("001-valor-ivx"), &dir);
+    let (dir, _pki, leaf) = checkout(&tmp, "001-valor-ivx", "valor");
     let d = dir.as_path();
-    let pki = Pki::new();
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
-    std::fs::create_dir_all(d.join("ssl")).unwrap();
-    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
-    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
-    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
-    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+    trust_test_ca(d);
 
     // "gunicorn --bind 127.0.0.1:5002 --workers 4 --timeout 120 app:app" (a free port).
     let backend = AppServer::start(
@@ -675,18 +681,11 @@ fn guide_001_valor_ivx_end_to_end() {
 #[test]
 fn guide_004_workload_tracker_end_to_end() {
     let tmp = TempDir::new("guide-004");
-    let dir = tmp.path().join("tracker");
-    copy_dir(&example("004-workload-tracker"), &dir);
+    let (dir, _pki, leaf) = checkout(&tmp, "004-workload-tracker", "tracker");
     let d = dir.as_path();
-    let pki = Pki::new();
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
-    std::fs::create_dir_all(d.join("ssl")).unwrap();
     std::fs::copy(&leaf.cert, d.join("ssl/cert.pem")).unwrap();
     std::fs::copy(&leaf.key, d.join("ssl/key.pem")).unwrap();
-    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
-    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
-    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
-    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+    trust_test_ca(d);
     std::fs::write(
         d.join("backup.key"),
         rampart(d, &["secrets", "generate", "backup-key"]).stdout,
@@ -835,13 +834,8 @@ fn guide_004_workload_tracker_end_to_end() {
 #[test]
 fn guide_002_customer_service_ai_end_to_end() {
     let tmp = TempDir::new("guide-002");
-    let dir = tmp.path().join("csai");
-    copy_dir(&example("002-customer-service-ai"), &dir);
+    let (dir, _pki, leaf) = checkout(&tmp, "002-customer-service-ai", "csai");
     let d = dir.as_path();
-    let pki = Pki::new();
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
-    std::fs::create_dir_all(d.join("ssl")).unwrap();
-    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
     let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
     toml = toml.replace(
         "[preflight]\n",
@@ -1021,16 +1015,9 @@ fn guide_002_customer_service_ai_end_to_end() {
 #[test]
 fn guide_003_finia_end_to_end() {
     let tmp = TempDir::new("guide-003");
-    let dir = tmp.path().join("finia");
-    copy_dir(&example("003-finia"), &dir);
+    let (dir, _pki, leaf) = checkout(&tmp, "003-finia", "finia");
     let d = dir.as_path();
-    let pki = Pki::new();
-    let leaf = pki.leaf_valid("edge", &["localhost"], -3600, 90 * 86_400);
-    std::fs::create_dir_all(d.join("ssl")).unwrap();
-    std::fs::copy(pki.ca_path(), d.join("ssl/ca.pem")).unwrap();
-    let mut toml = std::fs::read_to_string(d.join("rampart.toml")).unwrap();
-    toml.push_str("\n# A private CA (this test's).\n[preflight]\nca_file = \"ssl/ca.pem\"\n");
-    std::fs::write(d.join("rampart.toml"), toml).unwrap();
+    trust_test_ca(d);
     std::fs::write(
         d.join("backup.key"),
         rampart(d, &["secrets", "generate", "backup-key"]).stdout,
