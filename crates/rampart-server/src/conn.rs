@@ -4,5 +4,7 @@
 
 pub mod fd_limit;
 mod h1fast;
+#[cfg(any(test, feature = "fuzzing"))]
+pub use h1fast::fuzz_head;
 pub mod server;
 pub mod serving;

@@ -37,6 +37,49 @@ pub mod request;
 pub mod state;
 pub mod wire;
 
+/// Entry points for fuzzing the hand-written HTTP/1.1 codecs (`fuzz/`, cargo-fuzz) and
+/// for replaying the committed corpus in the tests; not part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A request head as the fast path reads it, checked against hyper's server.
+    pub use crate::conn::fuzz_head as request_head;
+    /// An upstream answer as the origin client reads it, checked against hyper's client.
+    pub use crate::handler::proxy::fuzz_response as response;
+
+    #[cfg(test)]
+    mod tests {
+        /// Every input in `fuzz/corpus/<target>/` (what cargo-fuzz kept, minimised to
+        /// its coverage) and `fuzz/regressions/<target>/` (the failing inputs it found,
+        /// named by the bug, each fixed) replayed on every test run, on stable.
+        #[test]
+        fn the_fuzz_corpus_replays_clean() {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+            type Target = fn(&[u8]);
+            let targets: [(&str, Target); 2] = [
+                ("request_head", super::request_head),
+                ("response", super::response),
+            ];
+            for (name, target) in targets {
+                let mut n = 0;
+                for set in ["corpus", "regressions"] {
+                    let dir = root.join(set).join(name);
+                    let entries =
+                        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
+                    for entry in entries {
+                        let path = entry.unwrap().path();
+                        let bytes = std::fs::read(&path).unwrap();
+                        let caught = std::panic::catch_unwind(|| target(&bytes));
+                        assert!(caught.is_ok(), "{name}: {path:?} fails");
+                        n += 1;
+                    }
+                }
+                assert!(n >= 100, "{name}: only {n} inputs");
+            }
+        }
+    }
+}
+
 pub use control::live::{self as live, Live};
 pub use control::{start, Running};
 pub use edge::Edge;

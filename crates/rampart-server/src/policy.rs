@@ -524,8 +524,14 @@ pub fn restore_locks(policies: &Policies, config: &Config) {
     }
 }
 
-/// Runs the response policies.
-pub fn after(env: &Env<'_>, route: &Route, ctx: Ctx, resp: &mut Response<Body>) {
+/// Runs the response policies. The `RateLimit-*` values of the tightest limit passed are
+/// returned, not set: the writer serializes them (see [`rate_limit::RateHeaders`]).
+pub fn after(
+    env: &Env<'_>,
+    route: &Route,
+    ctx: Ctx,
+    resp: &mut Response<Body>,
+) -> Option<rate_limit::RateHeaders> {
     let pol = env.policies;
     let config = env.config;
     let h = resp.headers_mut();
@@ -537,7 +543,6 @@ pub fn after(env: &Env<'_>, route: &Route, ctx: Ctx, resp: &mut Response<Body>) 
             ctx.cors_origin,
         );
     }
-    rate_limit::headers(h, &ctx.passed);
     let c = &config.policies.csrf;
     if ctx.set_csrf {
         csrf::issue(h, c, &pol.rng);
@@ -545,4 +550,5 @@ pub fn after(env: &Env<'_>, route: &Route, ctx: Ctx, resp: &mut Response<Body>) 
     if matches!(route.action, Action::Upstream(_)) && route.policy.cookies.is_active() {
         cookies::harden(h, &route.policy.cookies, &c.cookie);
     }
+    ctx.passed.rate.map(rate_limit::RateHeaders)
 }

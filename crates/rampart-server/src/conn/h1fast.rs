@@ -26,6 +26,7 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::serving::Serving;
+use crate::policy::rate_limit::RateHeaders;
 use crate::request::connection::ConnInfo;
 use crate::request::stack;
 use crate::wire::activity::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
@@ -300,7 +301,7 @@ where
                     None,
                 ))
             });
-    let Ok((resp, policy)) = answered else {
+    let Ok((resp, deferred)) = answered else {
         return Ok(false);
     };
     if activity.signal.load(Ordering::Acquire) > SIGNAL_PARK {
@@ -333,7 +334,9 @@ where
     for (name, value) in &parts.headers {
         if name == header::CONNECTION
             || name == header::TRANSFER_ENCODING
-            || policy.is_some_and(|p| p.overrides(name))
+            || deferred.is_some_and(|d| {
+                d.policy.overrides(name) || (d.rate.is_some() && RateHeaders::overrides(name))
+            })
         {
             continue;
         }
@@ -345,8 +348,11 @@ where
         out.extend_from_slice(b"\r\n");
     }
     // The header policy, as `headers::apply` would have set it.
-    if let Some(p) = policy {
-        out.extend_from_slice(p.lines(info.tls));
+    if let Some(d) = deferred {
+        out.extend_from_slice(d.policy.lines(info.tls));
+        if let Some(rate) = d.rate {
+            rate.write(out);
+        }
         if !server {
             out.extend_from_slice(b"server: rampart\r\n");
         }
@@ -508,6 +514,102 @@ fn with_date(f: impl FnOnce(&[u8])) {
     });
 }
 
+/// Fuzzing entry point (the cargo-fuzz target `request_head` and the corpus replay test):
+/// whatever the fast path takes as a simple request, hyper's own server reads as the same
+/// request, the head limit holds to the byte, and a head left to hyper keeps its bytes.
+#[cfg(any(test, feature = "fuzzing"))]
+#[allow(clippy::unwrap_used, clippy::panic)] // a fuzz harness: a panic is its finding
+pub fn fuzz_head(bytes: &[u8]) {
+    const LIMIT: usize = 64 * 1024;
+    let mut buf = BytesMut::from(bytes);
+    let Parsed::Simple(req, _) = parse(&mut buf, STACK_HEADERS, LIMIT) else {
+        assert_eq!(&buf[..], bytes, "a head left to hyper keeps its bytes");
+        return;
+    };
+    let taken = bytes.len() - buf.len();
+    assert!(taken <= LIMIT);
+    assert_eq!(
+        &buf[..],
+        &bytes[taken..],
+        "what follows the head stays buffered"
+    );
+    let exact = parse(&mut BytesMut::from(bytes), STACK_HEADERS, taken);
+    assert!(
+        matches!(exact, Parsed::Simple(..)),
+        "a head of the limit is taken"
+    );
+    let over = parse(&mut BytesMut::from(bytes), STACK_HEADERS, taken - 1);
+    assert!(
+        matches!(over, Parsed::TooLarge),
+        "a head one byte over is refused"
+    );
+    let Some((m, t, v, h)) = hyper_reading(&bytes[..taken]) else {
+        panic!(
+            "fast path accepted what hyper refuses: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    };
+    assert_eq!(
+        (req.method().as_str(), req.uri().to_string(), req.version()),
+        (m.as_str(), t, v)
+    );
+    let ours: Vec<(String, Vec<u8>)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(ours, h, "{:?}", String::from_utf8_lossy(bytes));
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+/// Method, target, version and headers of a request as read.
+pub(crate) type Reading = (String, String, Version, Vec<(String, Vec<u8>)>);
+
+#[cfg(any(test, feature = "fuzzing"))]
+/// What hyper's own HTTP/1 server makes of `bytes`: the request it hands the service
+/// (method, target, version, headers), or `None` when it refuses them.
+#[allow(clippy::unwrap_used, clippy::panic)] // a fuzz harness: a panic is its finding
+pub(crate) fn hyper_reading(bytes: &[u8]) -> Option<Reading> {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let seen = Arc::new(Mutex::new(None));
+        let s2 = seen.clone();
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            *s2.lock().unwrap() = Some((
+                req.method().as_str().to_owned(),
+                req.uri().to_string(),
+                req.version(),
+                headers,
+            ));
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+        });
+        let conn = tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
+        );
+        let (mut r, mut w) = tokio::io::split(client);
+        w.write_all(bytes).await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), r.read_to_end(&mut out)).await;
+        conn.abort();
+        let reading = seen.lock().unwrap().take();
+        reading
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,53 +672,6 @@ mod tests {
         let mut buf = BytesMut::from(raw);
         assert!(matches!(parse(&mut buf, 64, 1024), Parsed::Other));
         assert_eq!(&buf[..], raw);
-    }
-
-    /// Method, target, version and headers of a request as read.
-    type Reading = (String, String, Version, Vec<(String, Vec<u8>)>);
-
-    /// What hyper's own HTTP/1 server makes of `bytes`: the request it hands the service
-    /// (method, target, version, headers), or `None` when it refuses them.
-    fn hyper_reading(bytes: &[u8]) -> Option<Reading> {
-        use std::sync::{Arc, Mutex};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, server) = tokio::io::duplex(1 << 20);
-            let seen = Arc::new(Mutex::new(None));
-            let s2 = seen.clone();
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-                    .collect();
-                *s2.lock().unwrap() = Some((
-                    req.method().as_str().to_owned(),
-                    req.uri().to_string(),
-                    req.version(),
-                    headers,
-                ));
-                async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
-            });
-            let conn = tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
-            );
-            let (mut r, mut w) = tokio::io::split(client);
-            w.write_all(bytes).await.unwrap();
-            w.shutdown().await.unwrap();
-            let mut out = Vec::new();
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(2), r.read_to_end(&mut out))
-                    .await;
-            conn.abort();
-            let reading = seen.lock().unwrap().take();
-            reading
-        })
     }
 
     /// Pieces request heads are built from: valid, odd and hostile.

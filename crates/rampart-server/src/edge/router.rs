@@ -13,11 +13,21 @@ use std::borrow::Cow;
 
 use rampart_config::runtime::{HostPattern, Route};
 
-/// The compiled route table.
+/// Tables of at most this many entries are scanned in order: for a few routes a scan is
+/// cheaper than hashing the path's prefixes.
+const SCAN_MAX: usize = 8;
+
+type Map<V> = std::collections::HashMap<Box<str>, V, foldhash::fast::FixedState>;
+
+/// The compiled route table: a path table per exact host (found by hash), per wildcard
+/// suffix (found by hashing each of the host's dot-suffixes, longest first) and one for
+/// routes without a host. The cost of a lookup does not grow with the number of routes.
 #[derive(Debug)]
 pub struct Router {
-    /// (index into routes, host pattern) in precedence order.
-    entries: Vec<Entry>,
+    exact_hosts: Map<Table>,
+    /// Keyed by the suffix with its dot (`*.example.com` is `.example.com`).
+    wildcards: Map<Table>,
+    any: Table,
     /// Regex routes in config order (nginx checks `location ~` in the order written).
     regexes: Vec<RegexEntry>,
 }
@@ -25,12 +35,82 @@ pub struct Router {
 #[derive(Debug)]
 struct Entry {
     route: usize,
-    host: Option<HostPattern>,
     host_rank: (u8, usize),
     path: String,
     exact: bool,
     /// nginx's `^~`: regexes are not consulted when this prefix is the longest match.
     final_match: bool,
+}
+
+/// One host group's routes: the longest matching path wins, an exact route before a
+/// prefix route of the same path, then the first in config order.
+#[derive(Debug, Default)]
+struct Table {
+    /// In precedence order (longest path first, exact first, config order).
+    entries: Vec<Entry>,
+    /// Over [`SCAN_MAX`] entries: the first entry for each exact path and each prefix.
+    index: Option<Index>,
+}
+
+#[derive(Debug)]
+struct Index {
+    exact: Map<usize>,
+    prefixes: Map<usize>,
+    /// `has_len[n]`: some prefix is `n` bytes long (only those lengths are looked up).
+    has_len: Vec<bool>,
+}
+
+impl Table {
+    fn seal(&mut self) {
+        self.entries
+            .sort_by_key(|e| (usize::MAX - e.path.len(), !e.exact, e.route));
+        if self.entries.len() <= SCAN_MAX {
+            return;
+        }
+        let mut index = Index {
+            exact: Map::default(),
+            prefixes: Map::default(),
+            has_len: Vec::new(),
+        };
+        for (i, e) in self.entries.iter().enumerate() {
+            let map = if e.exact {
+                &mut index.exact
+            } else {
+                let n = e.path.len();
+                if index.has_len.len() <= n {
+                    index.has_len.resize(n + 1, false);
+                }
+                index.has_len[n] = true;
+                &mut index.prefixes
+            };
+            map.entry(e.path.as_str().into()).or_insert(i);
+        }
+        self.index = Some(index);
+    }
+
+    fn find(&self, path: &str) -> Option<&Entry> {
+        let Some(index) = &self.index else {
+            return self
+                .entries
+                .iter()
+                .find(|e| path_matches(&e.path, e.exact, path));
+        };
+        if let Some(&i) = index.exact.get(path) {
+            return Some(&self.entries[i]);
+        }
+        // A prefix matches whole segments: it ends where the path does, before a `/`, or
+        // with a `/` of its own. Those lengths only, longest first.
+        let bytes = path.as_bytes();
+        let longest = bytes.len().min(index.has_len.len().saturating_sub(1));
+        (1..=longest).rev().find_map(|n| {
+            let boundary = n == bytes.len() || bytes[n] == b'/' || bytes[n - 1] == b'/';
+            if !boundary || !index.has_len[n] || !path.is_char_boundary(n) {
+                return None;
+            }
+            let e = &self.entries[*index.prefixes.get(&path[..n])?];
+            path_matches(&e.path, false, path).then_some(e)
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -52,8 +132,12 @@ fn host_rank(host: Option<&HostPattern>) -> (u8, usize) {
 impl Router {
     /// Compiles `routes`.
     pub fn new(routes: &[Route]) -> Self {
-        let mut entries = Vec::new();
-        let mut regexes = Vec::new();
+        let mut router = Router {
+            exact_hosts: Map::default(),
+            wildcards: Map::default(),
+            any: Table::default(),
+            regexes: Vec::new(),
+        };
         for (i, r) in routes.iter().enumerate() {
             let hosts: Vec<Option<HostPattern>> = if r.hosts.is_empty() {
                 vec![None]
@@ -63,7 +147,7 @@ impl Router {
             for host in hosts {
                 let host_rank = host_rank(host.as_ref());
                 if let Some(regex) = &r.path_regex {
-                    regexes.push(RegexEntry {
+                    router.regexes.push(RegexEntry {
                         route: i,
                         host,
                         host_rank,
@@ -71,9 +155,17 @@ impl Router {
                     });
                     continue;
                 }
-                entries.push(Entry {
+                let table = match &host {
+                    Some(HostPattern::Exact(h)) => {
+                        router.exact_hosts.entry(h.as_str().into()).or_default()
+                    }
+                    Some(HostPattern::Wildcard(s)) => {
+                        router.wildcards.entry(s.as_str().into()).or_default()
+                    }
+                    None => &mut router.any,
+                };
+                table.entries.push(Entry {
                     route: i,
-                    host,
                     host_rank,
                     path: r.path.clone(),
                     exact: r.exact,
@@ -81,23 +173,42 @@ impl Router {
                 });
             }
         }
-        // Sort: host group (exact, wildcard by suffix length, none), then path length, exact first.
-        entries.sort_by_key(|e| (e.host_rank, usize::MAX - e.path.len(), !e.exact, e.route));
-        Self { entries, regexes }
+        router.exact_hosts.values_mut().for_each(Table::seal);
+        router.wildcards.values_mut().for_each(Table::seal);
+        router.any.seal();
+        router
+    }
+
+    /// The prefix (or exact) route for `host` and `path`: the exact host's table, then
+    /// the wildcards' from the longest suffix, then the routes without a host. A host
+    /// group with no route for the path falls through to less specific groups (a known
+    /// host still reaches a catch-all route).
+    fn find_prefix(&self, host: &str, path: &str) -> Option<&Entry> {
+        if !self.exact_hosts.is_empty() {
+            if let Some(e) = self.exact_hosts.get(host).and_then(|t| t.find(path)) {
+                return Some(e);
+            }
+        }
+        if !self.wildcards.is_empty() {
+            let dots = host.bytes().enumerate().skip(1).filter(|(_, b)| *b == b'.');
+            for (i, _) in dots {
+                if let Some(e) = self.wildcards.get(&host[i..]).and_then(|t| t.find(path)) {
+                    return Some(e);
+                }
+            }
+        }
+        self.any.find(path)
     }
 
     /// The route for `host` (lowercase, no port) and a normalised `path`.
     ///
-    /// Entries are sorted by host group, so the first match is the most specific; a host
-    /// group with no route for the path falls through to less specific groups (a known host
-    /// still reaches a catch-all route). Then, as nginx does, regex routes are tried in
-    /// config order unless the prefix match is exact or has `prefix_priority`; the first
-    /// that matches wins, if its host group is at least as specific as the prefix match's.
-    /// A config without regex routes never looks at them.
+    /// The most specific host group's longest path wins (see [`Router::find_prefix`]).
+    /// Then, as nginx does, regex routes are tried in config order unless the prefix
+    /// match is exact or has `prefix_priority`; the first that matches wins, if its host
+    /// group is at least as specific as the prefix match's. A config without regex routes
+    /// never looks at them.
     pub fn find(&self, host: &str, path: &str) -> Option<usize> {
-        let prefix = self.entries.iter().find(|e| {
-            e.host.as_ref().is_none_or(|h| h.matches(host)) && path_matches(&e.path, e.exact, path)
-        });
+        let prefix = self.find_prefix(host, path);
         if self.regexes.is_empty() {
             return prefix.map(|e| e.route);
         }
@@ -242,6 +353,53 @@ mod tests {
             compress: None,
             csp_nonce: None,
             requires_feature: None,
+        }
+    }
+
+    /// The router before it was indexed: every entry in precedence order, first match.
+    fn scan(routes: &[Route], host: &str, path: &str) -> Option<usize> {
+        let mut all: Vec<(usize, Option<&HostPattern>)> = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            if r.hosts.is_empty() {
+                all.push((i, None));
+            }
+            all.extend(r.hosts.iter().map(|h| (i, Some(h))));
+        }
+        all.sort_by_key(|(i, h)| {
+            let r = &routes[*i];
+            (host_rank(*h), usize::MAX - r.path.len(), !r.exact, *i)
+        });
+        all.iter()
+            .find(|(i, h)| {
+                h.is_none_or(|h| h.matches(host))
+                    && path_matches(&routes[*i].path, routes[*i].exact, path)
+            })
+            .map(|(i, _)| *i)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// The indexed tables choose what a scan of every route in precedence order
+        /// chooses, for small tables (scanned) and large ones (hashed) alike.
+        #[test]
+        fn the_index_chooses_what_a_scan_chooses(
+            spec in proptest::collection::vec(
+                (0usize..6, 0usize..9, proptest::bool::ANY), 0..40),
+            queries in proptest::collection::vec((0usize..6, 0usize..10), 1..30),
+        ) {
+            const HOSTS: [Option<&str>; 6] =
+                [None, Some("a.com"), Some("b.a.com"), Some("*.a.com"), Some("*.b.a.com"), Some("*.com")];
+            const PATHS: [&str; 9] = ["/", "/a", "/a/", "/a/b", "/ab", "/a/b/", "/b", "/a/bc", "/a/b/c"];
+            let routes: Vec<Route> =
+                spec.iter().map(|&(h, p, e)| route(HOSTS[h], PATHS[p], e)).collect();
+            let r = Router::new(&routes);
+            const ASKED: [&str; 6] = ["a.com", "b.a.com", "x.b.a.com", "q.a.com", "c.com", "com"];
+            const ASKED_PATHS: [&str; 10] =
+                ["/", "/a", "/a/", "/a/b", "/a/b/c", "/ab", "/abc", "/a/bc/d", "/b/a", "/c"];
+            for (h, p) in queries {
+                let (host, path) = (ASKED[h], ASKED_PATHS[p]);
+                proptest::prop_assert_eq!(r.find(host, path), scan(&routes, host, path), "{} {}", host, path);
+            }
         }
     }
 

@@ -43,6 +43,8 @@ use tokio::net::TcpStream;
 
 pub mod health;
 mod origin;
+#[cfg(any(test, feature = "fuzzing"))]
+pub use origin::fuzz_response;
 pub use origin::OriginBody;
 
 use crate::wire::body::{Body, BodyWatch};

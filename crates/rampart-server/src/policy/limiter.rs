@@ -113,11 +113,28 @@ const EVICT_TRIES: usize = 4;
 /// for an expired key to replace.
 #[derive(Debug, Default)]
 struct Shard {
-    index: HashMap<Box<str>, u32>,
-    slots: Vec<(Box<str>, u64)>,
+    /// Slot numbers, found by the key's hash (computed once per request by the caller).
+    index: hashbrown::HashTable<u32>,
+    slots: Vec<Slot>,
     hand: usize,
     /// The TAT of the bucket new keys share while the shard is full of live keys.
     overflow: u64,
+}
+
+/// One key's state.
+#[derive(Debug)]
+struct Slot {
+    key: Box<str>,
+    hash: u64,
+    tat: u64,
+}
+
+/// The hash of a limit key: computed once per request and key, whatever number of limits
+/// count by it. Keys are chosen by clients, so the hash is keyed with a seed random per
+/// process (foldhash: a fraction of SipHash's cost on short keys).
+pub fn key_hash(key: &str) -> u64 {
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(key)
 }
 
 /// The per-key state of one limit.
@@ -128,7 +145,6 @@ pub struct Store {
     /// Keys each shard may hold: `max_keys` split exactly.
     caps: [usize; SHARDS],
     shards: Vec<Mutex<Shard>>,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Store {
@@ -141,7 +157,6 @@ impl Store {
             nodelay: limit.nodelay,
             caps: std::array::from_fn(|i| (base + usize::from(i < extra)).max(1)),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
@@ -166,39 +181,56 @@ impl Store {
     /// distinct keys can neither grow memory past `max_keys` nor escape limiting, and it
     /// costs a constant amount of work per request.
     pub fn check(&self, key: &str, now: u64) -> Decision {
-        let idx = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        self.check_hashed(key, key_hash(key), now)
+    }
+
+    /// As [`Store::check`], with the key's [`key_hash`] already computed.
+    pub fn check_hashed(&self, key: &str, hash: u64, now: u64) -> Decision {
+        // Bits the table's own probing does not use (it takes the low bits and the top 7).
+        let idx = usize::try_from((hash >> 32) % SHARDS as u64).unwrap_or(0);
         let mut guard = self.shards[idx]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let shard = &mut *guard;
-        if let Some(&slot) = shard.index.get(key) {
-            let tat = &mut shard.slots[slot as usize].1;
+        let Shard {
+            index,
+            slots,
+            hand,
+            overflow,
+        } = &mut *guard;
+        if let Some(&slot) = index.find(hash, |&i| &*slots[i as usize].key == key) {
+            let tat = &mut slots[slot as usize].tat;
             let (d, new) = self.gcra.check(*tat, now, self.nodelay);
             *tat = new;
             return d;
         }
         let (d, new) = self.gcra.check(0, now, self.nodelay);
-        if shard.slots.len() < self.caps[idx] {
-            let slot = u32::try_from(shard.slots.len()).unwrap_or(u32::MAX);
-            shard.slots.push((key.into(), new));
-            shard.index.insert(key.into(), slot);
+        let fresh = Slot {
+            key: key.into(),
+            hash,
+            tat: new,
+        };
+        if slots.len() < self.caps[idx] {
+            let slot = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+            slots.push(fresh);
+            index.insert_unique(hash, slot, |&i| slots[i as usize].hash);
             return d;
         }
-        let len = shard.slots.len();
+        let len = slots.len();
         for _ in 0..EVICT_TRIES.min(len) {
-            let slot = shard.hand;
-            shard.hand = (slot + 1) % len;
-            if shard.slots[slot].1 <= now {
-                let old = std::mem::replace(&mut shard.slots[slot], (key.into(), new));
-                shard.index.remove(&old.0);
-                shard
-                    .index
-                    .insert(key.into(), u32::try_from(slot).unwrap_or(u32::MAX));
+            let slot = *hand;
+            *hand = (slot + 1) % len;
+            if slots[slot].tat <= now {
+                let n = u32::try_from(slot).unwrap_or(u32::MAX);
+                if let Ok(old) = index.find_entry(slots[slot].hash, |&i| i == n) {
+                    old.remove();
+                }
+                slots[slot] = fresh;
+                index.insert_unique(hash, n, |&i| slots[i as usize].hash);
                 return d;
             }
         }
-        let (d, new) = self.gcra.check(shard.overflow, now, self.nodelay);
-        shard.overflow = new;
+        let (d, new) = self.gcra.check(*overflow, now, self.nodelay);
+        *overflow = new;
         d
     }
 
@@ -206,18 +238,19 @@ impl Store {
     pub fn sweep(&self, now: u64) {
         for s in &self.shards {
             let mut guard = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let shard = &mut *guard;
-            if shard.slots.iter().all(|(_, tat)| *tat > now) {
+            let Shard {
+                index, slots, hand, ..
+            } = &mut *guard;
+            if slots.iter().all(|s| s.tat > now) {
                 continue;
             }
-            shard.slots.retain(|(_, tat)| *tat > now);
-            shard.index.clear();
-            for (i, (k, _)) in shard.slots.iter().enumerate() {
-                shard
-                    .index
-                    .insert(k.clone(), u32::try_from(i).unwrap_or(u32::MAX));
+            slots.retain(|s| s.tat > now);
+            index.clear();
+            for (i, s) in slots.iter().enumerate() {
+                let n = u32::try_from(i).unwrap_or(u32::MAX);
+                index.insert_unique(s.hash, n, |&j| slots[j as usize].hash);
             }
-            shard.hand = 0;
+            *hand = 0;
         }
     }
 
@@ -508,7 +541,7 @@ mod tests {
             s.check(&format!("live{i}"), 0);
         }
         assert_eq!(s.len(), 1600, "every shard is full of live keys");
-        let live = s.shards[0].lock().unwrap().slots[0].0.to_string();
+        let live = s.shards[0].lock().unwrap().slots[0].key.to_string();
         // Flood with new keys: each looks at no more than EVICT_TRIES slots (the hands
         // move at most that far per request) and the cap holds.
         let hands: Vec<usize> = s.shards.iter().map(|m| m.lock().unwrap().hand).collect();

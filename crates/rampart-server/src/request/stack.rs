@@ -21,6 +21,7 @@ use super::trace::{self, Auditor, Seen, Trace};
 use crate::edge::router::normalize_path;
 use crate::edge::Edge;
 use crate::handler::{files, proxy, transform};
+use crate::policy::rate_limit::RateHeaders;
 use crate::policy::{self, headers, Before, Refused};
 use crate::wire::body::Body;
 use crate::wire::refusal::Refusal;
@@ -48,7 +49,8 @@ pub async fn handle(
 /// map but returned, for a writer that serializes the response itself (the HTTP/1.1 fast
 /// path): it leaves out the upstream headers the policy [overrides](HeaderPolicy::overrides)
 /// and writes the policy's [lines](HeaderPolicy::lines), and `Server: rampart` when no
-/// `Server` header is left. Without `defer` the returned policy is always `None`.
+/// `Server` header is left, and the `RateLimit-*` lines of [`Deferred::rate`] in place of
+/// the upstream's. Without `defer` nothing is deferred (always `None`).
 ///
 /// # Errors
 /// [`CloseConnection`] when policy says to drop the connection instead of answering.
@@ -57,7 +59,7 @@ pub async fn respond<'e>(
     conn: &ConnInfo,
     req: Request<Body>,
     defer: bool,
-) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), CloseConnection> {
+) -> Result<(Response<Body>, Option<Deferred<'e>>), CloseConnection> {
     #[cfg(feature = "test-panic")]
     crate::request::rescue::test_trigger(req.headers());
     let started = std::time::Instant::now();
@@ -80,12 +82,13 @@ pub async fn respond<'e>(
         Err(Answer::Close) => return Err(CloseConnection),
     };
     let mut deferred = None;
+    let rate = trace.rate.take();
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let nonced = resp.extensions_mut().remove::<transform::CspHeader>();
         if let Some(policy) = policy {
             // A per-response CSP replaces the policy's own: that one is applied to the map.
             if defer && nonced.is_none() {
-                deferred = Some(policy);
+                deferred = Some(Deferred { policy, rate });
             } else {
                 headers::apply(resp.headers_mut(), policy, conn.tls);
             }
@@ -95,6 +98,9 @@ pub async fn respond<'e>(
             value.set_sensitive(true);
             resp.headers_mut().insert(name, value);
         }
+    }
+    if let (None, Some(rate)) = (&deferred, rate) {
+        rate.apply(resp.headers_mut());
     }
     trace::record(
         edge,
@@ -115,23 +121,46 @@ pub async fn respond<'e>(
     Ok((resp, deferred))
 }
 
+/// A step before the policies answers early: on HTTP/2 a small unread body is drained
+/// first, as for a policy's refusal.
+macro_rules! early {
+    ($req:ident, $step:expr) => {
+        match $step {
+            Ok(v) => v,
+            Err(a) => return Err(refuse_early(a.into(), &mut $req).await),
+        }
+    };
+}
+
+/// What the HTTP/1.1 fast path writes itself (see [`respond`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Deferred<'e> {
+    /// The response's header policy.
+    pub policy: &'e HeaderPolicy,
+    /// The `RateLimit-*` values, when a limit applied.
+    pub rate: Option<RateHeaders>,
+}
+
 /// THE SPINE: one request through every step, in order. Each step answers early (a
 /// refusal, a redirect, a built-in endpoint) or lets the request go on; what a step does is
 /// in the module it calls.
 async fn answer<'e>(
     edge: &'e Edge,
     conn: &ConnInfo,
-    req: Request<Body>,
+    mut req: Request<Body>,
     (request_id, context): (&HeaderValue, &TraceContext),
     trace: &mut Trace,
 ) -> Result<(Response<Body>, Option<&'e HeaderPolicy>), Answer> {
     let (server, fallback) = (&edge.config.server, Some(&edge.default_headers));
     // 1. The head's size, on every path (431).
-    front::head_size(conn, &req, server.max_header_size)?;
+    early!(req, front::head_size(conn, &req, server.max_header_size));
     // 2. `server.deny`, before anything else (403).
-    front::global_deny(edge, conn, &req, (request_id, context))?;
+    early!(
+        req,
+        front::global_deny(edge, conn, &req, (request_id, context))
+    );
     // 3. The host: well formed (400) and allowed (421, or the connection closed).
-    let host = front::host(&req, server)?;
+    let host = early!(req, front::host(&req, server));
     // 4. An ACME HTTP-01 validation is answered; a plain listener that redirects does so
     //    (301/308), but for exempt paths.
     if front::is_acme_challenge(edge, &req) {
@@ -144,11 +173,11 @@ async fn answer<'e>(
     }
     // 5. The path, normalised (400); the URI clone is reference-counted.
     let uri = req.uri().clone();
-    let path = normalize_path(uri.path()).map_err(|_| Refusal::BadRequest("bad_request"))?;
+    let path = normalize_path(uri.path());
     // 6. The route by host and longest path prefix (a miss is a 404 after step 7).
-    let found = edge.router.find(&host, &path);
+    let found = path.as_ref().ok().and_then(|p| edge.router.find(&host, p));
+    let path = early!(req, path.map_err(|_| Refusal::BadRequest("bad_request")));
     // 7. Built-in endpoints: CSP reports, the public status mount.
-    let mut req = req;
     if front::is_builtin(edge, &path) {
         match front::builtin(edge, conn, req, &path, request_id).await? {
             Builtin::Answered(resp) => return Ok((resp, fallback)),
@@ -159,11 +188,11 @@ async fn answer<'e>(
     if edge.process.license_blocked.load(Ordering::Relaxed) {
         return Ok((front::license_notice(edge, &req), fallback));
     }
-    let idx = found.ok_or(Refusal::NotFound)?;
+    let idx = early!(req, found.ok_or(Refusal::NotFound));
     let route = &edge.config.routes[idx];
     // 7c. A route for a feature the license does not grant (403 or 402).
     if let Some(feature) = &route.requires_feature {
-        front::licensed(edge, feature)?;
+        early!(req, front::licensed(edge, feature));
     }
     trace.route = Some(idx);
     // 8. The client: `X-Forwarded-For` is believed from `trusted_proxies` only.
@@ -211,12 +240,20 @@ async fn answer<'e>(
     if policy::is_login(&ctx) {
         policy::record_login(&edge.policy_env(), route, &ctx, resp.status().as_u16()).await;
     }
-    policy::after(&edge.policy_env(), route, ctx, &mut resp);
+    trace.rate = policy::after(&edge.policy_env(), route, ctx, &mut resp);
     // 14. The route's header policy (a static answer carries it from its template).
     let templated = matches!(route.action, Action::Static(_))
         && !resp.status().is_client_error()
         && !resp.status().is_server_error();
     Ok((resp, (!templated).then_some(&route.headers)))
+}
+
+/// A refusal before routing or the policies (bad head or host, no route, global deny).
+async fn refuse_early(answer: Answer, req: &mut Request<Body>) -> Answer {
+    if req.version() == http::Version::HTTP_2 && matches!(answer, Answer::Refuse(..)) {
+        drain_small(req.body_mut()).await;
+    }
+    answer
 }
 
 /// A policy's refusal: audited, and on HTTP/2 a small unread body is drained first.

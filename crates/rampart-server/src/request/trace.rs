@@ -19,6 +19,8 @@ pub struct Trace {
     pub(crate) upstream: Option<(Arc<str>, std::time::Duration)>,
     pub(crate) user: Option<HeaderValue>,
     pub(crate) tenant: Option<HeaderValue>,
+    /// The `RateLimit-*` values of the tightest limit passed.
+    pub(crate) rate: Option<crate::policy::rate_limit::RateHeaders>,
 }
 
 /// The request's facts the access log needs, taken before the request is consumed.

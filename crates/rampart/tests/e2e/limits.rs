@@ -76,8 +76,9 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     .await;
     let hold1 = TcpStream::connect(edge.http()).await.unwrap();
     let _hold2 = TcpStream::connect(edge.http()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = edge.http();
+    // Both taken by the edge: its listening socket's accept queue is empty.
+    wait_for_accept_queue(addr, 0).await;
     let third = tokio::spawn(async move {
         client::raw(
             addr,
@@ -86,7 +87,8 @@ async fn connections_past_the_cap_wait_until_one_closes() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The third waits in the kernel's accept queue: seen there, not a fixed pause.
+    wait_for_accept_queue(addr, 1).await;
     assert!(
         !third.is_finished(),
         "a third connection was served past max_connections = 2"
@@ -97,6 +99,36 @@ async fn connections_past_the_cap_wait_until_one_closes() {
         .unwrap()
         .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+/// Polls (to a deadline) until the listening socket at `addr` has `want` connections
+/// in its accept queue, read from /proc/net/tcp (a listener's rx_queue is that count).
+async fn wait_for_accept_queue(addr: std::net::SocketAddr, want: u64) {
+    let local = format!("0100007F:{:04X}", addr.port());
+    let queued = || -> Option<u64> {
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local address, state 0A (LISTEN), tx_queue:rx_queue
+            if f.get(1) != Some(&local.as_str()) || f.get(3) != Some(&"0A") {
+                return None;
+            }
+            let rx = f.get(4)?.split(':').nth(1)?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = queued();
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "accept queue of {addr}: {now:?}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -775,9 +775,10 @@ async fn strict_transport_security_in_headers_set_is_the_hsts_value() {
     }
 }
 
-/// HTTP/2: a 401 to a POST refused before its body was read reaches curl every time
+/// HTTP/2: a refusal to a POST answered before its body was read reaches curl every time
 /// (curl 7.88 printed "Stream error in the HTTP/2 framing layer" in 5 of 8 tries when the
-/// refusal was followed at once by RST_STREAM): a small body is read first.
+/// refusal was followed at once by RST_STREAM): a small body is read first. Policy
+/// refusals (401) and the ones before routing (400: a path that climbs out) alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_early_refusals_reach_curl_every_time() {
     let pki = Pki::new();
@@ -791,40 +792,37 @@ async fn http2_early_refusals_reach_curl_every_time() {
     let body = "x".repeat(20_000);
     let dir = TempDir::new("h2refuse");
     let data = dir.write("body.json", &body);
-    let runs = (0..12)
-        .map(|_| {
-            let (ca, data) = (ca.clone(), data.clone());
-            tokio::task::spawn_blocking(move || {
-                Command::new("curl")
-                    .args([
-                        "-sS",
-                        "--http2",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code} %{http_version}",
-                    ])
-                    .arg("--cacert")
-                    .arg(&ca)
-                    .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-                    .args(["-X", "POST", "-H", "Content-Type: application/json"])
-                    .arg("--data-binary")
-                    .arg(format!("@{}", data.display()))
-                    .arg(format!("https://localhost:{port}/api/orders"))
-                    .output()
-                    .unwrap()
+    for (path, want) in [("/api/orders", "401 2"), ("/../etc/passwd", "400 2")] {
+        let runs = (0..12)
+            .map(|_| {
+                let (ca, data) = (ca.clone(), data.clone());
+                let url = format!("https://localhost:{port}{path}");
+                tokio::task::spawn_blocking(move || {
+                    Command::new("curl")
+                        .args(["-sS", "--http2", "--path-as-is", "-o", "/dev/null"])
+                        .args(["-w", "%{http_code} %{http_version}"])
+                        .arg("--cacert")
+                        .arg(&ca)
+                        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+                        .args(["-X", "POST", "-H", "Content-Type: application/json"])
+                        .arg("--data-binary")
+                        .arg(format!("@{}", data.display()))
+                        .arg(url)
+                        .output()
+                        .unwrap()
+                })
             })
-        })
-        .collect::<Vec<_>>();
-    for r in runs {
-        let out = r.await.unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout == "401 2",
-            "curl saw {stdout:?} (exit {:?}): {stderr}",
-            out.status.code()
-        );
+            .collect::<Vec<_>>();
+        for r in runs {
+            let out = r.await.unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stdout == want,
+                "{path}: curl saw {stdout:?} (exit {:?}): {stderr}",
+                out.status.code()
+            );
+        }
     }
     assert_eq!(up.count(), 0);
 }

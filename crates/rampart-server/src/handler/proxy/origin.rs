@@ -339,6 +339,15 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
                     "HTTP/1.0 upstream response with Transfer-Encoding (faulty framing)",
                 ));
             }
+            // Codings are tokens: a value with other bytes cannot be read as a list (hyper
+            // then frames by the connection's end); refused rather than guessed at.
+            if !h
+                .value
+                .iter()
+                .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t')
+            {
+                return Err(std::io::Error::other("bad upstream transfer-encoding"));
+            }
             let last = h
                 .value
                 .rsplit(|b| *b == b',')
@@ -432,8 +441,8 @@ enum Chunk {
     Data(u64),
     /// The CRLF after a chunk's data.
     DataEnd,
-    /// Trailer lines until an empty one.
-    Trailers,
+    /// Trailer lines until an empty one (this many so far).
+    Trailers(u16),
 }
 
 /// Hands a connection back to its server's pool once its response is read whole.
@@ -524,6 +533,41 @@ impl OriginBody {
     }
 }
 
+/// A chunk-size line (RFC 9112 7.1): hex digits, then optional whitespace and an
+/// extension; leading whitespace, a bare CR or LF, or an overflow is faulty framing
+/// (read as hyper reads it: a lenient size line is where request smuggling starts).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count()..];
+    if !(rest.is_empty() || rest[0] == b';') || rest.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+        return None;
+    }
+    let hex = std::str::from_utf8(&line[..digits]).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// `name: value`, as a header (or trailer) field line is written.
+fn is_field_line(line: &[u8]) -> bool {
+    if line.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+        return false;
+    }
+    let mut one = [httparse::EMPTY_HEADER; 1];
+    let mut framed = Vec::with_capacity(line.len() + 4);
+    framed.extend_from_slice(line);
+    framed.extend_from_slice(b"\r\n\r\n");
+    matches!(
+        httparse::parse_headers(&framed, &mut one),
+        Ok(httparse::Status::Complete((_, [_])))
+    )
+}
+
 fn truncated() -> BoxError {
     "upstream closed the connection inside a response body".into()
 }
@@ -586,12 +630,10 @@ impl http_body::Body for OriginBody {
                     let progressed = match c {
                         Chunk::Size => match this.line()? {
                             Some(l) => {
-                                let hex = l.split(|b| *b == b';').next().unwrap_or_default();
-                                let hex = std::str::from_utf8(hex).unwrap_or("").trim();
-                                let size = u64::from_str_radix(hex, 16)
-                                    .map_err(|_| BoxError::from("bad upstream chunk size"))?;
+                                let size = chunk_size(&l)
+                                    .ok_or_else(|| BoxError::from("bad upstream chunk size"))?;
                                 this.state = State::Chunk(if size == 0 {
-                                    Chunk::Trailers
+                                    Chunk::Trailers(0)
                                 } else {
                                     Chunk::Data(size)
                                 });
@@ -627,13 +669,20 @@ impl http_body::Body for OriginBody {
                             }
                             None => false,
                         },
-                        Chunk::Trailers => match this.line()? {
+                        Chunk::Trailers(n) => match this.line()? {
                             Some(l) if l.is_empty() => {
                                 this.finish();
                                 return Poll::Ready(None);
                             }
-                            // Trailers are not forwarded.
-                            Some(_) => true,
+                            // Trailers are not forwarded, but must be field lines, at most
+                            // MAX_HEADERS: anything else is faulty framing, as hyper reads it.
+                            Some(l) if usize::from(n) < MAX_HEADERS && is_field_line(&l) => {
+                                this.state = State::Chunk(Chunk::Trailers(n + 1));
+                                true
+                            }
+                            Some(_) => {
+                                return Poll::Ready(Some(Err("bad upstream trailer".into())))
+                            }
                             None => false,
                         },
                     };
@@ -667,6 +716,109 @@ impl Drop for OriginBody {
             self.finish();
         }
     }
+}
+
+/// Fuzzing entry point (the cargo-fuzz target `response` and the corpus replay test): an
+/// upstream answer this client reads whole, hyper's client reads as the same status and
+/// the same body bytes, and a body framed by length is never cut short or overrun.
+#[cfg(any(test, feature = "fuzzing"))]
+#[allow(clippy::unwrap_used, clippy::panic)] // a fuzz harness: a panic is its finding
+pub fn fuzz_response(wire: &[u8]) {
+    use futures_util::FutureExt;
+    use http_body_util::BodyExt;
+    let mut buf = BytesMut::from(wire);
+    let (status, mut body) = loop {
+        match parse(&buf, false) {
+            Ok(Some((len, None))) => buf.advance(len),
+            Ok(Some((len, Some(mut parsed)))) => {
+                let raw = buf.split_to(len).freeze();
+                let keep = parsed.keep;
+                let (status, _, state, reusable) = parsed.build(&raw);
+                let body = OriginBody {
+                    stream: None,
+                    buf,
+                    state,
+                    reusable,
+                    keep,
+                    back: None,
+                };
+                break (status, body);
+            }
+            Ok(None) | Err(_) => return,
+        }
+    };
+    let framed = http_body::Body::size_hint(&body).exact();
+    let mut read = Vec::new();
+    loop {
+        // With no socket behind it the body never waits: the upstream has closed.
+        let Some(frame) = body.frame().now_or_never() else {
+            panic!("a body with nothing more to read waited");
+        };
+        match frame {
+            None => break,
+            Some(Ok(f)) => read.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..])),
+            Some(Err(_)) => return,
+        }
+    }
+    assert!(read.len() <= wire.len());
+    if let Some(n) = framed {
+        assert_eq!(
+            read.len() as u64,
+            n,
+            "a length-framed body is read to its length"
+        );
+    }
+    // Bytes after a whole answer are not part of it (and the connection is not reused):
+    // hyper is shown the answer as framed here, and must read it the same.
+    let answer = &wire[..wire.len() - body.buf.len()];
+    let theirs = hyper_read(answer);
+    let shown = String::from_utf8_lossy(answer);
+    assert_eq!(Some((status.as_u16(), read)), theirs, "{shown}");
+}
+
+/// Status and body as hyper's HTTP/1 client reads `wire` (then the upstream's end).
+#[cfg(any(test, feature = "fuzzing"))]
+#[allow(clippy::unwrap_used, clippy::panic)] // a fuzz harness: a panic is its finding
+fn hyper_read(wire: &[u8]) -> Option<(u16, Vec<u8>)> {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let (client, mut upstream) = tokio::io::duplex(wire.len() + 4096);
+        let wire = wire.to_vec();
+        // The upstream answers after the request (hyper refuses an answer sent before it).
+        tokio::spawn(async move {
+            let mut req = Vec::new();
+            while !req.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 256];
+                match tokio::io::AsyncReadExt::read(&mut upstream, &mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&b[..n]),
+                }
+            }
+            let _ = upstream.write_all(&wire).await;
+            let _ = upstream.shutdown().await;
+            // Held open until the client is done, as a socket's peer would be.
+            let _ = tokio::io::AsyncReadExt::read(&mut upstream, &mut [0u8; 1]).await;
+        });
+        let io = hyper_util::rt::TokioIo::new(client);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        tokio::spawn(conn);
+        let req = Request::get("/")
+            .header("host", "x")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .ok()?;
+        let timeout = std::time::Duration::from_secs(2);
+        let read = async {
+            let resp = send.send_request(req).await.ok()?;
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+            Some((status, bytes.to_vec()))
+        };
+        tokio::time::timeout(timeout, read).await.ok()?
+    })
 }
 
 #[cfg(test)]
