@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, "conf")
 SYSTEMS = ["nginx", "rampart", "haproxy", "caddy"]
-SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "posture-lease", "large", "new-conns", "idle", "static"]
+SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "posture-lease", "large", "new-conns", "idle", "static", "config-size"]
 # Scenarios served over TLS.
 TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "posture-lease", "new-conns")
 # The posture scenario and its fleet variants (rampart's limit in Redis, with and without a lease).
@@ -275,6 +275,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
+    # config-size: instructions per request by config size (callgrind), not a load run.
+    config_size = "config-size" in scenarios
+    scenarios = [sc for sc in scenarios if sc != "config-size"]
     if args.baseline:
         RAMPART_BINS["baseline"] = os.path.abspath(args.baseline)
     systems = [s for s in args.systems.split(",") if s == "nginx" or shutil.which(s) or s in RAMPART_BINS]
@@ -359,6 +362,14 @@ def main():
             redis.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = render_report(results, scenarios, systems, args)
+    if config_size and "rampart" in systems:
+        cg = subprocess.run([sys.executable, os.path.join(HERE, "callgrind.py"),
+                             "--binary", RAMPART_BINS["rampart"]],
+                            check=True, capture_output=True, text=True).stdout
+        report += ("\n## Config size (rampart, callgrind instructions per plain proxied GET)\n\n"
+                   "1,000 host routes (the request's host is the last), 1,000 path-only routes "
+                   "(the request falls through to the catch-all), 0/1/10 per-IP limits "
+                   "(bench/callgrind.py).\n\n" + cg)
     print(report)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     open(args.out, "w").write(report)
