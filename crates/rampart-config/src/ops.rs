@@ -49,6 +49,114 @@ pub struct RawLogging {
     pub queue: Option<usize>,
 }
 
+/// `[tracing]`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint, e.g. `"http://collector:4318"`:
+    /// one span per request is sent to it (protobuf, `POST …/v1/traces`, batched). Off
+    /// when unset: no span is built.
+    pub otlp: Option<String>,
+    /// The spans' `service.name` (default `"rampart"`).
+    pub service_name: Option<String>,
+    /// Headers sent with every export (a collector's API key), e.g.
+    /// `{ "x-api-key" = "${OTLP_KEY}" }`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Where spans go (`[tracing] otlp`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// The traces URL (`…/v1/traces`).
+    pub url: http::Uri,
+    /// Host and port to connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `https`: TLS verified against the system roots.
+    pub tls: bool,
+    /// `service.name`.
+    pub service_name: String,
+    /// Extra headers, checked to be valid.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// Validates `[tracing]`.
+pub fn tracing(t: Option<&RawTracing>, sink: &mut dyn FnMut(String, String)) -> Option<Otlp> {
+    let t = t?;
+    let Some(raw) = t.otlp.as_deref() else {
+        if !t.headers.is_empty() || t.service_name.is_some() {
+            sink(
+                "tracing.otlp".into(),
+                "missing: service_name and headers are for the OTLP export, which needs its URL"
+                    .into(),
+            );
+        }
+        return None;
+    };
+    let bad = |sink: &mut dyn FnMut(String, String), why: &str| {
+        sink(
+            "tracing.otlp".into(),
+            format!("{why}: want an http:// or https:// URL such as \"http://collector:4318\", got {raw:?}"),
+        );
+        None
+    };
+    let Ok(uri) = raw.parse::<http::Uri>() else {
+        return bad(sink, "not a URL");
+    };
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return bad(sink, "not http or https"),
+    };
+    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+        return bad(sink, "no host");
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // The collector's base URL gets the signal's path, as OTEL_EXPORTER_OTLP_ENDPOINT
+    // does; a URL already naming `/v1/traces` is kept.
+    let path = uri.path().trim_end_matches('/');
+    let path = if path.ends_with("/v1/traces") {
+        path.to_owned()
+    } else {
+        format!("{path}/v1/traces")
+    };
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let Ok(url) =
+        format!("{}://{authority}{path}", if tls { "https" } else { "http" }).parse::<http::Uri>()
+    else {
+        return bad(sink, "not a URL");
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &t.headers {
+        match (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(mut v)) => {
+                v.set_sensitive(true);
+                headers.push((n, v));
+            }
+            _ => sink(
+                format!("tracing.headers.{k}"),
+                "not a valid header name and value".into(),
+            ),
+        }
+    }
+    Some(Otlp {
+        url,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        tls,
+        service_name: t.service_name.clone().unwrap_or_else(|| "rampart".into()),
+        headers,
+    })
+}
+
 /// One extra masking rule.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -60,6 +60,8 @@ pub struct RawConfig {
     /// `[[backups]]`: scheduled database backups.
     #[serde(default)]
     pub backups: Vec<crate::backups::RawBackup>,
+    /// `[tracing]`: one OpenTelemetry span per request, exported over OTLP/HTTP.
+    pub tracing: Option<crate::ops::RawTracing>,
 }
 
 /// `[server]`.

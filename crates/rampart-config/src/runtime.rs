@@ -46,6 +46,8 @@ pub struct Config {
     pub license: Option<crate::license::License>,
     /// `[[backups]]`: scheduled database backups.
     pub backups: Vec<crate::backups::Backup>,
+    /// `[tracing]`: the OTLP collector spans go to, when set.
+    pub otlp: Option<crate::ops::Otlp>,
 }
 
 /// `[server]`.

@@ -613,3 +613,38 @@ fn request_headers_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn tracing_takes_a_collector_url_and_names_bad_ones() {
+    let base = "[server]\nhttp = \"127.0.0.1:8080\"\n[[routes]]\nredirect = \"https://example.com\"\n";
+    let c = load(&format!(
+        "{base}[tracing]\notlp = \"http://collector:4318\"\nheaders = {{ \"x-api-key\" = \"k\" }}\n"
+    ))
+    .unwrap();
+    let o = c.otlp.unwrap();
+    assert_eq!(o.url.to_string(), "http://collector:4318/v1/traces");
+    assert_eq!((o.host.as_str(), o.port, o.tls), ("collector", 4318, false));
+    assert_eq!(o.service_name, "rampart");
+    let c = load(&format!(
+        "{base}[tracing]\notlp = \"https://otlp.example.com/v1/traces\"\nservice_name = \"shop\"\n"
+    ))
+    .unwrap();
+    let o = c.otlp.unwrap();
+    assert_eq!(
+        (o.url.to_string().as_str(), o.port, o.tls),
+        ("https://otlp.example.com/v1/traces", 443, true)
+    );
+    assert!(load(base).unwrap().otlp.is_none(), "off by default");
+    for (bad, want) in [
+        ("otlp = \"collector:4318\"", "tracing.otlp"),
+        ("otlp = \"ftp://c\"", "tracing.otlp"),
+        ("service_name = \"x\"", "tracing.otlp"),
+        (
+            "otlp = \"http://c\"\nheaders = { \"bad name\" = \"v\" }",
+            "tracing.headers.bad name",
+        ),
+    ] {
+        let errs = errors(&format!("{base}[tracing]\n{bad}\n")).join("\n");
+        assert!(errs.contains(want), "{bad}: {errs}");
+    }
+}

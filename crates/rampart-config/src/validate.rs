@@ -254,6 +254,10 @@ pub(crate) fn validate(
         let mut sink = |k: String, m: String| cx.err(k, m);
         crate::backups::backups(&raw.backups, &base, &mut sink)
     };
+    let otlp = {
+        let mut sink = |k: String, m: String| cx.err(k, m);
+        crate::ops::tracing(raw.tracing.as_ref(), &mut sink)
+    };
     let preflight = {
         let base = cx.source.base_dir.clone();
         let mut sink = |k: String, m: String| cx.err(k, m);
@@ -286,6 +290,7 @@ pub(crate) fn validate(
         integrity,
         license,
         backups,
+        otlp,
     })
 }
 

@@ -57,6 +57,8 @@ pub struct Edge {
     pub process: Arc<Process>,
     /// `[tls.acme]`: the issued certificate and pending challenges.
     pub acme: Option<Arc<acme::AcmeState>>,
+    /// `[tracing] otlp`: the span exporter (its thread ends with this edge).
+    pub(crate) spans: Option<crate::observe::otlp::Spans>,
 }
 
 impl crate::observe::audit::Sinks for Edge {
@@ -122,6 +124,11 @@ impl Edge {
             })
             .collect();
         let router = Router::new(&config.routes);
+        let spans = config.otlp.as_ref().and_then(|o| {
+            crate::observe::otlp::Spans::start(o, logs.masker())
+                .map_err(|e| tracing::warn!(error = %e, "OTLP exporter not started"))
+                .ok()
+        });
         let n_routes = config.routes.len();
         let pools = config
             .upstreams
@@ -153,6 +160,7 @@ impl Edge {
             route_pools,
             process: Arc::default(),
             acme,
+            spans,
         })
     }
 

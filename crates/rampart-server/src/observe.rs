@@ -6,5 +6,6 @@ pub mod audit;
 pub mod deps;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 pub mod pii;
 pub mod process;

@@ -51,7 +51,7 @@ fn host_of(address: &str) -> &str {
 
 /// One client config per CA file (`None`: the system roots), built on first use: a probe
 /// runs on every `/ready`, and parsing the system roots takes milliseconds.
-fn client_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn client_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIGS: Mutex<Option<HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>>>> =
         Mutex::new(None);
     let mut configs = CONFIGS

@@ -415,6 +415,11 @@ impl Logs {
         Line::new(self.masker.clone())
     }
 
+    /// The PII masker the logs use (the OTLP exporter masks span paths with it).
+    pub fn masker(&self) -> Arc<super::pii::Masker> {
+        self.masker.clone()
+    }
+
     /// Reopens file logs (SIGUSR1).
     pub fn reopen(&self) {
         for s in self.access.iter().chain(&self.audit) {

@@ -309,6 +309,20 @@ impl Metrics {
             "Log lines dropped because the writer fell behind",
             self.log_dropped.clone(),
         );
+        if let Some((exported, dropped)) = now.spans {
+            let spans: Family<ResultLabels, Counter> = Family::default();
+            spans
+                .get_or_create(&ResultLabels { result: "exported" })
+                .inc_by(exported);
+            spans
+                .get_or_create(&ResultLabels { result: "dropped" })
+                .inc_by(dropped);
+            r.register(
+                "rampart_otlp_spans",
+                "Request spans sent to the OTLP collector, or dropped (queue full, export failed)",
+                spans,
+            );
+        }
         let panics = Counter::<u64>::default();
         panics.inc_by(now.panics);
         r.register(
@@ -590,6 +604,8 @@ pub struct Snapshot<'a> {
     pub process: &'a Process,
     /// Panics caught so far.
     pub panics: u64,
+    /// With `[tracing] otlp`: spans (exported, dropped) so far.
+    pub spans: Option<(u64, u64)>,
     /// Every upstream server.
     pub servers: Vec<ServerStat>,
     /// The running config's preflight result.

@@ -68,8 +68,12 @@ pub async fn respond<'e>(
         _ => (request_id::generate(), true),
     };
     let method = req.method().clone();
-    let seen = edge.logs.access.as_ref().map(|_| Seen::of(&req));
-    let context = TraceContext::of(req.headers(), &request_id, generated);
+    let spans = edge.spans.is_some();
+    let seen = (edge.logs.access.is_some() || spans).then(|| Seen::of(&req));
+    let mut context = TraceContext::of(req.headers(), &request_id, generated);
+    if spans {
+        context = context.with_span();
+    }
     let mut trace = Trace::default();
     let ids = (&request_id, &context);
     let (mut resp, policy) = match answer(edge, conn, req, ids, &mut trace).await {

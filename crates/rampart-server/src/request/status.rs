@@ -45,6 +45,11 @@ pub fn metrics_text(edge: &Edge) -> String {
     edge.metrics.render(&Snapshot {
         process: &edge.process,
         panics: crate::request::rescue::panics(),
+        spans: edge
+            .config
+            .otlp
+            .as_ref()
+            .map(|_| crate::observe::otlp::counts()),
         servers,
         posture: edge.config.posture.as_ref(),
         certificates: edge

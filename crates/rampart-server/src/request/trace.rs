@@ -101,6 +101,24 @@ pub fn record(
             .metrics
             .request_cached(&edge.route_series[ri], m, route_label, status, secs),
     }
+    if let Some(spans) = &edge.spans {
+        let ip = trace.client_ip.unwrap_or(conn.peer.ip());
+        spans.record(crate::observe::otlp::Span {
+            ids: (
+                context.trace_bytes(),
+                context.span_bytes().unwrap_or_default(),
+                context.parent_bytes(),
+            ),
+            flags: context.flags(),
+            route: route_label.clone(),
+            method: method.clone(),
+            path: seen.as_ref().map(|s| s.path.clone()),
+            status,
+            client: edge.logs.ip(ip),
+            upstream: trace.upstream.as_ref().map(|(s, _)| s.clone()),
+            times: crate::observe::otlp::times(started),
+        });
+    }
     let (Some(sink), Some(seen)) = (&edge.logs.access, seen) else {
         return;
     };

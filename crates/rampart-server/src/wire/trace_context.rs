@@ -19,6 +19,11 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub struct TraceContext {
     trace_id: [u8; 32],
     flags: [u8; 2],
+    /// The client's span (its `traceparent`'s parent id), all `0` when rampart started it.
+    parent: [u8; 16],
+    /// rampart's span id, fixed for the request when spans are exported
+    /// ([`TraceContext::with_span`]); otherwise each [`TraceContext::child`] makes one.
+    span: Option<[u8; 16]>,
     /// Whether the client sent it (a continued trace), or rampart started it.
     pub continued: bool,
     /// The client sent a `traceparent` that does not parse: its `tracestate` belongs to
@@ -61,6 +66,8 @@ impl TraceContext {
         .then(|| Self {
             trace_id: trace.try_into().unwrap_or([b'0'; 32]),
             flags: [flags[0], flags[1]],
+            parent: parent.try_into().unwrap_or([b'0'; 16]),
+            span: None,
             continued: true,
             drop_state: false,
         })
@@ -83,6 +90,8 @@ impl TraceContext {
         Self {
             trace_id,
             flags: *b"00",
+            parent: [b'0'; 16],
+            span: None,
             continued: false,
             drop_state: sent.is_some(),
         }
@@ -94,16 +103,54 @@ impl TraceContext {
         std::str::from_utf8(&self.trace_id).unwrap_or_default()
     }
 
-    /// The `traceparent` the upstream gets: this trace, a new span id of rampart's, the
-    /// client's flags.
+    /// The same trace with rampart's span id fixed for the request, so an exported span
+    /// and the upstream's parent id agree (only when spans are exported: it costs a span
+    /// id per request).
+    #[must_use]
+    pub fn with_span(mut self) -> Self {
+        self.span = Some(super::request_id::span_id());
+        self
+    }
+
+    /// The trace id as 16 bytes.
+    pub fn trace_bytes(&self) -> [u8; 16] {
+        unhex(&self.trace_id)
+    }
+
+    /// rampart's span id as 8 bytes, when fixed ([`TraceContext::with_span`]).
+    pub fn span_bytes(&self) -> Option<[u8; 8]> {
+        self.span.as_ref().map(|s| unhex(s))
+    }
+
+    /// The client's span id as 8 bytes, when it sent a `traceparent`.
+    pub fn parent_bytes(&self) -> Option<[u8; 8]> {
+        self.continued.then(|| unhex(&self.parent))
+    }
+
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        unhex::<1>(&self.flags)[0]
+    }
+
+    /// The `traceparent` the upstream gets: this trace, rampart's span id (a new one unless
+    /// fixed by [`TraceContext::with_span`]), the client's flags.
     pub fn child(&self) -> [u8; 55] {
         let mut b = [b'-'; 55];
         b[..2].copy_from_slice(b"00");
         b[3..35].copy_from_slice(&self.trace_id);
-        b[36..52].copy_from_slice(&super::request_id::span_id());
+        b[36..52].copy_from_slice(&self.span.unwrap_or_else(super::request_id::span_id));
         b[53..55].copy_from_slice(&self.flags);
         b
     }
+}
+
+/// Lowercase hex digits (checked on the way in) to bytes.
+fn unhex<const N: usize>(hex: &[u8]) -> [u8; N] {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c.wrapping_sub(b'a').wrapping_add(10) & 0xf,
+    };
+    std::array::from_fn(|i| (digit(hex[2 * i]) << 4) | digit(hex[2 * i + 1]))
 }
 
 #[cfg(test)]
@@ -150,5 +197,16 @@ mod tests {
         assert_ne!(&s[36..52], "00f067aa0ba902b7");
         assert!(TraceContext::parse(&child).is_some());
         assert_ne!(c.child()[36..52], child[36..52]);
+        // Exported spans: one span id per request, the one the upstream is told.
+        let fixed = c.with_span();
+        assert_eq!(fixed.child(), fixed.child());
+        let told = TraceContext::parse(&fixed.child()).unwrap();
+        assert_eq!(Some(told.parent_bytes().unwrap()), fixed.span_bytes());
+        assert_eq!(
+            c.parent_bytes(),
+            Some(0x00f0_67aa_0ba9_02b7_u64.to_be_bytes())
+        );
+        assert_eq!(c.trace_bytes()[..2], [0x4b, 0xf9]);
+        assert_eq!((c.flags(), started.parent_bytes()), (1, None));
     }
 }

@@ -1224,3 +1224,217 @@ async fn a_trace_crosses_two_hops() {
         "the inner hop's span, not the client's"
     );
 }
+
+/// A small OTLP/HTTP collector: every `POST` it receives (headers and the decoded export).
+struct Collector {
+    addr: SocketAddr,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, String, ExportReq)>>>,
+}
+
+type ExportReq = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+impl Collector {
+    async fn start() -> Self {
+        use http_body_util::BodyExt;
+        use prost::Message;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { return };
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let g = g.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let bytes = body.collect().await.unwrap().to_bytes();
+                                let export = ExportReq::decode(&bytes[..]).unwrap();
+                                g.lock().unwrap().push((
+                                    parts.headers,
+                                    parts.uri.path().to_owned(),
+                                    export,
+                                ));
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::new()),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, got }
+    }
+
+    /// Every span received so far, with its service's name.
+    fn spans(&self) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+        let mut out = Vec::new();
+        for (_, _, e) in self.got.lock().unwrap().iter() {
+            for rs in &e.resource_spans {
+                let service = rs
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .map(|a| format!("{:?}", a.value))
+                    .unwrap_or_default();
+                for ss in &rs.scope_spans {
+                    out.extend(ss.spans.iter().map(|s| (service.clone(), s.clone())));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn attr(s: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match s
+        .attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+    {
+        Some(Value::StringValue(v)) => v.clone(),
+        Some(Value::IntValue(v)) => v.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `[tracing] otlp`: each of two hops sends one span per request to a real OTLP/HTTP
+/// receiver: the same trace as the client's `traceparent`, the outer span's parent the
+/// client's span, the inner's the outer's, the upstream told the inner span; method,
+/// route, status and a PII-masked path as attributes; the collector's header sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_two_hops_reach_an_otlp_collector() {
+    let collector = Collector::start().await;
+    let up = Upstream::start("app").await;
+    let tracing = |name: &str| {
+        format!(
+            "[tracing]\notlp = \"http://{}\"\nservice_name = \"{name}\"\nheaders = {{ \"x-api-key\" = \"k-123\" }}\n",
+            collector.addr
+        )
+    };
+    let inner = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nname = \"app\"\nupstream = \"app\"\n{}",
+        up.authority(),
+        tracing("inner")
+    ))
+    .await;
+    let outer = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.inner]\nservers = [\"{}\"]\n[[routes]]\nname = \"front\"\nupstream = \"inner\"\n{}",
+        inner.http(),
+        tracing("outer")
+    ))
+    .await;
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let req = http::Request::get("/users/ana@example.com/orders")
+        .header("host", "h")
+        .header("traceparent", parent)
+        .body(client::empty())
+        .unwrap();
+    assert_eq!(client::plain(outer.http(), req).await.status, 200);
+    let spans = eventually(Duration::from_secs(10), || {
+        let s = collector.spans();
+        (s.len() >= 2).then_some(s)
+    })
+    .await
+    .expect("two spans exported within the batch interval");
+    assert_eq!(spans.len(), 2, "one span per hop");
+    let by = |svc: &str| {
+        spans
+            .iter()
+            .find(|(s, _)| s.contains(svc))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let (o, i) = (by("outer"), by("inner"));
+    for s in [&o, &i] {
+        assert_eq!(hex(&s.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(s.kind, 2, "SERVER");
+        assert_eq!(
+            (
+                attr(s, "http.request.method"),
+                attr(s, "http.response.status_code")
+            ),
+            ("GET".into(), "200".into())
+        );
+        let path = attr(s, "url.path");
+        assert!(
+            path.starts_with("/users/") && !path.contains("ana@example.com"),
+            "{path}"
+        );
+        assert!(s.end_time_unix_nano >= s.start_time_unix_nano && s.start_time_unix_nano > 0);
+    }
+    assert_eq!(
+        hex(&o.parent_span_id),
+        "b7ad6b7169203331",
+        "the client's span"
+    );
+    assert_eq!(o.parent_span_id.len(), 8);
+    assert_eq!(
+        i.parent_span_id, o.span_id,
+        "the inner hop's parent is the outer span"
+    );
+    assert_eq!(
+        (attr(&o, "http.route"), attr(&i, "http.route")),
+        ("front".into(), "app".into())
+    );
+    let tp = up.seen()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        &tp[36..52],
+        hex(&i.span_id),
+        "the upstream is told the inner span"
+    );
+    let got = collector.got.lock().unwrap();
+    let (headers, path, _) = &got[0];
+    assert_eq!(path, "/v1/traces");
+    assert_eq!(headers["content-type"], "application/x-protobuf");
+    assert_eq!(headers["x-api-key"], "k-123");
+}
+
+/// A collector that is down costs spans, never requests: they are answered, the drops
+/// counted in `rampart_otlp_spans_total{result="dropped"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_drops_spans_not_requests() {
+    let up = Upstream::start("app").await;
+    let dead = rampart_test_support::dead_addr();
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[upstreams.app]\nservers = [\"{}\"]\n[[routes]]\nupstream = \"app\"\n[tracing]\notlp = \"http://{dead}\"\n",
+        up.authority()
+    ))
+    .await;
+    for _ in 0..5 {
+        assert_eq!(client::plain(edge.http(), get("h", "/")).await.status, 200);
+    }
+    let a = admin_addr(&edge);
+    let mut dropped = String::new();
+    for _ in 0..100 {
+        let m = admin(a, "GET", "/metrics", "").await;
+        dropped = String::from_utf8_lossy(&m.body)
+            .lines()
+            .find(|l| l.starts_with("rampart_otlp_spans_total{result=\"dropped\"}"))
+            .unwrap_or_default()
+            .to_owned();
+        if dropped.ends_with(" 5") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dropped.ends_with(" 5"), "{dropped:?}");
+}
