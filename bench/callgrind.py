@@ -9,7 +9,8 @@ compilation cancel out.
 
 Variants: 1 route; 1,000 routes by host (the request's host is the last one); 1,000
 path-only routes (the request falls through to the catch-all, the worst case of a scan);
-0 vs 1 vs 10 per-IP rate limits on the route.
+0 vs 1 vs 10 per-IP rate limits on the route; `[tracing] otlp` on (one span per request,
+the exporter thread's work included).
 
 Usage: bench/callgrind.py [--variants a,b] [--binary target/release/rampart]
 Prints a Markdown table; bench/run --scenarios config-size calls it.
@@ -28,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 N1, N2 = 500, 2500
 
-VARIANTS = ["1-route", "1000-host-routes", "1000-path-routes", "1-limit", "10-limits"]
+VARIANTS = ["1-route", "1000-host-routes", "1000-path-routes", "1-limit", "10-limits", "otlp"]
 
 
 def free_port():
@@ -59,7 +60,12 @@ def config(variant, http, origin):
         limits = ['[limits.l%d]\nrate = "1000000/s"\nburst = 1000000\nkey = "ip"\n' % i for i in range(n)]
         route_limit = "limit = [%s]\n" % ", ".join('"l%d"' % i for i in range(n))
     routes.append('[[routes]]\nupstream = "origin"\n' + route_limit)
-    return head + "".join(limits) + "".join(routes), host
+    tail = ""
+    if variant == "otlp":
+        # Spans exported (to the origin nginx, which refuses the POST: the whole export
+        # is done and counted, encoding and HTTP exchange included, on rampart's thread).
+        tail = '[tracing]\notlp = "http://127.0.0.1:%d"\n' % origin
+    return head + "".join(limits) + "".join(routes) + tail, host
 
 
 def wait_port(port, deadline=60.0):

@@ -616,7 +616,8 @@ fn request_headers_are_checked() {
 
 #[test]
 fn tracing_takes_a_collector_url_and_names_bad_ones() {
-    let base = "[server]\nhttp = \"127.0.0.1:8080\"\n[[routes]]\nredirect = \"https://example.com\"\n";
+    let base =
+        "[server]\nhttp = \"127.0.0.1:8080\"\n[[routes]]\nredirect = \"https://example.com\"\n";
     let c = load(&format!(
         "{base}[tracing]\notlp = \"http://collector:4318\"\nheaders = {{ \"x-api-key\" = \"k\" }}\n"
     ))

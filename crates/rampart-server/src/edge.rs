@@ -179,6 +179,7 @@ impl Edge {
     pub(crate) fn adopt(&mut self, old: &Edge) -> Vec<String> {
         self.metrics = old.metrics.clone();
         self.process = old.process.clone();
+        self.logs.carry_recent(&old.logs);
         let mut kept = Vec::new();
         for p in &mut self.pools {
             if let Some(o) = old.pools.iter().find(|o| {

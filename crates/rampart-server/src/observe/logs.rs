@@ -400,6 +400,22 @@ impl Logs {
         r.push_back(line.json());
     }
 
+    /// Takes on the status page's recent audit lines of `old` (the logs a reload
+    /// replaces), before this config's own: a reload does not empty the list.
+    pub fn carry_recent(&self, old: &Logs) {
+        let before = old.recent();
+        let mut r = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for line in before.into_iter().rev() {
+            if r.len() == RECENT {
+                break;
+            }
+            r.push_front(line);
+        }
+    }
+
     /// The last audit lines, newest last.
     pub fn recent(&self) -> Vec<String> {
         self.recent
@@ -481,6 +497,31 @@ pub fn timestamp() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_reload_keeps_the_recent_audit_lines() {
+        let (old, new) = (Logs::off(), Logs::off());
+        for i in 0..RECENT {
+            let mut l = old.line();
+            l.uint("n", i as u64);
+            old.remember(&l);
+        }
+        let mut l = new.line();
+        l.own("event", "config.reload");
+        new.remember(&l);
+        new.carry_recent(&old);
+        let r = new.recent();
+        assert_eq!(r.len(), RECENT);
+        assert!(
+            r[0].contains("\"n\":1") && r[RECENT - 2].contains(&format!("\"n\":{}", RECENT - 1)),
+            "{r:?}"
+        );
+        assert!(
+            r[RECENT - 1].contains("config.reload"),
+            "the new config's own line stays last"
+        );
+    }
+
     use super::*;
 
     #[test]
