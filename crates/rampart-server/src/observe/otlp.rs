@@ -20,11 +20,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Status};
-use prost::Message;
+use opentelemetry_proto::tonic::trace::v1::{span, status, Status};
 use rampart_config::ops::Otlp;
 
 use super::pii::Masker;
@@ -174,7 +172,7 @@ fn text(key: &str, value: impl Into<String>) -> KeyValue {
 /// The export request for `spans`, protobuf-encoded; paths masked as the access log
 /// masks them (personal data, `[logging] mask` rules).
 pub fn encode(otlp: &Otlp, spans: Vec<Span>, masker: &Masker) -> Vec<u8> {
-    let spans = spans
+    let spans: Vec<opentelemetry_proto::tonic::trace::v1::Span> = spans
         .into_iter()
         .map(|s| {
             let mut attributes = vec![
@@ -219,25 +217,35 @@ pub fn encode(otlp: &Otlp, spans: Vec<Span>, masker: &Masker) -> Vec<u8> {
             }
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![text("service.name", &otlp.service_name)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "rampart".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
+    // The request is `resource_spans { resource, scope_spans { scope, spans… } }`. Framed by
+    // hand around spans encoded once each: prost's nested `encode` recomputes every inner
+    // message's length at each level (four passes over all spans; callgrind: 7.8k
+    // instructions per span before, 6.6k after, see bench/README.md).
+    use prost::encoding::{encode_key, encode_varint, message, WireType};
+    let mut inner = Vec::new();
+    let scope = InstrumentationScope {
+        name: "rampart".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    message::encode(1, &scope, &mut inner);
+    for span in &spans {
+        message::encode(2, span, &mut inner);
     }
-    .encode_to_vec()
+    let resource = Resource {
+        attributes: vec![text("service.name", &otlp.service_name)],
+        ..Default::default()
+    };
+    let mut rs = Vec::with_capacity(inner.len() + 64);
+    message::encode(1, &resource, &mut rs);
+    encode_key(2, WireType::LengthDelimited, &mut rs);
+    encode_varint(inner.len() as u64, &mut rs);
+    rs.extend_from_slice(&inner);
+    let mut out = Vec::with_capacity(rs.len() + 8);
+    encode_key(1, WireType::LengthDelimited, &mut out);
+    encode_varint(rs.len() as u64, &mut out);
+    out.extend_from_slice(&rs);
+    out
 }
 
 async fn post(otlp: &Otlp, body: Vec<u8>) -> Result<(), String> {
@@ -301,5 +309,54 @@ where
             "collector answered {status}: {}",
             String::from_utf8_lossy(&answer[..answer.len().min(200)])
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    /// The hand-framed request decodes as the same message prost would have encoded.
+    #[test]
+    fn the_framing_is_protobufs() {
+        let otlp = Otlp {
+            url: "http://c:4318/v1/traces".parse().unwrap(),
+            host: "c".into(),
+            port: 4318,
+            tls: false,
+            service_name: "svc".into(),
+            headers: Vec::new(),
+        };
+        let span = |n: u8| Span {
+            ids: ([n; 16], [n; 8], n.is_multiple_of(2).then_some([7; 8])),
+            flags: 1,
+            route: "api".into(),
+            method: http::Method::GET,
+            path: Some(format!("/x/{n}")),
+            status: 200 + u16::from(n),
+            client: "192.0.2.1".into(),
+            upstream: None,
+            times: (1, 2),
+        };
+        let masker = Masker::new(true, &[]);
+        let bytes = encode(&otlp, (1..=3).map(span).collect(), &masker);
+        let req = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+        assert_eq!(
+            req.encode_to_vec(),
+            bytes,
+            "same bytes as prost's own encoding"
+        );
+        let rs = &req.resource_spans[0];
+        assert_eq!(
+            rs.resource.as_ref().unwrap().attributes[0].key,
+            "service.name"
+        );
+        let spans = &rs.scope_spans[0].spans;
+        assert_eq!(spans.len(), 3);
+        assert_eq!(spans[1].trace_id, vec![2; 16]);
+        assert_eq!(spans[1].parent_span_id, vec![7; 8]);
+        assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, "rampart");
     }
 }
