@@ -29,15 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 N1, N2 = 500, 2500
 
+sys.path.insert(0, HERE)
+from bench import free_port  # noqa: E402  (the benchmark's own, one place)
+
 VARIANTS = ["1-route", "1000-host-routes", "1000-path-routes", "1-limit", "10-limits", "otlp"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def config(variant, http, origin):

@@ -1,9 +1,10 @@
 //! The bottom layer: what every other layer exchanges. The one body type, the refusals the
-//! edge answers itself, request ids, and each connection's activity record. Imports nothing
+//! edge answers itself, request ids, decimal digits, and each connection's activity record. Imports nothing
 //! of this crate.
 
 pub mod activity;
 pub mod body;
+pub mod decimal;
 pub mod path;
 pub mod refusal;
 pub mod request_id;

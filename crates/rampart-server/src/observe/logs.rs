@@ -88,14 +88,14 @@ impl Line {
     /// An unsigned integer field.
     pub fn uint(&mut self, k: &'static str, v: u64) {
         self.key(k);
-        push_uint(&mut self.buf, v);
+        crate::wire::decimal::push(&mut self.buf, v);
     }
 
     /// A duration in milliseconds with microsecond precision (`12.345`, `0.5`, `3`).
     pub fn millis(&mut self, k: &'static str, d: std::time::Duration) {
         self.key(k);
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        push_uint(&mut self.buf, micros / 1000);
+        crate::wire::decimal::push(&mut self.buf, micros / 1000);
         let frac = micros % 1000;
         if frac != 0 {
             let digits = [
@@ -119,21 +119,6 @@ impl Line {
         self.buf.extend_from_slice(b"}\n");
         self.buf
     }
-}
-
-/// Decimal digits of `v`.
-fn push_uint(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Bytes a JSON string cannot carry as they are (controls, `"`, `\\`, DEL).

@@ -282,28 +282,13 @@ impl RateHeaders {
     pub fn write(self, out: &mut Vec<u8>) {
         let (limit, remaining, reset) = self.0;
         out.extend_from_slice(b"ratelimit-limit: ");
-        push_decimal(out, u64::from(limit));
+        crate::wire::decimal::push(out, u64::from(limit));
         out.extend_from_slice(b"\r\nratelimit-remaining: ");
-        push_decimal(out, u64::from(remaining));
+        crate::wire::decimal::push(out, u64::from(remaining));
         out.extend_from_slice(b"\r\nratelimit-reset: ");
-        push_decimal(out, reset);
+        crate::wire::decimal::push(out, reset);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// `n` in decimal (without `fmt`'s machinery, which costs several times more).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The key a request is counted under.

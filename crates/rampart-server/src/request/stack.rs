@@ -254,8 +254,8 @@ async fn answer<'e>(
 
 /// A refusal before routing or the policies (bad head or host, no route, global deny).
 async fn refuse_early(answer: Answer, req: &mut Request<Body>) -> Answer {
-    if req.version() == http::Version::HTTP_2 && matches!(answer, Answer::Refuse(..)) {
-        drain_small(req.body_mut()).await;
+    if matches!(answer, Answer::Refuse(..)) {
+        drain_small(req).await;
     }
     answer
 }
@@ -268,10 +268,8 @@ async fn refuse(
     idx: usize,
 ) -> Answer {
     audit.refused(&refused);
-    if req.version() == http::Version::HTTP_2
-        && !matches!(refused.refusal, Refusal::PayloadTooLarge)
-    {
-        drain_small(req.body_mut()).await;
+    if !matches!(refused.refusal, Refusal::PayloadTooLarge) {
+        drain_small(req).await;
     }
     Answer::Refuse(refused.refusal, Some(idx))
 }
@@ -299,10 +297,14 @@ fn over_limit(
 /// RST_STREAM (the unread stream is reset), and some clients (curl 7.88) then report a
 /// framing error instead of the response. A small body is read first, at most 64 KiB
 /// within one second, so the stream ends cleanly; a larger or slower one is still reset.
-/// Refusals only: an accepted request's body goes to the upstream.
-async fn drain_small(body: &mut Body) {
+/// Refusals only: an accepted request's body goes to the upstream. HTTP/1.x: nothing.
+async fn drain_small(req: &mut Request<Body>) {
     use http_body_util::BodyExt as _;
     const MAX: u64 = 64 * 1024;
+    if req.version() != http::Version::HTTP_2 {
+        return;
+    }
+    let body = req.body_mut();
     if http_body::Body::is_end_stream(body) || http_body::Body::size_hint(body).lower() > MAX {
         return;
     }
