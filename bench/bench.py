@@ -25,9 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONF = os.path.join(HERE, "conf")
 SYSTEMS = ["nginx", "rampart", "haproxy", "caddy"]
-SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "posture-lease", "large", "new-conns", "idle", "static", "config-size"]
+SCENARIOS = ["plain", "tls", "h2", "posture", "posture-redis", "posture-lease", "large", "new-conns",
+             "tls-upstream", "grpc", "idle", "static", "config-size"]
 # Scenarios served over TLS.
-TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "posture-lease", "new-conns")
+TLS_SCENARIOS = ("tls", "h2", "posture", "posture-redis", "posture-lease", "new-conns", "tls-upstream", "grpc")
 # The posture scenario and its fleet variants (rampart's limit in Redis, with and without a lease).
 POSTURE_SCENARIOS = ("posture", "posture-redis", "posture-lease")
 # The file the static scenario fetches (a content-hashed 8 KiB script), and its site.
@@ -172,14 +173,34 @@ def start_system(name, scenario, v, work):
             return Proc(name, [binary, "serve", "-c", path],
                         env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
         return None  # HAProxy does not serve files from a directory
+    origin = "server 127.0.0.1:%d" % v["ORIGIN"]
     if name == "nginx":
         path = os.path.join(work, "nginx.conf")
-        open(path, "w").write(render("nginx.conf", v, inc["nginx"] if posture else None))
+        text = render("nginx.conf", v, inc["nginx"] if posture else None)
+        if scenario == "tls-upstream":
+            # TLS to the origin, verified, sessions reused (nginx's default).
+            text = text.replace(origin + ";", "server 127.0.0.1:%d;" % v["ORIGIN_TLS"])
+            text = text.replace("proxy_pass http://origin;", "proxy_pass https://origin; proxy_ssl_verify on; "
+                                "proxy_ssl_trusted_certificate %s; proxy_ssl_name localhost; "
+                                "proxy_ssl_server_name on;" % v["CERT"])
+        if scenario == "grpc":
+            text = text.replace(origin + ";", "server 127.0.0.1:%d;" % v["ORIGIN_H2"])
+            text = text.replace("proxy_pass http://origin;", "grpc_pass grpc://origin;")
+        open(path, "w").write(text)
         return Proc(name, ["nginx", "-c", path])
     if name == "haproxy":
         path = os.path.join(work, "haproxy.cfg")
-        open(path, "w").write(render("haproxy.cfg", v, inc["haproxy"] if posture else None))
+        text = render("haproxy.cfg", v, inc["haproxy"] if posture else None)
+        horigin = "server o1 127.0.0.1:%d" % v["ORIGIN"]
+        if scenario == "tls-upstream":
+            text = text.replace(horigin, "server o1 127.0.0.1:%d ssl verify required ca-file %s sni str(localhost)"
+                                % (v["ORIGIN_TLS"], v["CERT"]))
+        if scenario == "grpc":
+            text = text.replace(horigin, "server o1 127.0.0.1:%d proto h2" % v["ORIGIN_H2"])
+        open(path, "w").write(text)
         return Proc(name, ["haproxy", "-db", "-f", path], stdout=os.path.join(work, "haproxy.access.log"))
+    if name == "caddy" and scenario in ("tls-upstream", "grpc"):
+        return None  # not configured for these two rows
     if name == "caddy":
         path = os.path.join(work, "Caddyfile")
         open(path, "w").write(render("Caddyfile", v, inc["caddy"] if posture else None))
@@ -194,6 +215,12 @@ def start_system(name, scenario, v, work):
             text += '\n[state]\nbackend = "redis"\nredis = "redis://127.0.0.1:%d"\n' % v["REDIS"]
         if scenario == "posture-lease":
             text = text.replace('key = "ip"\n', 'key = "ip"\nlease = 100\n')
+        if scenario == "tls-upstream":
+            text = text.replace('servers = ["127.0.0.1:%d"]' % v["ORIGIN"],
+                                'servers = ["https://127.0.0.1:%d"]\ntls = { ca = "%s" }' % (v["ORIGIN_TLS"], v["CERT"]))
+        if scenario == "grpc":
+            text = text.replace('servers = ["127.0.0.1:%d"]' % v["ORIGIN"],
+                                'servers = ["127.0.0.1:%d"]\nprotocol = "h2"' % v["ORIGIN_H2"])
         open(path, "w").write(text)
         return Proc(name, [binary, "serve", "-c", path],
                     env={"RAMPART_LOG": "warn", "RAMPART_STATE_DIR": work})
@@ -238,8 +265,13 @@ def run_wrk(url, seconds, conns=64, close=False):
     return r
 
 
-def run_h2load(url, seconds):
+def run_h2load(url, seconds, grpc=None):
     argv = ["taskset", "-c", "1", "h2load", "-c32", "-m10", "-D", str(seconds), url]
+    if grpc:
+        # A gRPC-shaped unary call: POST, application/grpc, TE: trailers, one framed message.
+        body = os.path.join(grpc, "grpc-request.bin")
+        open(body, "wb").write(b"\0\0\0\0\5hello")
+        argv[-1:-1] = ["-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     r = {}
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s", out)
@@ -288,7 +320,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix="rampart-bench-")
     os.chmod(work, 0o755)  # nginx workers run as an unprivileged user and read 64k.bin
-    v = {"WORK": work, "ORIGIN": free_port(), "HTTP": free_port(), "TLS": free_port(),
+    v = {"WORK": work, "ORIGIN": free_port(), "ORIGIN_TLS": free_port(), "ORIGIN_H2": free_port(),
+         "HTTP": free_port(), "TLS": free_port(),
          "BODY100": "x" * 100, "CERT": os.path.join(work, "cert.pem"), "KEY": os.path.join(work, "key.pem"),
          "CERTKEY": os.path.join(work, "certkey.pem")}
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -336,6 +369,10 @@ def main():
                         r = run_wrk(https + "/", args.seconds)
                     elif scenario == "h2":
                         r = run_h2load(https + "/", args.seconds)
+                    elif scenario == "tls-upstream":
+                        r = run_wrk(https + "/", args.seconds)
+                    elif scenario == "grpc":
+                        r = run_h2load(https + "/bench.Echo/Unary", args.seconds, grpc=work)
                     elif scenario == "static":
                         r = run_wrk(http + STATIC_FILE, args.seconds)
                     elif scenario == "large":

@@ -17,22 +17,28 @@ pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcme {
-    /// The CA's directory URL, or `letsencrypt` (default) / `letsencrypt-staging`.
+    /// The CA's directory URL (`https://…`), or `letsencrypt` / `letsencrypt-staging`.
     pub directory: Option<String>,
-    /// Contact address for expiry notices and account recovery.
+    /// Contact address for the CA's expiry notices.
     pub email: Option<String>,
-    /// Names to certify (default: every exact host of the routes and `allowed_hosts`).
+    /// Names on the certificate (one certificate for all); default every exact host of the
+    /// routes and `allowed_hosts` that is a DNS name. Wildcards need DNS-01, which rampart
+    /// does not answer: an error.
     pub domains: Option<Vec<String>>,
-    /// `http-01` (default when `server.http` is set) or `tls-alpn-01`.
+    /// `http-01`: the CA fetches `/.well-known/acme-challenge/TOKEN` on port 80, answered
+    /// before the HTTPS redirect; `tls-alpn-01`: the CA handshakes on port 443 with ALPN
+    /// `acme-tls/1` and gets a challenge certificate.
     pub challenge: Option<String>,
-    /// PEM file of the CA that signed the ACME server's own HTTPS certificate (a private
-    /// CA); default the system roots.
+    /// PEM CA file for the ACME server's own HTTPS (a private CA such as step-ca).
     pub directory_ca: Option<String>,
-    /// External Account Binding key id, for CAs that need one (ZeroSSL, Google, …).
+    /// External Account Binding for CAs that need it (ZeroSSL, Google Trust Services); the
+    /// key base64url, from `${VAR}` or `eab_hmac_key_file`.
     pub eab_kid: Option<String>,
-    /// External Account Binding HMAC key, base64url (`${VAR}` or `eab_hmac_key_file`).
+    /// External Account Binding for CAs that need it (ZeroSSL, Google Trust Services); the
+    /// key base64url, from `${VAR}` or `eab_hmac_key_file`.
     pub eab_hmac_key: Option<String>,
-    /// First wait after a failed order (default 1m), doubled after each failure up to 6h.
+    /// Wait after a failed order, doubled after each failure up to 6 h (a CA outage or rate
+    /// limit is never hammered).
     pub retry: Option<RawDuration>,
 }
 
@@ -100,7 +106,7 @@ pub(crate) fn acme(
     err: &mut dyn FnMut(String, String),
 ) -> Acme {
     let directory = match r.directory.as_deref() {
-        None | Some("letsencrypt") => LETSENCRYPT.to_owned(),
+        None | Some(crate::defaults::tls::ACME_DIRECTORY) => LETSENCRYPT.to_owned(),
         Some("letsencrypt-staging") => LETSENCRYPT_STAGING.to_owned(),
         Some(u) if u.starts_with("https://") => u.to_owned(),
         Some(u) => {
@@ -184,7 +190,7 @@ pub(crate) fn acme(
             None
         }
     };
-    let retry = r.retry.map_or(Duration::from_secs(60), |d| d.0);
+    let retry = r.retry.map_or(crate::defaults::tls::ACME_RETRY, |d| d.0);
     if retry < Duration::from_secs(1) {
         err("tls.acme.retry".into(), "at least 1s".into());
     }

@@ -13,25 +13,28 @@ use crate::units::Duration as RawDuration;
 #[derive(Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
-    /// A name for logs, metrics and `/health` (default: the database's name).
+    /// Its name in `/health`, metrics and the audit log (unique).
     pub name: Option<String>,
-    /// The database URL (`"${DATABASE_URL}"`, or `database_file`).
+    /// The URL (`"${DATABASE_URL}"`); `postgres://`, `postgresql://`, `mysql://`,
+    /// `mariadb://`.
     pub database: Option<String>,
-    /// Cron: 5 fields (minute hour day month weekday), or 6 with seconds first; UTC.
+    /// Cron in UTC: 5 fields (`"0 2 * * *"`: 02:00 daily), 6 with seconds first, or
+    /// `@daily`/`@hourly`.
     pub schedule: Option<String>,
-    /// Where backups go.
+    /// Where backups go (made 0700).
     pub dir: Option<String>,
-    /// Delete backups older than this (never the newest good one).
+    /// Retention by age (`"30d"`) and count (≥ 1); the newest good backup is never deleted.
     pub keep: Option<RawDuration>,
-    /// Keep at most this many.
+    /// Retention by age (`"30d"`) and count (≥ 1); the newest good backup is never deleted.
     pub keep_count: Option<usize>,
-    /// The encryption key's contents (`key_file = "/etc/rampart/backup.key"`).
+    /// The 32-byte key (`rampart secrets generate backup-key`).
     pub key: Option<String>,
-    /// zstd level (default 3).
+    /// Zstd level, 1–19.
     pub level: Option<i32>,
-    /// Also copy each backup here.
+    /// Also copy each backup and its manifest here (another mount).
     pub copy_to: Option<String>,
-    /// After each backup, restore it into a scratch database on this server and compare.
+    /// After each backup, restore it into a new database on this server, compare every
+    /// table's rows with the manifest, drop it; a mismatch fails the run.
     pub verify_scratch: Option<String>,
 }
 
@@ -191,7 +194,7 @@ pub(crate) fn backups(
             err(key("dir"), "missing: where backups go".into());
             continue;
         };
-        let level = r.level.unwrap_or(3);
+        let level = r.level.unwrap_or(crate::defaults::trust::BACKUP_LEVEL);
         if !(1..=19).contains(&level) {
             err(key("level"), format!("{level}: zstd levels are 1 to 19"));
         }

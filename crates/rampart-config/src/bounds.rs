@@ -1,5 +1,5 @@
 //! The range of every numeric key, as named constants: validation enforces them (a value
-//! outside is an error naming the key and the range) and the README's table lists them.
+//! outside is an error naming the key and the range) and the reference lists them.
 //! A config that `check` accepts can always be started: no value here can overflow a
 //! clock, a semaphore or an allocation. Durations of every key are at most
 //! [`MAX_DURATION`](crate::units::MAX_DURATION) (ten years), checked when parsed.

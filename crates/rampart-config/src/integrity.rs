@@ -14,22 +14,26 @@ use crate::units::{Duration as RawDuration, Size};
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntegrity {
-    /// The manifest (`rampart manifest build`).
+    /// The manifest (`integrity.json`); a root recorded relative to it is found beside it.
     pub manifest: Option<String>,
-    /// Its detached signature (default: the manifest's path + `.sig`).
+    /// The detached signature (`integrity.sig` in guide 000).
     pub signature: Option<String>,
-    /// The signer's PEM public key (`${INTEGRITY_PUBLIC_KEY}` or `public_key_file`).
+    /// The signer's PEM public key (Ed25519, RSA-PSS, RS256, ES256): `public_key =
+    /// "${INTEGRITY_PUBLIC_KEY}"`.
     pub public_key: Option<String>,
-    /// Refuse a manifest that is not signed by `public_key` (default true).
+    /// `false` checks the files only (who made the list is then not checked).
     pub require_signed: Option<crate::units::Flag>,
-    /// Where the manifest's roots are on this host, in its order (default: as recorded).
+    /// Where the manifest's roots are on this host, in its order.
     pub roots: Option<Vec<String>>,
-    /// `refuse` (default) or `serve`.
+    /// `"refuse"`: a production start or reload on a mismatch (bad signature, changed,
+    /// missing or extra file) is refused, each file named; a mismatch found while running
+    /// is served, audited and reported. `"serve"`: always served, with the audit event and
+    /// `/health` degraded.
     pub on_mismatch: Option<String>,
-    /// Re-verification period (default 10m; `0s` turns it off).
+    /// Re-verification period (≥ 10s; `0s` off).
     pub interval: Option<RawDuration>,
-    /// Bytes hashed per second by the periodic check (default 32MiB), so a large tree does
-    /// not take the disk from the requests.
+    /// Bytes hashed per second by the periodic check, so a large tree never takes the disk
+    /// from the requests (≥ 1MiB).
     pub read_rate: Option<Size>,
 }
 
@@ -90,7 +94,9 @@ pub(crate) fn integrity(
             },
             |s| base.join(s),
         );
-    let require_signed = r.require_signed.is_none_or(|f| f.0);
+    let require_signed = r
+        .require_signed
+        .map_or(crate::defaults::trust::REQUIRE_SIGNED, |f| f.0);
     let public_key = r
         .public_key
         .as_deref()
@@ -109,7 +115,7 @@ pub(crate) fn integrity(
         _ => {}
     }
     let on_mismatch = match r.on_mismatch.as_deref() {
-        None | Some("refuse") => OnMismatch::Refuse,
+        None | Some(crate::defaults::trust::ON_MISMATCH) => OnMismatch::Refuse,
         Some("serve") => OnMismatch::Serve,
         Some(o) => {
             err(
@@ -119,16 +125,20 @@ pub(crate) fn integrity(
             OnMismatch::Refuse
         }
     };
-    let interval = r.interval.map_or(Some(Duration::from_secs(600)), |d| {
-        (!d.0.is_zero()).then_some(d.0)
-    });
+    let interval = r
+        .interval
+        .map_or(Some(crate::defaults::trust::INTEGRITY_INTERVAL), |d| {
+            (!d.0.is_zero()).then_some(d.0)
+        });
     if interval.is_some_and(|d| d < Duration::from_secs(10)) {
         err(
             "integrity.interval".into(),
             "under 10s: every check reads the whole tree; use 0s to turn it off".into(),
         );
     }
-    let read_rate = r.read_rate.map_or(32 << 20, |s| s.0);
+    let read_rate = r
+        .read_rate
+        .map_or(crate::defaults::trust::READ_RATE, |s| s.0);
     if read_rate < 1 << 20 {
         err(
             "integrity.read_rate".into(),

@@ -15,6 +15,7 @@ pub mod acme;
 pub mod backups;
 pub mod bounds;
 pub mod civil;
+pub mod defaults;
 pub mod dotenv;
 pub mod error;
 pub mod integrity;

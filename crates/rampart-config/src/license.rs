@@ -16,31 +16,33 @@ use crate::units::Duration as RawDuration;
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLicense {
-    /// The token (`${LICENSE_KEY}`, or `token_file`).
+    /// The token: `token = "${LICENSE_KEY}"` or `token_file =
+    /// "/etc/churnvision/license.key"`.
     pub token: Option<String>,
-    /// The vendor's PEM public key (`${LICENSE_PUBLIC_KEY}`, or `public_key_file`).
+    /// The vendor's PEM public key (`"${LICENSE_PUBLIC_KEY}"`).
     pub public_key: Option<String>,
-    /// The one signing algorithm accepted (`RS256`, `ES256`, `EdDSA`…; guide 000's
-    /// `LICENSE_SIGNING_ALG`); default: any the key allows.
+    /// The one algorithm accepted (`"RS256"`, guide 000's `LICENSE_SIGNING_ALG`).
     pub algorithm: Option<String>,
-    /// `iss` must equal this.
+    /// `iss` must equal, `aud` must contain.
     pub issuer: Option<String>,
-    /// `aud` must contain this.
+    /// `iss` must equal, `aud` must contain.
     pub audience: Option<String>,
-    /// The anti-rollback state file (default `state_dir/license_state.json`).
+    /// The anti-rollback state (guide 000's `LICENSE_STATE_PATH`).
     pub state_path: Option<String>,
-    /// The installation id file (default `state_dir/installation.id`).
+    /// This installation's id, made on the first start (`INSTALLATION_ID_PATH`).
     pub installation_id_path: Option<String>,
-    /// Served as usual this long past expiry, with warnings (default 7d).
+    /// Served as usual this long past expiry, with warnings.
     pub grace: Option<RawDuration>,
-    /// `notice` (default): only health endpoints and a notice are served; `refuse`: a
-    /// start or reload is refused (a running edge then serves the notice).
+    /// Past expiry and grace, or an invalid or tampered license: `"notice"` serves only the
+    /// health endpoints, ACME and a notice (503, HTML to browsers, JSON `{"error":
+    /// "license_required"}` otherwise); `"refuse"` also refuses a start or reload.
     pub on_expired: Option<String>,
     /// The notice's text.
     pub notice: Option<String>,
-    /// Re-check period (default 1h, at least 1m).
+    /// Re-check period (≥ 1m).
     pub interval: Option<RawDuration>,
-    /// Status of a route whose feature is not licensed: 403 (default) or 402.
+    /// Status of a route whose `requires_feature` the license lacks (`402` for "upgrade
+    /// your plan").
     pub feature_status: Option<u16>,
 }
 
@@ -153,7 +155,7 @@ pub(crate) fn license(
         }
     }
     let on_expired = match r.on_expired.as_deref() {
-        None | Some("notice") => OnExpired::Notice,
+        None | Some(crate::defaults::trust::ON_EXPIRED) => OnExpired::Notice,
         Some("refuse") => OnExpired::Refuse,
         Some(o) => {
             err(
@@ -163,14 +165,18 @@ pub(crate) fn license(
             OnExpired::Notice
         }
     };
-    let interval = r.interval.map_or(Duration::from_secs(3600), |d| d.0);
+    let interval = r
+        .interval
+        .map_or(crate::defaults::trust::LICENSE_INTERVAL, |d| d.0);
     if interval < Duration::from_secs(60) {
         err(
             "license.interval".into(),
             "under 1m: a license changes by the day".into(),
         );
     }
-    let feature_status = r.feature_status.unwrap_or(403);
+    let feature_status = r
+        .feature_status
+        .unwrap_or(crate::defaults::trust::FEATURE_STATUS);
     if !matches!(feature_status, 402 | 403) {
         err(
             "license.feature_status".into(),
@@ -186,7 +192,9 @@ pub(crate) fn license(
         audience: text(&r.audience),
         state_path: path(&r.state_path),
         installation_id_path: path(&r.installation_id_path),
-        grace: r.grace.map_or(Duration::from_secs(7 * 86_400), |d| d.0),
+        grace: r
+            .grace
+            .map_or(crate::defaults::trust::LICENSE_GRACE, |d| d.0),
         on_expired,
         notice: text(&r.notice).unwrap_or_else(|| DEFAULT_NOTICE.to_owned()),
         interval,

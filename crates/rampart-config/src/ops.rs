@@ -13,19 +13,23 @@ use crate::units::{Duration as RawDuration, ListenAddr};
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    /// Where it listens (default `127.0.0.1:9901`).
+    /// Its address; not loopback → `token` is required.
     pub listen: Option<ListenAddr>,
-    /// Bearer token required on every admin request (write `"${ENV_VAR}"` to keep it out
-    /// of the file). Required when `listen` is not a loopback address.
+    /// Bearer token for every admin request (≥ 16 characters; write
+    /// `"${RAMPART_ADMIN_TOKEN}"`).
     pub token: Option<String>,
-    /// Also answer `/metrics`, `/health` and `/ready` at this path prefix on the public
-    /// listeners (e.g. `/_rampart`; `""` for the root: `/health`), for clients in
+    /// Also answer `GET {public_path}/metrics`, `/health`, `/ready` on the public listeners
+    /// (`"/_rampart"`; `""` mounts them at the site's root: `/health`), for the clients in
     /// `public_allow` only.
     pub public_path: Option<String>,
-    /// Client networks allowed to use `public_path`.
+    /// The client networks allowed to use `public_path`; required with it. Others get 404
+    /// under a prefix; at the root their request goes to the routes (the application's own
+    /// `/health`).
     #[serde(default)]
     pub public_allow: Vec<crate::units::Cidr>,
-    /// Which of `metrics`, `health`, `ready` are mounted (default all three).
+    /// Which of `"metrics"`, `"health"`, `"ready"` are mounted: `["health", "ready"]` with
+    /// `public_allow = ["0.0.0.0/0", "::/0"]` is a public health check without public
+    /// metrics (preflight's PF-ADM-01 errors only on metrics open to everyone).
     pub public_endpoints: Option<Vec<String>>,
 }
 
@@ -33,19 +37,24 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
-    /// Access log: `"stdout"` (default), `"off"`, or a file path.
+    /// Access log: `"stdout"`, `"off"`, or a file path (appended, mode 0640, reopened on
+    /// SIGUSR1).
     pub access: Option<String>,
-    /// Audit log: `"stdout"` (default) or a file path.
+    /// Audit log: `"stdout"` or a file path (it cannot be turned off).
     pub audit: Option<String>,
-    /// Mask personal data (e-mail, phone, card numbers, tokens, keys, passwords) in every
-    /// access and audit line (default true).
+    /// Mask e-mail addresses, phone numbers, card numbers (Luhn-checked), bearer/basic
+    /// tokens, JWTs, known API key formats (Stripe, AWS, GitHub, Slack, GitLab, rampart)
+    /// and secrets in query strings, in every log line.
     pub mask_pii: Option<bool>,
-    /// Also zero the last octet of IPv4 client addresses (and the last 80 bits of IPv6).
+    /// Also log client addresses with the last IPv4 octet (last 80 IPv6 bits) zeroed.
     pub mask_ip: Option<bool>,
-    /// More masking rules: `{ pattern = "regex", replace = "text" }`.
+    /// More rules: `[{ pattern = "emp-[0-9]{6}", replace = "[employee]" }]` (regex; default
+    /// replacement `[masked]`).
     #[serde(default)]
     pub mask: Vec<RawMaskRule>,
-    /// Log lines queued for the writer before new ones are dropped (and counted).
+    /// Lines queued for the writer thread, which writes them in batches every 5 ms at most
+    /// (and all of them on SIGTERM before exit); when full, lines are dropped and counted,
+    /// never waited for.
     pub queue: Option<usize>,
 }
 
@@ -53,14 +62,13 @@ pub struct RawLogging {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTracing {
-    /// An OpenTelemetry collector's OTLP/HTTP endpoint, e.g. `"http://collector:4318"`:
-    /// one span per request is sent to it (protobuf, `POST …/v1/traces`, batched). Off
-    /// when unset: no span is built.
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint, e.g. `"http://collector:4318"` or
+    /// `"https://otlp.example.com"`: one span per request is exported to `…/v1/traces`
+    /// (protobuf).
     pub otlp: Option<String>,
-    /// The spans' `service.name` (default `"rampart"`).
+    /// The spans' `service.name`.
     pub service_name: Option<String>,
-    /// Headers sent with every export (a collector's API key), e.g.
-    /// `{ "x-api-key" = "${OTLP_KEY}" }`.
+    /// Headers sent with every export, e.g. `{ "x-api-key" = "${OTLP_KEY}" }`.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
 }
@@ -152,7 +160,10 @@ pub fn tracing(t: Option<&RawTracing>, sink: &mut dyn FnMut(String, String)) -> 
             .to_owned(),
         port,
         tls,
-        service_name: t.service_name.clone().unwrap_or_else(|| "rampart".into()),
+        service_name: t
+            .service_name
+            .clone()
+            .unwrap_or_else(|| crate::defaults::ops::SERVICE_NAME.into()),
         headers,
     })
 }
@@ -163,7 +174,7 @@ pub fn tracing(t: Option<&RawTracing>, sink: &mut dyn FnMut(String, String)) -> 
 pub struct RawMaskRule {
     /// A regular expression (regex-lite syntax).
     pub pattern: String,
-    /// What a match becomes (default `"[masked]"`).
+    /// What a match becomes.
     pub replace: Option<String>,
 }
 
@@ -171,40 +182,49 @@ pub struct RawMaskRule {
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    /// Path requested with GET (default `/health`).
+    /// Path requested with GET.
     pub path: Option<String>,
-    /// Status that counts as healthy (default: any 2xx).
+    /// Status that counts as healthy.
     pub status: Option<u16>,
-    /// Time between checks (default 5s).
+    /// Time between checks.
     pub interval: Option<RawDuration>,
-    /// Time allowed per check (default 2s).
+    /// Time allowed per check.
     pub timeout: Option<RawDuration>,
-    /// Consecutive passes that bring a server back (default 2).
+    /// Consecutive passes that bring a server back.
     pub rise: Option<u32>,
-    /// Consecutive failures that take it out (default 3).
+    /// Consecutive failures that take it out.
     pub fall: Option<u32>,
-    /// `Host` header sent (default the server's address).
+    /// `Host` header sent.
     pub host: Option<String>,
+    /// `"http"` (a `GET path`) or `"grpc"`: the gRPC health protocol's
+    /// `grpc.health.v1.Health/Check` for `service`, passing when the server answers
+    /// `SERVING` (the pool must speak HTTP/2: `protocol = "h2"` or `"auto"`).
+    pub kind: Option<String>,
+    /// The service asked about by a `grpc` check (`""`: the server as a whole).
+    pub service: Option<String>,
 }
 
 /// One `[[dependencies]]` entry: something `/ready` waits for.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDependency {
-    /// Name in `/health` and `/ready`.
+    /// Its name in `/health` and `/ready`.
     pub name: String,
-    /// `tcp`, `http`, `redis`, `postgres` or `mysql`.
+    /// `tcp` (connects), `http` (`GET` answered 2xx/3xx), `redis` (`PING` answered `+PONG`
+    /// or `-NOAUTH`), `postgres` (an SSLRequest answered `S`/`N`), `mysql` (a protocol-10
+    /// greeting, not an error packet such as "Too many connections").
     pub kind: String,
-    /// `host:port` (tcp, redis, postgres, mysql) or a URL: `http://` / `https://host/path`
-    /// (http), `redis://` / `rediss://host:port` (redis; credentials in the URL are ignored,
-    /// a probe never authenticates).
+    /// `host:port`; for `http` a URL `http://host[:port]/path` or `https://…` (port 443);
+    /// for `redis` also `redis://` / `rediss://host[:port]` (TLS; credentials in the URL
+    /// are ignored: a probe never authenticates, `-NOAUTH` counts as up). TLS certificates
+    /// are verified for the host name; a certificate that does not verify is "not ready"
+    /// with the reason.
     pub address: String,
-    /// PEM file of the CA that signed the dependency's certificate (`https://`,
-    /// `rediss://`); default the system roots.
+    /// PEM CA file for an `https://` / `rediss://` dependency signed by a private CA.
     pub ca: Option<String>,
-    /// Whether `/ready` needs it (default true); an optional one only degrades `/health`.
+    /// `false`: a failure only degrades `/health`.
     pub required: Option<bool>,
-    /// Time allowed per probe (default 2s).
+    /// Per probe.
     pub timeout: Option<RawDuration>,
 }
 
@@ -304,6 +324,8 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Host header.
     pub host: Option<String>,
+    /// A gRPC health check of this service (`""`: the whole server) instead of `GET path`.
+    pub grpc_service: Option<String>,
 }
 
 /// What a dependency speaks.
@@ -387,7 +409,7 @@ pub fn admin(a: &RawAdmin, sink: &mut dyn FnMut(String, String)) -> Admin {
     let listen = a
         .listen
         .as_ref()
-        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901)), |l| l.0);
+        .map_or(crate::defaults::ops::ADMIN_LISTEN, |l| l.0);
     if let Some(t) = &a.token {
         if t.len() < 16 {
             sink(
@@ -458,7 +480,7 @@ fn target(
     sink: &mut dyn FnMut(String, String),
 ) -> LogTarget {
     match v {
-        None | Some("stdout") => LogTarget::Stdout,
+        None | Some(crate::defaults::ops::LOG_TARGET) => LogTarget::Stdout,
         Some("off") if off_ok => LogTarget::Off,
         Some("off") => {
             sink(
@@ -491,12 +513,14 @@ pub fn logging(
         match regex_lite::Regex::new(&r.pattern) {
             Ok(_) => rules.push((
                 r.pattern.clone(),
-                r.replace.clone().unwrap_or_else(|| "[masked]".into()),
+                r.replace
+                    .clone()
+                    .unwrap_or_else(|| crate::defaults::ops::MASK_REPLACE.into()),
             )),
             Err(e) => sink(format!("logging.mask[{i}].pattern"), format!("{e}")),
         }
     }
-    let queue = l.queue.unwrap_or(8192);
+    let queue = l.queue.unwrap_or(crate::defaults::ops::LOG_QUEUE);
     if !crate::bounds::LOG_QUEUE.contains(&(queue as u64)) {
         sink(
             "logging.queue".into(),
@@ -506,8 +530,8 @@ pub fn logging(
     Logging {
         access: target("logging.access", l.access.as_deref(), base, true, sink),
         audit: target("logging.audit", l.audit.as_deref(), base, false, sink),
-        mask_pii: l.mask_pii.unwrap_or(true),
-        mask_ip: l.mask_ip.unwrap_or(false),
+        mask_pii: l.mask_pii.unwrap_or(crate::defaults::ops::MASK_PII),
+        mask_ip: l.mask_ip.unwrap_or(crate::defaults::ops::MASK_IP),
         rules,
         queue: queue.clamp(16, 1_000_000),
     }
@@ -519,7 +543,10 @@ pub fn health_check(
     h: &RawHealthCheck,
     sink: &mut dyn FnMut(String, String),
 ) -> HealthCheck {
-    let path = h.path.clone().unwrap_or_else(|| "/health".into());
+    let path = h
+        .path
+        .clone()
+        .unwrap_or_else(|| crate::defaults::upstream::CHECK_PATH.into());
     if !path.starts_with('/') || path.contains([' ', '\r', '\n']) {
         sink(
             format!("{key}.path"),
@@ -534,8 +561,12 @@ pub fn health_check(
             );
         }
     }
-    let interval = h.interval.map_or(Duration::from_secs(5), |d| d.0);
-    let timeout = h.timeout.map_or(Duration::from_secs(2), |d| d.0);
+    let interval = h
+        .interval
+        .map_or(crate::defaults::upstream::CHECK_INTERVAL, |d| d.0);
+    let timeout = h
+        .timeout
+        .map_or(crate::defaults::upstream::CHECK_TIMEOUT, |d| d.0);
     if interval < Duration::from_millis(100) {
         sink(format!("{key}.interval"), "must be at least 100ms".into());
     }
@@ -545,12 +576,31 @@ pub fn health_check(
             "must be more than 0 and at most the interval".into(),
         );
     }
-    let (rise, fall) = (h.rise.unwrap_or(2), h.fall.unwrap_or(3));
+    let (rise, fall) = (
+        h.rise.unwrap_or(crate::defaults::upstream::CHECK_RISE),
+        h.fall.unwrap_or(crate::defaults::upstream::CHECK_FALL),
+    );
     for (k, v) in [("rise", rise), ("fall", fall)] {
         if let Err(m) = crate::bounds::check(u64::from(v), &crate::bounds::RISE_FALL) {
             sink(format!("{key}.{k}"), m);
         }
     }
+    let grpc_service = match h.kind.as_deref() {
+        None | Some("http") => {
+            if h.service.is_some() {
+                sink(format!("{key}.service"), "only for kind = \"grpc\"".into());
+            }
+            None
+        }
+        Some("grpc") => Some(h.service.clone().unwrap_or_default()),
+        Some(other) => {
+            sink(
+                format!("{key}.kind"),
+                format!("expected \"http\" or \"grpc\", got {other:?}"),
+            );
+            None
+        }
+    };
     HealthCheck {
         path,
         status: h.status,
@@ -559,6 +609,7 @@ pub fn health_check(
         rise,
         fall,
         host: h.host.clone(),
+        grpc_service,
     }
 }
 
@@ -623,8 +674,12 @@ pub fn dependencies(
             path,
             tls,
             ca: d.ca.as_ref().map(|c| base.join(c)),
-            required: d.required.unwrap_or(true),
-            timeout: d.timeout.map_or(Duration::from_secs(2), |t| t.0),
+            required: d
+                .required
+                .unwrap_or(crate::defaults::ops::DEPENDENCY_REQUIRED),
+            timeout: d
+                .timeout
+                .map_or(crate::defaults::ops::DEPENDENCY_TIMEOUT, |t| t.0),
         });
     }
     out

@@ -230,10 +230,10 @@ pub struct Csrf {
 impl Default for Csrf {
     fn default() -> Self {
         Self {
-            cookie: "csrf_token".into(),
-            header: HeaderName::from_static("x-csrf-token"),
+            cookie: crate::defaults::auth::CSRF_COOKIE.into(),
+            header: HeaderName::from_static(crate::defaults::auth::CSRF_HEADER),
             allowed_origins: Vec::new(),
-            exempt_bearer: false,
+            exempt_bearer: crate::defaults::auth::CSRF_EXEMPT_BEARER,
         }
     }
 }
@@ -321,7 +321,7 @@ impl Default for Cookies {
 }
 
 /// Default `body_limit`: 10 MB.
-pub const DEFAULT_BODY_LIMIT: u64 = 10_000_000;
+pub const DEFAULT_BODY_LIMIT: u64 = crate::defaults::route::BODY_LIMIT;
 
 // === rules ===
 
@@ -393,7 +393,7 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
             (1, Duration::from_secs(1))
         }
     };
-    let lk = match r.key.as_deref().unwrap_or("ip") {
+    let lk = match r.key.as_deref().unwrap_or(crate::defaults::limit::KEY) {
         "ip" => LimitKey::Ip,
         "user" => LimitKey::User,
         "api_key" => LimitKey::ApiKey,
@@ -414,7 +414,7 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
             }
         },
     };
-    let max_keys = r.max_keys.unwrap_or(100_000);
+    let max_keys = r.max_keys.unwrap_or(crate::defaults::limit::MAX_KEYS);
     let mut bound = |k: &str, v: u64, range| {
         if let Err(m) = crate::bounds::check(v, range) {
             err(format!("{key}.{k}"), m);
@@ -430,20 +430,27 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         bound("burst", u64::from(b), &crate::bounds::BURST);
     }
     let lockout = r.lockout.as_ref().map(|l| {
-        let status = l.status.unwrap_or(429);
+        let status = l.status.unwrap_or(crate::defaults::limit::LOCKOUT_STATUS);
         if status != 429 && status != 423 {
             err(
                 format!("{key}.lockout.status"),
                 format!("expected 429 or 423, got {status}"),
             );
         }
-        let failures = l.failures.unwrap_or(5);
+        let failures = l
+            .failures
+            .unwrap_or(crate::defaults::limit::LOCKOUT_FAILURES);
         if let Err(m) = crate::bounds::check(u64::from(failures), &crate::bounds::LOCKOUT_FAILURES)
         {
             err(format!("{key}.lockout.failures"), m);
         }
-        let lock_for = l.lock_for.map_or(Duration::from_secs(900), |d| d.0);
-        let statuses = l.statuses.clone().unwrap_or_else(|| vec![401, 403]);
+        let lock_for = l
+            .lock_for
+            .map_or(crate::defaults::limit::LOCKOUT_FOR, |d| d.0);
+        let statuses = l
+            .statuses
+            .clone()
+            .unwrap_or_else(|| crate::defaults::limit::LOCKOUT_STATUSES.to_vec());
         for (i, s) in statuses.iter().enumerate() {
             if !(400..=599).contains(s) {
                 err(
@@ -456,7 +463,10 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
             failures,
             lock_for,
             window: l.window.map_or(lock_for, |d| d.0),
-            field: l.field.clone().unwrap_or_else(|| "username".into()),
+            field: l
+                .field
+                .clone()
+                .unwrap_or_else(|| crate::defaults::limit::LOCKOUT_FIELD.into()),
             statuses,
             status,
         }
@@ -474,11 +484,11 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
             &format!("{key}.methods"),
             err,
         ),
-        nodelay: r.nodelay.unwrap_or(true),
+        nodelay: r.nodelay.unwrap_or(crate::defaults::limit::NODELAY),
         max_keys: max_keys.max(1),
         lockout,
         lease: {
-            let lease = r.lease.unwrap_or(1);
+            let lease = r.lease.unwrap_or(crate::defaults::limit::LEASE);
             if !(1..=1000).contains(&lease) {
                 err(
                     format!("{key}.lease"),
@@ -504,7 +514,9 @@ pub(crate) fn api_keys(r: &RawApiKeys, err: Sink<'_>) -> ApiKeys {
         .header
         .as_deref()
         .and_then(|h| header_name(h, "api_keys.header", err))
-        .unwrap_or(HeaderName::from_static("x-api-key"));
+        .unwrap_or(HeaderName::from_static(
+            crate::defaults::auth::API_KEY_HEADER,
+        ));
     let mut keys = Vec::new();
     if r.keys.is_empty() {
         err(
@@ -686,7 +698,7 @@ pub(crate) fn jwt(r: &RawJwt, err: Sink<'_>) -> Option<Jwt> {
         key,
         issuer: r.issuer.clone(),
         audience: r.audience.clone().unwrap_or_default(),
-        leeway: r.leeway.map_or(Duration::from_secs(30), |d| d.0),
+        leeway: r.leeway.map_or(crate::defaults::auth::JWT_LEEWAY, |d| d.0),
         revoke_before,
         max_lifetime: r.max_lifetime.map(|d| d.0),
         forward,
@@ -744,7 +756,9 @@ fn origin_ok(o: &str) -> bool {
 
 pub(crate) fn cors(name: &str, r: &RawCors, err: Sink<'_>) -> Cors {
     let key = format!("cors.{name}");
-    let credentials = r.credentials.unwrap_or(false);
+    let credentials = r
+        .credentials
+        .unwrap_or(crate::defaults::auth::CORS_CREDENTIALS);
     let mut origins = Vec::new();
     let mut any_origin = false;
     if r.origins.is_empty() {
@@ -772,7 +786,7 @@ pub(crate) fn cors(name: &str, r: &RawCors, err: Sink<'_>) -> Cors {
             );
         }
     }
-    let default_methods = ["GET".to_owned(), "HEAD".into(), "POST".into()];
+    let default_methods = crate::defaults::auth::CORS_METHODS.map(String::from);
     let m = methods(
         r.methods.as_deref().unwrap_or(&default_methods),
         &format!("{key}.methods"),
@@ -799,7 +813,9 @@ pub(crate) fn cors(name: &str, r: &RawCors, err: Sink<'_>) -> Cors {
         methods: m,
         headers,
         credentials,
-        max_age: r.max_age.map_or(Duration::from_secs(600), |d| d.0),
+        max_age: r
+            .max_age
+            .map_or(crate::defaults::auth::CORS_MAX_AGE, |d| d.0),
         expose,
     }
 }
@@ -827,7 +843,9 @@ pub(crate) fn csrf(r: &RawCsrf, err: Sink<'_>) -> Csrf {
     {
         c.header = h;
     }
-    c.exempt_bearer = r.exempt_bearer.unwrap_or(false);
+    c.exempt_bearer = r
+        .exempt_bearer
+        .unwrap_or(crate::defaults::auth::CSRF_EXEMPT_BEARER);
     for (i, o) in r.allowed_origins.iter().flatten().enumerate() {
         if origin_ok(o) {
             c.allowed_origins.push(o.to_ascii_lowercase());
@@ -926,11 +944,13 @@ pub(crate) fn route_policy(
             .header
             .as_deref()
             .and_then(|h| header_name(h, &format!("{key}.tenant.header"), err))
-            .unwrap_or(HeaderName::from_static("x-tenant-id"));
+            .unwrap_or(HeaderName::from_static(
+                crate::defaults::route::TENANT_HEADER,
+            ));
         let pattern = t
             .pattern
             .clone()
-            .unwrap_or_else(|| "[A-Za-z0-9_-]{1,64}".into());
+            .unwrap_or_else(|| crate::defaults::route::TENANT_PATTERN.into());
         if let Err(e) = regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
             err(
                 format!("{key}.tenant.pattern"),
@@ -951,7 +971,7 @@ pub(crate) fn route_policy(
     }
     if let Some(c) = &r.cookies {
         let samesite = match c.samesite.as_deref() {
-            None | Some("Lax" | "lax") => Some("Lax".to_owned()),
+            None | Some("Lax" | "lax") => Some(crate::defaults::route::COOKIE_SAMESITE.to_owned()),
             Some("Strict" | "strict") => Some("Strict".to_owned()),
             Some("None" | "none") => Some("None".to_owned()),
             Some("off") => None,

@@ -11,23 +11,27 @@ use serde::Deserialize;
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreflight {
-    /// Findings accepted knowingly: a rule id (`"PF-CRT-02"`) or a rule id and its subject
-    /// (`"PF-CSP-01:routes[1]"`). Each allowance is written to the audit log at start.
+    /// Findings accepted knowingly: a rule id (`"PF-CRT-02"`) or a rule and its subject
+    /// (`"PF-CSP-01:routes[1]"`, `"PF-DBG-01:.env:4"`). Allowed errors do not refuse; each
+    /// is audited (`preflight.allowed`) at start.
     #[serde(default)]
     pub allow: Vec<String>,
-    /// The application's git repository, checked for a tracked `.env` and secrets in its
-    /// history (default: the config's directory, when it is inside a repository).
+    /// The application's repository (PF-GIT-01).
     pub repo: Option<String>,
     /// Extra trusted CA certificates (PEM) for the certificate chain check.
     pub ca_file: Option<String>,
-    /// Keys the application's environment must have, with their type:
-    /// `"string"`, `"secret"`, `"url"`, `"int"`, `"bool"`, `"email"`.
+    /// Keys the application's environment must have, with a type: `{ DATABASE_URL = "url",
+    /// WORKERS = "int", SECRET_KEY = "secret" }` (`string`, `secret`, `url`, `int`, `bool`,
+    /// `email`), optionally with the value it must have: `{ ENFORCE_HTTPS = "bool=true",
+    /// REQUIRE_AUTHENTICATION = "bool=true", MASK_PII_IN_LOGS = "bool=true" }` (a
+    /// switched-off safety flag is then an error; `bool` accepts true/1/yes/on). `--require
+    /// KEY:bool=true` does the same.
     #[serde(default)]
     pub required: BTreeMap<String, String>,
-    /// Also check rampart's own process environment as the application's (when the
-    /// application runs with the same environment, as in one container).
+    /// Also check rampart's own process environment as the application's (one container,
+    /// one environment).
     pub process_env: Option<bool>,
-    /// Commits of history scanned for secrets (default 1000).
+    /// Commits of git history scanned for committed `.env` files and secrets.
     pub history_depth: Option<usize>,
 }
 
@@ -193,8 +197,10 @@ pub fn preflight(
         repo: r.repo.as_ref().map(|p| base.join(p)),
         ca_file: r.ca_file.as_ref().map(|p| base.join(p)),
         required,
-        process_env: r.process_env.unwrap_or(false),
-        history_depth: r.history_depth.unwrap_or(1000),
+        process_env: r.process_env.unwrap_or(crate::defaults::ops::PROCESS_ENV),
+        history_depth: r
+            .history_depth
+            .unwrap_or(crate::defaults::ops::HISTORY_DEPTH),
     }
 }
 

@@ -34,11 +34,11 @@ pub struct RawConfig {
     /// `[cors.NAME]`: CORS policies.
     #[serde(default)]
     pub cors: BTreeMap<String, RawCors>,
-    /// `[api_keys]`.
+    /// `[api_keys]`: keys accepted by routes with `auth = ["api_key"]`.
     pub api_keys: Option<RawApiKeys>,
-    /// `[jwt]`.
+    /// `[jwt]`: how bearer tokens are verified on routes with `auth = ["jwt"]`.
     pub jwt: Option<RawJwt>,
-    /// `[csrf]`.
+    /// `[csrf]`: the double-submit check of routes with `csrf = true`.
     pub csrf: Option<RawCsrf>,
     /// `[csp_report]`: the CSP violation report endpoint.
     pub csp_report: Option<RawCspReport>,
@@ -49,7 +49,8 @@ pub struct RawConfig {
     /// `[[dependencies]]`: services `/ready` waits for.
     #[serde(default)]
     pub dependencies: Vec<crate::ops::RawDependency>,
-    /// `[preflight]`.
+    /// `[preflight]`: the production checks (`rampart preflight`, and at start and reload
+    /// with `environment = "production"`).
     pub preflight: Option<crate::posture::RawPreflight>,
     /// `[state]`: local or shared (Redis) state for a fleet.
     pub state: Option<crate::state::RawState>,
@@ -68,60 +69,84 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Plain HTTP listener; redirect-only when `[tls]` is set.
+    /// Plain HTTP listener, `IP:PORT` (`":80"` = all IPv4). When `[tls]` is set it only
+    /// redirects to HTTPS (301 for GET/HEAD, 308 otherwise, same host, path and query).
     pub http: Option<ListenAddr>,
-    /// HTTPS listener; requires `[tls]`.
+    /// HTTPS listener; needs `[tls]`. At least one of `http`/`https` is required.
     pub https: Option<ListenAddr>,
-    /// Worker threads (default: the cores this process may use).
+    /// Runtime worker threads (1 = a single-threaded runtime).
     pub workers: Option<usize>,
-    /// Peers whose `X-Forwarded-*` headers are believed.
+    /// CIDRs whose `X-Forwarded-For`/`-Proto`/`-Host` are believed. From anyone else they
+    /// are replaced. The client IP is the right-most untrusted `X-Forwarded-For` entry.
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
-    /// Client networks refused on every request, before routing: 403 `ip_denied`.
+    /// Client networks refused on every request before routing (routes, the HTTPS redirect,
+    /// public admin mounts): 403 `ip_denied` and an `acl.refused` audit event; the client
+    /// is the one `trusted_proxies` vouch for. Per-route lists are `allow`/`deny` on
+    /// routes.
     #[serde(default)]
     pub deny: Vec<Cidr>,
-    /// Hosts this edge answers for; others get 421 (or a closed connection).
+    /// Hosts answered (`example.com`, `*.example.com` = any subdomain depth). Others never
+    /// reach an upstream.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
-    /// `"421"` (default) or `"close"`: what a request for another host gets.
+    /// What another host gets: `"421"` (JSON refusal) or `"close"` (connection closed
+    /// without an answer, like nginx's 444).
     pub misdirected: Option<String>,
-    /// Path prefixes the plain listener serves instead of redirecting.
+    /// Path prefixes the plain listener serves instead of redirecting (e.g.
+    /// `/.well-known/acme-challenge/`).
     #[serde(default)]
     pub redirect_exempt: Vec<String>,
-    /// Port written into redirects to HTTPS (default: the HTTPS listener's port).
+    /// Port written into HTTPS redirects (set it when a load balancer maps 443 elsewhere).
     pub https_port: Option<u16>,
-    /// Where generated state (the dev certificate) is kept.
+    /// Where generated state (the development certificate) is kept.
     pub state_dir: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Option<Duration>,
-    /// Longest time to receive a request's headers (slow-loris guard).
+    /// Time to receive a request head from its first byte (slow-loris guard), also across
+    /// parks.
     pub header_read_timeout: Option<Duration>,
-    /// Longest time a connection may sit idle between requests.
+    /// A connection with no bytes moving and no request in flight is closed gracefully
+    /// (keep-alive HTTP/1.1 between requests, HTTP/2, and connections that never send a
+    /// byte).
     pub idle_timeout: Option<Duration>,
-    /// Quiet time after which an idle HTTP/1.1 connection's buffers are freed.
+    /// An HTTP/1.1 connection quiet this long (nothing in flight, everything written) gives
+    /// back its buffers and keeps only its socket until the client sends again: idle
+    /// keep-alive connections cost ~3 KiB, not ~28. A busy connection is never parked; a
+    /// parked one pays a fresh HTTP/1.1 state on its next request.
     pub park_after: Option<Duration>,
-    /// Longest time for a TLS handshake.
+    /// Time to complete a TLS handshake.
     pub tls_handshake_timeout: Option<Duration>,
-    /// Largest request head (request line plus headers).
+    /// Largest request head in bytes (request line, header lines and the blank line that
+    /// ends them), byte-exact on every HTTP/1.1 path; larger gets 431. HTTP/2 counts its
+    /// header list as RFC 9113 does (names + values + 32 per field).
     pub max_header_size: Option<Size>,
-    /// Most request headers.
+    /// Most request headers; more gets 431.
     pub max_headers: Option<usize>,
-    /// Most open client connections; further ones wait in the kernel's backlog.
+    /// Open client connections; further clients wait in the kernel's accept queue.
     pub max_connections: Option<usize>,
-    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (default false).
+    /// Accept HTTP/2 with prior knowledge on the plain listener (behind a load balancer
+    /// that speaks h2c); otherwise it speaks HTTP/1.1 only. HTTPS always offers HTTP/2 by
+    /// ALPN.
     pub h2c: Option<bool>,
-    /// Answer simple HTTP/1.1 requests (GET/HEAD without a body) on rampart's own fast
-    /// path rather than hyper's (default true).
+    /// Answer simple HTTP/1.1 requests (GET or HEAD, no body, no `Expect`, no upgrade) on
+    /// rampart's own path: httparse, one buffer for the response head, one `writev` with
+    /// the first body bytes. Every other request, and a malformed one, goes to hyper with
+    /// the bytes already read, and hyper serves the connection until it next parks. `false`
+    /// sends everything through hyper (to compare, or to rule the fast path out).
     pub h1_fast_path: Option<bool>,
-    /// Reload when the config file changes (checked every 2 seconds; default false).
+    /// Reload when the config file changes (size or modification time, checked every 2 s;
+    /// works with ConfigMap symlink swaps). A broken edit is refused like any reload.
     pub watch_config: Option<bool>,
-    /// `"production"` enforces the preflight checks at start and reload.
+    /// `"production"` runs the preflight checks at start and on every reload and refuses on
+    /// any error finding (`RAMPART_ENV` overrides the file). In development they run too
+    /// and only report (`/health`, `/metrics`, one log line).
     pub environment: Option<String>,
     /// A `.env` file `${VAR}` reads first.
     pub env_file: Option<String>,
-    /// HTTP/2 streams open at once per connection.
+    /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: Option<u32>,
-    /// HTTP/2 streams a client may reset before being answered (rapid-reset guard).
+    /// HTTP/2 streams a client may reset before they are answered (rapid-reset guard).
     pub h2_max_pending_reset_streams: Option<usize>,
 }
 
@@ -129,35 +154,44 @@ pub struct RawServer {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    /// PEM certificate chain, leaf first.
+    /// PEM certificate chain (leaf first) and private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    /// The key must match the certificate. This is the default certificate.
     pub cert: Option<String>,
-    /// PEM private key (PKCS#8, RSA or EC).
+    /// PEM certificate chain (leaf first) and private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    /// The key must match the certificate. This is the default certificate.
     pub key: Option<String>,
     /// More certificates, chosen by SNI.
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
-    /// Generate (once, kept in `state_dir`) a self-signed certificate for these names.
+    /// Names for a self-signed ECDSA certificate generated into `state_dir/tls/` (kept
+    /// across restarts, renewed 30 days before its one-year expiry). For development only.
     pub self_signed: Option<Vec<String>>,
-    /// `"1.2"` (default) or `"1.3"`.
+    /// `"1.2"` or `"1.3"`. Nothing older is ever offered.
     pub min_version: Option<String>,
-    /// Mozilla's profile: `"intermediate"` (default: TLS 1.2 + 1.3) or `"modern"` (1.3 only).
+    /// Mozilla's server-side TLS profile: `"intermediate"` (TLS 1.2 + 1.3) or `"modern"`
+    /// (TLS 1.3 only).
     pub profile: Option<String>,
-    /// TLS 1.2 suites offered, in OpenSSL (`ECDHE-ECDSA-AES128-GCM-SHA256`, as nginx's
-    /// `ssl_ciphers`, one string with `:` or a list) or IANA names. Default: all six
-    /// forward-secret AEAD suites.
+    /// The TLS 1.2 suites offered, as nginx's `ssl_ciphers` (one `:`-separated string,
+    /// pasted as is) or a list, OpenSSL or IANA names:
+    /// `ECDHE-{ECDSA,RSA}-AES128-GCM-SHA256`, `…-AES256-GCM-SHA384`, `…-CHACHA20-POLY1305`.
+    /// Anything else (CBC, static RSA) is an error, since it is never offered. TLS 1.3's
+    /// three suites are always on.
     pub ciphers: Option<OneOrMany>,
-    /// Stateless session tickets (default on; session IDs are always on).
+    /// Stateless resumption tickets (a session-ID cache is always on).
     pub session_tickets: Option<bool>,
     /// `[tls.acme]`: obtain and renew the certificate from an ACME CA.
     pub acme: Option<crate::acme::RawAcme>,
-    /// Choose the cipher suite by the server's order (`ciphers`), not the client's
-    /// (nginx `ssl_prefer_server_ciphers`; default false, as Mozilla advises for
-    /// intermediate, where every suite offered is strong).
+    /// Choose the suite by `ciphers`' order, not the client's (nginx
+    /// `ssl_prefer_server_ciphers on`); off by default, as Mozilla advises when every suite
+    /// offered is strong.
     pub prefer_server_order: Option<bool>,
-    /// Offer and prefer the hybrid post-quantum key exchange X25519MLKEM768 (default true;
-    /// X25519, P-256 and P-384 stay for older clients).
+    /// Offer and prefer the hybrid post-quantum key exchange X25519MLKEM768 (what Chrome,
+    /// Firefox, Cloudflare and Caddy use); X25519, P-256 and P-384 stay for older clients.
+    /// `false` offers only the classical groups.
     pub post_quantum: Option<bool>,
-    /// Staple OCSP responses for certificates that name a responder (default true).
+    /// Staple OCSP responses for certificates whose leaf names a responder (file or ACME
+    /// certificates; the issuer must follow the leaf in the chain file). See [OCSP
+    /// stapling](../README.md#ocsp-stapling).
     pub ocsp_stapling: Option<bool>,
 }
 
@@ -207,122 +241,227 @@ pub struct RawHeaders {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// `host:port` of each server.
+    /// `["host:port", …]` (names are resolved at connect time). `https://host[:port]`
+    /// (443 by default) speaks TLS to the server, verified (see `tls`); `http://host[:port]`
+    /// is plain. One pool is all TLS or all plain.
     #[serde(default)]
     pub servers: Vec<String>,
-    /// `"round_robin"` (default) or `"least_conn"`.
+    /// TLS to the servers (implied by `https://` servers): `{ ca = "internal-ca.pem",
+    /// server_name = "api.internal", cert = "client.pem", key = "client.key", min_version =
+    /// "1.3" }`. The certificate is always verified unless `insecure_skip_verify`.
+    pub tls: Option<RawUpstreamTls>,
+    /// `"http1"`, `"h2"` (HTTP/2: over TLS by ALPN, else h2c with prior knowledge; needed
+    /// for gRPC) or `"auto"` (TLS only: HTTP/2 when the server's ALPN picks it, else
+    /// HTTP/1.1).
+    pub protocol: Option<String>,
+    /// Or `"least_conn"` (fewest requests in flight).
     pub balance: Option<String>,
-    /// Failures within `fail_timeout` that take a server out.
+    /// Failures (connect error, timeout, broken response) within `fail_timeout` that take a
+    /// server out for `fail_timeout`; `0` disables. If every server is out, all are tried
+    /// anyway. Only what the upstream did counts: a client's malformed or over-limit body
+    /// is a 400/413 to that client, a client body that stalls past `response_timeout` a
+    /// 408.
     pub max_fails: Option<u32>,
-    /// The failure window, and how long a failed server stays out.
+    /// The failure window and how long a failed server stays out.
     pub fail_timeout: Option<Duration>,
-    /// Longest time to open a connection.
+    /// Time to open a connection.
     pub connect_timeout: Option<Duration>,
-    /// Longest time from request sent to response headers received.
+    /// Time from sending the request to the response head; past it the client gets 504.
     pub response_timeout: Option<Duration>,
-    /// How long an unused keep-alive connection is kept.
+    /// How long an unused keep-alive connection to the upstream is kept.
     pub idle_timeout: Option<Duration>,
-    /// Most idle keep-alive connections kept per server.
+    /// Idle keep-alive connections kept per server (they still close after `idle_timeout`).
+    /// A low cap makes HTTP/2 clients, whose many concurrent streams each need an upstream
+    /// HTTP/1.1 connection, open and close connections per request.
     pub max_idle: Option<usize>,
-    /// Retry once on another server when a connection cannot be made (default true).
+    /// When a connection cannot be made, try one other server. Whatever this says: a pooled
+    /// connection the upstream closed while idle (its keep-alive ended) is never a failure;
+    /// the request goes on another pooled or a fresh connection. Retried after being
+    /// written: only GET and HEAD that got no byte of an answer (the close crossed the
+    /// request); any other method is retried only when none of it was written. The
+    /// upstream's `Keep-Alive: timeout=N` is learnt: its idle connections are dropped a
+    /// second before N.
     pub retry: Option<bool>,
-    /// Active health check: `{ path, status, interval, timeout, rise, fall, host }`.
+    /// Active check: `{ path = "/health", status = 200, interval = "5s", timeout = "2s",
+    /// rise = 2, fall = 3, host = "…" }` (defaults shown; `status` unset = any 2xx). `fall`
+    /// failed checks take a server out, `rise` passes bring it back; the first check runs
+    /// at start. Works with passive health: a server is used only when neither has it out.
     pub health_check: Option<crate::ops::RawHealthCheck>,
-    /// Whether `/ready` needs a healthy server in this pool (default true).
+    /// Whether `/ready` needs a server of this pool up.
     pub required: Option<bool>,
+}
+
+/// `tls = { … }` of an upstream pool.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM file of the CA certificates the servers' certificates must chain to (a private
+    /// CA); without it, the system's roots.
+    pub ca: Option<String>,
+    /// The name sent as SNI and verified in the server's certificate, for every server of
+    /// the pool (when servers are addressed by IP or by another name than their
+    /// certificate's).
+    pub server_name: Option<String>,
+    /// PEM certificate chain presented to servers that require a client certificate
+    /// (mutual TLS); with `key`.
+    pub cert: Option<String>,
+    /// PEM private key of `cert`.
+    pub key: Option<String>,
+    /// `"1.2"` or `"1.3"`: the oldest version accepted from the servers.
+    pub min_version: Option<String>,
+    /// Accept any certificate (still encrypted, not authenticated: anyone on the path can
+    /// pose as the server). A preflight error in production (PF-UPS-01); never use it
+    /// beyond a test bench.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    /// A name for logs and metrics (default: derived from host and path).
+    /// Name for logs.
     pub name: Option<String>,
-    /// Host to match: `example.com` or `*.example.com`.
+    /// `example.com` or `*.example.com`.
     pub host: Option<String>,
-    /// Several hosts to match.
+    /// `example.com` or `*.example.com`.
     pub hosts: Option<Vec<String>>,
-    /// Path prefix to match (default `/`).
+    /// Path prefix. Prefixes match whole segments: `/api` matches `/api` and `/api/x`, not
+    /// `/apix`.
     pub path: Option<String>,
-    /// Match the path exactly instead of as a prefix.
+    /// Match the path exactly.
     pub exact: Option<bool>,
-    /// Match the path by a regular expression instead of a prefix (nginx's `location ~`;
-    /// `(?i)` for `~*`). Checked in config order after the longest prefix is found, and
-    /// the first match wins over it, as nginx does.
+    /// Match the normalised path by a regular expression instead of `path` (nginx's
+    /// `location ~`; start it with `(?i)` for `~*`). Not anchored: write `^` and `$`. A
+    /// static route serves `root + path` (nginx's `root`). No look-around or
+    /// back-references (linear-time matching).
     pub path_regex: Option<String>,
-    /// When this prefix is the longest match, regex routes are not consulted (nginx's
-    /// `location ^~`).
+    /// When this prefix is the longest match, regex routes are not tried (nginx's `location
+    /// ^~`).
     pub prefix_priority: Option<bool>,
-    /// Remove the matched prefix before forwarding.
+    /// Remove the matched prefix before forwarding (`/api/users` → `/users`); upstream
+    /// routes only.
     pub strip_prefix: Option<bool>,
-    /// Headers set on the request sent upstream (nginx's `proxy_set_header`, Caddy's
-    /// `header_up`); an empty value removes the client's. Upstream routes only; the
-    /// forwarding headers rampart sets itself cannot be named.
+    /// Headers set on the request sent upstream, replacing a client's of the same name; an
+    /// empty value removes the client's: `{ "X-Forwarded-Ssl" = "on", "X-Debug" = "" }`
+    /// (nginx's `proxy_set_header`, Caddy's `header_up`). Upstream routes only; the
+    /// framing, hop-by-hop and forwarding headers rampart sets (`Host`, `X-Forwarded-*`,
+    /// `X-Real-IP`, `X-Request-ID`, `traceparent`…) cannot be named. No cost on routes
+    /// without it.
     pub request_headers: Option<std::collections::BTreeMap<String, String>>,
-    /// Send to this upstream pool.
+    /// Proxy to `[upstreams.NAME]`.
     pub upstream: Option<String>,
-    /// Serve files from this directory.
+    /// Serve files from this directory (the route prefix is removed from the path).
+    /// Directories without a trailing slash are redirected; never a listing; `..`, `.`, `\`
+    /// and NUL are refused before and after percent-decoding. `ETag` and `Last-Modified`
+    /// with `If-None-Match`/`If-Modified-Since` → 304; one `Range` → 206 (`If-Range`
+    /// honoured; several ranges get the whole file; outside → 416 with `Content-Range:
+    /// bytes */LEN`); HEAD. Files up to 1 MiB are kept in memory (64 MiB in all) with their
+    /// response headers; a changed file (inode, size or time) is reloaded (see
+    /// `revalidate_after`).
     #[serde(rename = "static")]
     pub static_dir: Option<String>,
-    /// Index file for directories (default `index.html`).
+    /// Index file for directories (`static` routes).
     pub index: Option<String>,
-    /// File served for navigation requests that match no file (SPA routing).
+    /// File served for navigation requests that match no file (`Accept: text/html` or
+    /// `Sec-Fetch-Mode: navigate`); a missing `/assets/app.js` stays a 404.
     pub spa_fallback: Option<String>,
-    /// Answer with a redirect to this URL.
+    /// Redirect to this URL (absolute `http(s)://…` or a path).
     pub redirect: Option<String>,
-    /// Status of that redirect (301, 302, 303, 307, 308; default 301).
+    /// 301, 302, 303, 307 or 308.
     pub redirect_status: Option<u16>,
-    /// Append the request path and query to the redirect URL.
+    /// Append the path below the prefix and the query.
     pub redirect_keep_path: Option<bool>,
-    /// Answer with a fixed response.
+    /// Fixed response `{ status = 200, body = "…", content_type = "text/plain;
+    /// charset=utf-8" }`.
     pub respond: Option<RawRespond>,
-    /// Security header overrides for this route.
+    /// Per-route overrides of `[headers]`.
     pub headers: Option<RawHeaders>,
 
-    /// Rate limits applying to this route (names of `[limits.NAME]`).
+    /// A `[limits.NAME]` or a list of them (all apply; each counts only its `methods`).
     pub limit: Option<OneOrMany>,
-    /// Accepted authentication methods: `jwt`, `api_key`.
+    /// Accepted methods, any of `["jwt", "api_key"]`: none sent → 401 with
+    /// `WWW-Authenticate`, wrong → 403 `invalid_credentials`. The upstream gets
+    /// `X-Auth-Subject` (JWT `sub` or the key's name), `X-Auth-Method` and the claims in
+    /// `jwt.forward`; client-sent copies of these headers are removed on every route.
     pub auth: Option<Vec<String>>,
-    /// Let unauthenticated requests through (identity still forwarded when present).
+    /// Let requests without credentials through (wrong credentials are still refused).
     pub auth_optional: Option<bool>,
-    /// Largest request body (default 10MB).
+    /// Largest request body: 413 up front on `Content-Length`, and for chunked bodies as
+    /// they arrive (the upstream request is aborted, never truncated).
     pub body_limit: Option<Size>,
-    /// Only these client networks may use the route.
+    /// Client networks (CIDRs, v4 and v6) allowed on / refused from the route: 403
+    /// `ip_denied`. The client is the TCP peer unless it is in `server.trusted_proxies`; an
+    /// IPv4-mapped IPv6 address counts as IPv4.
     pub allow: Option<Vec<Cidr>>,
-    /// These client networks may not.
+    /// Client networks (CIDRs, v4 and v6) allowed on / refused from the route: 403
+    /// `ip_denied`. The client is the TCP peer unless it is in `server.trusted_proxies`; an
+    /// IPv4-mapped IPv6 address counts as IPv4.
     pub deny: Option<Vec<Cidr>>,
-    /// Allowed methods (others get 405 with `Allow`).
+    /// Allowed methods; others get 405 with `Allow` (`GET` implies `HEAD`).
     pub methods: Option<Vec<String>>,
-    /// CORS policy name (`[cors.NAME]`).
+    /// Name of a `[cors.NAME]` policy.
     pub cors: Option<String>,
-    /// Double-submit CSRF check on unsafe methods.
+    /// Double-submit check: `POST`/`PUT`/`PATCH`/`DELETE` need `X-CSRF-Token` equal to the
+    /// `csrf_token` cookie (set by the edge on responses to requests without one: `Secure`,
+    /// `SameSite=Lax`, readable by scripts) and an `Origin`/`Referer` of the request's own
+    /// host or `csrf.allowed_origins`; else 403 `csrf_failed` / `csrf_origin`. Requests
+    /// authenticated by a bearer token or an API key are exempt.
     pub csrf: Option<bool>,
-    /// Remove `Authorization` and the API key header before the upstream, once the edge
-    /// has authenticated the request (the identity still goes as `X-Auth-*`).
+    /// Remove `Authorization` and the API key header from the request before the upstream
+    /// once the edge has authenticated it; the upstream gets the identity as
+    /// `X-Auth-Subject`/`X-Auth-Method` and forwarded claims only.
     pub strip_credentials: Option<bool>,
-    /// Require a tenant header.
+    /// `{ header = "X-Tenant-ID", pattern = "[A-Za-z0-9_-]{1,64}", claim = "tenant" }`:
+    /// missing → 400 `tenant_required`, not matching the whole pattern → 400
+    /// `tenant_invalid`, not equal to the JWT claim (when `claim` is set) → 403
+    /// `tenant_mismatch`.
     pub tenant: Option<RawTenant>,
-    /// `Cache-Control` rules for static files, first match wins.
+    /// `[[routes.cache]]` rules `{ glob = "*.pdf", control = "public, max-age=86400" }`,
+    /// first match wins (`*`, `**`, `?`, `[a-z]`, `{js,css}`; a glob without `/` matches
+    /// the file name). Then the defaults: content-hashed files (a name like
+    /// `main.3f2a1b9c.js` / `index-BnNmW0n4.css`, wherever they live; an unhashed
+    /// `assets/app.js` is not one) get `public, max-age=31536000, immutable`; HTML gets
+    /// `html_cache`; the rest `no-cache`.
     pub cache: Option<Vec<RawCacheRule>>,
-    /// `Cache-Control` of HTML files (default `no-cache`).
+    /// `Cache-Control` of HTML files (`no-cache`: revalidate every time; or e.g.
+    /// `max-age=3600`).
     pub html_cache: Option<String>,
-    /// Compress responses (default: on for `static`, off for `upstream`).
+    /// Gzip or brotli by `Accept-Encoding` q-values (brotli on a tie; `*` counts) for text,
+    /// JSON, JS, XML, SVG, wasm and uncompressed fonts; never for `Range` answers,
+    /// already-encoded bodies, `Cache-Control: no-transform`, `text/event-stream` or other
+    /// types. Static files: a precompressed `app.js.br`/`app.js.gz` sibling (not older than
+    /// the file) first, else compressed once and kept; each coding has its own `ETag`;
+    /// `Vary: Accept-Encoding`. Off by default for upstreams: compressing responses that
+    /// mix secrets with reflected input over TLS enables BREACH; turn it on where that
+    /// cannot happen.
     pub compress: Option<bool>,
-    /// Smallest body compressed (default 1KB).
+    /// Smaller bodies (by `Content-Length`) are sent as they are.
     pub compress_min_size: Option<Size>,
-    /// Serve dotfiles from a static root (default false; `/.well-known/` always is).
+    /// Serve paths with a segment starting with `.` (`/.well-known/` is always served).
     pub dotfiles: Option<bool>,
-    /// Follow symlinks that lead out of the static root (default false).
+    /// Serve symlinks that lead out of the `static` directory.
     pub follow_symlinks: Option<bool>,
-    /// How long a file kept in memory is served before it is checked again (default 1s).
+    /// A file kept in memory is served this long before its path is `stat`ed again (nginx's
+    /// `open_file_cache_valid`); a changed file shows within this time. `"0s"` checks on
+    /// every request.
     pub revalidate_after: Option<Duration>,
-    /// A fresh CSP nonce on every HTML response, added to its tags and to the policy.
+    /// Each HTML response gets a fresh 128-bit nonce: added as `nonce="…"` to every
+    /// `<script>`, `<style>`, `<link rel=stylesheet>` and script/style preload, and as
+    /// `'nonce-…'` to `script-src` and `style-src` (created from `default-src` when
+    /// missing). The rewrite streams (lol_html), also through gzip/brotli from the upstream
+    /// (decoded, rewritten, re-encoded). The upstream receives the nonce in `X-CSP-Nonce`
+    /// (a client's value is replaced). Such pages lose `ETag`/`Last-Modified` and get
+    /// `Cache-Control: no-cache, private` (a cached page would replay its nonce).
     pub csp_nonce: Option<bool>,
-    /// Send the policy as `Content-Security-Policy-Report-Only`.
+    /// Send the policy as `Content-Security-Policy-Report-Only` (roll a new policy out by
+    /// watching the reports first).
     pub csp_report_only: Option<bool>,
-    /// Cookie hardening overrides (`cookies = false` is written `cookies = { secure = false, … }`).
+    /// Hardening of upstream `Set-Cookie`: `{ secure = true, httponly = true, samesite =
+    /// "Lax", script_readable = ["ui_prefs"] }`; missing attributes are added, present ones
+    /// kept. `samesite = "off"` adds none.
     pub cookies: Option<RawCookies>,
-    /// Served only when `[license]` grants this feature (else 403 or 402).
+    /// Served only when `[license]` grants this feature; otherwise `feature_not_licensed`
+    /// (403, or `license.feature_status`).
     pub requires_feature: Option<String>,
 }
 
@@ -330,11 +469,11 @@ pub struct RawRoute {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRespond {
-    /// Status code (default 200).
+    /// Status code.
     pub status: Option<u16>,
     /// Body text.
     pub body: Option<String>,
-    /// `Content-Type` (default `text/plain; charset=utf-8`).
+    /// `Content-Type`.
     pub content_type: Option<String>,
 }
 
@@ -352,19 +491,18 @@ pub struct RawCacheRule {
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCspReport {
-    /// On unless false.
+    /// `false` removes the endpoint and the reporting directives.
     pub enabled: Option<bool>,
-    /// Path answered on every host (default `/csp-report`).
+    /// Its path.
     pub path: Option<String>,
-    /// Largest report body (default 64KB).
+    /// Larger reports → 413.
     pub max_body: Option<Size>,
-    /// Reports per client IP (default `10/s`).
+    /// Per client IP; over → 429 with `Retry-After`.
     pub rate: Option<String>,
-    /// Burst above the rate (default 20).
+    /// Per client IP; over → 429 with `Retry-After`.
     pub burst: Option<u32>,
-    /// Also name the endpoint for the Reporting API (`report-to`, `Reporting-Endpoints`);
-    /// default true. Browsers that support it send reports there, batched, instead of
-    /// `report-uri` at once.
+    /// Also advertise the endpoint to the Reporting API. Chromium then sends reports there
+    /// in batches (about a minute late) instead of `report-uri` at once.
     pub report_to: Option<bool>,
 }
 
@@ -374,27 +512,45 @@ pub struct RawCspReport {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimit {
-    /// `10/s`, `5/m`, `500/h`, `1000/d`.
+    /// `10/s`, `30/m` (or `/min`, `/minute`), `500/h`, `1000/d`: N per period, N at once
+    /// (see below).
     pub rate: Option<String>,
-    /// Requests allowed above the steady rate at once (nginx `burst`; default: the rate's
-    /// count less one, so `N/period` admits N at once).
+    /// Requests allowed at once above the first (nginx `burst`); `0` spaces requests
+    /// strictly, one per period/N.
     pub burst: Option<u32>,
-    /// `ip` (default), `user`, `api_key`, `user_or_ip`, or `header:NAME`.
+    /// `ip`, `user` (authenticated subject; anonymous requests share one bucket),
+    /// `api_key`, `user_or_ip`, or `header:X-Tenant-ID` (requests without it count by IP).
     pub key: Option<String>,
-    /// Only requests with these methods count (a method class); default all.
+    /// Only these methods count: `[limits.reads] methods = ["GET", "HEAD"]` and
+    /// `[limits.writes] methods = ["POST", "PUT", "PATCH", "DELETE"]` on one route give
+    /// per-class limits.
     pub methods: Option<Vec<String>>,
-    /// Refuse excess at once (default true); false delays requests within the burst
-    /// to the steady rate, like nginx `limit_req` without `nodelay`.
+    /// Refuse excess at once; `false` holds requests within the burst until their slot,
+    /// like nginx `limit_req` without `nodelay`.
     pub nodelay: Option<bool>,
-    /// Most keys tracked at once (default 100000); see the README for the policy when full.
+    /// Keys tracked at once, exactly. Idle keys expire; a new key in a full table takes
+    /// over an expired key's slot (a clock hand looks at no more than 4 slots), and when
+    /// the table is full of live keys new keys share one overflow bucket under the same
+    /// limit, so a flood of addresses can neither grow memory nor escape limiting, and
+    /// costs the same per request whatever the table holds.
     pub max_keys: Option<usize>,
-    /// Lock an account after repeated failed logins on the routes using this limit.
+    /// Login lockout: `{ failures = 5, for = "15m", window = "15m", field = "username",
+    /// statuses = [401, 403], status = 429 }`. The account is the JSON or form field
+    /// `field` of the request body (else the client IP); upstream answers with a status in
+    /// `statuses` count as failures; `failures` within `window` lock the account for `for`
+    /// (429 or 423 with `Retry-After`, the upstream not called); a 2xx resets the count. A
+    /// single instance saves active locks under `state_dir` (a restart does not unlock
+    /// them); a fleet keeps them in Redis.
     pub lockout: Option<RawLockout>,
-    /// With `[state] backend = "redis"`: what the limit does while Redis cannot be
-    /// reached: `local` (default: `rate / fleet_size` on each instance), `allow`, `deny`.
+    /// With `[state] backend = "redis"`, what the limit does while Redis cannot answer:
+    /// `local` (this instance enforces `rate / fleet_size` and `quota / fleet_size` alone),
+    /// `allow` (no limit), `deny` (503 `state_unavailable` with `Retry-After: 1`). Never a
+    /// 500.
     pub on_state_error: Option<String>,
     /// With `[state] backend = "redis"`: tokens an instance takes from Redis at once for a
-    /// key, spending the rest locally (default 1: every request asks Redis).
+    /// key (1–1000); the next requests with that key spend them locally, without a round
+    /// trip, until they lapse (1 s after the grant; an instance holds at most `lease − 1`).
+    /// See [Running a fleet](../README.md#running-a-fleet) for the trade-off.
     pub lease: Option<u32>,
 }
 
@@ -402,19 +558,19 @@ pub struct RawLimit {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLockout {
-    /// Failed attempts that lock (default 5).
+    /// Failed attempts that lock.
     pub failures: Option<u32>,
-    /// How long a key stays locked (default 15m).
+    /// How long a key stays locked.
     #[serde(rename = "for")]
     pub lock_for: Option<RawDuration>,
-    /// The window the failures are counted in (default: `for`).
+    /// The window the failures are counted in.
     pub window: Option<RawDuration>,
-    /// JSON or form field naming the account (default `username`); the client IP when
+    /// JSON or form field naming the account; the client IP when
     /// the body has none.
     pub field: Option<String>,
-    /// Upstream statuses that count as a failure (default 401 and 403).
+    /// Upstream statuses that count as a failure.
     pub statuses: Option<Vec<u16>>,
-    /// Status of the refusal while locked: 429 (default) or 423.
+    /// Status of the refusal while locked: 429 or 423.
     pub status: Option<u16>,
 }
 
@@ -422,9 +578,13 @@ pub struct RawLockout {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
-    /// Request header carrying the key (default `X-API-Key`).
+    /// Request header carrying the key.
     pub header: Option<String>,
-    /// The keys; several may be valid at once (rotation).
+    /// The keys: `[{ name = "ci", key_file = "/run/secrets/ci_key" }, { name = "old", sha256 = "…"
+    /// }]`: several valid at once, so rotation is add → deploy clients → remove. Keys are
+    /// kept only as SHA-256 digests and compared in constant time; logs show the name. A
+    /// key must be at least 16 characters with no whitespace (`rampart secrets` makes
+    /// them).
     #[serde(default, deserialize_with = "api_key_entries")]
     pub keys: Vec<RawApiKey>,
 }
@@ -440,9 +600,8 @@ pub struct RawApiKey {
     pub key: Option<String>,
     /// Or its SHA-256, hex.
     pub sha256: Option<String>,
-    /// The key it replaces, accepted under the same name while clients move over
-    /// (`rampart secrets rotate` writes `KEY_PREVIOUS`: `previous = "${KEY_PREVIOUS:-}"`).
-    /// Empty means none.
+    /// The key it replaces, accepted under the same name during a rotation: `previous =
+    /// "${CI_KEY_PREVIOUS:-}"` (empty = none).
     pub previous: Option<String>,
 }
 
@@ -483,30 +642,33 @@ fn api_key_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RawApiK
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
-    /// The one accepted algorithm: HS256/384/512, RS256/384/512, ES256, EdDSA.
+    /// The one accepted algorithm: `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`,
+    /// `ES256`, `EdDSA`. Never taken from the token; `none` is always refused.
     pub alg: Option<String>,
     /// HMAC secret (HS*), at least 32 bytes.
     pub secret: Option<String>,
-    /// The HMAC secret it replaces, still accepted during a rotation
-    /// (`secret_previous = "${JWT_SECRET_PREVIOUS:-}"`). Empty means none.
+    /// The HMAC secret being rotated out, still accepted: `secret_previous =
+    /// "${JWT_SECRET_PREVIOUS:-}"` (empty = none). `rampart secrets rotate JWT_SECRET`
+    /// fills it.
     pub secret_previous: Option<String>,
-    /// PEM public key (RS*, ES256, EdDSA); `public_key_file` reads it from a file.
+    /// PEM public key (RS*, ES256, EdDSA).
     pub public_key: Option<String>,
-    /// A JWKS document (JSON); `jwks_file` reads it from a file.
+    /// A JWKS document; the token's `kid` picks the key.
     pub jwks: Option<String>,
     /// Required `iss`.
     pub issuer: Option<String>,
-    /// Accepted `aud` values (one must match).
+    /// Accepted `aud` values.
     pub audience: Option<Vec<String>>,
-    /// Clock leeway for `exp` and `nbf` (default 30s).
+    /// Clock skew allowed on `exp` and `nbf` (`exp` is required).
     pub leeway: Option<RawDuration>,
-    /// Tokens issued (`iat`) before this RFC 3339 instant are refused.
+    /// RFC 3339 instant: tokens issued (`iat`) earlier are refused, so "log everyone out"
+    /// after a leak is one reload.
     pub revoke_before: Option<String>,
-    /// Longest accepted lifetime (`exp - iat`); tokens without both claims, or issued in
-    /// the future, are refused when set.
+    /// Longest accepted `exp - iat` (`"30m"`): a longer-lived token, one without
+    /// `iat`/`exp`, or one issued in the future (beyond `leeway`) is refused 403
+    /// `invalid_credentials`.
     pub max_lifetime: Option<RawDuration>,
-    /// Claims forwarded to the upstream: claim name → header name. `sub` goes to
-    /// `X-Auth-Subject` by default.
+    /// Claims sent to the upstream as headers, e.g. `{ tenant = "X-Auth-Tenant" }`.
     pub forward: Option<BTreeMap<String, String>>,
 }
 
@@ -514,18 +676,18 @@ pub struct RawJwt {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
-    /// Exact origins (`https://app.example.com`), or `*` (not with credentials).
+    /// Exact origins (`https://app.example.com`); `*` only without credentials.
     #[serde(default)]
     pub origins: Vec<String>,
-    /// Allowed methods (default GET, HEAD, POST).
+    /// Allowed methods.
     pub methods: Option<Vec<String>>,
-    /// Allowed request headers (default none beyond the CORS-safelisted ones).
+    /// Allowed request headers.
     pub headers: Option<Vec<String>>,
-    /// Allow credentials (cookies, `Authorization`).
+    /// `Access-Control-Allow-Credentials: true`.
     pub credentials: Option<bool>,
-    /// How long a browser may cache a preflight (default 10m).
+    /// Preflight cache time.
     pub max_age: Option<RawDuration>,
-    /// Response headers exposed to scripts.
+    /// Response headers scripts may read.
     pub expose: Option<Vec<String>>,
 }
 
@@ -533,13 +695,16 @@ pub struct RawCors {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCsrf {
-    /// Cookie name (default `csrf_token`).
+    /// Cookie name.
     pub cookie: Option<String>,
-    /// Header that must echo it (default `X-CSRF-Token`).
+    /// Header that must echo it.
     pub header: Option<String>,
-    /// Origins allowed to send unsafe requests (besides the request's own host).
+    /// Origins allowed to send unsafe requests besides the request's own host.
     pub allowed_origins: Option<Vec<String>>,
-    /// Requests with `Authorization: Bearer …` pass without the token (default false).
+    /// Requests carrying `Authorization: Bearer …` pass without the token even when the
+    /// edge does not verify it (the application does): a browser never sends that header by
+    /// itself and a cross-site page cannot add it without a CORS preflight. Requests the
+    /// edge authenticated (`auth = ["jwt"]`, `["api_key"]`) are always exempt.
     pub exempt_bearer: Option<bool>,
 }
 
@@ -547,9 +712,9 @@ pub struct RawCsrf {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTenant {
-    /// Header carrying the tenant (default `X-Tenant-ID`).
+    /// Header carrying the tenant.
     pub header: Option<String>,
-    /// Regular expression the whole value must match (default `[A-Za-z0-9_-]{1,64}`).
+    /// Regular expression the whole value must match.
     pub pattern: Option<String>,
     /// A JWT claim that must equal the header.
     pub claim: Option<String>,
@@ -559,11 +724,11 @@ pub struct RawTenant {
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCookies {
-    /// Add `Secure` (default true).
+    /// Add `Secure`.
     pub secure: Option<bool>,
-    /// Add `HttpOnly` (default true) except to cookies in `script_readable`.
+    /// Add `HttpOnly` except to cookies in `script_readable`.
     pub httponly: Option<bool>,
-    /// `SameSite` added when missing: `Lax` (default), `Strict`, `None`, or `off`.
+    /// `SameSite` added when missing: `Lax`, `Strict`, `None`, or `off`.
     pub samesite: Option<String>,
     /// Cookies scripts must read (no `HttpOnly` added). The CSRF cookie always is.
     pub script_readable: Option<Vec<String>>,

@@ -197,6 +197,36 @@ pub struct Upstream {
     pub health_check: Option<crate::ops::HealthCheck>,
     /// Needed by `/ready`.
     pub required: bool,
+    /// TLS to the servers.
+    pub tls: Option<UpstreamTls>,
+    /// The protocol spoken to the servers.
+    pub protocol: UpstreamProtocol,
+}
+
+/// TLS to an upstream pool's servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// CA file (else the system roots).
+    pub ca: Option<std::path::PathBuf>,
+    /// SNI and verified name for every server (else each server's host).
+    pub server_name: Option<String>,
+    /// Client certificate chain and key (mutual TLS).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Only TLS 1.3.
+    pub tls13_only: bool,
+    /// No certificate verification.
+    pub insecure_skip_verify: bool,
+}
+
+/// What an upstream pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 (ALPN `h2` over TLS, prior knowledge in plain).
+    H2,
+    /// TLS with ALPN `h2` and `http/1.1`: the server chooses.
+    Auto,
 }
 
 /// Load-balancing policy.

@@ -317,7 +317,7 @@ pub struct Compress {
 }
 
 /// Default smallest body worth compressing.
-pub const DEFAULT_COMPRESS_MIN: u64 = 1024;
+pub const DEFAULT_COMPRESS_MIN: u64 = crate::defaults::route::COMPRESS_MIN_SIZE;
 
 /// The built-in CSP violation report endpoint.
 #[derive(Debug, Clone)]
@@ -345,7 +345,10 @@ pub fn csp_report(
     if r.enabled == Some(false) {
         return None;
     }
-    let path = r.path.clone().unwrap_or_else(|| "/csp-report".into());
+    let path = r
+        .path
+        .clone()
+        .unwrap_or_else(|| crate::defaults::auth::CSP_REPORT_PATH.into());
     if !path.starts_with('/') || path.contains(['?', '#', ' ', '"', ';', ',']) {
         sink(
             "csp_report.path".into(),
@@ -354,21 +357,24 @@ pub fn csp_report(
             ),
         );
     }
-    let (count, per) = match r.rate.as_deref() {
-        None => (10, std::time::Duration::from_secs(1)),
-        Some(s) => crate::policy::parse_rate(s).unwrap_or_else(|e| {
-            sink("csp_report.rate".into(), e);
-            (10, std::time::Duration::from_secs(1))
-        }),
-    };
+    let rate = r
+        .rate
+        .as_deref()
+        .unwrap_or(crate::defaults::auth::CSP_REPORT_RATE);
+    let (count, per) = crate::policy::parse_rate(rate).unwrap_or_else(|e| {
+        sink("csp_report.rate".into(), e);
+        (10, std::time::Duration::from_secs(1))
+    });
     Some(CspReport {
         path,
-        max_body: r.max_body.map_or(64 * 1024, |s| s.0),
+        max_body: r
+            .max_body
+            .map_or(crate::defaults::auth::CSP_REPORT_MAX_BODY, |s| s.0),
         limit: crate::policy::Limit {
             name: "csp_report".into(),
             count,
             per,
-            burst: r.burst.unwrap_or(20),
+            burst: r.burst.unwrap_or(crate::defaults::auth::CSP_REPORT_BURST),
             key: crate::policy::LimitKey::Ip,
             methods: Vec::new(),
             nodelay: true,
@@ -377,7 +383,7 @@ pub fn csp_report(
             on_state_error: crate::state::OnStateError::Local,
             lease: 1,
         },
-        report_to: r.report_to.unwrap_or(true),
+        report_to: r.report_to.unwrap_or(crate::defaults::auth::CSP_REPORT_TO),
     })
 }
 

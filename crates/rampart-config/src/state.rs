@@ -21,30 +21,34 @@ use crate::units::Duration as RawDuration;
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
-    /// `local` (default) or `redis`.
+    /// `local`: in the process; operator changes and active lockouts are also saved under
+    /// `server.state_dir` (`control.json`, `lockouts.json`, 0600, atomic) and restored at
+    /// start. `redis`: shared by every instance through Redis or Valkey.
     pub backend: Option<String>,
-    /// The server's URL (see the module docs); required with `backend = "redis"`.
+    /// `redis://host:6379/0`, `rediss://host:6380` (TLS),
+    /// `redis+sentinel://s1:26379,s2:26379/MASTER[/DB]`, `redis+cluster://n1:7000,n2:7001`
+    /// (`rediss+…` for TLS).
     pub redis: Option<String>,
-    /// PEM file of the CA that signed the server's certificate (`rediss://`); default the
-    /// system roots.
+    /// PEM file of the CA that signed the server's certificate (`rediss`).
     pub ca: Option<String>,
-    /// ACL user name.
+    /// ACL credentials; write `password = "${REDIS_PASSWORD}"` or `password_file =
+    /// "/run/secrets/redis"` (preflight PF-STATE-01 flags a password inside the URL).
     pub username: Option<String>,
-    /// Password (`${VAR}` or `password_file`).
+    /// ACL credentials; write `password = "${REDIS_PASSWORD}"` or `password_file =
+    /// "/run/secrets/redis"` (preflight PF-STATE-01 flags a password inside the URL).
     pub password: Option<String>,
-    /// Prepended to every key and channel, so several fleets share one server (default
-    /// `rampart:`).
+    /// Prepended to every key and channel: several fleets on one server.
     pub prefix: Option<String>,
-    /// Connections to the server, each multiplexed (default 2).
+    /// Connections per instance, each multiplexed (1–64).
     pub pool_size: Option<usize>,
-    /// Time allowed per command before it counts as a failure (default 50ms).
+    /// Per command; a slower answer counts as a failure (1ms–10s).
     pub timeout: Option<RawDuration>,
-    /// Instances in the fleet: while the server is unreachable each instance enforces
-    /// `limit / fleet_size` on its own (default 1).
+    /// Instances in the fleet: the `local` fallback divides each limit by it.
     pub fleet_size: Option<u32>,
-    /// Consecutive failures (errors or timeouts) that open the circuit breaker (default 3).
+    /// Consecutive failures (errors or timeouts) that open the circuit breaker.
     pub breaker_failures: Option<u32>,
-    /// How long the breaker stays open before the server is tried again (default 2s).
+    /// How long it stays open before Redis is tried again (a background probe; requests
+    /// never wait on a dead server).
     pub breaker_open: Option<RawDuration>,
 }
 
@@ -118,7 +122,7 @@ pub(crate) fn state(
             fleet_size: 1,
         };
     };
-    let fleet_size = r.fleet_size.unwrap_or(1);
+    let fleet_size = r.fleet_size.unwrap_or(crate::defaults::state::FLEET_SIZE);
     if !(1..=1000).contains(&fleet_size) {
         err(
             "state.fleet_size".into(),
@@ -260,32 +264,39 @@ fn redis(
         }
         _ => (Topology::Single, db_of(segments.first(), &mut bad)),
     };
-    let prefix = r.prefix.clone().unwrap_or_else(|| "rampart:".into());
+    let prefix = r
+        .prefix
+        .clone()
+        .unwrap_or_else(|| crate::defaults::state::PREFIX.into());
     if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         err(
             "state.prefix".into(),
             "no spaces or control characters".into(),
         );
     }
-    let pool_size = r.pool_size.unwrap_or(2);
+    let pool_size = r.pool_size.unwrap_or(crate::defaults::state::POOL_SIZE);
     if !(1..=64).contains(&pool_size) {
         err(
             "state.pool_size".into(),
             format!("expected 1 to 64 connections, got {pool_size}"),
         );
     }
-    let timeout = r.timeout.map_or(Duration::from_millis(50), |d| d.0);
+    let timeout = r.timeout.map_or(crate::defaults::state::TIMEOUT, |d| d.0);
     if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(10) {
         err("state.timeout".into(), "expected 1ms to 10s".into());
     }
-    let breaker_failures = r.breaker_failures.unwrap_or(3);
+    let breaker_failures = r
+        .breaker_failures
+        .unwrap_or(crate::defaults::state::BREAKER_FAILURES);
     if !(1..=1000).contains(&breaker_failures) {
         err(
             "state.breaker_failures".into(),
             format!("expected 1 to 1000, got {breaker_failures}"),
         );
     }
-    let breaker_open = r.breaker_open.map_or(Duration::from_secs(2), |d| d.0);
+    let breaker_open = r
+        .breaker_open
+        .map_or(crate::defaults::state::BREAKER_OPEN, |d| d.0);
     if breaker_open < Duration::from_millis(10) || breaker_open > Duration::from_secs(600) {
         err("state.breaker_open".into(), "expected 10ms to 10m".into());
     }

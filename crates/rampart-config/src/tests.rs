@@ -137,7 +137,7 @@ shutdown_grace = "10 seconds"
 trusted_proxies = ["10.0.0.1/8", "nonsense"]
 max_header_size = "64XB"
 [upstreams.app]
-servers = ["http://127.0.0.1:1/"]
+servers = ["http://127.0.0.1:1/api"]
 fail_timeout = "0"
 balance = "least_con"
 [[routes]]

@@ -68,6 +68,31 @@ pub fn parse_duration(text: &str) -> Result<StdDuration, String> {
     Ok(total)
 }
 
+/// Writes a duration the way a config would: the largest units that divide it exactly
+/// (`30s`, `15m`, `1h30m`, `100ms`, `7d`); [`parse_duration`] reads it back.
+pub fn format_duration(d: StdDuration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut ms = d.as_millis();
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= len {
+            out.push_str(&format!("{}{unit}", ms / len));
+            ms %= len;
+        }
+    }
+    if ms > 0 {
+        out.push_str(&format!("{ms}ms"));
+    }
+    out
+}
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -105,6 +130,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Writes a size the way a config would: `64KiB`, `32MiB`, `10MB`, `1KB` when a unit
+/// divides it exactly (1024-based first), else bytes; [`parse_size`] reads it back.
+pub fn format_size(bytes: u64) -> String {
+    let units = [
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1_000),
+    ];
+    units
+        .iter()
+        .find(|(_, len)| bytes >= *len && bytes.is_multiple_of(*len))
+        .map_or_else(
+            || bytes.to_string(),
+            |(u, len)| format!("{}{u}", bytes / len),
+        )
 }
 
 impl<'de> Deserialize<'de> for Size {
@@ -293,6 +338,33 @@ mod schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_durations_and_sizes_read_back() {
+        for (ms, text) in [
+            (0, "0s"),
+            (100, "100ms"),
+            (30_000, "30s"),
+            (5_400_000, "1h30m"),
+            (604_800_000, "7d"),
+            (61_500, "1m1s500ms"),
+        ] {
+            let d = StdDuration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d);
+        }
+        for (bytes, text) in [
+            (65_536, "64KiB"),
+            (10_000_000, "10MB"),
+            (1024, "1KiB"),
+            (1000, "1KB"),
+            (33_554_432, "32MiB"),
+            (1023, "1023"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text).unwrap(), bytes);
+        }
+    }
 
     #[test]
     fn durations_parse_with_units_and_compounds() {

@@ -12,19 +12,17 @@ use crate::error::{did_you_mean, ConfigError};
 use crate::raw::{RawConfig, RawHeaders, RawRoute, RawServer, RawTls, RawUpstream};
 use crate::runtime::{
     Action, Balance, CertificatePaths, Config, HeaderPolicy, HostPattern, Misdirected, Route,
-    Server, Tls, Upstream,
+    Server, Tls, Upstream, UpstreamProtocol, UpstreamTls,
 };
 use crate::source::Source;
 use crate::units::Toggle;
 
 /// Default `Content-Security-Policy`: strict, and a sound base for adding sources.
-pub const DEFAULT_CSP: &str =
-    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+pub const DEFAULT_CSP: &str = crate::defaults::headers::CSP;
 /// Default `Strict-Transport-Security`: two years, subdomains.
-pub const DEFAULT_HSTS: &str = "max-age=63072000; includeSubDomains";
+pub const DEFAULT_HSTS: &str = crate::defaults::headers::HSTS;
 /// Default `Permissions-Policy`: powerful features off.
-pub const DEFAULT_PERMISSIONS_POLICY: &str =
-    "camera=(), microphone=(), geolocation=(), payment=(), usb=()";
+pub const DEFAULT_PERMISSIONS_POLICY: &str = crate::defaults::headers::PERMISSIONS_POLICY;
 /// Upstream response headers that identify software; removed unless `hide_banners = false`.
 pub const BANNER_HEADERS: &[&str] = &[
     "server",
@@ -309,7 +307,7 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         .filter_map(|(i, h)| host_pattern(h, &format!("server.allowed_hosts[{i}]"), cx))
         .collect();
     let misdirected = match s.misdirected.as_deref() {
-        None | Some("421") => Misdirected::Status421,
+        None | Some(crate::defaults::server::MISDIRECTED) => Misdirected::Status421,
         Some("close") => Misdirected::Close,
         Some(other) => {
             cx.err(
@@ -331,28 +329,38 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         Some(d) => cx.path(d),
         None => default_state_dir(cx.source.env),
     };
-    let max_header_size = s.max_header_size.map_or(64 * 1024, |v| v.0);
+    let max_header_size = s
+        .max_header_size
+        .map_or(crate::defaults::server::MAX_HEADER_SIZE, |v| v.0);
     if !bounds::MAX_HEADER_SIZE.contains(&max_header_size) {
         cx.err(
             "server.max_header_size",
             format!("must be between 8KiB and 1MiB, got {max_header_size} bytes"),
         );
     }
-    let max_headers = s.max_headers.unwrap_or(100);
+    let max_headers = s
+        .max_headers
+        .unwrap_or(crate::defaults::server::MAX_HEADERS);
     cx.bound("server.max_headers", max_headers, &bounds::MAX_HEADERS);
-    let max_connections = s.max_connections.unwrap_or(10_000);
+    let max_connections = s
+        .max_connections
+        .unwrap_or(crate::defaults::server::MAX_CONNECTIONS);
     cx.bound(
         "server.max_connections",
         max_connections,
         &bounds::MAX_CONNECTIONS,
     );
-    let h2_streams = s.h2_max_concurrent_streams.unwrap_or(128);
+    let h2_streams = s
+        .h2_max_concurrent_streams
+        .unwrap_or(crate::defaults::server::H2_MAX_CONCURRENT_STREAMS);
     cx.bound(
         "server.h2_max_concurrent_streams",
         h2_streams,
         &bounds::H2_STREAMS,
     );
-    let h2_resets = s.h2_max_pending_reset_streams.unwrap_or(20);
+    let h2_resets = s
+        .h2_max_pending_reset_streams
+        .unwrap_or(crate::defaults::server::H2_MAX_PENDING_RESET_STREAMS);
     cx.bound(
         "server.h2_max_pending_reset_streams",
         h2_resets,
@@ -374,7 +382,9 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
     }
     let env_override = (cx.source.env)("RAMPART_ENV").filter(|v| !v.is_empty());
     let environment = match env_override.as_deref().or(s.environment.as_deref()) {
-        None | Some("development") => crate::posture::Environment::Development,
+        None | Some(crate::defaults::server::ENVIRONMENT) => {
+            crate::posture::Environment::Development
+        }
         Some("production") => crate::posture::Environment::Production,
         Some(other) => {
             let key = if env_override.is_some() {
@@ -402,17 +412,27 @@ fn server(s: &RawServer, cx: &mut Ctx<'_, '_>) -> Server {
         redirect_exempt: s.redirect_exempt.clone(),
         https_port: s.https_port,
         state_dir,
-        shutdown_grace: dur(s.shutdown_grace, Duration::from_secs(30)),
-        header_read_timeout: dur(s.header_read_timeout, Duration::from_secs(15)),
-        idle_timeout: dur(s.idle_timeout, Duration::from_secs(60)),
-        park_after: dur(s.park_after, Duration::from_millis(100)),
-        tls_handshake_timeout: dur(s.tls_handshake_timeout, Duration::from_secs(10)),
+        shutdown_grace: dur(s.shutdown_grace, crate::defaults::server::SHUTDOWN_GRACE),
+        header_read_timeout: dur(
+            s.header_read_timeout,
+            crate::defaults::server::HEADER_READ_TIMEOUT,
+        ),
+        idle_timeout: dur(s.idle_timeout, crate::defaults::server::IDLE_TIMEOUT),
+        park_after: dur(s.park_after, crate::defaults::server::PARK_AFTER),
+        tls_handshake_timeout: dur(
+            s.tls_handshake_timeout,
+            crate::defaults::server::TLS_HANDSHAKE_TIMEOUT,
+        ),
         max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
         max_headers,
         max_connections: max_connections.max(1),
-        h2c: s.h2c.unwrap_or(false),
-        h1_fast_path: s.h1_fast_path.unwrap_or(true),
-        watch_config: s.watch_config.unwrap_or(false),
+        h2c: s.h2c.unwrap_or(crate::defaults::server::H2C),
+        h1_fast_path: s
+            .h1_fast_path
+            .unwrap_or(crate::defaults::server::H1_FAST_PATH),
+        watch_config: s
+            .watch_config
+            .unwrap_or(crate::defaults::server::WATCH_CONFIG),
         h2_max_concurrent_streams: h2_streams.max(1),
         h2_max_pending_reset_streams: h2_resets,
     }
@@ -480,7 +500,7 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         return None;
     }
     let tls12 = match t.min_version.as_deref() {
-        None | Some("1.2") => true,
+        None | Some(crate::defaults::tls::MIN_VERSION) => true,
         Some("1.3") => false,
         Some(v) => {
             cx.err(
@@ -491,7 +511,7 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         }
     };
     let tls12 = match t.profile.as_deref() {
-        None | Some("intermediate") => tls12,
+        None | Some(crate::defaults::tls::PROFILE) => tls12,
         Some("modern") => {
             if t.min_version.as_deref() == Some("1.2") {
                 cx.err(
@@ -553,11 +573,17 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
         self_signed,
         tls12,
         ciphers,
-        session_tickets: t.session_tickets.unwrap_or(true),
+        session_tickets: t
+            .session_tickets
+            .unwrap_or(crate::defaults::tls::SESSION_TICKETS),
         acme,
-        prefer_server_order: t.prefer_server_order.unwrap_or(false),
-        post_quantum: t.post_quantum.unwrap_or(true),
-        ocsp_stapling: t.ocsp_stapling.unwrap_or(true),
+        prefer_server_order: t
+            .prefer_server_order
+            .unwrap_or(crate::defaults::tls::PREFER_SERVER_ORDER),
+        post_quantum: t.post_quantum.unwrap_or(crate::defaults::tls::POST_QUANTUM),
+        ocsp_stapling: t
+            .ocsp_stapling
+            .unwrap_or(crate::defaults::tls::OCSP_STAPLING),
     })
 }
 
@@ -628,13 +654,21 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
     if u.servers.is_empty() {
         cx.err(format!("{key}.servers"), "at least one server is required");
     }
+    let mut servers = Vec::with_capacity(u.servers.len());
+    let mut https = Vec::new();
     for (i, s) in u.servers.iter().enumerate() {
-        if let Err(msg) = check_authority(s) {
-            cx.err(format!("{key}.servers[{i}]"), msg);
-        }
+        let (tls, authority) = match server_address(s) {
+            Ok(found) => found,
+            Err(msg) => {
+                cx.err(format!("{key}.servers[{i}]"), msg);
+                continue;
+            }
+        };
+        https.push(tls);
+        servers.push(authority);
     }
     let balance = match u.balance.as_deref() {
-        None | Some("round_robin") => Balance::RoundRobin,
+        None | Some(crate::defaults::upstream::BALANCE) => Balance::RoundRobin,
         Some("least_conn") => Balance::LeastConn,
         Some(other) => {
             let hint = did_you_mean(other, ["round_robin", "least_conn"])
@@ -665,22 +699,160 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
     if let Some(n) = u.max_idle {
         cx.bound(format!("{key}.max_idle"), n, &bounds::MAX_IDLE);
     }
+    if https.contains(&true) && https.contains(&false) {
+        cx.err(
+            format!("{key}.servers"),
+            "mixes https:// and plain servers: a pool is all TLS or all plain",
+        );
+    }
+    let tls = (https.contains(&true) || u.tls.is_some()).then(|| {
+        let default = crate::raw::RawUpstreamTls::default();
+        upstream_tls(&key, u.tls.as_ref().unwrap_or(&default), cx)
+    });
+    let protocol = match u.protocol.as_deref() {
+        None | Some(crate::defaults::upstream::PROTOCOL) => UpstreamProtocol::Http1,
+        Some("h2") => UpstreamProtocol::H2,
+        Some("auto") if tls.is_some() => UpstreamProtocol::Auto,
+        Some("auto") => {
+            cx.err(
+                format!("{key}.protocol"),
+                "\"auto\" chooses by TLS ALPN: it needs https:// servers (write \"h2\" for h2c)",
+            );
+            UpstreamProtocol::Http1
+        }
+        Some(other) => {
+            cx.err(
+                format!("{key}.protocol"),
+                format!("expected \"http1\", \"h2\" or \"auto\", got {other:?}"),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
+    if let Some(h) = &u.health_check {
+        if h.kind.as_deref() == Some("grpc") && protocol == UpstreamProtocol::Http1 {
+            cx.err(
+                format!("{key}.health_check.kind"),
+                "a gRPC health check speaks HTTP/2: set protocol = \"h2\" (or \"auto\")",
+            );
+        }
+    }
     Upstream {
         name: name.to_owned(),
-        servers: u.servers.clone(),
+        servers,
+        tls,
+        protocol,
         balance,
-        max_fails: u.max_fails.unwrap_or(3),
-        fail_timeout: dur(u.fail_timeout, Duration::from_secs(30)),
-        connect_timeout: dur(u.connect_timeout, Duration::from_secs(5)),
-        response_timeout: dur(u.response_timeout, Duration::from_secs(60)),
-        idle_timeout: dur(u.idle_timeout, Duration::from_secs(60)),
-        max_idle: u.max_idle.unwrap_or(1024),
-        retry: u.retry.unwrap_or(true),
+        max_fails: u.max_fails.unwrap_or(crate::defaults::upstream::MAX_FAILS),
+        fail_timeout: dur(u.fail_timeout, crate::defaults::upstream::FAIL_TIMEOUT),
+        connect_timeout: dur(
+            u.connect_timeout,
+            crate::defaults::upstream::CONNECT_TIMEOUT,
+        ),
+        response_timeout: dur(
+            u.response_timeout,
+            crate::defaults::upstream::RESPONSE_TIMEOUT,
+        ),
+        idle_timeout: dur(u.idle_timeout, crate::defaults::upstream::IDLE_TIMEOUT),
+        max_idle: u.max_idle.unwrap_or(crate::defaults::upstream::MAX_IDLE),
+        retry: u.retry.unwrap_or(crate::defaults::upstream::RETRY),
         health_check: u.health_check.as_ref().map(|h| {
             let mut sink = |k: String, m: String| cx.err(k, m);
             crate::ops::health_check(&format!("{key}.health_check"), h, &mut sink)
         }),
-        required: u.required.unwrap_or(true),
+        required: u.required.unwrap_or(crate::defaults::upstream::REQUIRED),
+    }
+}
+
+/// A server of a pool: (TLS, `host:port`) from `host:port`, `http://host[:port]` or
+/// `https://host[:port]` (80 and 443 by default; no path).
+fn server_address(s: &str) -> Result<(bool, String), String> {
+    let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (false, r)
+    } else {
+        check_authority(s)?;
+        return Ok((false, s.to_owned()));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "invalid server {s:?}: a server has no path, query or credentials"
+        ));
+    }
+    let has_port = match rest.rfind(']') {
+        Some(end) => rest[end..].contains(':'),
+        None => rest.contains(':'),
+    };
+    let authority = if has_port {
+        rest.to_owned()
+    } else {
+        format!("{rest}:{}", if tls { 443 } else { 80 })
+    };
+    check_authority(&authority)?;
+    Ok((tls, authority))
+}
+
+/// Validates an upstream pool's `tls` table.
+fn upstream_tls(key: &str, t: &crate::raw::RawUpstreamTls, cx: &mut Ctx<'_, '_>) -> UpstreamTls {
+    let tls13_only = match t.min_version.as_deref() {
+        None | Some("1.2") => false,
+        Some("1.3") => true,
+        Some(v) => {
+            cx.err(
+                format!("{key}.tls.min_version"),
+                format!("expected \"1.2\" or \"1.3\", got {v:?}"),
+            );
+            false
+        }
+    };
+    let client_cert = match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => Some((cx.path(c), cx.path(k))),
+        (Some(_), None) => {
+            cx.err(
+                format!("{key}.tls.key"),
+                "tls.cert is set but tls.key is not",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            cx.err(
+                format!("{key}.tls.cert"),
+                "tls.key is set but tls.cert is not",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if let Some(n) = &t.server_name {
+        if host_pattern(n, &format!("{key}.tls.server_name"), cx)
+            .is_some_and(|h| matches!(h, HostPattern::Wildcard(_)))
+        {
+            cx.err(format!("{key}.tls.server_name"), "a name, not a wildcard");
+        }
+    }
+    let files = [("ca", t.ca.as_ref())].into_iter().chain(
+        client_cert
+            .iter()
+            .flat_map(|_| [("cert", t.cert.as_ref()), ("key", t.key.as_ref())]),
+    );
+    for (k, f) in files {
+        if let Some(f) = f {
+            let p = cx.path(f);
+            if !p.is_file() {
+                cx.err(
+                    format!("{key}.tls.{k}"),
+                    format!("{} is not a file", p.display()),
+                );
+            }
+        }
+    }
+    UpstreamTls {
+        ca: t.ca.as_ref().map(|c| cx.path(c)),
+        server_name: t.server_name.clone(),
+        client_cert,
+        tls13_only,
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     }
 }
 
@@ -762,7 +934,9 @@ fn route(
     let path = if path_regex.is_some() {
         String::new()
     } else {
-        r.path.clone().unwrap_or_else(|| "/".into())
+        r.path
+            .clone()
+            .unwrap_or_else(|| crate::defaults::route::PATH.into())
     };
     if path_regex.is_none() && !path.starts_with('/')
         || path.contains(['?', '#', ' '])
@@ -821,7 +995,10 @@ fn route(
                 return None;
             }
         };
-        let index = r.index.clone().unwrap_or_else(|| "index.html".into());
+        let index = r
+            .index
+            .clone()
+            .unwrap_or_else(|| crate::defaults::route::INDEX.into());
         if index.contains('/') || index.is_empty() {
             cx.err(format!("{key}.index"), "must be a file name, without '/'");
         }
@@ -838,7 +1015,7 @@ fn route(
             crate::site::cache_rules(r.cache.as_deref().unwrap_or_default(), key, &mut sink)
         };
         let html_cache = match &r.html_cache {
-            None => HeaderValue::from_static(crate::site::REVALIDATE),
+            None => HeaderValue::from_static(crate::defaults::route::HTML_CACHE),
             Some(v) => crate::site::header_value(v).unwrap_or_else(|| {
                 cx.err(
                     format!("{key}.html_cache"),
@@ -860,10 +1037,12 @@ fn route(
             other_cache: HeaderValue::from_static(crate::site::REVALIDATE),
             dotfiles: r.dotfiles.unwrap_or(false),
             follow_symlinks: r.follow_symlinks.unwrap_or(false),
-            revalidate_after: dur(r.revalidate_after, Duration::from_secs(1)),
+            revalidate_after: dur(r.revalidate_after, crate::defaults::route::REVALIDATE_AFTER),
         }))
     } else if let Some(to) = &r.redirect {
-        let status = r.redirect_status.unwrap_or(301);
+        let status = r
+            .redirect_status
+            .unwrap_or(crate::defaults::route::REDIRECT_STATUS);
         if ![301, 302, 303, 307, 308].contains(&status) {
             cx.err(
                 format!("{key}.redirect_status"),
@@ -881,7 +1060,9 @@ fn route(
         }
     } else {
         let resp = r.respond.as_ref()?;
-        let status = resp.status.unwrap_or(200);
+        let status = resp
+            .status
+            .unwrap_or(crate::defaults::route::RESPOND_STATUS);
         if !(200..=599).contains(&status) {
             cx.err(
                 format!("{key}.respond.status"),
@@ -891,7 +1072,7 @@ fn route(
         let ct = resp
             .content_type
             .as_deref()
-            .unwrap_or("text/plain; charset=utf-8");
+            .unwrap_or(crate::defaults::route::RESPOND_CONTENT_TYPE);
         let content_type = HeaderValue::from_str(ct).unwrap_or_else(|_| {
             cx.err(
                 format!("{key}.respond.content_type"),
@@ -980,7 +1161,7 @@ fn route(
         .then(|| crate::site::Compress {
             min_size: r
                 .compress_min_size
-                .map_or(crate::site::DEFAULT_COMPRESS_MIN, |s| s.0),
+                .map_or(crate::defaults::route::COMPRESS_MIN_SIZE, |s| s.0),
         });
     let own = r.headers.clone().unwrap_or_default();
     check_headers(&own, &format!("{key}.headers"), cx);
@@ -1245,21 +1426,33 @@ fn header_policy_plain(h: &RawHeaders) -> HeaderPolicy {
     add(
         "x-content-type-options",
         &h.content_type_options,
-        Some("nosniff"),
+        Some(crate::defaults::headers::CONTENT_TYPE_OPTIONS),
     );
-    add("x-frame-options", &h.frame_options, Some("DENY"));
+    add(
+        "x-frame-options",
+        &h.frame_options,
+        Some(crate::defaults::headers::FRAME_OPTIONS),
+    );
     add(
         "referrer-policy",
         &h.referrer_policy,
-        Some("strict-origin-when-cross-origin"),
+        Some(crate::defaults::headers::REFERRER_POLICY),
     );
     add(
         "permissions-policy",
         &h.permissions_policy,
         Some(DEFAULT_PERMISSIONS_POLICY),
     );
-    add("cross-origin-opener-policy", &h.coop, Some("same-origin"));
-    add("cross-origin-resource-policy", &h.corp, Some("same-origin"));
+    add(
+        "cross-origin-opener-policy",
+        &h.coop,
+        Some(crate::defaults::headers::COOP),
+    );
+    add(
+        "cross-origin-resource-policy",
+        &h.corp,
+        Some(crate::defaults::headers::CORP),
+    );
     add("cross-origin-embedder-policy", &h.coep, None);
     // `set` overrides every header the named keys control, HSTS included (one rule): a
     // `Strict-Transport-Security` in `set` is the `hsts` value, still sent on HTTPS only.

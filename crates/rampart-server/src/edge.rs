@@ -133,8 +133,18 @@ impl Edge {
         let pools = config
             .upstreams
             .iter()
-            .map(|u| Arc::new(Pool::new(u, config.server.h1_fast_path)))
-            .collect();
+            .map(|u| {
+                Pool::new(u, config.server.h1_fast_path)
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        rampart_config::ConfigError::new(format!("upstreams.{}.tls", u.name), e)
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigErrors {
+                source: source.to_owned(),
+                errors: vec![e],
+            })?;
         let default_headers = config
             .routes
             .iter()
@@ -182,9 +192,7 @@ impl Edge {
         self.logs.carry_recent(&old.logs);
         let mut kept = Vec::new();
         for p in &mut self.pools {
-            if let Some(o) = old.pools.iter().find(|o| {
-                o.name == p.name && o.config == p.config && o.own_client() == p.own_client()
-            }) {
+            if let Some(o) = old.pools.iter().find(|o| o.same_as(p)) {
                 *p = o.clone();
                 kept.push(p.name.clone());
             }

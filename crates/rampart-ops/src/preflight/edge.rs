@@ -32,6 +32,7 @@ pub(crate) const CHECKS: &[(&str, &str)] = &[
         "PF-STATE-01",
         "shared state (Redis) over TLS, its password not in the file",
     ),
+    ("PF-UPS-01", "upstream TLS certificates verified"),
 ];
 
 fn route_subject(i: usize, r: &Route) -> String {
@@ -85,6 +86,7 @@ pub(crate) fn check(c: &Config, s: &mut Sink) {
     hosts(c, s);
     admin(c, s);
     state(c, s);
+    upstream_tls(c, s);
     if !c.logging.mask_pii {
         s.add(
             "PF-LOG-02",
@@ -500,6 +502,30 @@ fn hosts(c: &Config, s: &mut Sink) {
                     "list the names you serve",
                 );
             }
+        }
+    }
+}
+
+/// Upstream pools over TLS verify their servers' certificates: `insecure_skip_verify`
+/// encrypts to whoever answers, so anyone on the path can read and change the traffic.
+fn upstream_tls(c: &Config, s: &mut Sink) {
+    let production = matches!(
+        c.server.environment,
+        rampart_config::posture::Environment::Production
+    );
+    for u in &c.upstreams {
+        if u.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            s.add(
+                "PF-UPS-01",
+                if production {
+                    Severity::Error
+                } else {
+                    Severity::Warn
+                },
+                format!("upstreams.{}.tls", u.name),
+                "insecure_skip_verify: the servers' certificates are not verified, so anyone on the path can pose as them",
+                "give the pool its CA (`tls.ca`) and, for servers addressed by IP, `tls.server_name`",
+            );
         }
     }
 }

@@ -38,11 +38,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use rampart_config::runtime::{Balance, Upstream};
+use rampart_config::runtime::{Balance, Upstream, UpstreamProtocol};
 use tokio::net::TcpStream;
 
+mod h2;
 pub mod health;
 mod origin;
+mod tls;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use origin::fuzz_response;
 pub use origin::OriginBody;
@@ -74,6 +76,10 @@ pub enum ProxyError {
     /// The upstream switched protocols to something other than the WebSocket asked for.
     #[error("upstream switched protocols unasked")]
     Protocol,
+    /// A gRPC call's own deadline (`grpc-timeout`) passed before the answer: 504, and not
+    /// held against the server.
+    #[error("the call's deadline passed")]
+    Deadline,
 }
 
 impl ProxyError {
@@ -83,7 +89,7 @@ impl ProxyError {
     pub fn refusal(&self) -> crate::wire::refusal::Refusal {
         use crate::wire::refusal::Refusal;
         match self {
-            ProxyError::Timeout => Refusal::GatewayTimeout,
+            ProxyError::Timeout | ProxyError::Deadline => Refusal::GatewayTimeout,
             ProxyError::ClientBody => Refusal::BadRequest("bad_body"),
             ProxyError::ClientTimeout => Refusal::RequestTimeout,
             ProxyError::Connect
@@ -119,10 +125,17 @@ pub struct Pool {
     retry: bool,
     /// GET and HEAD go through rampart's own client (`server.h1_fast_path`).
     own_client: bool,
+    /// TLS to the servers.
+    tls: Option<tls::Client>,
+    /// An `auto` pool whose server chose HTTP/1.1 by ALPN: it speaks HTTP/1.1 from then on.
+    alpn_h1: std::sync::atomic::AtomicBool,
     /// The config it was built from: a reload keeps the pool when this is unchanged.
     pub(crate) config: Upstream,
     /// Passive mark-downs not yet reported ([`Pool::take_downs`]).
     downs: Mutex<Vec<String>>,
+    /// Servers whose certificate failed verification, not yet audited
+    /// ([`Pool::take_tls_failures`]).
+    tls_events: Mutex<Vec<String>>,
 }
 
 /// One upstream server and its connections.
@@ -136,6 +149,11 @@ pub struct Server {
     down_until: AtomicU64,
     /// Failed exchanges (connect, timeout, broken), for metrics.
     errors: AtomicU64,
+    /// TLS handshakes that failed on the server's certificate, for metrics.
+    tls_failures: AtomicU64,
+    /// When the last certificate failure was audited (ms of [`clock`]), so a broken
+    /// server makes one audit line a second, not one per request.
+    tls_audited: AtomicU64,
     /// Taken out by the active health check.
     pub(crate) check_down: std::sync::atomic::AtomicBool,
     /// Balancing weight; 0 drains the server (no new requests, in-flight ones finish).
@@ -146,12 +164,19 @@ pub struct Server {
     idle: Mutex<Vec<IdleConn>>,
     /// Idle connections of rampart's own client (GET and HEAD).
     raw_idle: Mutex<Vec<origin::RawConn>>,
+    /// The shared HTTP/2 connection (`protocol = "h2"` / `"auto"`).
+    h2: Mutex<Option<h2::Sender>>,
 }
 
 impl Server {
     /// Failed exchanges so far.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed on its certificate so far.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     /// Balancing weight (0: draining).
@@ -223,9 +248,18 @@ impl Drop for Inflight {
 
 impl Pool {
     /// A pool from validated config; `own_client` sends GET and HEAD through rampart's own
-    /// HTTP/1.1 client rather than hyper's.
-    pub fn new(u: &Upstream, own_client: bool) -> Self {
-        Self {
+    /// HTTP/1.1 client rather than hyper's (plain HTTP/1.1 pools only).
+    ///
+    /// # Errors
+    /// The pool's TLS files cannot be read or used (named).
+    pub fn new(u: &Upstream, own_client: bool) -> Result<Self, String> {
+        let tls = u
+            .tls
+            .as_ref()
+            .map(|t| tls::Client::new(t, u.protocol))
+            .transpose()?;
+        let own_client = own_client && tls.is_none() && u.protocol == UpstreamProtocol::Http1;
+        Ok(Self {
             name: u.name.clone(),
             label: Arc::from(u.name.as_str()),
             servers: u
@@ -238,12 +272,15 @@ impl Pool {
                         inflight: AtomicUsize::new(0),
                         down_until: AtomicU64::new(0),
                         errors: AtomicU64::new(0),
+                        tls_failures: AtomicU64::new(0),
+                        tls_audited: AtomicU64::new(0),
                         check_down: std::sync::atomic::AtomicBool::new(false),
                         weight: std::sync::atomic::AtomicU32::new(1),
                         latency: OnceLock::new(),
                         fails: Mutex::new(FailWindow::default()),
                         idle: Mutex::new(Vec::new()),
                         raw_idle: Mutex::new(Vec::new()),
+                        h2: Mutex::new(None),
                     })
                 })
                 .collect(),
@@ -257,13 +294,26 @@ impl Pool {
             max_idle: u.max_idle,
             retry: u.retry,
             own_client,
+            tls,
+            alpn_h1: std::sync::atomic::AtomicBool::new(false),
             config: u.clone(),
             downs: Mutex::new(Vec::new()),
-        }
+            tls_events: Mutex::new(Vec::new()),
+        })
     }
 
-    pub(crate) fn own_client(&self) -> bool {
-        self.own_client
+    /// Notes that this `auto` pool's servers speak HTTP/1.1.
+    fn learn_h1(&self) {
+        self.alpn_h1.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a reload may keep this pool for `other`: same config, same client, and the
+    /// same TLS files' contents.
+    pub(crate) fn same_as(&self, other: &Pool) -> bool {
+        self.name == other.name
+            && self.config == other.config
+            && self.own_client == other.own_client
+            && self.tls.as_ref().map(|t| t.digest) == other.tls.as_ref().map(|t| t.digest)
     }
 
     /// The servers, for status reports.
@@ -488,6 +538,15 @@ impl Pool {
             .unwrap_or_default()
     }
 
+    /// Certificate verification failures since the last call, as audit reasons
+    /// (`upstream.tls_failed`).
+    pub fn take_tls_failures(&self) -> Vec<String> {
+        self.tls_events
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
     fn checkout(&self, s: &Server) -> Option<SendRequest<Body>> {
         let mut idle = s.idle.lock().ok()?;
         while let Some(c) = idle.pop() {
@@ -511,17 +570,49 @@ impl Pool {
         Ok(stream)
     }
 
-    /// A fresh hyper HTTP/1.1 connection to `s` (upgrades allowed, for WebSockets).
+    /// A fresh hyper HTTP/1.1 connection to `s` (upgrades allowed, for WebSockets), over
+    /// TLS when the pool has it.
     async fn connect(&self, s: &Server) -> std::io::Result<SendRequest<Body>> {
         let stream = self.tcp(s).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        if let Some(tls) = &self.tls {
+            let stream = self.handshake(tls, stream, s, true).await?;
+            return handshake_h1(stream).await;
+        }
+        handshake_h1(stream).await
+    }
+
+    /// The TLS handshake with `s` within `connect_timeout`; a certificate that does not
+    /// verify is counted on the server and audited (at most once a second per server).
+    async fn handshake(
+        &self,
+        tls: &tls::Client,
+        stream: TcpStream,
+        s: &Server,
+        h1: bool,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let connect = tls.connect(stream, &s.authority, h1);
+        let done = tokio::time::timeout(self.connect_timeout, connect)
             .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(sender)
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })?;
+        done.inspect_err(|e| {
+            if let Some(why) = tls::verify_failure(e) {
+                s.tls_failures.fetch_add(1, Ordering::Relaxed);
+                let now = clock();
+                let last = s.tls_audited.load(Ordering::Relaxed);
+                // 0: never audited ([`clock`] starts at 1).
+                if (last == 0 || now.saturating_sub(last) >= 1000)
+                    && s.tls_audited
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    if let Ok(mut events) = self.tls_events.lock() {
+                        events.push(format!("{} {}: {why}", self.name, s.authority));
+                    }
+                }
+            }
+        })
     }
 
     /// Sends `req` (already rewritten by [`prepare_request`]) with the forwarding headers
@@ -531,12 +622,23 @@ impl Pool {
     /// [`ProxyError`] when no answer could be had; the caller maps it to 502/504.
     pub async fn forward(
         self: &Arc<Self>,
-        mut req: Request<Body>,
+        req: Request<Body>,
         fwd: Forwarding,
     ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
         if self.own_client && origin::eligible(&req) {
             return self.forward_raw(req, &fwd).await;
         }
+        let (mut req, fwd) = if self.config.protocol != UpstreamProtocol::Http1
+            && !self.alpn_h1.load(Ordering::Relaxed)
+            && !is_upgrade(req.headers())
+        {
+            match self.forward_h2(req, fwd).await? {
+                Ok(done) => return Ok(done),
+                Err(back) => back,
+            }
+        } else {
+            (req, fwd)
+        };
         // For log lines of this request (a reference-counted clone).
         let rid = fwd.request_id.clone();
         let rid = rid.to_str().unwrap_or_default();
@@ -645,11 +747,27 @@ impl Pool {
                 Body::stream(UpstreamBody {
                     inner,
                     back: Some(back),
+                    _inflight: None,
                 })
             });
             return Ok((resp, server));
         }
     }
+}
+
+/// hyper's HTTP/1.1 client on `io` (upgrades allowed), its connection driven by a task.
+async fn handshake_h1<T>(io: T) -> std::io::Result<SendRequest<Body>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
 }
 
 /// A server and a connection to it: (index, server, connection, whether it was pooled).
@@ -676,6 +794,8 @@ pub(super) struct Attempts {
 pub struct UpstreamBody {
     inner: hyper::body::Incoming,
     back: Option<PoolReturn>,
+    /// The server's in-flight count, on HTTP/2 (on HTTP/1.1 `back` holds it).
+    _inflight: Option<Inflight>,
 }
 
 struct PoolReturn {
@@ -933,6 +1053,8 @@ pub struct Forwarding {
     request_id: HeaderValue,
     /// `traceparent`: the request's trace with rampart's span (none outside a request).
     traceparent: Option<[u8; 55]>,
+    /// The client sent `TE: trailers` (gRPC does): an HTTP/2 upstream is told so too.
+    te_trailers: bool,
 }
 
 impl Forwarding {
@@ -1021,6 +1143,11 @@ pub fn prepare_request<B>(
     (request_id, context): (&HeaderValue, &crate::wire::trace_context::TraceContext),
 ) -> Forwarding {
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+    let te_trailers = req.headers().get(header::TE).is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     strip_hop_by_hop(req.headers_mut(), upgrade);
     if context.drop_state {
         req.headers_mut()
@@ -1073,6 +1200,7 @@ pub fn prepare_request<B>(
         real_ip,
         request_id: request_id.clone(),
         traceparent: Some(context.child()),
+        te_trailers,
     }
 }
 

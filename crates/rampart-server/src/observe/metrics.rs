@@ -348,6 +348,7 @@ impl Metrics {
         let inflight: Family<ServerLabels, Gauge> = Family::default();
         let weight: Family<ServerLabels, Gauge> = Family::default();
         let errors: Family<ServerLabels, Counter> = Family::default();
+        let tls_failures: Family<ServerLabels, Counter> = Family::default();
         for st in &now.servers {
             let l = ServerLabels {
                 upstream: Name(st.upstream.clone()),
@@ -359,6 +360,9 @@ impl Metrics {
                 .set(i64::try_from(st.inflight).unwrap_or(i64::MAX));
             weight.get_or_create(&l).set(i64::from(st.weight));
             errors.get_or_create(&l).inc_by(st.errors);
+            if st.tls_failures > 0 {
+                tls_failures.get_or_create(&l).inc_by(st.tls_failures);
+            }
         }
         r.register(
             "rampart_upstream_server_up",
@@ -374,6 +378,11 @@ impl Metrics {
             "rampart_upstream_errors",
             "Failed upstream exchanges (connect, timeout, broken), per server",
             errors,
+        );
+        r.register(
+            "rampart_upstream_tls_verify_failures",
+            "TLS handshakes to the server refused because its certificate did not verify",
+            tls_failures,
         );
         r.register(
             "rampart_upstream_server_weight",
@@ -649,4 +658,6 @@ pub struct ServerStat {
     pub weight: u32,
     /// Failed exchanges so far.
     pub errors: u64,
+    /// TLS handshakes refused on the server's certificate.
+    pub tls_failures: u64,
 }

@@ -176,6 +176,9 @@ pub fn forwarded(
             for reason in pool.take_downs() {
                 audit::system(edge, "upstream.down", "warning", &reason);
             }
+            for reason in pool.take_tls_failures() {
+                audit::system(edge, "upstream.tls_failed", "critical", &reason);
+            }
             Err(e.refusal())
         }
     }

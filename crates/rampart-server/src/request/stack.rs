@@ -74,14 +74,17 @@ pub async fn respond<'e>(
     if spans {
         context = context.with_span();
     }
-    let mut trace = Trace::default();
+    let mut trace = Trace {
+        grpc: is_grpc(req.headers()),
+        ..Trace::default()
+    };
     let ids = (&request_id, &context);
     let (mut resp, policy) = match answer(edge, conn, req, ids, &mut trace).await {
         Ok(r) => r,
         Err(Answer::Refuse(r, route)) => {
             trace.route = trace.route.or(route);
             let policy = route.map_or(&edge.default_headers, |i| &edge.config.routes[i].headers);
-            (r.response(&request_id), Some(policy))
+            (refusal(&r, trace.grpc, &request_id), Some(policy))
         }
         Err(Answer::Close) => return Err(CloseConnection),
     };
@@ -237,7 +240,11 @@ async fn answer<'e>(
     let mut resp = match handled {
         Ok(resp) => resp,
         // 12. A streamed body over the route's limit is a 413, whatever the handler saw.
-        Err(r) => over_limit(r, ctx.exceeded.as_deref(), &audit).response(request_id),
+        Err(r) => refusal(
+            &over_limit(r, ctx.exceeded.as_deref(), &audit),
+            trace.grpc,
+            request_id,
+        ),
     };
     // 13. Response transforms (compression, CSP nonce), then the response policies.
     shaping.apply(route, &mut resp, method == Method::HEAD);
@@ -318,4 +325,20 @@ async fn drain_small(req: &mut Request<Body>) {
         }
     })
     .await;
+}
+
+/// The answer to a refusal or an error, in gRPC's terms for a gRPC call.
+fn refusal(r: &Refusal, grpc: bool, request_id: &HeaderValue) -> Response<Body> {
+    if grpc {
+        r.grpc_response(request_id)
+    } else {
+        r.response(request_id)
+    }
+}
+
+/// Whether a request is a gRPC call (`Content-Type: application/grpc`, `…+proto`,
+/// `…+json`): refusals are then answered the way gRPC clients read them.
+fn is_grpc(h: &http::HeaderMap) -> bool {
+    h.get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }

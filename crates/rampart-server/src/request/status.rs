@@ -39,6 +39,7 @@ pub fn metrics_text(edge: &Edge) -> String {
                 inflight: s.inflight(),
                 weight: s.weight(),
                 errors: s.errors(),
+                tls_failures: s.tls_failures(),
             })
         })
         .collect();
@@ -416,6 +417,8 @@ pub(crate) fn upstreams(edge: &Edge) -> Value {
                         "draining": s.weight() == 0,
                         "inflight": s.inflight(),
                         "errors": s.errors(),
+                        "tls": p.config.tls.is_some(),
+                        "tls_verify_failures": s.tls_failures(),
                         "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
                         "passive": if s.passive_down() { "out" } else { "in" },
                     })

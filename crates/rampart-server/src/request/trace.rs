@@ -21,6 +21,8 @@ pub struct Trace {
     pub(crate) tenant: Option<HeaderValue>,
     /// The `RateLimit-*` values of the tightest limit passed.
     pub(crate) rate: Option<crate::policy::rate_limit::RateHeaders>,
+    /// A gRPC call: the edge's own refusals and errors are answered in gRPC's terms.
+    pub(crate) grpc: bool,
 }
 
 /// The request's facts the access log needs, taken before the request is consumed.

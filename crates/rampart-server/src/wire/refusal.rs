@@ -124,6 +124,51 @@ impl Refusal {
         )
     }
 
+    /// The gRPC status code a gRPC client is told instead of the HTTP status.
+    pub fn grpc_status(&self) -> u8 {
+        // https://grpc.github.io/grpc/core/md_doc_statuscodes.html
+        match self {
+            Refusal::NotFound | Refusal::MethodNotAllowed(_) => 12, // UNIMPLEMENTED
+            Refusal::BadRequest(_) | Refusal::UnsupportedMediaType => 3, // INVALID_ARGUMENT
+            Refusal::Misdirected | Refusal::BadGateway | Refusal::StateUnavailable => 14, // UNAVAILABLE
+            Refusal::GatewayTimeout | Refusal::RequestTimeout => 4, // DEADLINE_EXCEEDED
+            Refusal::Unauthorized(_) => 16,                         // UNAUTHENTICATED
+            Refusal::Forbidden(_) | Refusal::NotLicensed(_) => 7,   // PERMISSION_DENIED
+            Refusal::PayloadTooLarge
+            | Refusal::RateLimited { .. }
+            | Refusal::Locked { .. }
+            | Refusal::HeadersTooLarge => 8, // RESOURCE_EXHAUSTED
+            Refusal::RangeNotSatisfiable(_) => 11,                  // OUT_OF_RANGE
+            Refusal::Internal => 13,                                // INTERNAL
+        }
+    }
+
+    /// The answer to a gRPC call (`Content-Type: application/grpc…`): HTTP 200 with no
+    /// body and the refusal in `grpc-status` and `grpc-message` (a "trailers-only"
+    /// response, what gRPC clients read), plus the headers the status calls for
+    /// (`Retry-After`, `WWW-Authenticate`).
+    pub fn grpc_response(&self, request_id: &HeaderValue) -> Response<Body> {
+        let mut resp = self.response(request_id);
+        *resp.body_mut() = Body::default();
+        *resp.status_mut() = StatusCode::OK;
+        let id = request_id.to_str().unwrap_or_default();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        // Codes and request ids are printable ASCII without '%': no percent-encoding.
+        if let Ok(v) = HeaderValue::from_str(&format!("{} (request {id})", self.code())) {
+            h.insert("grpc-message", v);
+        }
+        h.remove(header::CONNECTION);
+        resp
+    }
+
     /// The response: status, JSON body, no caching, and the headers the status calls for.
     pub fn response(&self, request_id: &HeaderValue) -> Response<Body> {
         // Request IDs are restricted to [A-Za-z0-9._:-] and codes are fixed identifiers,

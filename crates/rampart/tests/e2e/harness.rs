@@ -417,3 +417,84 @@ pub fn curl(args: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A real nginx on a free loopback port, stopped (with its worker) on drop. `http` is the
+/// body of its `http { }` block with `{port}` where its `listen` port goes; its error log
+/// and temporary files stay in `dir`.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+}
+
+impl Nginx {
+    pub fn start(dir: &rampart_test_support::TempDir, http: &str) -> Self {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nginx is needed (apt-get install nginx-light)");
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let d = dir.path().display();
+            let conf = dir.write(
+                "nginx.conf",
+                format!(
+                    "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log info;\n\
+                     events {{ worker_connections 64; }}\n\
+                     http {{\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n  \
+                     fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+                     {}\n}}\n",
+                    http.replace("{port}", &port.to_string())
+                ),
+            );
+            let child = Command::new(nginx)
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut started = Self { child, port };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return started;
+                }
+                if started.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Dropped: stopped with SIGTERM, its worker too; the next port is tried.
+            drop(started);
+        }
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM, so the master stops its worker (SIGKILL would leave the worker running).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..250 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

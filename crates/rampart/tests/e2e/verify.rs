@@ -5,9 +5,8 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rampart_test_support::pki::Pki;
 use rampart_test_support::upstream::Upstream;
@@ -500,13 +499,10 @@ async fn bad_inputs_and_unreachable_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_with_tls_1_0_and_cbc_is_capped_at_b() {
-    let Some(nginx) = which("nginx") else {
-        panic!("nginx is needed (apt-get install nginx-light)");
-    };
     let pki = Pki::new();
     let up = Upstream::start("a").await;
     let dir = TempDir::new("weak-nginx");
-    let weak = WeakNginx::start(&nginx, &dir, &pki, &up.authority());
+    let weak = weak_nginx(&dir, &pki, &up.authority());
     let url = format!("https://127.0.0.1:{}", weak.port);
     let (code, v) = verify(vec![
         url.clone(),
@@ -650,97 +646,25 @@ fn which(name: &str) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
-/// A free loopback port (bound then released) for a server that takes a port number.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// nginx offering TLS 1.0, 1.1 and 1.2 with an AES-CBC suite next to AES-GCM (what
 /// Mozilla's "old" profile allowed), in front of `upstream`.
-struct WeakNginx {
-    child: Child,
-    port: u16,
-}
-
-impl WeakNginx {
-    fn start(nginx: &str, dir: &TempDir, pki: &Pki, upstream: &str) -> Self {
-        let leaf = pki.leaf_valid("weak", &["127.0.0.1"], -3600, 90 * 86_400);
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = dir.write(
-                "nginx.conf",
-                format!(
-                    r#"worker_processes 1; daemon off; pid {dir}/nginx.pid; error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+fn weak_nginx(dir: &TempDir, pki: &Pki, upstream: &str) -> crate::harness::Nginx {
+    let leaf = pki.leaf_valid("weak", &["127.0.0.1"], -3600, 90 * 86_400);
+    crate::harness::Nginx::start(
+        dir,
+        &format!(
+            r#"  access_log off;
   server {{
-    listen 127.0.0.1:{port} ssl;
+    listen 127.0.0.1:{{port}} ssl;
     ssl_certificate {cert}; ssl_certificate_key {key};
     ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
     ssl_ciphers "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0";
     location / {{ proxy_pass http://{upstream}; }}
-  }}
-}}
-"#,
-                    dir = dir.path().display(),
-                    cert = leaf.cert.display(),
-                    key = leaf.key.display(),
-                ),
-            );
-            let child = Command::new(nginx)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut started = Self { child, port };
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return started;
-                }
-                if started.child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // Dropped: stopped with SIGTERM, its worker too; the next port is tried.
-            drop(started);
-        }
-        panic!(
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for WeakNginx {
-    /// SIGTERM, so the master stops its worker (SIGKILL would leave the worker running).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..250 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+  }}"#,
+            cert = leaf.cert.display(),
+            key = leaf.key.display(),
+        ),
+    )
 }
 
 /// A TLS server that is not rampart: it answers every request with fixed headers and

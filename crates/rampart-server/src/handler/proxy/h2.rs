@@ -1,0 +1,218 @@
+//! HTTP/2 to upstreams (`protocol = "h2"`: ALPN `h2` over TLS, prior knowledge (h2c) in
+//! plain; `"auto"`: TLS, and HTTP/2 when the server's ALPN picks it). One multiplexed
+//! connection per server carries every request to it: the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` bounds the streams at once (a request beyond it waits
+//! inside h2 for a stream), and a connection that closes or fails is replaced by the next
+//! request. This is what gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
+//! directions as HTTP/2 trailers, `TE: trailers` is forwarded, and bodies stream frame by
+//! frame both ways (client, server and bidirectional streaming).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::{
+    strip_hop_by_hop, Forwarding, Inflight, Picked, Pool, ProxyError, Server, UpstreamBody,
+};
+use crate::wire::body::Body;
+
+/// A server's shared HTTP/2 connection.
+pub(super) type Sender = http2::SendRequest<Body>;
+
+/// What a fresh connection to a server of an `auto` pool turned out to speak.
+pub(super) enum Fresh {
+    H2(Sender),
+    /// The server chose HTTP/1.1: the connection is in its idle pool for the HTTP/1.1
+    /// path, and the pool now knows.
+    H1,
+}
+
+impl Pool {
+    /// The server's HTTP/2 connection when it is open.
+    fn checkout_h2(&self, s: &Server) -> Option<Sender> {
+        let slot = s.h2.lock().ok()?;
+        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// A new HTTP/2 connection to `s`, kept as its shared one. Over TLS the server must
+    /// choose `h2` by ALPN; in an `auto` pool, a server that chooses HTTP/1.1 makes the
+    /// pool speak HTTP/1.1 (its connection goes to the idle pool).
+    async fn connect_h2(&self, s: &Arc<Server>) -> std::io::Result<Fresh> {
+        let tcp = self.tcp(s).await?;
+        let sender = match &self.tls {
+            Some(tls) => {
+                let stream = self.handshake(tls, tcp, s, false).await?;
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                if !h2 {
+                    if self.config.protocol == rampart_config::runtime::UpstreamProtocol::Auto {
+                        self.learn_h1();
+                        let sender = super::handshake_h1(stream).await?;
+                        if let Ok(mut idle) = s.idle.lock() {
+                            idle.push(super::IdleConn {
+                                sender,
+                                since: std::time::Instant::now(),
+                                keep: None,
+                            });
+                        }
+                        return Ok(Fresh::H1);
+                    }
+                    return Err(std::io::Error::other(
+                        "the server did not choose HTTP/2 by ALPN (it offers only HTTP/1.1)",
+                    ));
+                }
+                handshake(stream).await?
+            }
+            None => handshake(tcp).await?,
+        };
+        if let Ok(mut slot) = s.h2.lock() {
+            *slot = Some(sender.clone());
+        }
+        Ok(Fresh::H2(sender))
+    }
+
+    /// Sends `req` over HTTP/2 to a server of this pool. `Ok(Err(…))` hands the request
+    /// back when an `auto` pool's server chose HTTP/1.1 (the caller sends it that way).
+    ///
+    /// # Errors
+    /// As [`Pool::forward`]; a gRPC deadline (`grpc-timeout`) that passes before the
+    /// answer is [`ProxyError::Deadline`], not held against the server (the client chose
+    /// it).
+    pub(super) async fn forward_h2(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        fwd: Forwarding,
+    ) -> Result<Result<(Response<Body>, Arc<Server>), (Request<Body>, Forwarding)>, ProxyError>
+    {
+        let rid = fwd.request_id.clone();
+        let rid = rid.to_str().unwrap_or_default();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // `:authority` is the client's host, as `Host` is on HTTP/1.1.
+        let authority = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let fwd_te = fwd.te_trailers;
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(scheme.parse().map_err(|_| ProxyError::Protocol)?);
+        parts.authority = authority.and_then(|a| a.parse().ok());
+        let mut attempts = self.attempts();
+        loop {
+            let (idx, server, mut sender, reused) = match self
+                .idle(&attempts, |s| self.checkout_h2(s))?
+            {
+                Picked::Idle((idx, server, c, _)) => (idx, server, c, true),
+                Picked::Miss(idx, server) => match self.connect_h2(&server).await {
+                    Ok(Fresh::H2(c)) => (idx, server, c, false),
+                    Ok(Fresh::H1) => return Ok(Err((req, fwd))),
+                    Err(e) => {
+                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream connect failed");
+                        self.next_server(&server, idx, &mut attempts)?;
+                        continue;
+                    }
+                },
+            };
+            if parts.authority.is_none() {
+                parts.authority = server.authority.parse().ok();
+            }
+            if sender.ready().await.is_err() {
+                // The shared connection ended (the server's GOAWAY, a reset): forget it;
+                // the next turn opens a new one.
+                if let Ok(mut slot) = server.h2.lock() {
+                    slot.take();
+                }
+                if !reused {
+                    self.next_server(&server, idx, &mut attempts)?;
+                }
+                continue;
+            }
+            let inflight = Inflight::new(&server);
+            let (mut head, body) = req.into_parts();
+            head.uri = Uri::from_parts(parts).map_err(|_| ProxyError::Protocol)?;
+            head.version = Version::HTTP_2;
+            fwd.apply(&mut head.headers);
+            head.headers.remove(header::HOST);
+            if fwd_te {
+                head.headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            // A request body is watched: when it fails or stalls, the client is to blame.
+            let watch = (!http_body::Body::is_end_stream(&body))
+                .then(|| Arc::new(crate::wire::body::BodyWatch::default()));
+            let body = match &watch {
+                Some(w) => Body::Watched(Box::new(body), w.clone()),
+                None => body,
+            };
+            let out = Request::from_parts(head, body);
+            let grpc_deadline = deadline(out.headers()).filter(|d| *d < self.response_timeout);
+            let timeout = grpc_deadline.unwrap_or(self.response_timeout);
+            let sent = tokio::time::timeout(timeout, sender.send_request(out)).await;
+            let mut resp = match sent {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
+                    if watch.as_ref().is_some_and(|w| w.failed()) || e.is_user() {
+                        return Err(ProxyError::ClientBody);
+                    }
+                    tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream request failed");
+                    self.record_failure(&server);
+                    return Err(ProxyError::Upstream(e));
+                }
+                Err(_) if grpc_deadline.is_some() => return Err(ProxyError::Deadline),
+                Err(_) if watch.as_ref().is_some_and(|w| !w.done()) => {
+                    return Err(ProxyError::ClientTimeout);
+                }
+                Err(_) => return Err(self.timed_out(&server, rid)),
+            };
+            strip_hop_by_hop(resp.headers_mut(), false);
+            let resp = resp.map(|inner| {
+                Body::stream(UpstreamBody {
+                    inner,
+                    back: None,
+                    _inflight: Some(inflight),
+                })
+            });
+            return Ok(Ok((resp, server)));
+        }
+    }
+}
+
+/// hyper's HTTP/2 client on `io`, its connection driven by a task.
+pub(super) async fn handshake<T>(io: T) -> std::io::Result<Sender>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// A gRPC call's deadline (`grpc-timeout`: up to 8 digits and a unit, H M S m u n).
+pub(crate) fn deadline(h: &http::HeaderMap) -> Option<std::time::Duration> {
+    let v = h.get("grpc-timeout")?.as_bytes();
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    use std::time::Duration;
+    Some(match unit {
+        b"H" => Duration::from_secs(n.saturating_mul(3600)),
+        b"M" => Duration::from_secs(n.saturating_mul(60)),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}

@@ -1,0 +1,82 @@
+"""A gRPC client for rampart's tests: every kind of call to test.Echo through the edge.
+
+`python grpc_calls.py HOST:PORT CA_FILE` (TLS, the edge's certificate from CA_FILE) prints
+one JSON object with what each call returned.
+"""
+
+import json
+import queue
+import sys
+import time
+
+import grpc
+
+
+def main():
+    target, ca = sys.argv[1], sys.argv[2]
+    with open(ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(f.read())
+    channel = grpc.secure_channel(target, creds)
+    out = {}
+
+    resp, call = channel.unary_unary("/test.Echo/Unary").with_call(
+        b"hello", metadata=(("x-call", "1"),), timeout=10
+    )
+    out["unary"] = resp.decode()
+    out["unary_trailer"] = dict(call.trailing_metadata() or ()).get("x-trailer")
+
+    out["server_stream"] = [
+        m.decode() for m in channel.unary_stream("/test.Echo/ServerStream")(b"3", timeout=10)
+    ]
+    out["client_stream"] = channel.stream_unary("/test.Echo/ClientStream")(
+        iter([b"a", b"b", b"c"]), timeout=10
+    ).decode()
+
+    # Each message is sent only after the echo of the one before arrived: a proxy that
+    # buffered either direction would stall this until the deadline.
+    q = queue.Queue()
+    q.put(b"m0")
+
+    def messages():
+        for _ in range(3):
+            yield q.get(timeout=10)
+
+    echoes = []
+    for m in channel.stream_stream("/test.Echo/Bidi")(messages(), timeout=10):
+        echoes.append(m.decode())
+        if len(echoes) < 3:
+            q.put(b"m%d" % len(echoes))
+    out["bidi"] = echoes
+
+    started = time.monotonic()
+    try:
+        channel.unary_unary("/test.Echo/Slow")(b"x", timeout=0.5)
+        out["deadline"] = "none"
+    except grpc.RpcError as e:
+        out["deadline"] = e.code().name
+    out["deadline_ms"] = int((time.monotonic() - started) * 1000)
+
+    # The edge's own response_timeout (300ms on this route) passes first: rampart answers.
+    try:
+        channel.unary_unary("/test.Echo/Slower")(b"x", timeout=10)
+        out["edge_timeout"] = "none"
+    except grpc.RpcError as e:
+        out["edge_timeout"] = [e.code().name, e.details()]
+
+    try:
+        channel.unary_unary("/test.Echo/Fail")(b"x", timeout=10)
+        out["fail"] = "none"
+    except grpc.RpcError as e:
+        out["fail"] = [e.code().name, e.details()]
+
+    try:
+        channel.unary_unary("/test.Locked/Call")(b"x", timeout=10)
+        out["refused"] = "none"
+    except grpc.RpcError as e:
+        out["refused"] = [e.code().name, e.details()]
+
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
