@@ -386,6 +386,7 @@ pub(crate) fn shown() -> Vec<(&'static str, &'static str, Shown)> {
         ("RawRoute", "redirect_status", v(r::REDIRECT_STATUS)),
         ("RawRoute", "body_limit", size(r::BODY_LIMIT)),
         ("RawRoute", "methods", t("any method")),
+        ("RawRoute", "client_cert", v("off")),
         ("RawRespond", "status", v(r::RESPOND_STATUS)),
         ("RawRespond", "content_type", v(r::RESPOND_CONTENT_TYPE)),
         ("RawTenant", "header", v(r::TENANT_HEADER)),

@@ -245,6 +245,8 @@ pub enum AuthMethod {
     Jwt,
     /// API key header.
     ApiKey,
+    /// A verified client certificate (mutual TLS).
+    Mtls,
 }
 
 /// The policies of one route.
@@ -866,7 +868,7 @@ pub(crate) fn route_policy(
     key: &str,
     limit_names: &[&String],
     cors_names: &[&String],
-    have: (bool, bool),
+    have: (bool, bool, bool),
     err: Sink<'_>,
 ) -> RoutePolicy {
     let mut p = RoutePolicy {
@@ -900,13 +902,15 @@ pub(crate) fn route_policy(
             "jwt" => err(k, "\"jwt\" needs a [jwt] section".into()),
             "api_key" if have.1 => p.auth.push(AuthMethod::ApiKey),
             "api_key" => err(k, "\"api_key\" needs an [api_keys] section".into()),
+            "mtls" if have.2 => p.auth.push(AuthMethod::Mtls),
+            "mtls" => err(k, "\"mtls\" needs [tls] client_ca".into()),
             other => {
-                let hint = did_you_mean(other, ["jwt", "api_key"])
+                let hint = did_you_mean(other, ["jwt", "api_key", "mtls"])
                     .map(|c| format!(", did you mean {c:?}?"))
                     .unwrap_or_default();
                 err(
                     k,
-                    format!("unknown method {other:?}: expected jwt or api_key{hint}"),
+                    format!("unknown method {other:?}: expected jwt, api_key or mtls{hint}"),
                 );
             }
         }

@@ -163,6 +163,14 @@ pub struct RawTls {
     /// More certificates, chosen by SNI.
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
+    /// PEM file of the CA certificates client certificates must chain to (mutual TLS).
+    /// Routes choose with `client_cert`; the certificate is asked for in the handshake of
+    /// the hosts that have such routes only (a browser elsewhere is never prompted).
+    pub client_ca: Option<String>,
+    /// Certificate revocation lists (PEM or DER files) of `client_ca`: a revoked client
+    /// certificate fails the handshake. Read again on every reload.
+    #[serde(default)]
+    pub client_crl: Vec<String>,
     /// Names for a self-signed ECDSA certificate generated into `state_dir/tls/` (kept
     /// across restarts, renewed 30 days before its one-year expiry). For development only.
     pub self_signed: Option<Vec<String>>,
@@ -379,10 +387,17 @@ pub struct RawRoute {
 
     /// A `[limits.NAME]` or a list of them (all apply; each counts only its `methods`).
     pub limit: Option<OneOrMany>,
-    /// Accepted methods, any of `["jwt", "api_key"]`: none sent → 401 with
+    /// `"required"`: a request without a verified client certificate (`[tls] client_ca`)
+    /// gets 403 `client_cert_required`, on HTTP/1.1 and HTTP/2 alike; `"optional"`: let
+    /// through either way; `"off"`. With a certificate, the upstream gets
+    /// `X-Client-Cert-Subject`, `-San`, `-Fingerprint` (SHA-256, hex) and `-Verified:
+    /// SUCCESS` (client copies are always removed while `client_ca` is set).
+    pub client_cert: Option<String>,
+    /// Accepted methods, any of `["jwt", "api_key", "mtls"]`: none sent → 401 with
     /// `WWW-Authenticate`, wrong → 403 `invalid_credentials`. The upstream gets
-    /// `X-Auth-Subject` (JWT `sub` or the key's name), `X-Auth-Method` and the claims in
-    /// `jwt.forward`; client-sent copies of these headers are removed on every route.
+    /// `X-Auth-Subject` (JWT `sub`, the key's name, or the client certificate's common
+    /// name, else its first SAN), `X-Auth-Method` and the claims in `jwt.forward`;
+    /// client-sent copies of these headers are removed on every route.
     pub auth: Option<Vec<String>>,
     /// Let requests without credentials through (wrong credentials are still refused).
     pub auth_optional: Option<bool>,

@@ -141,6 +141,10 @@ impl HostPattern {
 pub struct Tls {
     /// Certificate and key files; the first is the default when SNI matches none.
     pub certificates: Vec<CertificatePaths>,
+    /// CA file client certificates must chain to (mutual TLS).
+    pub client_ca: Option<std::path::PathBuf>,
+    /// CRL files for client certificates.
+    pub client_crls: Vec<std::path::PathBuf>,
     /// Names of a self-signed certificate generated into `state_dir`.
     pub self_signed: Vec<String>,
     /// Whether TLS 1.2 is offered (TLS 1.3 always is).
@@ -253,6 +257,8 @@ pub struct Route {
     pub path_regex: Option<regex_lite::Regex>,
     /// When this prefix is the longest match, regex routes are not consulted.
     pub prefix_priority: bool,
+    /// Client certificate requirement.
+    pub client_cert: ClientCertMode,
     /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
     /// Set on the request sent upstream (`None`: removed).
@@ -394,4 +400,16 @@ impl HeaderPolicy {
             .iter()
             .any(|k| k.len() == name.len() && **k == *name)
     }
+}
+
+/// Whether a route asks for a client certificate (`client_cert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCertMode {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// Asked for; requests without one pass.
+    Optional,
+    /// Requests without a verified one get 403.
+    Required,
 }

@@ -11,8 +11,8 @@ use crate::bounds;
 use crate::error::{did_you_mean, ConfigError};
 use crate::raw::{RawConfig, RawHeaders, RawRoute, RawServer, RawTls, RawUpstream};
 use crate::runtime::{
-    Action, Balance, CertificatePaths, Config, HeaderPolicy, HostPattern, Misdirected, Route,
-    Server, Tls, Upstream, UpstreamProtocol, UpstreamTls,
+    Action, Balance, CertificatePaths, ClientCertMode, Config, HeaderPolicy, HostPattern,
+    Misdirected, Route, Server, Tls, Upstream, UpstreamProtocol, UpstreamTls,
 };
 use crate::source::Source;
 use crate::units::Toggle;
@@ -125,7 +125,11 @@ pub(crate) fn validate(
     let pnames = PolicyNames {
         limits: raw.limits.keys().collect(),
         cors: raw.cors.keys().collect(),
-        have: (raw.jwt.is_some(), raw.api_keys.is_some()),
+        have: (
+            raw.jwt.is_some(),
+            raw.api_keys.is_some(),
+            raw.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        ),
         report_path: None,
     };
     let csp_report = {
@@ -568,7 +572,20 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
             cx.err("tls.ciphers", "empty: leave it out for the default suites");
         }
     }
+    for (i, f) in t.client_crl.iter().enumerate() {
+        if !cx.path(f).is_file() {
+            cx.err(
+                format!("tls.client_crl[{i}]"),
+                format!("{} is not a file", cx.path(f).display()),
+            );
+        }
+    }
+    if !t.client_crl.is_empty() && t.client_ca.is_none() {
+        cx.err("tls.client_crl", "needs tls.client_ca");
+    }
     Some(Tls {
+        client_ca: t.client_ca.as_ref().map(|c| cx.path(c)),
+        client_crls: t.client_crl.iter().map(|c| cx.path(c)).collect(),
         certificates,
         self_signed,
         tls12,
@@ -879,8 +896,8 @@ fn check_authority(s: &str) -> Result<(), String> {
 struct PolicyNames<'a> {
     limits: Vec<&'a String>,
     cors: Vec<&'a String>,
-    /// (`[jwt]` present, `[api_keys]` present).
-    have: (bool, bool),
+    /// (`[jwt]` present, `[api_keys]` present, `[tls] client_ca` present).
+    have: (bool, bool, bool),
     /// The CSP report endpoint's path and whether `report-to` names it, when on.
     report_path: Option<(&'a str, bool)>,
 }
@@ -1213,7 +1230,26 @@ fn route(
         let mut sink = |k: String, m: String| cx.err(k, m);
         crate::policy::route_policy(r, key, &pnames.limits, &pnames.cors, pnames.have, &mut sink)
     };
+    let client_cert = match r.client_cert.as_deref() {
+        None | Some("off") => ClientCertMode::Off,
+        Some("optional") => ClientCertMode::Optional,
+        Some("required") => ClientCertMode::Required,
+        Some(other) => {
+            cx.err(
+                format!("{key}.client_cert"),
+                format!("expected \"required\", \"optional\" or \"off\", got {other:?}"),
+            );
+            ClientCertMode::Off
+        }
+    };
+    if client_cert != ClientCertMode::Off && !pnames.have.2 {
+        cx.err(
+            format!("{key}.client_cert"),
+            "needs [tls] client_ca (the CA client certificates must chain to)",
+        );
+    }
     Some(Route {
+        client_cert,
         name,
         hosts,
         path,

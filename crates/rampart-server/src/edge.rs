@@ -36,6 +36,8 @@ pub struct Edge {
     pub(crate) default_headers: HeaderPolicy,
     /// TLS server config, when HTTPS is served.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Mutual TLS: the config asking for client certificates, and the hosts it is for.
+    pub client_auth: Option<tls::ClientAuth>,
     /// The certificates loaded, for reports.
     pub certificates: Vec<LoadedCert>,
     /// Compiled request policies and their state.
@@ -87,18 +89,17 @@ impl Edge {
     /// # Errors
     /// Certificate problems, each naming its key.
     pub fn build(config: Config, source: &str) -> Result<Self, ConfigErrors> {
-        let (tls, certificates, acme) =
-            match &config.tls {
-                Some(t) => {
-                    let (cfg, certs, acme) = tls::server_config(t, &config.server.state_dir)
-                        .map_err(|errors| ConfigErrors {
-                            source: source.to_owned(),
-                            errors,
-                        })?;
-                    (Some(cfg), certs, acme)
-                }
-                None => (None, Vec::new(), None),
-            };
+        let (tls, certificates, acme, mtls) = match &config.tls {
+            Some(t) => {
+                let (cfg, certs, acme, mtls) = tls::server_config(t, &config.server.state_dir)
+                    .map_err(|errors| ConfigErrors {
+                        source: source.to_owned(),
+                        errors,
+                    })?;
+                (Some(cfg), certs, acme, mtls)
+            }
+            None => (None, Vec::new(), None, None),
+        };
         let policies = Policies::build(&config).map_err(|errors| ConfigErrors {
             source: source.to_owned(),
             errors,
@@ -152,12 +153,14 @@ impl Edge {
             .or(config.routes.first())
             .map(|r| r.headers.clone())
             .unwrap_or_default();
+        let client_auth = mtls.and_then(|c| tls::ClientAuth::new(c, &config.routes));
         Ok(Self {
             config,
             router,
             pools,
             default_headers,
             tls,
+            client_auth,
             certificates,
             policies,
             files: (0..n_routes).map(|_| FileCache::default()).collect(),

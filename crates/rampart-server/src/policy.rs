@@ -45,7 +45,9 @@ use rampart_config::policy::RoutePolicy;
 use rampart_config::runtime::{Action, Config, Route};
 use rampart_config::ConfigError;
 
+use crate::request::connection::ClientCert;
 use crate::wire::body::Body;
+use crate::wire::refusal::Refusal;
 pub use refused::{refuse, Refused};
 
 use auth::JwtVerifier;
@@ -166,7 +168,10 @@ impl Policies {
                 .iter()
                 .map(|l| l.lockout.as_ref().map(|lo| Arc::new(Lockouts::new(lo))))
                 .collect(),
-            identity_headers: auth::identity_headers(p.jwt.as_ref()),
+            identity_headers: auth::identity_headers(
+                p.jwt.as_ref(),
+                config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            ),
             jwt,
             tenants,
             active,
@@ -288,6 +293,33 @@ pub enum Before {
     /// Answered here (a CORS preflight).
     Answer(Response<Body>),
 }
+/// A route's `client_cert`: `required` refuses a request whose connection verified no
+/// client certificate (403 `client_cert_required`, audited); on an upstream route the
+/// certificate that was verified is forwarded in the `X-Client-Cert-*` headers.
+fn client_cert(
+    route: &rampart_config::runtime::Route,
+    req: &mut Request<Body>,
+    upstream: bool,
+) -> Result<(), Refused> {
+    use rampart_config::runtime::ClientCertMode;
+    if route.client_cert == ClientCertMode::Off {
+        return Ok(());
+    }
+    match req.extensions().get::<Arc<ClientCert>>().cloned() {
+        Some(c) => {
+            if upstream {
+                auth::forward_client_cert(&c, req.headers_mut());
+            }
+            Ok(())
+        }
+        None if route.client_cert == ClientCertMode::Required => Err(refused::refuse(
+            Refusal::Forbidden("client_cert_required"),
+            "auth.failure",
+            "no verified client certificate",
+        )),
+        None => Ok(()),
+    }
+}
 
 /// Runs the request policies of route `route_idx` on `req`, in order.
 ///
@@ -311,14 +343,16 @@ pub async fn before(
         }
     }
     if !pol.is_active(route_idx) {
+        client_cert(route, req, upstream)?;
         ctx.exceeded = body_limit::check(p.body_limit, req)?;
         return Ok(Before::Continue(ctx));
     }
     let limits = &config.policies.limits;
     let ip = client_ip.to_canonical();
     let now = pol.now();
-    // 1. IP allow/deny.
+    // 1. IP allow/deny, then the client certificate (neither needs a secret).
     acl::check(&p.allow, &p.deny, ip)?;
+    client_cert(route, req, upstream)?;
     // 2. Rate limits that need no identity (IP, header).
     let who = Who { req, id: None, ip };
     match &pol.shared {
@@ -381,7 +415,14 @@ pub async fn before(
         api_keys: config.policies.api_keys.as_ref(),
         revoked: &pol.revocations,
     };
-    let authenticated = auth::authenticate(verifiers, &p.auth, p.auth_optional, req.headers());
+    let cert = req.extensions().get::<Arc<ClientCert>>().cloned();
+    let authenticated = auth::authenticate(
+        verifiers,
+        &p.auth,
+        p.auth_optional,
+        req.headers(),
+        cert.as_deref(),
+    );
     // 8. User-keyed rate limits.
     let id = authenticated.as_ref().ok().and_then(Option::as_ref);
     let who = Who { req, id, ip };

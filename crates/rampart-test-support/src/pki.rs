@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::TempDir;
@@ -17,6 +21,8 @@ pub struct Pki {
 pub struct Leaf {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Its serial number (to revoke it).
+    pub serial: u64,
 }
 
 impl Pki {
@@ -45,7 +51,47 @@ impl Pki {
         self.sign(file_stem, params)
     }
 
-    fn sign(&self, file_stem: &str, params: CertificateParams) -> Leaf {
+    /// A client certificate (extended key usage clientAuth) for common name `cn` and
+    /// e-mail `email`.
+    pub fn client(&self, file_stem: &str, cn: &str, email: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name(email.try_into().unwrap()));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(file_stem, params)
+    }
+
+    /// A CRL of this CA revoking `serials`, written to `file_name` (PEM).
+    pub fn crl(&self, file_name: &str, serials: &[u64]) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        self.dir.write(file_name, crl.pem().unwrap())
+    }
+
+    fn sign(&self, file_stem: &str, mut params: CertificateParams) -> Leaf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let serial = 0x1000
+            + u64::from(std::process::id()) * 1_000_000
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        params.serial_number = Some(SerialNumber::from(serial));
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let chain = format!("{}{}", cert.pem(), self.issuer.pem());
@@ -56,6 +102,7 @@ impl Pki {
         Leaf {
             cert: cert_path,
             key: key_path,
+            serial,
         }
     }
 

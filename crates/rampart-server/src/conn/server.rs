@@ -141,6 +141,7 @@ fn serve_conn(
                 redirect_to_https: serving.redirect_port(),
                 raw_head: false,
                 tls_version: None,
+                client_cert: None,
             };
             let svc = service(serving.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
@@ -193,12 +194,27 @@ async fn serve_tls(
     activity: Arc<Activity>,
 ) {
     let s = &edge.config.server;
-    let tls = match Box::pin(tokio::time::timeout(
-        s.tls_handshake_timeout,
-        acceptor.accept(stream),
-    ))
-    .await
-    {
+    let handshake = async {
+        match &edge.client_auth {
+            None => acceptor.accept(stream).await,
+            // Mutual TLS for some hosts: the ClientHello's SNI chooses the config that
+            // asks for a client certificate, or the one that does not.
+            Some(auth) => {
+                let start = tokio_rustls::LazyConfigAcceptor::new(
+                    rustls::server::Acceptor::default(),
+                    stream,
+                )
+                .await?;
+                let cfg = if auth.wants(start.client_hello().server_name()) {
+                    auth.config.clone()
+                } else {
+                    acceptor.config().clone()
+                };
+                start.into_stream(cfg).await
+            }
+        }
+    };
+    let tls = match Box::pin(tokio::time::timeout(s.tls_handshake_timeout, handshake)).await {
         Ok(Ok(tls)) => {
             edge.metrics.tls_handshake("ok");
             tls
@@ -233,6 +249,13 @@ async fn serve_tls(
             Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
             _ => None,
         },
+        client_cert: tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|leaf| crate::request::connection::ClientCert::of(leaf))
+            .map(Arc::new),
     };
     let svc = service(serving.clone(), info.clone(), activity.clone());
     if h2 {

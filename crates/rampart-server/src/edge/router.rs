@@ -341,6 +341,7 @@ mod tests {
             exact,
             path_regex: None,
             prefix_priority: false,
+            client_cert: Default::default(),
             strip_prefix: false,
             request_headers: Vec::new(),
             action: Action::Respond {

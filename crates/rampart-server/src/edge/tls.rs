@@ -27,8 +27,14 @@ use super::cert::{load_pair, provider};
 use super::ocsp::Stapler;
 
 /// What [`server_config`] builds: the rustls config, the certificates loaded from files,
-/// and the ACME store's state when `[tls.acme]` is on.
-pub type Built = (Arc<ServerConfig>, Vec<LoadedCert>, Option<Arc<AcmeState>>);
+/// the ACME store's state when `[tls.acme]` is on, and the same config asking for client
+/// certificates when `tls.client_ca` is set.
+pub type Built = (
+    Arc<ServerConfig>,
+    Vec<LoadedCert>,
+    Option<Arc<AcmeState>>,
+    Option<Arc<ServerConfig>>,
+);
 
 /// Builds the server TLS config, reporting problems against their config keys.
 ///
@@ -61,11 +67,12 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
     if sni.is_none() && acme.is_none() {
         return Err(vec![ConfigError::new("tls", "no certificate")]);
     }
-    let resolver = Resolver {
+    let resolver = Arc::new(Resolver {
         sni,
         acme: acme.clone(),
         stapling: tls.ocsp_stapling,
-    };
+    });
+    let verifier = client_verifier(tls, &provider)?;
     let versions: &[&rustls::SupportedProtocolVersion] = if tls.tls12 {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     } else {
@@ -97,16 +104,35 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
         }
         Arc::new(p)
     };
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| {
             vec![ConfigError::new(
                 "tls",
                 format!("cannot build TLS config: {e}"),
             )]
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        })?;
+    let plain = finish(
+        builder
+            .clone()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone()),
+        tls,
+    )?;
+    let mtls = match verifier {
+        Some(v) => Some(Arc::new(finish(
+            builder
+                .with_client_cert_verifier(v)
+                .with_cert_resolver(resolver),
+            tls,
+        )?)),
+        None => None,
+    };
+    Ok((Arc::new(plain), certs, acme, mtls))
+}
+
+/// The settings both server configs share: ALPN, suite order, session cache and tickets.
+fn finish(mut cfg: ServerConfig, tls: &Tls) -> Result<ServerConfig, Vec<ConfigError>> {
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     cfg.ignore_client_order = tls.prefer_server_order;
     if tls
@@ -126,7 +152,108 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
             )]
         })?;
     }
-    Ok((Arc::new(cfg), certs, acme))
+    Ok(cfg)
+}
+
+/// The verifier of client certificates (`tls.client_ca`, `tls.client_crl`): a certificate
+/// that is presented must chain to the CA and not be revoked; none at all is let through
+/// the handshake (routes decide: `client_cert = "required"` refuses such requests).
+fn client_verifier(
+    tls: &Tls,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Vec<ConfigError>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+    let Some(ca) = &tls.client_ca else {
+        return Ok(None);
+    };
+    let err = |key: &str, m: String| vec![ConfigError::new(key, m)];
+    let pem =
+        std::fs::read(ca).map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(err(
+            "tls.client_ca",
+            format!("{}: no CA certificate", ca.display()),
+        ));
+    }
+    let mut crls = Vec::new();
+    for (i, path) in tls.client_crls.iter().enumerate() {
+        let key = format!("tls.client_crl[{i}]");
+        let bytes =
+            std::fs::read(path).map_err(|e| err(&key, format!("{}: {e}", path.display())))?;
+        if bytes.starts_with(b"-----") {
+            for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
+                crls.push(crl.map_err(|e| err(&key, format!("{}: {e}", path.display())))?);
+            }
+        } else {
+            crls.push(CertificateRevocationListDer::from(bytes));
+        }
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map(Some)
+        .map_err(|e| err("tls.client_crl", format!("cannot use the CA or a CRL: {e}")))
+}
+
+/// Mutual TLS on the HTTPS listener: the config that asks for a client certificate, and
+/// the hosts (by SNI) it is used for: those with a route whose `client_cert` is not off
+/// (every host when such a route has none).
+#[derive(Debug)]
+pub struct ClientAuth {
+    /// The server config with the client certificate verifier.
+    pub config: Arc<ServerConfig>,
+    /// `None`: every host.
+    hosts: Option<Vec<rampart_config::runtime::HostPattern>>,
+}
+
+impl ClientAuth {
+    /// For `config`'s routes; `None` when no route asks for a client certificate.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        routes: &[rampart_config::runtime::Route],
+    ) -> Option<Self> {
+        use rampart_config::runtime::ClientCertMode;
+        let asking: Vec<_> = routes
+            .iter()
+            .filter(|r| r.client_cert != ClientCertMode::Off)
+            .collect();
+        if asking.is_empty() {
+            return None;
+        }
+        let hosts = if asking.iter().any(|r| r.hosts.is_empty()) {
+            None
+        } else {
+            Some(
+                asking
+                    .iter()
+                    .flat_map(|r| r.hosts.iter().cloned())
+                    .collect(),
+            )
+        };
+        Some(Self { config, hosts })
+    }
+
+    /// Whether a handshake for `sni` asks for a client certificate (without SNI: only when
+    /// every host does).
+    pub fn wants(&self, sni: Option<&str>) -> bool {
+        match (&self.hosts, sni) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(h), Some(name)) => {
+                let name = name.to_ascii_lowercase();
+                h.iter().any(|p| p.matches(&name))
+            }
+        }
+    }
 }
 
 /// A hybrid post-quantum key-exchange group (an ML-KEM share, alone or with ECDH).

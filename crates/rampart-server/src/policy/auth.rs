@@ -32,6 +32,7 @@ pub enum AuthError {
 }
 
 use super::refused::{refuse, Refused};
+use crate::request::connection::ClientCert;
 use crate::wire::refusal::Refusal;
 
 /// `X-Auth-Subject`: who the request is, as forwarded upstream (a client's own copy is
@@ -62,6 +63,7 @@ pub fn authenticate(
     methods: &[AuthMethod],
     optional: bool,
     headers: &HeaderMap,
+    client_cert: Option<&ClientCert>,
 ) -> Result<Option<Identity>, Refused> {
     if methods.is_empty() {
         return Ok(None);
@@ -84,6 +86,14 @@ pub fn authenticate(
             AuthMethod::ApiKey => v
                 .api_keys
                 .map_or(Err(AuthError::Missing), |k| api_key(k, headers)),
+            // The handshake verified it (chain, revocation): presenting one is the proof.
+            AuthMethod::Mtls => client_cert.map_or(Err(AuthError::Missing), |c| {
+                Ok(Identity {
+                    method: "mtls",
+                    subject: c.name.clone(),
+                    claims: Map::new(),
+                })
+            }),
         };
         match r {
             Ok(id) => return Ok(Some(id)),
@@ -95,6 +105,7 @@ pub fn authenticate(
         let what = match m {
             AuthMethod::Jwt => "token",
             AuthMethod::ApiKey => "api key",
+            AuthMethod::Mtls => "client certificate",
         };
         return Err(refuse(
             Refusal::Forbidden("invalid_credentials"),
@@ -107,6 +118,9 @@ pub fn authenticate(
     }
     let challenge = if methods.contains(&AuthMethod::Jwt) {
         HeaderValue::from_static("Bearer realm=\"rampart\"")
+    } else if v.api_keys.is_none() || !methods.contains(&AuthMethod::ApiKey) {
+        // Only a client certificate would do: sent in the TLS handshake, not a header.
+        HeaderValue::from_static("ClientCertificate realm=\"rampart\"")
     } else {
         let header = v.api_keys.map_or("X-API-Key", |k| k.header.as_str());
         HeaderValue::from_str(&format!("ApiKey header=\"{header}\""))
@@ -397,11 +411,32 @@ pub fn claim_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Header names the edge sets from an identity; client-sent copies are always removed.
-pub fn identity_headers(jwt: Option<&Jwt>) -> Vec<http::HeaderName> {
+/// The client certificate headers the edge sets (`tls.client_ca`).
+pub const CLIENT_CERT_HEADERS: [http::HeaderName; 4] = [
+    http::HeaderName::from_static("x-client-cert-subject"),
+    http::HeaderName::from_static("x-client-cert-san"),
+    http::HeaderName::from_static("x-client-cert-fingerprint"),
+    http::HeaderName::from_static("x-client-cert-verified"),
+];
+
+/// Tells the upstream which client certificate the handshake verified.
+pub fn forward_client_cert(c: &ClientCert, h: &mut HeaderMap) {
+    let [subject, san, fingerprint, verified] = CLIENT_CERT_HEADERS;
+    h.insert(subject, c.subject.clone());
+    h.insert(san, c.san.clone());
+    h.insert(fingerprint, c.fingerprint.clone());
+    h.insert(verified, HeaderValue::from_static("SUCCESS"));
+}
+
+/// Header names the edge sets from an identity; client-sent copies are always removed
+/// (the client certificate's too, while `mtls` is on).
+pub fn identity_headers(jwt: Option<&Jwt>, mtls: bool) -> Vec<http::HeaderName> {
     let mut v: HashSet<http::HeaderName> = HashSet::new();
     v.insert(http::HeaderName::from_static("x-auth-subject"));
     v.insert(http::HeaderName::from_static("x-auth-method"));
+    if mtls {
+        v.extend(CLIENT_CERT_HEADERS);
+    }
     if let Some(j) = jwt {
         v.extend(j.forward.iter().map(|(_, h)| h.clone()));
     }
@@ -440,16 +475,22 @@ mod tests {
             api_keys: Some(&k),
             revoked: &crate::state::Revocations::default(),
         };
-        let id = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-two")))
-            .unwrap()
-            .unwrap();
+        let id = authenticate(
+            v,
+            &[AuthMethod::ApiKey],
+            false,
+            &headers(Some("k-two")),
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((id.method, id.subject.as_str()), ("api_key", "deploy"));
         let mut h = HeaderMap::new();
         forward(&id, None, &mut h);
         assert_eq!(h["x-auth-subject"], "deploy");
         assert_eq!(h["x-auth-method"], "api_key");
         // No methods on the route: nothing to check.
-        assert!(authenticate(v, &[], false, &headers(None))
+        assert!(authenticate(v, &[], false, &headers(None), None)
             .unwrap()
             .is_none());
     }
@@ -462,7 +503,13 @@ mod tests {
             api_keys: Some(&k),
             revoked: &crate::state::Revocations::default(),
         };
-        let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(Some("k-three")));
+        let r = authenticate(
+            v,
+            &[AuthMethod::ApiKey],
+            false,
+            &headers(Some("k-three")),
+            None,
+        );
         let r = r.unwrap_err();
         assert_eq!(r.refusal, Refusal::Forbidden("invalid_credentials"));
         assert_eq!(r.event, "auth.failure");
@@ -471,22 +518,24 @@ mod tests {
             "the key leaked: {}",
             r.reason
         );
-        let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(None)).unwrap_err();
+        let r = authenticate(v, &[AuthMethod::ApiKey], false, &headers(None), None).unwrap_err();
         assert_eq!(
             r.refusal,
             Refusal::Unauthorized(HeaderValue::from_static("ApiKey header=\"x-api-key\""))
         );
         // A JWT route without [jwt] configured refuses rather than admits.
-        let r = authenticate(v, &[AuthMethod::Jwt], false, &headers(None)).unwrap_err();
+        let r = authenticate(v, &[AuthMethod::Jwt], false, &headers(None), None).unwrap_err();
         assert_eq!(
             r.refusal,
             Refusal::Unauthorized(HeaderValue::from_static("Bearer realm=\"rampart\""))
         );
         // Optional: no credentials is fine, wrong ones are not.
-        assert!(authenticate(v, &[AuthMethod::ApiKey], true, &headers(None))
-            .unwrap()
-            .is_none());
-        assert!(authenticate(v, &[AuthMethod::ApiKey], true, &headers(Some("x"))).is_err());
+        assert!(
+            authenticate(v, &[AuthMethod::ApiKey], true, &headers(None), None)
+                .unwrap()
+                .is_none()
+        );
+        assert!(authenticate(v, &[AuthMethod::ApiKey], true, &headers(Some("x")), None).is_err());
     }
 
     #[test]
@@ -500,12 +549,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static(""));
         assert!(matches!(
-            authenticate(v, &[AuthMethod::ApiKey], false, &h)
+            authenticate(v, &[AuthMethod::ApiKey], false, &h, None)
                 .unwrap_err()
                 .refusal,
             Refusal::Unauthorized(_)
         ));
         h.insert("x-api-key", HeaderValue::from_bytes(b"\xffk").unwrap());
-        assert!(authenticate(v, &[AuthMethod::ApiKey], false, &h).is_err());
+        assert!(authenticate(v, &[AuthMethod::ApiKey], false, &h, None).is_err());
     }
 }

@@ -57,9 +57,12 @@ pub async fn handle(
 pub async fn respond<'e>(
     edge: &'e Edge,
     conn: &ConnInfo,
-    req: Request<Body>,
+    mut req: Request<Body>,
     defer: bool,
 ) -> Result<(Response<Body>, Option<Deferred<'e>>), CloseConnection> {
+    if let Some(c) = &conn.client_cert {
+        req.extensions_mut().insert(c.clone());
+    }
     #[cfg(feature = "test-panic")]
     crate::request::rescue::test_trigger(req.headers());
     let started = std::time::Instant::now();

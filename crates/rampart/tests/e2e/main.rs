@@ -11,6 +11,7 @@ mod app_servers;
 mod backup;
 mod browser;
 mod cli;
+mod client_certs;
 mod config_ranges;
 mod fleet;
 mod framing;
