@@ -90,6 +90,8 @@ pub enum LimitKey {
     UserOrIp,
     /// A request header's value; requests without it are counted by IP.
     Header(HeaderName),
+    /// The verified client certificate (its SHA-256); requests without one by IP.
+    ClientCert,
 }
 
 /// Login lockout.
@@ -400,17 +402,21 @@ pub(crate) fn limit(name: &str, r: &RawLimit, err: Sink<'_>) -> Limit {
         "user" => LimitKey::User,
         "api_key" => LimitKey::ApiKey,
         "user_or_ip" => LimitKey::UserOrIp,
+        "client_cert" => LimitKey::ClientCert,
         other => match other.strip_prefix("header:") {
             Some(h) => {
                 header_name(h, &format!("{key}.key"), err).map_or(LimitKey::Ip, LimitKey::Header)
             }
             None => {
-                let hint = did_you_mean(other, ["ip", "user", "api_key", "user_or_ip"])
-                    .map(|c| format!(", did you mean {c:?}?"))
-                    .unwrap_or_default();
+                let hint = did_you_mean(
+                    other,
+                    ["ip", "user", "api_key", "user_or_ip", "client_cert"],
+                )
+                .map(|c| format!(", did you mean {c:?}?"))
+                .unwrap_or_default();
                 err(
                     format!("{key}.key"),
-                    format!("unknown key {other:?}: expected ip, user, api_key, user_or_ip or header:NAME{hint}"),
+                    format!("unknown key {other:?}: expected ip, user, api_key, user_or_ip, client_cert or header:NAME{hint}"),
                 );
                 LimitKey::Ip
             }

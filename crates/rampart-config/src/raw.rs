@@ -534,7 +534,9 @@ pub struct RawLimit {
     /// strictly, one per period/N.
     pub burst: Option<u32>,
     /// `ip`, `user` (authenticated subject; anonymous requests share one bucket),
-    /// `api_key`, `user_or_ip`, or `header:X-Tenant-ID` (requests without it count by IP).
+    /// `api_key`, `user_or_ip`, `client_cert` (the verified client certificate's SHA-256;
+    /// requests without one count by IP), or `header:X-Tenant-ID` (requests without it
+    /// count by IP).
     pub key: Option<String>,
     /// Only these methods count: `[limits.reads] methods = ["GET", "HEAD"]` and
     /// `[limits.writes] methods = ["POST", "PUT", "PATCH", "DELETE"]` on one route give

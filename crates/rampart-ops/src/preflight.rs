@@ -149,6 +149,7 @@ pub fn run(inputs: &Inputs<'_>) -> Report {
         Some(c) => {
             edge::check(c, &mut s);
             files::certificates(c, inputs, &mut s);
+            files::client_auth(c, inputs, &mut s);
             files::key_files(c, inputs.uid, &mut s);
             let now = inputs
                 .now

@@ -27,12 +27,15 @@ pub struct Leaf {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::named("rampart test CA")
+    }
+
+    /// A CA whose subject's common name is `cn`.
+    pub fn named(cn: &str) -> Self {
         let dir = TempDir::new("pki");
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "rampart test CA");
+        params.distinguished_name.push(DnType::CommonName, cn);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let ca_der = issuer.der().clone();
         std::fs::write(dir.path().join("ca.pem"), issuer.pem()).unwrap();
@@ -63,19 +66,27 @@ impl Pki {
         self.sign(file_stem, params)
     }
 
-    /// A CRL of this CA revoking `serials`, written to `file_name` (PEM).
+    /// A CRL of this CA revoking `serials`, written to `file_name` (PEM), due to be
+    /// replaced in a week.
     pub fn crl(&self, file_name: &str, serials: &[u64]) -> PathBuf {
+        self.crl_until(file_name, serials, 7 * 86_400)
+    }
+
+    /// As [`Pki::crl`], with its `nextUpdate` `next_update` seconds from now (negative:
+    /// a stale CRL).
+    pub fn crl_until(&self, file_name: &str, serials: &[u64], next_update: i64) -> PathBuf {
         let now = time::OffsetDateTime::now_utc();
+        let this_update = now - time::Duration::days(30);
         let params = CertificateRevocationListParams {
-            this_update: now - time::Duration::minutes(1),
-            next_update: now + time::Duration::days(7),
+            this_update,
+            next_update: now + time::Duration::seconds(next_update),
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: None,
             revoked_certs: serials
                 .iter()
                 .map(|s| RevokedCertParams {
                     serial_number: SerialNumber::from(*s),
-                    revocation_time: now - time::Duration::minutes(1),
+                    revocation_time: this_update,
                     reason_code: Some(RevocationReason::KeyCompromise),
                     invalidity_date: None,
                 })

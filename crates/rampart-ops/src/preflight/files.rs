@@ -598,3 +598,142 @@ fn is_dotted_identifier(v: &str) -> bool {
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
+
+const MTLS: (&str, &str) = ("PF-MTLS-01", "client CA and CRLs usable and current");
+
+/// `[tls] client_ca` and `client_crl`: the CA certificates are current (a client CA that
+/// expired makes every client certificate fail), and every CRL parses, was issued by that CA
+/// and is not past its `nextUpdate` (a stale list does not know the revocations made since).
+pub(crate) fn client_auth(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
+    let (id, title) = MTLS;
+    let Some((tls, ca)) = c
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca.as_ref().map(|ca| (t, ca)))
+    else {
+        s.skip(id, title, "no [tls] client_ca");
+        return;
+    };
+    s.check(id, title);
+    let now = inputs
+        .now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let subject = format!("{} (tls.client_ca)", ca.display());
+    let cas = match std::fs::read(ca) {
+        Ok(d) => pem_certs(&d),
+        Err(e) => {
+            s.add(
+                id,
+                Severity::Error,
+                subject,
+                format!("cannot read: {e}"),
+                "fix tls.client_ca",
+            );
+            return;
+        }
+    };
+    let mut names = Vec::new();
+    for der in &cas {
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            continue;
+        };
+        names.push(cert.subject().as_raw().to_vec());
+        let left = (cert.validity().not_after.timestamp() - now) / DAY;
+        if left < 0 {
+            s.add(
+                id,
+                Severity::Error,
+                subject.clone(),
+                format!(
+                    "the client CA {} expired {} days ago",
+                    cert.subject(),
+                    -left
+                ),
+                "issue a new client CA and client certificates",
+            );
+        } else if left < 30 {
+            s.add(
+                id,
+                Severity::Warn,
+                subject.clone(),
+                format!("the client CA {} expires in {left} days", cert.subject()),
+                "roll a new client CA out beside it before then",
+            );
+        }
+    }
+    if names.is_empty() {
+        s.add(
+            id,
+            Severity::Error,
+            subject,
+            "no CA certificate in the file",
+            "fix tls.client_ca",
+        );
+        return;
+    }
+    for (i, path) in tls.client_crls.iter().enumerate() {
+        let subject = format!("{} (tls.client_crl[{i}])", path.display());
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => {
+                s.add(
+                    id,
+                    Severity::Error,
+                    subject,
+                    format!("cannot read: {e}"),
+                    "fix tls.client_crl",
+                );
+                continue;
+            }
+        };
+        let der = if data.starts_with(b"-----") {
+            match x509_parser::pem::parse_x509_pem(&data) {
+                Ok((_, pem)) => pem.contents,
+                Err(_) => Vec::new(),
+            }
+        } else {
+            data
+        };
+        let Ok((_, crl)) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+        else {
+            s.add(
+                id,
+                Severity::Error,
+                subject,
+                "not a CRL",
+                "fix tls.client_crl",
+            );
+            continue;
+        };
+        if !names.iter().any(|n| n.as_slice() == crl.issuer().as_raw()) {
+            s.add(
+                id,
+                Severity::Error,
+                subject.clone(),
+                format!("issued by {}, not by a CA of tls.client_ca", crl.issuer()),
+                "list the CRL of the client CA",
+            );
+        }
+        match crl.next_update() {
+            Some(next) if next.timestamp() < now => s.add(
+                id,
+                Severity::Error,
+                subject,
+                format!(
+                    "stale: its nextUpdate passed {} hours ago, so revocations since are unknown",
+                    (now - next.timestamp()) / 3600
+                ),
+                "publish the CA's current CRL to this file and `rampart reload`",
+            ),
+            Some(_) => {}
+            None => s.add(
+                id,
+                Severity::Warn,
+                subject,
+                "the CRL has no nextUpdate: its age cannot be judged",
+                "have the CA issue CRLs with nextUpdate",
+            ),
+        }
+    }
+}

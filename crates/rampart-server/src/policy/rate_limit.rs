@@ -312,6 +312,15 @@ fn key(key: &LimitKey, who: Who<'_>) -> String {
             Some(v) => format!("h:{v}"),
             None => ip_key(ip),
         },
+        LimitKey::ClientCert => {
+            match req
+                .extensions()
+                .get::<std::sync::Arc<crate::request::connection::ClientCert>>()
+            {
+                Some(c) => format!("cert:{}", c.fingerprint.to_str().unwrap_or_default()),
+                None => ip_key(ip),
+            }
+        }
     }
 }
 

@@ -23,7 +23,8 @@ fn toml(server: &Leaf, client_ca: &Path, crl: &Path, upstream: &str) -> String {
          [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nclient_crl = [\"{}\"]\n\
          [logging]\naccess = \"off\"\naudit = \"audit.log\"\n\
          [upstreams.app]\nservers = [\"{upstream}\"]\n\
-         [[routes]]\nhost = \"mtls.test\"\npath = \"/required\"\nclient_cert = \"required\"\nupstream = \"app\"\n\
+         [limits.per_cert]\nrate = \"4/m\"\nkey = \"client_cert\"\n\
+         [[routes]]\nhost = \"mtls.test\"\npath = \"/required\"\nclient_cert = \"required\"\nlimit = \"per_cert\"\nupstream = \"app\"\n\
          [[routes]]\nhost = \"mtls.test\"\npath = \"/optional\"\nclient_cert = \"optional\"\nupstream = \"app\"\n\
          [[routes]]\nhost = \"mtls.test\"\npath = \"/auth\"\nclient_cert = \"optional\"\nauth = [\"mtls\"]\nupstream = \"app\"\n\
          [[routes]]\nhost = \"open.test\"\npath = \"/\"\nupstream = \"app\"\n",
@@ -136,6 +137,19 @@ async fn required_optional_forwarded_mtls_auth_and_revocation() {
         assert_eq!(seen.headers["x-auth-method"], "mtls");
     }
     crate::harness::wait_audited(tmp.path(), "auth.failure", 4).await;
+    // `key = "client_cert"`: alice's certificate has its own bucket of 4 (two were
+    // spent above); bob's is another; clients without one count by IP.
+    let bob = clients.client("bob", "bob", "bob@example.com");
+    let alice_h1 = config(&server_pki, b"http/1.1", Some(&alice));
+    let bob_h1 = config(&server_pki, b"http/1.1", Some(&bob));
+    for want in [200, 200, 429] {
+        let resp = get(&r, alice_h1.clone(), "mtls.test", "/required", &[]).await;
+        assert_eq!(resp.status, want, "{}", resp.text());
+    }
+    assert_eq!(
+        get(&r, bob_h1, "mtls.test", "/required", &[]).await.status,
+        200
+    );
     let audit = std::fs::read_to_string(tmp.path().join("audit.log")).unwrap();
     assert!(audit.contains("no verified client certificate"), "{audit}");
 
@@ -205,5 +219,52 @@ async fn required_optional_forwarded_mtls_auth_and_revocation() {
     assert_eq!(
         get(&r, none, "mtls.test", "/optional", &[]).await.status,
         200
+    );
+}
+
+/// Preflight judges the client CA and its CRLs: a CRL past its `nextUpdate` and one from
+/// another CA are errors (PF-MTLS-01); a current one passes.
+#[test]
+fn preflight_judges_the_client_ca_and_crl_freshness() {
+    let server_pki = Pki::new();
+    let server = server_pki.leaf("edge", &["mtls.test", "open.test"]);
+    let clients = Pki::new();
+    let other = Pki::named("another CA");
+    let run = |crl: &Path| {
+        let tmp = TempDir::new("preflight-mtls");
+        tmp.write(
+            "rampart.toml",
+            toml(&server, &clients.ca_path(), crl, "127.0.0.1:9"),
+        );
+        let out = crate::harness::bin()
+            .current_dir(tmp.path())
+            .args(["preflight", "-c", "rampart.toml", "--format", "json"])
+            .env_remove("RAMPART_ENV")
+            .output()
+            .unwrap();
+        let (_, v) = crate::harness::json_report(&out);
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == "PF-MTLS-01")
+            .map(|f| format!("{} {}", f["severity"], f["why"]))
+            .collect::<Vec<_>>()
+    };
+    let current = clients.crl("current.pem", &[]);
+    assert_eq!(run(&current), Vec::<String>::new());
+    let stale = clients.crl_until("stale.pem", &[], -7200);
+    let found = run(&stale);
+    assert!(
+        found.len() == 1 && found[0].starts_with("\"error\"") && found[0].contains("stale"),
+        "{found:?}"
+    );
+    let foreign = other.crl("foreign.pem", &[]);
+    let found = run(&foreign);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("not by a CA of tls.client_ca")),
+        "{found:?}"
     );
 }
