@@ -164,8 +164,10 @@ pub struct Server {
     idle: Mutex<Vec<IdleConn>>,
     /// Idle connections of rampart's own client (GET and HEAD).
     raw_idle: Mutex<Vec<origin::RawConn>>,
-    /// The shared HTTP/2 connection (`protocol = "h2"` / `"auto"`).
-    h2: Mutex<Option<h2::Sender>>,
+    /// The HTTP/2 connections (`protocol = "h2"` / `"auto"`).
+    h2: Mutex<Vec<h2::Conn>>,
+    /// Held while an HTTP/2 connection to it is being opened.
+    h2_connect: tokio::sync::Mutex<()>,
 }
 
 impl Server {
@@ -280,7 +282,8 @@ impl Pool {
                         fails: Mutex::new(FailWindow::default()),
                         idle: Mutex::new(Vec::new()),
                         raw_idle: Mutex::new(Vec::new()),
-                        h2: Mutex::new(None),
+                        h2: Mutex::new(Vec::new()),
+                        h2_connect: tokio::sync::Mutex::new(()),
                     })
                 })
                 .collect(),
@@ -748,6 +751,7 @@ impl Pool {
                     inner,
                     back: Some(back),
                     _inflight: None,
+                    _stream: None,
                 })
             });
             return Ok((resp, server));
@@ -796,6 +800,8 @@ pub struct UpstreamBody {
     back: Option<PoolReturn>,
     /// The server's in-flight count, on HTTP/2 (on HTTP/1.1 `back` holds it).
     _inflight: Option<Inflight>,
+    /// The HTTP/2 stream it is on, counted against its connection until the body ends.
+    _stream: Option<h2::Stream>,
 }
 
 struct PoolReturn {

@@ -166,6 +166,10 @@ pub fn record(
         },
     );
     l.opt("tls", conn.tls_version);
+    if let Some(c) = &conn.client_cert {
+        // A subject may hold an e-mail address: masked like the path.
+        l.str("client_cert", c.subject.to_str().unwrap_or_default());
+    }
     l.opt("ua", hv(&seen.ua));
     if !sink.send(l) {
         edge.metrics.log_dropped("access");

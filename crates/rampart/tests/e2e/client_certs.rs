@@ -21,7 +21,7 @@ fn toml(server: &Leaf, client_ca: &Path, crl: &Path, upstream: &str) -> String {
     format!(
         "[server]\nhttps = \"127.0.0.1:0\"\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nclient_crl = [\"{}\"]\n\
-         [logging]\naccess = \"off\"\naudit = \"audit.log\"\n\
+         [logging]\naccess = \"access.log\"\naudit = \"audit.log\"\n\
          [upstreams.app]\nservers = [\"{upstream}\"]\n\
          [limits.per_cert]\nrate = \"4/m\"\nkey = \"client_cert\"\n\
          [[routes]]\nhost = \"mtls.test\"\npath = \"/required\"\nclient_cert = \"required\"\nlimit = \"per_cert\"\nupstream = \"app\"\n\
@@ -137,6 +137,17 @@ async fn required_optional_forwarded_mtls_auth_and_revocation() {
         assert_eq!(seen.headers["x-auth-method"], "mtls");
     }
     crate::harness::wait_audited(tmp.path(), "auth.failure", 4).await;
+    // The access log names the certificate's subject on its requests, and only there.
+    let logged = rampart_test_support::eventually(std::time::Duration::from_secs(3), || {
+        let log = std::fs::read_to_string(tmp.path().join("access.log")).unwrap_or_default();
+        log.contains("\"client_cert\":\"CN=alice\"").then_some(log)
+    })
+    .await
+    .expect("no access line names the client certificate");
+    assert!(logged
+        .lines()
+        .filter(|l| l.contains("\"path\":\"/optional\""))
+        .all(|l| !l.contains("client_cert")));
     // `key = "client_cert"`: alice's certificate has its own bucket of 4 (two were
     // spent above); bob's is another; clients without one count by IP.
     let bob = clients.client("bob", "bob", "bob@example.com");

@@ -49,15 +49,21 @@ async fn start(dir: &Path, toml: &str) -> Running {
 
 /// Runs the client against the edge; its JSON.
 async fn calls(r: &Running, pki: &Pki, dir: &Path) -> Value {
+    run_client(r, pki, dir, &[]).await
+}
+
+async fn run_client(r: &Running, pki: &Pki, dir: &Path, extra: &[&str]) -> Value {
     let client = dir.join("grpc_calls.py");
     std::fs::write(&client, CLIENT).unwrap();
     let target = format!("localhost:{}", r.https_addr.unwrap().port());
     let ca = pki.ca_path();
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(client)
             .arg(target)
             .arg(ca)
+            .args(extra)
             .output()
             .unwrap()
     })
@@ -197,4 +203,27 @@ async fn wait_for(r: &Running, want: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// More calls at once than one upstream connection carries (100 streams) open another
+/// connection to the server: 120 concurrent calls reach it on at least two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_spread_over_more_connections() {
+    let pki = Pki::new();
+    let app_dir = TempDir::new("grpc-spread-app");
+    app_dir.write("grpc_echo.py", SERVER);
+    let app = AppServer::start(app_dir.path(), "grpc_echo", &[]);
+    let tmp = TempDir::new("edge-grpc-spread");
+    let r = start(
+        tmp.path(),
+        &toml(
+            &pki,
+            &format!("servers = [\"{}\"]\nprotocol = \"h2\"", app.addr),
+        ),
+    )
+    .await;
+    let v = run_client(&r, &pki, tmp.path(), &["peers"]).await;
+    assert_eq!(v["calls"], 120, "{v}");
+    let n = v["connections"].as_u64().unwrap();
+    assert!((2..=8).contains(&n), "{v}");
 }

@@ -1,12 +1,13 @@
 //! HTTP/2 to upstreams (`protocol = "h2"`: ALPN `h2` over TLS, prior knowledge (h2c) in
-//! plain; `"auto"`: TLS, and HTTP/2 when the server's ALPN picks it). One multiplexed
-//! connection per server carries every request to it: the server's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS` bounds the streams at once (a request beyond it waits
-//! inside h2 for a stream), and a connection that closes or fails is replaced by the next
-//! request. This is what gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
+//! plain; `"auto"`: TLS, and HTTP/2 when the server's ALPN picks it). Requests to a server
+//! share multiplexed connections: the least busy one takes the next stream, and when every
+//! connection carries [`STREAMS_PER_CONN`] streams another is opened (up to [`MAX_CONNS`];
+//! beyond, streams queue inside h2 for the server's `SETTINGS_MAX_CONCURRENT_STREAMS`). A
+//! connection that closes or fails is dropped and replaced by the next request. This is what gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
 //! directions as HTTP/2 trailers, `TE: trailers` is forwarded, and bodies stream frame by
 //! frame both ways (client, server and bidirectional streaming).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -22,19 +23,57 @@ use crate::wire::body::Body;
 /// A server's shared HTTP/2 connection.
 pub(super) type Sender = http2::SendRequest<Body>;
 
+/// Streams one connection carries before the next request opens another: below the 100
+/// to 128 concurrent streams servers commonly allow, so a request seldom waits for one.
+const STREAMS_PER_CONN: usize = 100;
+/// Connections per server at most.
+const MAX_CONNS: usize = 8;
+
+/// One HTTP/2 connection to a server, and its streams in flight.
+#[derive(Debug)]
+pub(super) struct Conn {
+    sender: Sender,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A stream in flight on a connection: counted until the response body ends or is dropped.
+#[derive(Debug)]
+pub(super) struct Stream(Arc<AtomicUsize>);
+
+impl Stream {
+    fn on(streams: &Arc<AtomicUsize>) -> Self {
+        streams.fetch_add(1, Ordering::Relaxed);
+        Self(streams.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a fresh connection to a server of an `auto` pool turned out to speak.
 pub(super) enum Fresh {
-    H2(Sender),
+    H2(Sender, Arc<AtomicUsize>),
     /// The server chose HTTP/1.1: the connection is in its idle pool for the HTTP/1.1
     /// path, and the pool now knows.
     H1,
 }
 
 impl Pool {
-    /// The server's HTTP/2 connection when it is open.
-    fn checkout_h2(&self, s: &Server) -> Option<Sender> {
-        let slot = s.h2.lock().ok()?;
-        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+    /// The least busy open HTTP/2 connection to `s`; `None` when there is none, or when
+    /// every one carries [`STREAMS_PER_CONN`] streams and another may be opened.
+    fn checkout_h2(&self, s: &Server) -> Option<(Sender, Arc<AtomicUsize>)> {
+        let mut conns = s.h2.lock().ok()?;
+        conns.retain(|c| !c.sender.is_closed());
+        let best = conns
+            .iter()
+            .min_by_key(|c| c.streams.load(Ordering::Relaxed))?;
+        if best.streams.load(Ordering::Relaxed) >= STREAMS_PER_CONN && conns.len() < MAX_CONNS {
+            return None;
+        }
+        Some((best.sender.clone(), best.streams.clone()))
     }
 
     /// A new HTTP/2 connection to `s`, kept as its shared one. Over TLS the server must
@@ -67,10 +106,16 @@ impl Pool {
             }
             None => handshake(tcp).await?,
         };
-        if let Ok(mut slot) = s.h2.lock() {
-            *slot = Some(sender.clone());
+        let streams = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut conns) = s.h2.lock() {
+            if conns.len() < MAX_CONNS {
+                conns.push(Conn {
+                    sender: sender.clone(),
+                    streams: streams.clone(),
+                });
+            }
         }
-        Ok(Fresh::H2(sender))
+        Ok(Fresh::H2(sender, streams))
     }
 
     /// Sends `req` over HTTP/2 to a server of this pool. `Ok(Err(…))` hands the request
@@ -101,28 +146,38 @@ impl Pool {
         parts.authority = authority.and_then(|a| a.parse().ok());
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, mut sender, reused) = match self
+            let (idx, server, (mut sender, streams), reused) = match self
                 .idle(&attempts, |s| self.checkout_h2(s))?
             {
                 Picked::Idle((idx, server, c, _)) => (idx, server, c, true),
-                Picked::Miss(idx, server) => match self.connect_h2(&server).await {
-                    Ok(Fresh::H2(c)) => (idx, server, c, false),
-                    Ok(Fresh::H1) => return Ok(Err((req, fwd))),
-                    Err(e) => {
-                        tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream connect failed");
-                        self.next_server(&server, idx, &mut attempts)?;
-                        continue;
+                Picked::Miss(idx, server) => {
+                    // One connect at a time per server: the requests that arrive meanwhile
+                    // take the new connection's streams instead of each opening their own.
+                    let connecting = server.clone();
+                    let _one = connecting.h2_connect.lock().await;
+                    match self.checkout_h2(&server) {
+                        Some(c) => (idx, server, c, true),
+                        None => match self.connect_h2(&server).await {
+                            Ok(Fresh::H2(c, streams)) => (idx, server, (c, streams), false),
+                            Ok(Fresh::H1) => return Ok(Err((req, fwd))),
+                            Err(e) => {
+                                tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream connect failed");
+                                self.next_server(&server, idx, &mut attempts)?;
+                                continue;
+                            }
+                        },
                     }
-                },
+                }
             };
             if parts.authority.is_none() {
                 parts.authority = server.authority.parse().ok();
             }
+            let stream = Stream::on(&streams);
             if sender.ready().await.is_err() {
-                // The shared connection ended (the server's GOAWAY, a reset): forget it;
-                // the next turn opens a new one.
-                if let Ok(mut slot) = server.h2.lock() {
-                    slot.take();
+                // The connection ended (the server's GOAWAY, a reset): forget it; the next
+                // turn takes another or opens a new one.
+                if let Ok(mut conns) = server.h2.lock() {
+                    conns.retain(|c| !Arc::ptr_eq(&c.streams, &streams));
                 }
                 if !reused {
                     self.next_server(&server, idx, &mut attempts)?;
@@ -172,6 +227,7 @@ impl Pool {
                     inner,
                     back: None,
                     _inflight: Some(inflight),
+                    _stream: Some(stream),
                 })
             });
             return Ok(Ok((resp, server)));

@@ -19,6 +19,14 @@ def main():
     channel = grpc.secure_channel(target, creds)
     out = {}
 
+    if sys.argv[3:] == ["peers"]:
+        # 120 calls at once: more streams than one upstream connection is given.
+        call = channel.unary_unary("/test.Echo/Peer")
+        pending = [call.future(b"x", timeout=20) for _ in range(120)]
+        peers = [p.result().decode() for p in pending]
+        print(json.dumps({"calls": len(peers), "connections": len(set(peers))}))
+        return
+
     resp, call = channel.unary_unary("/test.Echo/Unary").with_call(
         b"hello", metadata=(("x-call", "1"),), timeout=10
     )

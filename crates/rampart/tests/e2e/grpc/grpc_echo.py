@@ -2,7 +2,8 @@
 
 test.Echo: Unary (echoes the message and the X-Forwarded-For it saw, sets a trailer),
 ServerStream (N messages), ClientStream (joins the messages), Bidi (echoes each message as
-it arrives), Slow and Slower (answer after 3 s), Fail (NOT_FOUND with a message). The standard
+it arrives), Slow and Slower (answer after 3 s), Fail (NOT_FOUND with a message), Peer (the
+caller's address, after 0.5 s: which connection a call came on). The standard
 grpc.health.v1 service answers SERVING, or NOT_SERVING while a file `not_serving` exists
 in the working directory. `python -m grpc_echo [CERT KEY]` serves TLS with that pair,
 plain HTTP/2 without; the address is printed to stderr.
@@ -44,6 +45,11 @@ def slow(req, ctx):
     return b"late"
 
 
+def peer(req, ctx):
+    time.sleep(0.5)
+    return ctx.peer().encode()
+
+
 def fail(req, ctx):
     ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
@@ -59,9 +65,13 @@ def main():
             "Slow": grpc.unary_unary_rpc_method_handler(slow),
             "Slower": grpc.unary_unary_rpc_method_handler(slow),
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Peer": grpc.unary_unary_rpc_method_handler(peer),
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=200),
+        options=[("grpc.max_concurrent_streams", 1000)],
+    )
     server.add_generic_rpc_handlers((handler,))
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
