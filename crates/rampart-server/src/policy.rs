@@ -45,8 +45,8 @@ use rampart_config::policy::RoutePolicy;
 use rampart_config::runtime::{Action, Config, Route};
 use rampart_config::ConfigError;
 
-use crate::request::connection::ClientCert;
 use crate::wire::body::Body;
+use crate::wire::client_cert::ClientCert;
 use crate::wire::refusal::Refusal;
 pub use refused::{refuse, Refused};
 

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod body;
+pub mod client_cert;
 pub mod decimal;
 pub mod path;
 pub mod refusal;

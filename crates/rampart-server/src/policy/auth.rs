@@ -32,7 +32,7 @@ pub enum AuthError {
 }
 
 use super::refused::{refuse, Refused};
-use crate::request::connection::ClientCert;
+use crate::wire::client_cert::ClientCert;
 use crate::wire::refusal::Refusal;
 
 /// `X-Auth-Subject`: who the request is, as forwarded upstream (a client's own copy is

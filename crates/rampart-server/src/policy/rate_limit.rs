@@ -315,7 +315,7 @@ fn key(key: &LimitKey, who: Who<'_>) -> String {
         LimitKey::ClientCert => {
             match req
                 .extensions()
-                .get::<std::sync::Arc<crate::request::connection::ClientCert>>()
+                .get::<std::sync::Arc<crate::wire::client_cert::ClientCert>>()
             {
                 Some(c) => format!("cert:{}", c.fingerprint.to_str().unwrap_or_default()),
                 None => ip_key(ip),
