@@ -909,7 +909,10 @@ pub(crate) fn route_policy(
             "api_key" if have.1 => p.auth.push(AuthMethod::ApiKey),
             "api_key" => err(k, "\"api_key\" needs an [api_keys] section".into()),
             "mtls" if have.2 => p.auth.push(AuthMethod::Mtls),
-            "mtls" => err(k, "\"mtls\" needs [tls] client_ca".into()),
+            "mtls" => err(
+                k,
+                "\"mtls\" needs [tls] client_ca or the route's client_ca".into(),
+            ),
             other => {
                 let hint = did_you_mean(other, ["jwt", "api_key", "mtls"])
                     .map(|c| format!(", did you mean {c:?}?"))

@@ -393,6 +393,12 @@ pub struct RawRoute {
     /// `X-Client-Cert-Subject`, `-San`, `-Fingerprint` (SHA-256, hex) and `-Verified:
     /// SUCCESS` (client copies are always removed while `client_ca` is set).
     pub client_cert: Option<String>,
+    /// PEM file of the CA certificates this route's client certificates must chain to,
+    /// instead of `[tls] client_ca` (different CAs for different routes on one host: the
+    /// handshake trusts every CA of the host's routes, then each route checks the
+    /// certificate against its own; one chaining only to another route's CA gets 403
+    /// `client_cert_untrusted`). Needs `client_cert`.
+    pub client_ca: Option<String>,
     /// Accepted methods, any of `["jwt", "api_key", "mtls"]`: none sent → 401 with
     /// `WWW-Authenticate`, wrong → 403 `invalid_credentials`. The upstream gets
     /// `X-Auth-Subject` (JWT `sub`, the key's name, or the client certificate's common

@@ -145,6 +145,10 @@ pub struct Tls {
     pub client_ca: Option<std::path::PathBuf>,
     /// CRL files for client certificates.
     pub client_crls: Vec<std::path::PathBuf>,
+    /// Every CA file client certificates are verified against: `client_ca` first (when
+    /// set, else the first route's own), then each route `client_ca` not seen before.
+    /// A route's [`Route::client_ca`] indexes this list.
+    pub client_cas: Vec<std::path::PathBuf>,
     /// Names of a self-signed certificate generated into `state_dir`.
     pub self_signed: Vec<String>,
     /// Whether TLS 1.2 is offered (TLS 1.3 always is).
@@ -259,6 +263,9 @@ pub struct Route {
     pub prefix_priority: bool,
     /// Client certificate requirement.
     pub client_cert: ClientCertMode,
+    /// Which of [`Tls::client_cas`] this route's client certificates must chain to (0:
+    /// `[tls] client_ca`; meaningless while `client_cert` is off).
+    pub client_ca: u8,
     /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
     /// Set on the request sent upstream (`None`: removed).

@@ -70,10 +70,10 @@ pub(crate) fn validate(
         source,
     };
     let server = server(&raw.server, &mut cx);
-    let mut tls = raw
-        .tls
-        .as_ref()
-        .map(|t| tls(t, raw.server.http.is_some(), &mut cx));
+    let mut tls = raw.tls.as_ref().map(|t| {
+        let route_cas = raw.routes.iter().any(|r| r.client_ca.is_some());
+        tls(t, raw.server.http.is_some(), route_cas, &mut cx)
+    });
     match (&tls, raw.server.https) {
         (None, Some(_)) => cx.err(
             "server.https",
@@ -175,6 +175,12 @@ pub(crate) fn validate(
             routes.push(route);
         }
     }
+    client_cas(
+        &raw,
+        &mut routes,
+        tls.as_mut().and_then(|t| t.as_mut()),
+        &mut cx,
+    );
     // `[tls.acme]` without `domains`: the names the routes and `allowed_hosts` serve.
     if let Some(a) = tls
         .as_mut()
@@ -294,6 +300,42 @@ pub(crate) fn validate(
         backups,
         otlp,
     })
+}
+
+/// Numbers the client CA files: `[tls] client_ca` is 0, each route's own `client_ca`
+/// (one file used by several routes once) the next; each route learns its index.
+fn client_cas(raw: &RawConfig, routes: &mut [Route], tls: Option<&mut Tls>, cx: &mut Ctx<'_, '_>) {
+    let Some(tls) = tls else {
+        for (i, r) in raw.routes.iter().enumerate() {
+            if r.client_ca.is_some() {
+                cx.err(
+                    format!("routes[{i}].client_ca"),
+                    "needs [tls]: client certificates come with the TLS handshake",
+                );
+            }
+        }
+        return;
+    };
+    for (n, (r, raw_route)) in routes.iter_mut().zip(&raw.routes).enumerate() {
+        let Some(ca) = &raw_route.client_ca else {
+            continue;
+        };
+        let path = cx.path(ca);
+        let i = match tls.client_cas.iter().position(|c| *c == path) {
+            Some(i) => i,
+            None => {
+                tls.client_cas.push(path);
+                tls.client_cas.len() - 1
+            }
+        };
+        match u8::try_from(i) {
+            Ok(i) if i < 64 => r.client_ca = i,
+            _ => cx.err(
+                format!("routes[{n}].client_ca"),
+                "more than 64 different client CA files",
+            ),
+        }
+    }
 }
 
 fn dur(v: Option<crate::units::Duration>, default: Duration) -> Duration {
@@ -461,7 +503,7 @@ pub fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(".rampart-state")
 }
 
-fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
+fn tls(t: &RawTls, plain: bool, route_cas: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
     let mut certificates = Vec::new();
     match (&t.cert, &t.key) {
         (Some(c), Some(k)) => certificates.push(CertificatePaths {
@@ -580,12 +622,16 @@ fn tls(t: &RawTls, plain: bool, cx: &mut Ctx<'_, '_>) -> Option<Tls> {
             );
         }
     }
-    if !t.client_crl.is_empty() && t.client_ca.is_none() {
-        cx.err("tls.client_crl", "needs tls.client_ca");
+    if !t.client_crl.is_empty() && t.client_ca.is_none() && !route_cas {
+        cx.err(
+            "tls.client_crl",
+            "needs tls.client_ca (or a route's client_ca)",
+        );
     }
     Some(Tls {
         client_ca: t.client_ca.as_ref().map(|c| cx.path(c)),
         client_crls: t.client_crl.iter().map(|c| cx.path(c)).collect(),
+        client_cas: t.client_ca.iter().map(|c| cx.path(c)).collect(),
         certificates,
         self_signed,
         tls12,
@@ -1228,7 +1274,9 @@ fn route(
     });
     let policy = {
         let mut sink = |k: String, m: String| cx.err(k, m);
-        crate::policy::route_policy(r, key, &pnames.limits, &pnames.cors, pnames.have, &mut sink)
+        let (jwt, keys, ca) = pnames.have;
+        let have = (jwt, keys, ca || r.client_ca.is_some());
+        crate::policy::route_policy(r, key, &pnames.limits, &pnames.cors, have, &mut sink)
     };
     let client_cert = match r.client_cert.as_deref() {
         None | Some("off") => ClientCertMode::Off,
@@ -1242,14 +1290,29 @@ fn route(
             ClientCertMode::Off
         }
     };
-    if client_cert != ClientCertMode::Off && !pnames.have.2 {
+    if client_cert != ClientCertMode::Off && !pnames.have.2 && r.client_ca.is_none() {
         cx.err(
             format!("{key}.client_cert"),
-            "needs [tls] client_ca (the CA client certificates must chain to)",
+            "needs [tls] client_ca or the route's client_ca (the CA client certificates must chain to)",
         );
+    }
+    if r.client_ca.is_some() && client_cert == ClientCertMode::Off {
+        cx.err(
+            format!("{key}.client_ca"),
+            "needs client_cert = \"required\" or \"optional\"",
+        );
+    }
+    if let Some(ca) = &r.client_ca {
+        if !cx.path(ca).is_file() {
+            cx.err(
+                format!("{key}.client_ca"),
+                format!("{} is not a file", cx.path(ca).display()),
+            );
+        }
     }
     Some(Route {
         client_cert,
+        client_ca: 0,
         name,
         hosts,
         path,

@@ -170,7 +170,10 @@ impl Policies {
                 .collect(),
             identity_headers: auth::identity_headers(
                 p.jwt.as_ref(),
-                config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+                config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| !t.client_cas.is_empty()),
             ),
             jwt,
             tenants,
@@ -306,6 +309,11 @@ fn client_cert(
         return Ok(());
     }
     match req.extensions().get::<Arc<ClientCert>>().cloned() {
+        Some(c) if c.trusted_by & (1 << route.client_ca) == 0 => Err(refused::refuse(
+            Refusal::Forbidden("client_cert_untrusted"),
+            "auth.failure",
+            "client certificate not issued by the route's client_ca",
+        )),
         Some(c) => {
             if upstream {
                 auth::forward_client_cert(&c, req.headers_mut());
@@ -415,7 +423,12 @@ pub async fn before(
         api_keys: config.policies.api_keys.as_ref(),
         revoked: &pol.revocations,
     };
-    let cert = req.extensions().get::<Arc<ClientCert>>().cloned();
+    // Only a certificate of the route's own CA is an identity here.
+    let cert = req
+        .extensions()
+        .get::<Arc<ClientCert>>()
+        .filter(|c| c.trusted_by & (1 << route.client_ca) != 0)
+        .cloned();
     let authenticated = auth::authenticate(
         verifiers,
         &p.auth,

@@ -9,4 +9,5 @@ pub mod decimal;
 pub mod path;
 pub mod refusal;
 pub mod request_id;
+pub mod roots;
 pub mod trace_context;

@@ -156,6 +156,11 @@ pub(crate) struct VerifyArgs {
     /// A path that must refuse anonymous requests (401/403). Repeatable.
     #[arg(long = "protected", value_name = "P")]
     pub(crate) protected: Vec<String>,
+    /// A path that requires a client certificate (mutual TLS): a client without one must
+    /// be refused (403, or the handshake). Repeatable; with --expect-config, every route
+    /// with `client_cert = "required"` is probed as well.
+    #[arg(long = "mtls", value_name = "P")]
+    pub(crate) mtls: Vec<String>,
     /// The login route: its cookies are checked; with --active its limit is probed.
     #[arg(long, value_name = "P")]
     pub(crate) login: Option<String>,

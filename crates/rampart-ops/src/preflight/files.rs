@@ -606,12 +606,8 @@ const MTLS: (&str, &str) = ("PF-MTLS-01", "client CA and CRLs usable and current
 /// and is not past its `nextUpdate` (a stale list does not know the revocations made since).
 pub(crate) fn client_auth(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
     let (id, title) = MTLS;
-    let Some((tls, ca)) = c
-        .tls
-        .as_ref()
-        .and_then(|t| t.client_ca.as_ref().map(|ca| (t, ca)))
-    else {
-        s.skip(id, title, "no [tls] client_ca");
+    let Some(tls) = c.tls.as_ref().filter(|t| !t.client_cas.is_empty()) else {
+        s.skip(id, title, "no client_ca ([tls] or a route's)");
         return;
     };
     s.check(id, title);
@@ -619,57 +615,22 @@ pub(crate) fn client_auth(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
         .now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let subject = format!("{} (tls.client_ca)", ca.display());
-    let cas = match std::fs::read(ca) {
-        Ok(d) => pem_certs(&d),
-        Err(e) => {
-            s.add(
-                id,
-                Severity::Error,
-                subject,
-                format!("cannot read: {e}"),
-                "fix tls.client_ca",
-            );
-            return;
-        }
-    };
     let mut names = Vec::new();
-    for der in &cas {
-        let Ok((_, cert)) = X509Certificate::from_der(der) else {
-            continue;
+    for (i, ca) in tls.client_cas.iter().enumerate() {
+        let key = if i == 0 && tls.client_ca.is_some() {
+            "tls.client_ca".to_owned()
+        } else {
+            let routes: Vec<&str> = c
+                .routes
+                .iter()
+                .filter(|r| usize::from(r.client_ca) == i)
+                .map(|r| r.name.as_str())
+                .collect();
+            format!("client_ca of route {}", routes.join(", "))
         };
-        names.push(cert.subject().as_raw().to_vec());
-        let left = (cert.validity().not_after.timestamp() - now) / DAY;
-        if left < 0 {
-            s.add(
-                id,
-                Severity::Error,
-                subject.clone(),
-                format!(
-                    "the client CA {} expired {} days ago",
-                    cert.subject(),
-                    -left
-                ),
-                "issue a new client CA and client certificates",
-            );
-        } else if left < 30 {
-            s.add(
-                id,
-                Severity::Warn,
-                subject.clone(),
-                format!("the client CA {} expires in {left} days", cert.subject()),
-                "roll a new client CA out beside it before then",
-            );
-        }
+        names.extend(client_ca(ca, &key, now, id, s));
     }
     if names.is_empty() {
-        s.add(
-            id,
-            Severity::Error,
-            subject,
-            "no CA certificate in the file",
-            "fix tls.client_ca",
-        );
         return;
     }
     for (i, path) in tls.client_crls.iter().enumerate() {
@@ -711,7 +672,7 @@ pub(crate) fn client_auth(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
                 id,
                 Severity::Error,
                 subject.clone(),
-                format!("issued by {}, not by a CA of tls.client_ca", crl.issuer()),
+                format!("issued by {}, not by a client CA", crl.issuer()),
                 "list the CRL of the client CA",
             );
         }
@@ -736,4 +697,69 @@ pub(crate) fn client_auth(c: &Config, inputs: &Inputs<'_>, s: &mut Sink) {
             ),
         }
     }
+}
+
+/// One client CA file's certificates, judged for expiry; their subjects (raw DER), for
+/// matching CRL issuers. Nothing when the file is unusable (an error said so).
+fn client_ca(
+    ca: &std::path::Path,
+    key: &str,
+    now: i64,
+    id: &'static str,
+    s: &mut Sink,
+) -> Vec<Vec<u8>> {
+    let subject = format!("{} ({key})", ca.display());
+    let fix = format!("fix {key}");
+    let cas = match std::fs::read(ca) {
+        Ok(d) => pem_certs(&d),
+        Err(e) => {
+            s.add(
+                id,
+                Severity::Error,
+                subject,
+                format!("cannot read: {e}"),
+                fix,
+            );
+            return Vec::new();
+        }
+    };
+    let mut names = Vec::new();
+    for der in &cas {
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            continue;
+        };
+        names.push(cert.subject().as_raw().to_vec());
+        let left = (cert.validity().not_after.timestamp() - now) / DAY;
+        if left < 0 {
+            s.add(
+                id,
+                Severity::Error,
+                subject.clone(),
+                format!(
+                    "the client CA {} expired {} days ago",
+                    cert.subject(),
+                    -left
+                ),
+                "issue a new client CA and client certificates",
+            );
+        } else if left < 30 {
+            s.add(
+                id,
+                Severity::Warn,
+                subject.clone(),
+                format!("the client CA {} expires in {left} days", cert.subject()),
+                "roll a new client CA out beside it before then",
+            );
+        }
+    }
+    if names.is_empty() {
+        s.add(
+            id,
+            Severity::Error,
+            subject,
+            "no CA certificate in the file",
+            fix,
+        );
+    }
+    names
 }

@@ -40,7 +40,7 @@ const METRICS_PATHS: &[&str] = &[
     "/actuator/env",
 ];
 
-const CHECKS: [(&str, &str); 15] = [
+const CHECKS: [(&str, &str); 16] = [
     ("VF-RED-01", "HTTP redirects to HTTPS"),
     ("VF-HSTS-01", "Strict-Transport-Security"),
     ("VF-CSP-01", "Content-Security-Policy quality"),
@@ -54,6 +54,10 @@ const CHECKS: [(&str, &str); 15] = [
     ("VF-CK-01", "cookies on every probed path"),
     ("VF-CORS-01", "CORS with a foreign origin"),
     ("VF-AUTH-01", "protected paths refuse anonymous requests"),
+    (
+        "VF-MTLS-01",
+        "mutual-TLS paths refuse a client without a certificate",
+    ),
     ("VF-MET-01", "metrics and debug endpoints not public"),
     ("VF-SRI-01", "subresource integrity of external scripts"),
 ];
@@ -62,7 +66,7 @@ const CHECKS: [(&str, &str); 15] = [
 pub(crate) fn all(run: &mut Run<'_>, main: &Resp, observed: &mut Observed) {
     // The redirect and auth checks register themselves: they may be skipped.
     for (id, title) in CHECKS {
-        if id != "VF-RED-01" && id != "VF-AUTH-01" {
+        if !matches!(id, "VF-RED-01" | "VF-AUTH-01" | "VF-MTLS-01") {
             run.sink.check(id, title);
         }
     }
@@ -109,6 +113,7 @@ pub(crate) fn all(run: &mut Run<'_>, main: &Resp, observed: &mut Observed) {
     observed.cors_origin = foreign_origin();
     cors(run, observed);
     auth(run);
+    mtls(run);
     metrics(run);
     if let Some(html) = observed.html.clone() {
         sri(run, &html);
@@ -630,6 +635,93 @@ fn auth(run: &mut Run<'_>) {
             ),
         }
     }
+}
+
+/// VF-MTLS-01: every `--mtls` path, and with `--expect-config` every route of the target's
+/// host with `client_cert = "required"`, refuses a client that presents no certificate: a
+/// 401/403, or a handshake the server ends (TLS 1.3 sends its verdict after the client's
+/// side is done, so the refusal shows as the request failing).
+fn mtls(run: &mut Run<'_>) {
+    const ID: &str = "VF-MTLS-01";
+    const TITLE: &str = "mutual-TLS paths refuse a client without a certificate";
+    let mut paths = run.o.mtls.clone();
+    if let Some(c) = &run.o.expect {
+        let host = run.target.host.clone();
+        for r in &c.routes {
+            let serves_host = r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(&host));
+            if r.client_cert == rampart_config::runtime::ClientCertMode::Required
+                && serves_host
+                && r.path_regex.is_none()
+                && !paths.contains(&r.path)
+            {
+                paths.push(r.path.clone());
+            }
+        }
+    }
+    if paths.is_empty() {
+        run.sink.skip(
+            ID,
+            TITLE,
+            "no --mtls path (and no required client_cert route in --expect-config)",
+        );
+        return;
+    }
+    run.sink.check(ID, TITLE);
+    for p in paths {
+        run.o.step(&format!("TLS: client certificate on {p}"));
+        if !run.target.tls {
+            run.sink.add(
+                ID,
+                Severity::Error,
+                run.subject(&p),
+                "a client certificate needs HTTPS; the site was given as http://",
+                "verify the https:// URL",
+            );
+            continue;
+        }
+        match run.get("GET", &p, &[]) {
+            Ok(r) if matches!(r.status, 401 | 403) => {}
+            Ok(r) if (200..300).contains(&r.status) || (300..400).contains(&r.status) => {
+                run.sink.add(
+                    ID,
+                    Severity::Error,
+                    run.subject(&p),
+                    format!(
+                        "answered {} to a client without a certificate ({} bytes)",
+                        r.status,
+                        r.body.len()
+                    ),
+                    "require a client certificate on this path (rampart: client_cert = \"required\" on the route, [tls] client_ca)",
+                );
+            }
+            Ok(r) => run.sink.add(
+                ID,
+                Severity::Warn,
+                run.subject(&p),
+                format!("answered {} (not 403): is the path right?", r.status),
+                "give a path that exists",
+            ),
+            // The server ended the handshake: refused before any HTTP.
+            Err(e) if is_certificate_refusal(&e) => {}
+            Err(e) => run.sink.add(
+                ID,
+                Severity::Warn,
+                run.subject(&p),
+                format!("no answer: {e}"),
+                "check the path and that the site is up",
+            ),
+        }
+    }
+}
+
+/// A handshake the server ended for want of a client certificate (the alert's name as
+/// rustls spells it, or the connection closed right after the handshake).
+fn is_certificate_refusal(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    e.contains("certificaterequired")
+        || e.contains("certificate required")
+        || e.contains("handshakefailure")
+        || e.contains("badcertificate")
 }
 
 /// VF-MET-01: no exposition text or actuator data for anonymous requests.

@@ -22,6 +22,8 @@ pub struct Options {
     pub paths: Vec<String>,
     /// Paths that must refuse anonymous requests.
     pub protected: Vec<String>,
+    /// Paths that must refuse a client without a certificate (mutual TLS).
+    pub mtls: Vec<String>,
     /// The login route (cookies checked; with `active`, its lockout is probed).
     pub login: Option<String>,
     /// The health endpoint (`/health` when not given; then a 404 skips the check).
@@ -60,6 +62,7 @@ impl Options {
             http_port: None,
             paths: Vec::new(),
             protected: Vec::new(),
+            mtls: Vec::new(),
             login: None,
             health: None,
             health_probes: 5,

@@ -249,13 +249,13 @@ async fn serve_tls(
             Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
             _ => None,
         },
-        client_cert: tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(|leaf| crate::request::connection::ClientCert::of(leaf))
-            .map(Arc::new),
+        client_cert: tls.get_ref().1.peer_certificates().and_then(|chain| {
+            let mut c = crate::request::connection::ClientCert::of(chain.first()?)?;
+            if let Some(auth) = &edge.client_auth {
+                c.trusted_by = auth.trusted_by(chain);
+            }
+            Some(Arc::new(c))
+        }),
     };
     let svc = service(serving.clone(), info.clone(), activity.clone());
     if h2 {

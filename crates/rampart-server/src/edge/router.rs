@@ -342,6 +342,7 @@ mod tests {
             path_regex: None,
             prefix_priority: false,
             client_cert: Default::default(),
+            client_ca: 0,
             strip_prefix: false,
             request_headers: Vec::new(),
             action: Action::Respond {

@@ -28,12 +28,13 @@ use super::ocsp::Stapler;
 
 /// What [`server_config`] builds: the rustls config, the certificates loaded from files,
 /// the ACME store's state when `[tls.acme]` is on, and the same config asking for client
-/// certificates when `tls.client_ca` is set.
+/// certificates (and a verifier per client CA file, when there are several) when client
+/// CAs are set.
 pub type Built = (
     Arc<ServerConfig>,
     Vec<LoadedCert>,
     Option<Arc<AcmeState>>,
-    Option<Arc<ServerConfig>>,
+    Option<(Arc<ServerConfig>, Vec<Verifier>)>,
 );
 
 /// Builds the server TLS config, reporting problems against their config keys.
@@ -120,12 +121,15 @@ pub fn server_config(tls: &Tls, state_dir: &Path) -> Result<Built, Vec<ConfigErr
         tls,
     )?;
     let mtls = match verifier {
-        Some(v) => Some(Arc::new(finish(
-            builder
-                .with_client_cert_verifier(v)
-                .with_cert_resolver(resolver),
-            tls,
-        )?)),
+        Some((v, each)) => Some((
+            Arc::new(finish(
+                builder
+                    .with_client_cert_verifier(v)
+                    .with_cert_resolver(resolver),
+                tls,
+            )?),
+            each,
+        )),
         None => None,
     };
     Ok((Arc::new(plain), certs, acme, mtls))
@@ -155,33 +159,36 @@ fn finish(mut cfg: ServerConfig, tls: &Tls) -> Result<ServerConfig, Vec<ConfigEr
     Ok(cfg)
 }
 
-/// The verifier of client certificates (`tls.client_ca`, `tls.client_crl`): a certificate
-/// that is presented must chain to the CA and not be revoked; none at all is let through
-/// the handshake (routes decide: `client_cert = "required"` refuses such requests).
+/// A client certificate verifier (chain to its CAs, not revoked; none at all is let through
+/// the handshake: routes decide, `client_cert = "required"` refuses such requests).
+pub type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// The verifiers of client certificates: one for the handshake, trusting every CA of
+/// [`Tls::client_cas`] (`tls.client_ca` and the routes' own), and one per CA file, so a
+/// route can ask whether a certificate chains to its own CA.
 fn client_verifier(
     tls: &Tls,
     provider: &Arc<CryptoProvider>,
-) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, Vec<ConfigError>> {
+) -> Result<Option<(Verifier, Vec<Verifier>)>, Vec<ConfigError>> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
-    let Some(ca) = &tls.client_ca else {
+    use rustls::pki_types::CertificateRevocationListDer;
+    if tls.client_cas.is_empty() {
         return Ok(None);
-    };
-    let err = |key: &str, m: String| vec![ConfigError::new(key, m)];
-    let pem =
-        std::fs::read(ca).map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| err("tls.client_ca", format!("{}: {e}", ca.display())))?;
     }
-    if roots.is_empty() {
-        return Err(err(
-            "tls.client_ca",
-            format!("{}: no CA certificate", ca.display()),
-        ));
+    let err = |key: &str, m: String| vec![ConfigError::new(key, m)];
+    let ca_key = |i: usize| {
+        if i == 0 && tls.client_ca.is_some() {
+            "tls.client_ca".to_owned()
+        } else {
+            "routes.client_ca".to_owned()
+        }
+    };
+    let mut sets = Vec::new();
+    let mut all = rustls::RootCertStore::empty();
+    for (i, ca) in tls.client_cas.iter().enumerate() {
+        let (roots, _) = crate::wire::roots::from_file(ca).map_err(|e| err(&ca_key(i), e))?;
+        all.roots.extend(roots.roots.iter().cloned());
+        sets.push(roots);
     }
     let mut crls = Vec::new();
     for (i, path) in tls.client_crls.iter().enumerate() {
@@ -196,12 +203,23 @@ fn client_verifier(
             crls.push(CertificateRevocationListDer::from(bytes));
         }
     }
-    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls(crls)
+    let build = |roots: rustls::RootCertStore| -> Result<Verifier, Vec<ConfigError>> {
+        rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .with_crls(crls.clone())
         .allow_unauthenticated()
         .build()
-        .map(Some)
         .map_err(|e| err("tls.client_crl", format!("cannot use the CA or a CRL: {e}")))
+    };
+    let handshake = build(all)?;
+    let each = if sets.len() == 1 {
+        Vec::new()
+    } else {
+        sets.into_iter().map(build).collect::<Result<_, _>>()?
+    };
+    Ok(Some((handshake, each)))
 }
 
 /// Mutual TLS on the HTTPS listener: the config that asks for a client certificate, and
@@ -211,6 +229,8 @@ fn client_verifier(
 pub struct ClientAuth {
     /// The server config with the client certificate verifier.
     pub config: Arc<ServerConfig>,
+    /// One verifier per client CA file (empty when there is one: the handshake's).
+    each: Vec<Verifier>,
     /// `None`: every host.
     hosts: Option<Vec<rampart_config::runtime::HostPattern>>,
 }
@@ -218,7 +238,7 @@ pub struct ClientAuth {
 impl ClientAuth {
     /// For `config`'s routes; `None` when no route asks for a client certificate.
     pub fn new(
-        config: Arc<ServerConfig>,
+        (config, each): (Arc<ServerConfig>, Vec<Verifier>),
         routes: &[rampart_config::runtime::Route],
     ) -> Option<Self> {
         use rampart_config::runtime::ClientCertMode;
@@ -239,7 +259,30 @@ impl ClientAuth {
                     .collect(),
             )
         };
-        Some(Self { config, hosts })
+        Some(Self {
+            config,
+            each,
+            hosts,
+        })
+    }
+
+    /// Which client CA files (bit `i`: [`Tls::client_cas`]`[i]`) the chain a handshake
+    /// verified chains to: all of one, each tried when there are several.
+    pub fn trusted_by(&self, chain: &[rustls::pki_types::CertificateDer<'_>]) -> u64 {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return 0;
+        };
+        if self.each.is_empty() {
+            return 1;
+        }
+        let now = rustls::pki_types::UnixTime::now();
+        let mut bits = 0;
+        for (i, v) in self.each.iter().enumerate() {
+            if v.verify_client_cert(leaf, rest, now).is_ok() {
+                bits |= 1 << i;
+            }
+        }
+        bits
     }
 
     /// Whether a handshake for `sni` asks for a client certificate (without SNI: only when

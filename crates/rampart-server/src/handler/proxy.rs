@@ -154,6 +154,8 @@ pub struct Server {
     /// When the last certificate failure was audited (ms of [`clock`]), so a broken
     /// server makes one audit line a second, not one per request.
     tls_audited: AtomicU64,
+    /// What the last TLS handshakes with it showed (TLS pools).
+    pub(crate) tls_seen: Mutex<tls::Seen>,
     /// Taken out by the active health check.
     pub(crate) check_down: std::sync::atomic::AtomicBool,
     /// Balancing weight; 0 drains the server (no new requests, in-flight ones finish).
@@ -276,6 +278,7 @@ impl Pool {
                         errors: AtomicU64::new(0),
                         tls_failures: AtomicU64::new(0),
                         tls_audited: AtomicU64::new(0),
+                        tls_seen: Mutex::default(),
                         check_down: std::sync::atomic::AtomicBool::new(false),
                         weight: std::sync::atomic::AtomicU32::new(1),
                         latency: OnceLock::new(),
@@ -599,6 +602,9 @@ impl Pool {
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
             })?;
+        if let Ok(mut seen) = s.tls_seen.lock() {
+            seen.record(&done);
+        }
         done.inspect_err(|e| {
             if let Some(why) = tls::verify_failure(e) {
                 s.tls_failures.fetch_add(1, Ordering::Relaxed);

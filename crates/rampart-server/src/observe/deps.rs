@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rampart_config::ops::{Dependency, DependencyKind};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,26 +60,11 @@ pub(crate) fn client_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientCo
     if let Some(c) = configs.get(&ca.cloned()) {
         return Ok(c.clone());
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-    }
-    if roots.is_empty() {
-        return Err("no CA certificate to verify the dependency against".into());
-    }
+    let roots = match ca {
+        Some(path) => crate::wire::roots::from_file(path)?.0,
+        None => crate::wire::roots::system()
+            .map_err(|e| format!("{e} to verify the dependency against"))?,
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -400,6 +400,27 @@ pub(crate) fn ocsp_json(c: &crate::edge::tls::LoadedCert) -> Value {
     })
 }
 
+/// What the last handshakes with a TLS server showed: protocol, ALPN, its certificate
+/// (subject, issuer, days left), the last failure.
+fn tls_state(s: &crate::handler::proxy::Server) -> Value {
+    let Ok(seen) = s.tls_seen.lock() else {
+        return Value::Null;
+    };
+    let now = i64::try_from(crate::state::persist::unix_ms() / 1000).unwrap_or(i64::MAX);
+    json!({
+        "last_ok": seen.ok_at,
+        "version": seen.version,
+        "alpn": seen.alpn,
+        "certificate": seen.certificate.as_ref().map(|(subject, issuer, not_after)| json!({
+            "subject": subject,
+            "issuer": issuer,
+            "not_after": not_after,
+            "days_left": (not_after - now).div_euclid(86_400),
+        })),
+        "last_failure": seen.failed.as_ref().map(|(at, why)| json!({"at": at, "reason": why})),
+    })
+}
+
 /// `/upstreams`.
 pub(crate) fn upstreams(edge: &Edge) -> Value {
     let pools: Vec<Value> = edge
@@ -419,6 +440,7 @@ pub(crate) fn upstreams(edge: &Edge) -> Value {
                         "errors": s.errors(),
                         "tls": p.config.tls.is_some(),
                         "tls_verify_failures": s.tls_failures(),
+                        "tls_state": p.config.tls.is_some().then(|| tls_state(s)),
                         "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
                         "passive": if s.passive_down() { "out" } else { "in" },
                     })

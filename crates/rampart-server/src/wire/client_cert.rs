@@ -14,6 +14,9 @@ pub struct ClientCert {
     pub fingerprint: HeaderValue,
     /// Who it names: its common name, else its first SAN, else the fingerprint.
     pub name: String,
+    /// Which client CA files it chains to (bit `i`: the config's `tls.client_cas[i]`);
+    /// a route with its own `client_ca` checks its bit.
+    pub trusted_by: u64,
 }
 
 impl ClientCert {
@@ -78,6 +81,7 @@ impl ClientCert {
             san: header(&sans.join(", "))?,
             fingerprint: HeaderValue::from_str(&fingerprint).ok()?,
             name,
+            trusted_by: 1,
         })
     }
 }

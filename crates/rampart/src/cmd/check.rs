@@ -106,6 +106,76 @@ fn print_live(v: &serde_json::Value) {
                 s["health_check"].as_str().unwrap_or("?"),
                 s["passive"].as_str().unwrap_or("?"),
             );
+            if let Some(line) = tls_line(s) {
+                println!("    {line}");
+            }
         }
+    }
+}
+
+/// A TLS server's state in one line: the last handshake's protocol and ALPN, the
+/// certificate's subject and days left, and the last failure when it is newer than the
+/// last success (or the certificate failures counted).
+fn tls_line(s: &serde_json::Value) -> Option<String> {
+    let t = s.get("tls_state").filter(|t| t.is_object())?;
+    let mut parts = Vec::new();
+    if let Some(v) = t["version"].as_str() {
+        let alpn = t["alpn"]
+            .as_str()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
+        parts.push(format!("tls: TLS {v}{alpn}"));
+    } else {
+        parts.push("tls: no handshake yet".to_owned());
+    }
+    if let Some(c) = t["certificate"].as_object() {
+        let days = c["days_left"].as_i64().unwrap_or(0);
+        let life = if days < 0 {
+            format!("EXPIRED {} days ago", -days)
+        } else {
+            format!("expires in {days} days")
+        };
+        parts.push(format!(
+            "certificate {} (issuer {}) {life}",
+            c["subject"].as_str().unwrap_or("?"),
+            c["issuer"].as_str().unwrap_or("?"),
+        ));
+    }
+    let last_ok = t["last_ok"].as_u64().unwrap_or(0);
+    if let Some(f) = t["last_failure"].as_object() {
+        if f["at"].as_u64().unwrap_or(0) >= last_ok {
+            parts.push(format!(
+                "FAILING: {} ({} certificate failures)",
+                f["reason"].as_str().unwrap_or("?"),
+                s["tls_verify_failures"]
+            ));
+        }
+    }
+    Some(parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_line;
+
+    #[test]
+    fn tls_state_in_one_line() {
+        let plain = serde_json::json!({"server": "a:80", "tls_state": null});
+        assert_eq!(tls_line(&plain), None);
+        let ok = serde_json::json!({"tls_verify_failures": 0, "tls_state": {
+            "last_ok": 100, "version": "1.3", "alpn": "h2",
+            "certificate": {"subject": "CN=api", "issuer": "CN=ca", "days_left": 12},
+            "last_failure": {"at": 50, "reason": "certificate expired"}}});
+        assert_eq!(
+            tls_line(&ok).unwrap(),
+            "tls: TLS 1.3 h2; certificate CN=api (issuer CN=ca) expires in 12 days"
+        );
+        let failing = serde_json::json!({"tls_verify_failures": 3, "tls_state": {
+            "last_ok": null, "version": null, "alpn": null, "certificate": null,
+            "last_failure": {"at": 50, "reason": "certificate not valid for the server's name"}}});
+        assert_eq!(
+            tls_line(&failing).unwrap(),
+            "tls: no handshake yet; FAILING: certificate not valid for the server's name (3 certificate failures)"
+        );
     }
 }

@@ -22,6 +22,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .paths
         .iter()
         .chain(&args.protected)
+        .chain(&args.mtls)
         .chain(&args.login)
         .chain(&args.health)
         .chain(&args.websocket)
@@ -49,6 +50,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     o.http_port = args.http_port;
     o.paths = args.paths.clone();
     o.protected = args.protected.clone();
+    o.mtls = args.mtls.clone();
     o.login = args.login.clone();
     o.health = args.health.clone();
     o.health_probes = args.health_probes.clamp(1, 100);

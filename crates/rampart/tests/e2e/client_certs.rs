@@ -273,9 +273,91 @@ fn preflight_judges_the_client_ca_and_crl_freshness() {
     let foreign = other.crl("foreign.pem", &[]);
     let found = run(&foreign);
     assert!(
-        found
-            .iter()
-            .any(|f| f.contains("not by a CA of tls.client_ca")),
+        found.iter().any(|f| f.contains("not by a client CA")),
         "{found:?}"
     );
+}
+
+/// Different client CAs per route on one host: the partners' route trusts only the
+/// partner CA, the staff route only `[tls] client_ca`. The handshake accepts both; each
+/// route refuses (403 `client_cert_untrusted`) a certificate of the other's CA, on HTTP/1.1
+/// and HTTP/2; `auth = ["mtls"]` takes only its own CA's certificate as an identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_with_its_own_client_ca_refuses_another_cas_certificate() {
+    let server_pki = Pki::new();
+    let server = server_pki.leaf("edge", &["mtls.test"]);
+    let staff_ca = Pki::named("staff CA");
+    let partner_ca = Pki::named("partner CA");
+    let staff = staff_ca.client("staff", "sam", "sam@example.com");
+    let partner = partner_ca.client("partner", "acme-corp", "ops@acme.example");
+    let up = Upstream::start("app").await;
+    let tmp = TempDir::new("edge-mtls-per-route");
+    let conf = format!(
+        "[server]\nhttps = \"127.0.0.1:0\"\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\
+         [logging]\naudit = \"audit.log\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\n\
+         [[routes]]\nhost = \"mtls.test\"\npath = \"/staff\"\nclient_cert = \"required\"\nupstream = \"app\"\n\
+         [[routes]]\nhost = \"mtls.test\"\npath = \"/partners\"\nclient_cert = \"required\"\nclient_ca = \"{}\"\nupstream = \"app\"\n\
+         [[routes]]\nhost = \"mtls.test\"\npath = \"/partner-api\"\nclient_cert = \"optional\"\nclient_ca = \"{}\"\nauth = [\"mtls\"]\nupstream = \"app\"\n",
+        server.cert.display(),
+        server.key.display(),
+        staff_ca.ca_path().display(),
+        up.authority(),
+        partner_ca.ca_path().display(),
+        partner_ca.ca_path().display(),
+    );
+    let r = start_edge(edge_at(tmp.path(), &conf, |_| {}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let as_staff = config(&server_pki, alpn, Some(&staff));
+        let as_partner = config(&server_pki, alpn, Some(&partner));
+        let resp = get(&r, as_staff.clone(), "mtls.test", "/staff", &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            up.seen().pop().unwrap().headers["x-client-cert-subject"],
+            "CN=sam"
+        );
+        let resp = get(&r, as_partner.clone(), "mtls.test", "/partners", &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            up.seen().pop().unwrap().headers["x-client-cert-subject"],
+            "CN=acme-corp"
+        );
+        // Each CA's certificate on the other's route.
+        for (cfg, path) in [(&as_partner, "/staff"), (&as_staff, "/partners")] {
+            let resp = get(&r, cfg.clone(), "mtls.test", path, &[]).await;
+            assert_eq!(resp.status, 403, "{path}: {}", resp.text());
+            assert!(
+                resp.text().contains("client_cert_untrusted"),
+                "{}",
+                resp.text()
+            );
+        }
+        // auth = ["mtls"]: the staff certificate is no identity on the partner route.
+        let resp = get(&r, as_staff.clone(), "mtls.test", "/partner-api", &[]).await;
+        assert_eq!(resp.status, 403, "{}", resp.text());
+        let resp = get(&r, as_partner.clone(), "mtls.test", "/partner-api", &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            up.seen().pop().unwrap().headers["x-auth-subject"],
+            "acme-corp"
+        );
+    }
+    crate::harness::wait_audited(tmp.path(), "auth.failure", 4).await;
+    let audit = std::fs::read_to_string(tmp.path().join("audit.log")).unwrap();
+    assert!(
+        audit.contains("not issued by the route's client_ca"),
+        "{audit}"
+    );
+    // A route's client_ca without client_cert is a config error naming the key.
+    let bad = conf.replace(
+        "path = \"/partners\"\nclient_cert = \"required\"\n",
+        "path = \"/partners\"\n",
+    );
+    match edge_at(tmp.path(), &bad, |_| {}) {
+        Ok(_) => panic!("client_ca without client_cert was accepted"),
+        Err(e) => assert!(e.to_string().contains("routes[1].client_ca"), "{e}"),
+    }
 }

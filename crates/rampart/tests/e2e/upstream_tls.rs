@@ -103,6 +103,22 @@ async fn verified_upstream_and_refused_wrong_name_and_unknown_issuer() {
     .await;
     assert_eq!(post.status, 200);
     assert!(post.text().contains("method=POST"), "{}", post.text());
+    // `/upstreams` (what `check --live` prints): the last handshake and the certificate.
+    let ups: serde_json::Value =
+        serde_json::from_str(&admin_get(&r, "/upstreams").await.text()).unwrap();
+    let state = &ups["upstreams"][0]["servers"][0]["tls_state"];
+    assert_eq!(state["version"], "1.3", "{state}");
+    assert_eq!(state["alpn"], "http/1.1", "{state}");
+    assert!(
+        state["certificate"]["issuer"]
+            .as_str()
+            .unwrap()
+            .contains("rampart test CA"),
+        "{state}"
+    );
+    let days = state["certificate"]["days_left"].as_i64().unwrap();
+    assert!(days > 0, "{state}");
+    assert!(state["last_failure"].is_null(), "{state}");
     drop(r);
 
     for (port, why) in [
@@ -140,6 +156,16 @@ async fn verified_upstream_and_refused_wrong_name_and_unknown_issuer() {
         assert_eq!(audit_count(tmp.path(), "upstream.tls_failed"), 1);
         let ups = admin_get(&r, "/upstreams").await.text();
         assert!(ups.contains("\"tls_verify_failures\":2"), "{ups}");
+        let ups: serde_json::Value = serde_json::from_str(&ups).unwrap();
+        let state = &ups["upstreams"][0]["servers"][0]["tls_state"];
+        assert!(
+            state["last_failure"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{state}"
+        );
+        assert!(state["last_ok"].is_null(), "{state}");
     }
 }
 
@@ -343,4 +369,67 @@ async fn insecure_skip_verify_works_and_is_a_production_error() {
     .err()
     .unwrap();
     assert!(err.contains("upstreams.api.tls.ca"), "{err}");
+}
+
+/// A WebSocket through an `auto` pool whose server speaks HTTP/2: ordinary requests go
+/// over HTTP/2 (ALPN chose h2), the upgrade over a TLS connection offering only
+/// `http/1.1` (WebSockets over HTTP/2 are another protocol), both to the same nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_through_an_auto_pool_uses_http1() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let pki = Pki::new();
+    let ca = pki.ca_path().display().to_string();
+    let ws = rampart_test_support::upstream::Upstream::start("ws").await;
+    let leaf = pki.leaf("api", &["127.0.0.1"]);
+    let dir = TempDir::new("tls-origin-ws");
+    let origin = Nginx::start(
+        &dir,
+        &format!(
+            r#"  access_log off;
+  server {{
+    listen 127.0.0.1:{{port}} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location /ws {{
+      proxy_pass http://{ws};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+    }}
+    location / {{ default_type text/plain; return 200 "origin $server_protocol\n"; }}
+  }}"#,
+            cert = leaf.cert.display(),
+            key = leaf.key.display(),
+            ws = ws.authority(),
+        ),
+    );
+    let tmp = TempDir::new("edge-ws-auto");
+    let r = start(
+        tmp.path(),
+        &toml(
+            &format!("\"https://127.0.0.1:{}\"", origin.port),
+            &format!("protocol = \"auto\"\ntls = {{ ca = \"{ca}\" }}"),
+        ),
+    )
+    .await;
+    let resp = get(&r, "/").await;
+    assert_eq!(resp.text(), "origin HTTP/2.0\n");
+    let tcp = tokio::net::TcpStream::connect(r.http_addr.unwrap())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", r.http_addr.unwrap());
+    let (mut sock, resp) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in ["through", "auto"] {
+        sock.send(Message::text(msg)).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), sock.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_text().unwrap(), msg);
+    }
+    sock.close(None).await.unwrap();
+    // The pool still speaks HTTP/2 for everything else.
+    assert_eq!(get(&r, "/").await.text(), "origin HTTP/2.0\n");
 }

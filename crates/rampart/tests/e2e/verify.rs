@@ -138,7 +138,7 @@ async fn strict_defaults_grade_a_plus_on_both() {
         .filter(|c| c["status"] == "skipped")
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(skipped, ["VF-AUTH-01"]);
+    assert_eq!(skipped, ["VF-AUTH-01", "VF-MTLS-01"]);
     // Without the CA the chain is untrusted: TLS grade T, an error, exit 1.
     let mut no_ca = args(edge.https(), edge.http(), &pki, &[]);
     no_ca.truncate(3);
@@ -939,4 +939,100 @@ lockout = { failures = 3, for = "15m", status = 423 }
         .find(|c| c["id"] == "VF-ACT-01")
         .unwrap();
     assert_eq!(c["status"], "passed", "{v:#}");
+}
+
+/// VF-MTLS-01: a path that requires a client certificate refuses verify's client (which
+/// never presents one); an open path given as `--mtls` is an error; `--expect-config`
+/// probes every route with `client_cert = "required"` without being told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_paths_refuse_a_client_without_a_certificate() {
+    let pki = Pki::new();
+    let clients = Pki::named("client CA");
+    let leaf = pki.leaf_valid("edge", &["127.0.0.1", "localhost"], -3600, 90 * 86_400);
+    let up = Upstream::start("a").await;
+    let dir = TempDir::new("verify-mtls");
+    let conf = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+https = "127.0.0.1:0"
+[tls]
+cert = "{}"
+key = "{}"
+client_ca = "{}"
+[upstreams.app]
+servers = ["{}"]
+[[routes]]
+path = "/partners/"
+client_cert = "required"
+upstream = "app"
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        leaf.cert.display(),
+        leaf.key.display(),
+        clients.ca_path().display(),
+        up.authority(),
+    );
+    let promised = dir.write("rampart.toml", &conf);
+    let edge = start(&conf).await;
+    let (code, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--mtls", "/partners/x"],
+    ))
+    .await;
+    assert_eq!(code, 0, "{v:#}");
+    assert!(why(&v, "VF-MTLS-01").is_empty());
+    assert!(
+        v["checks"].to_string().contains("VF-MTLS-01"),
+        "{}",
+        v["checks"]
+    );
+    let (code, v) = verify(args(edge.https(), edge.http(), &pki, &["--mtls", "/open"])).await;
+    assert_eq!(code, 1);
+    assert!(
+        why(&v, "VF-MTLS-01").contains("answered 200 to a client without a certificate"),
+        "{}",
+        why(&v, "VF-MTLS-01")
+    );
+    // --expect-config: the required route is probed without naming it; a config that
+    // promises a certificate where the live site asks none is an error.
+    let (code, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--expect-config", promised.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(code, 0, "{v:#}");
+    assert!(why(&v, "VF-MTLS-01").is_empty());
+    let stricter = dir.write(
+        "stricter.toml",
+        conf.replace(
+            "path = \"/\"\nupstream = \"app\"",
+            "path = \"/\"\nclient_cert = \"required\"\nupstream = \"app\"",
+        ),
+    );
+    let (code, v) = verify(args(
+        edge.https(),
+        edge.http(),
+        &pki,
+        &["--expect-config", stricter.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(code, 1);
+    let on_root = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "VF-MTLS-01")
+        .map(|f| f["subject"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        on_root,
+        [format!("https://127.0.0.1:{}/", edge.https().port())]
+    );
 }

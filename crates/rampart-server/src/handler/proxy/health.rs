@@ -106,7 +106,11 @@ async fn check_once(pool: &Pool, server: &Server, check: &HealthCheck) -> Result
         let agent = "rampart-health-check";
         let status = match &pool.tls {
             Some(tls) => {
-                let mut s = tls.connect(s, &server.authority, true).await.map_err(|e| {
+                let done = tls.connect(s, &server.authority, true).await;
+                if let Ok(mut seen) = server.tls_seen.lock() {
+                    seen.record(&done);
+                }
+                let mut s = done.map_err(|e| {
                     super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))
                 })?;
                 crate::observe::deps::get_status(&mut s, host, &check.path, agent).await?
@@ -141,12 +145,13 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
         .map_err(|e| format!("connect: {e}"))?;
     let sender = match &pool.tls {
         Some(tls) => {
-            let s = tls
-                .connect(tcp, &server.authority, false)
-                .await
-                .map_err(|e| {
-                    super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))
-                })?;
+            let done = tls.connect(tcp, &server.authority, false).await;
+            if let Ok(mut seen) = server.tls_seen.lock() {
+                seen.record(&done);
+            }
+            let s = done.map_err(|e| {
+                super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))
+            })?;
             super::h2::handshake(s).await
         }
         None => super::h2::handshake(tcp).await,

@@ -61,31 +61,15 @@ impl Client {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         } else {
-            let mut roots = rustls::RootCertStore::empty();
-            match &t.ca {
+            let roots = match &t.ca {
                 Some(path) => {
-                    let pem = std::fs::read(path)
-                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                    let (roots, pem) = crate::wire::roots::from_file(path)?;
                     hash.update(&pem);
-                    for cert in CertificateDer::pem_slice_iter(&pem) {
-                        let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                        roots
-                            .add(cert)
-                            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                    }
-                    if roots.is_empty() {
-                        return Err(format!("CA file {}: no certificate", path.display()));
-                    }
+                    roots
                 }
-                None => {
-                    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                    if roots.is_empty() {
-                        return Err(
-                            "no system CA certificates to verify the servers: set tls.ca".into(),
-                        );
-                    }
-                }
-            }
+                None => crate::wire::roots::system()
+                    .map_err(|e| format!("{e} to verify the servers: set tls.ca"))?,
+            };
             builder.with_root_certificates(roots)
         };
         let mut config = match &t.client_cert {
@@ -155,6 +139,64 @@ impl Client {
         };
         let connector = if h1 { &self.h1 } else { &self.connector };
         connector.connect(name, tcp).await
+    }
+}
+
+/// What the last TLS handshakes with one server showed, for `/upstreams` and
+/// `rampart check --live`: the protocol, ALPN and certificate of the last success, the
+/// reason of the last failure.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// Unix seconds of the last handshake that succeeded.
+    pub ok_at: Option<u64>,
+    /// `1.3` / `1.2`.
+    pub version: Option<&'static str>,
+    /// The protocol ALPN chose (`h2`, `http/1.1`), if any.
+    pub alpn: Option<String>,
+    /// The server's leaf certificate (DER), kept to parse it again only when it changes.
+    leaf: Vec<u8>,
+    /// Its subject, issuer and end of validity (unix seconds).
+    pub certificate: Option<(String, String, i64)>,
+    /// Unix seconds and reason of the last failed handshake.
+    pub failed: Option<(u64, String)>,
+}
+
+impl Seen {
+    /// Records a handshake's outcome.
+    pub(crate) fn record(&mut self, r: &io::Result<TlsStream<TcpStream>>) {
+        let now = crate::state::persist::unix_ms() / 1000;
+        match r {
+            Ok(s) => {
+                let c = s.get_ref().1;
+                self.ok_at = Some(now);
+                self.version = match c.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => Some("1.3"),
+                    Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
+                    _ => None,
+                };
+                self.alpn = c
+                    .alpn_protocol()
+                    .map(|a| String::from_utf8_lossy(a).into_owned());
+                let leaf = c.peer_certificates().and_then(|p| p.first());
+                if let Some(leaf) = leaf.filter(|l| l.as_ref() != self.leaf.as_slice()) {
+                    self.leaf = leaf.to_vec();
+                    self.certificate =
+                        x509_parser::parse_x509_certificate(leaf)
+                            .ok()
+                            .map(|(_, cert)| {
+                                (
+                                    cert.subject().to_string(),
+                                    cert.issuer().to_string(),
+                                    cert.validity().not_after.timestamp(),
+                                )
+                            });
+                }
+            }
+            Err(e) => {
+                let why = verify_failure(e).unwrap_or_else(|| format!("TLS: {e}"));
+                self.failed = Some((now, why));
+            }
+        }
     }
 }
 
