@@ -125,6 +125,14 @@ def main():
     origin = free_port()
     conf = open(os.path.join(HERE, "conf/origin.nginx.conf")).read()
     conf = conf.replace("@ORIGIN@", str(origin)).replace("@WORK@", work).replace("@BODY100@", "x" * 100)
+    # The origin's TLS and HTTP/2 listeners (the tls-upstream and grpc rows) are not used
+    # here, but nginx starts only with a certificate for them.
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    conf = (conf.replace("@ORIGIN_TLS@", str(free_port())).replace("@ORIGIN_H2@", str(free_port()))
+            .replace("@CERT@", cert).replace("@KEY@", key))
     open(os.path.join(work, "origin.conf"), "w").write(conf)
     open(os.path.join(work, "64k.bin"), "wb").write(b"\0" * 65536)
     nginx = subprocess.Popen(["nginx", "-c", os.path.join(work, "origin.conf")],

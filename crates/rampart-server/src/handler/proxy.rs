@@ -662,23 +662,27 @@ impl Pool {
         });
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, mut sender, reused) =
-                match self.idle(&attempts, |s| self.checkout(s))? {
-                    Picked::Idle(found) => found,
-                    Picked::Miss(idx, server) => {
-                        let connect = |s: Arc<Server>| async move { self.connect(&s).await };
-                        let path = req.uri().path();
-                        self.fresh(
-                            &mut attempts,
-                            (idx, server),
-                            |s| self.checkout(s),
-                            connect,
-                            rid,
-                            path,
-                        )
-                        .await?
-                    }
-                };
+            let (idx, server, mut sender, reused) = match self
+                .idle(&attempts, |s| self.checkout(s))?
+            {
+                Picked::Idle(found) => found,
+                Picked::Miss(idx, server) => {
+                    // Boxed (as every connect is): a TLS handshake's state is kilobytes,
+                    // and an unboxed one would be part of every request's future, copied
+                    // whole where the request's future is boxed, connecting or not.
+                    let connect = |s: Arc<Server>| async move { Box::pin(self.connect(&s)).await };
+                    let path = req.uri().path();
+                    Box::pin(self.fresh(
+                        &mut attempts,
+                        (idx, server),
+                        |s| self.checkout(s),
+                        connect,
+                        rid,
+                        path,
+                    ))
+                    .await?
+                }
+            };
             if reused && !sender.is_ready() && sender.ready().await.is_err() {
                 continue;
             }

@@ -99,6 +99,8 @@ pub async fn respond<'e>(
             // A per-response CSP replaces the policy's own: that one is applied to the map.
             if defer && nonced.is_none() {
                 deferred = Some(Deferred { policy, rate });
+            } else if trace.grpc {
+                headers::apply_grpc(resp.headers_mut(), policy, conn.tls);
             } else {
                 headers::apply(resp.headers_mut(), policy, conn.tls);
             }
@@ -137,7 +139,7 @@ macro_rules! early {
     ($req:ident, $step:expr) => {
         match $step {
             Ok(v) => v,
-            Err(a) => return Err(refuse_early(a.into(), &mut $req).await),
+            Err(a) => return Err(Box::pin(refuse_early(a.into(), &mut $req)).await),
         }
     };
 }
@@ -174,7 +176,7 @@ async fn answer<'e>(
     // 4. An ACME HTTP-01 validation is answered; a plain listener that redirects does so
     //    (301/308), but for exempt paths.
     if front::is_acme_challenge(edge, &req) {
-        if let Some(resp) = front::acme_challenge(edge, req.uri().path()).await {
+        if let Some(resp) = Box::pin(front::acme_challenge(edge, req.uri().path())).await {
             return Ok((resp, fallback));
         }
     }
@@ -189,7 +191,7 @@ async fn answer<'e>(
     let path = early!(req, path.map_err(|_| Refusal::BadRequest("bad_request")));
     // 7. Built-in endpoints: CSP reports, the public status mount.
     if front::is_builtin(edge, &path) {
-        match front::builtin(edge, conn, req, &path, request_id).await? {
+        match Box::pin(front::builtin(edge, conn, req, &path, request_id)).await? {
             Builtin::Answered(resp) => return Ok((resp, fallback)),
             Builtin::Pass(r) => req = r,
         }
@@ -224,7 +226,7 @@ async fn answer<'e>(
     let ctx = match policy::before(&edge.policy_env(), idx, &mut req, client_ip).await {
         Ok(Before::Continue(ctx)) => ctx,
         Ok(Before::Answer(resp)) => return Ok((resp, Some(&route.headers))),
-        Err(refused) => return Err(refuse(refused, &mut req, &audit, idx).await),
+        Err(refused) => return Err(Box::pin(refuse(refused, &mut req, &audit, idx)).await),
     };
     trace.identify(route, &req);
     // 11. The route's handler: upstream, static files, redirect or fixed answer.
@@ -252,7 +254,13 @@ async fn answer<'e>(
     // 13. Response transforms (compression, CSP nonce), then the response policies.
     shaping.apply(route, &mut resp, method == Method::HEAD);
     if policy::is_login(&ctx) {
-        policy::record_login(&edge.policy_env(), route, &ctx, resp.status().as_u16()).await;
+        Box::pin(policy::record_login(
+            &edge.policy_env(),
+            route,
+            &ctx,
+            resp.status().as_u16(),
+        ))
+        .await;
     }
     trace.rate = policy::after(&edge.policy_env(), route, ctx, &mut resp);
     // 14. The route's header policy (a static answer carries it from its template).

@@ -84,6 +84,24 @@ fn check(v: &Value) {
     // The client's deadline reached the server (grpc-timeout forwarded).
     assert!(unary.ends_with("timeout=yes"), "{v:#}");
     assert_eq!(v["unary_trailer"], "t-1", "{v:#}");
+    // A gRPC answer carries the transport's security headers, not a document's.
+    let headers = v["unary_headers"].to_string();
+    for present in [
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-request-id",
+    ] {
+        assert!(headers.contains(present), "{present}: {headers}");
+    }
+    for absent in [
+        "content-security-policy",
+        "x-frame-options",
+        "permissions-policy",
+        "cross-origin-opener-policy",
+        "referrer-policy",
+    ] {
+        assert!(!headers.contains(absent), "{absent}: {headers}");
+    }
     assert_eq!(
         v["server_stream"],
         serde_json::json!(["item-0", "item-1", "item-2"])

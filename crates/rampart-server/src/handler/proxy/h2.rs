@@ -157,7 +157,8 @@ impl Pool {
                     let _one = connecting.h2_connect.lock().await;
                     match self.checkout_h2(&server) {
                         Some(c) => (idx, server, c, true),
-                        None => match self.connect_h2(&server).await {
+                        // Boxed: see `Pool::forward`.
+                        None => match Box::pin(self.connect_h2(&server)).await {
                             Ok(Fresh::H2(c, streams)) => (idx, server, (c, streams), false),
                             Ok(Fresh::H1) => return Ok(Err((req, fwd))),
                             Err(e) => {

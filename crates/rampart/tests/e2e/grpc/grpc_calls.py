@@ -32,6 +32,7 @@ def main():
     )
     out["unary"] = resp.decode()
     out["unary_trailer"] = dict(call.trailing_metadata() or ()).get("x-trailer")
+    out["unary_headers"] = sorted(k for k, _ in (call.initial_metadata() or ()))
 
     out["server_stream"] = [
         m.decode() for m in channel.unary_stream("/test.Echo/ServerStream")(b"3", timeout=10)
