@@ -23,6 +23,8 @@ use clap::Parser;
 /// mimalloc instead of glibc's malloc: per proxied request, allocation and release were
 /// ~15 % of rampart's instructions with glibc (callgrind), most of it in `_int_malloc`,
 /// `_int_free` and `malloc_consolidate` for header maps larger than glibc's per-thread cache.
+/// Built without transparent huge pages (`no_thp`): with them every 2 MiB region touched
+/// was resident whole, 8 MiB of an idle edge's 19 MiB and more per 10,000 idle connections.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
