@@ -149,6 +149,9 @@ pub struct Tls {
     /// set, else the first route's own), then each route `client_ca` not seen before.
     /// A route's [`Route::client_ca`] indexes this list.
     pub client_cas: Vec<std::path::PathBuf>,
+    /// The config key that first names each of [`Tls::client_cas`] (`tls.client_ca`,
+    /// `routes[3].client_ca`), for errors about the file.
+    pub client_ca_keys: Vec<String>,
     /// Names of a self-signed certificate generated into `state_dir`.
     pub self_signed: Vec<String>,
     /// Whether TLS 1.2 is offered (TLS 1.3 always is).

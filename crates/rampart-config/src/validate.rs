@@ -325,6 +325,7 @@ fn client_cas(raw: &RawConfig, routes: &mut [Route], tls: Option<&mut Tls>, cx: 
             Some(i) => i,
             None => {
                 tls.client_cas.push(path);
+                tls.client_ca_keys.push(format!("routes[{n}].client_ca"));
                 tls.client_cas.len() - 1
             }
         };
@@ -632,6 +633,7 @@ fn tls(t: &RawTls, plain: bool, route_cas: bool, cx: &mut Ctx<'_, '_>) -> Option
         client_ca: t.client_ca.as_ref().map(|c| cx.path(c)),
         client_crls: t.client_crl.iter().map(|c| cx.path(c)).collect(),
         client_cas: t.client_ca.iter().map(|c| cx.path(c)).collect(),
+        client_ca_keys: t.client_ca.iter().map(|_| "tls.client_ca".into()).collect(),
         certificates,
         self_signed,
         tls12,

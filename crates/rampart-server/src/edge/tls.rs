@@ -177,11 +177,10 @@ fn client_verifier(
     }
     let err = |key: &str, m: String| vec![ConfigError::new(key, m)];
     let ca_key = |i: usize| {
-        if i == 0 && tls.client_ca.is_some() {
-            "tls.client_ca".to_owned()
-        } else {
-            "routes.client_ca".to_owned()
-        }
+        tls.client_ca_keys
+            .get(i)
+            .map_or("tls.client_ca", String::as_str)
+            .to_owned()
     };
     let mut sets = Vec::new();
     let mut all = rustls::RootCertStore::empty();

@@ -603,7 +603,10 @@ impl Pool {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
             })?;
         if let Ok(mut seen) = s.tls_seen.lock() {
-            seen.record(&done);
+            seen.record(
+                &done,
+                !h1 || self.config.protocol == UpstreamProtocol::Http1,
+            );
         }
         done.inspect_err(|e| {
             if let Some(why) = tls::verify_failure(e) {

@@ -360,4 +360,16 @@ async fn a_route_with_its_own_client_ca_refuses_another_cas_certificate() {
         Ok(_) => panic!("client_ca without client_cert was accepted"),
         Err(e) => assert!(e.to_string().contains("routes[1].client_ca"), "{e}"),
     }
+    // A route's CA file that holds no certificate: the error names that route's key.
+    let junk = tmp.path().join("junk-ca.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let bad = conf.replace(
+        &partner_ca.ca_path().display().to_string(),
+        &junk.display().to_string(),
+    );
+    assert_ne!(bad, conf);
+    match edge_at(tmp.path(), &bad, |_| {}) {
+        Ok(_) => panic!("a CA file without certificates was accepted"),
+        Err(e) => assert!(e.to_string().contains("routes[1].client_ca"), "{e}"),
+    }
 }

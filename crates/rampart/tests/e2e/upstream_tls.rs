@@ -430,6 +430,11 @@ async fn websocket_through_an_auto_pool_uses_http1() {
         assert_eq!(back.into_text().unwrap(), msg);
     }
     sock.close(None).await.unwrap();
-    // The pool still speaks HTTP/2 for everything else.
+    // The pool still speaks HTTP/2 for everything else, and `/upstreams` (what `check
+    // --live` prints) says so: the upgrade's HTTP/1.1-only handshake is not the pool's.
     assert_eq!(get(&r, "/").await.text(), "origin HTTP/2.0\n");
+    let ups: serde_json::Value =
+        serde_json::from_str(&admin_get(&r, "/upstreams").await.text()).unwrap();
+    let state = &ups["upstreams"][0]["servers"][0]["tls_state"];
+    assert_eq!(state["alpn"], "h2", "{state}");
 }

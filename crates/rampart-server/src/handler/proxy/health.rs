@@ -108,7 +108,9 @@ async fn check_once(pool: &Pool, server: &Server, check: &HealthCheck) -> Result
             Some(tls) => {
                 let done = tls.connect(s, &server.authority, true).await;
                 if let Ok(mut seen) = server.tls_seen.lock() {
-                    seen.record(&done);
+                    let pool_alpn =
+                        pool.config.protocol == rampart_config::runtime::UpstreamProtocol::Http1;
+                    seen.record(&done, pool_alpn);
                 }
                 let mut s = done.map_err(|e| {
                     super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))
@@ -147,7 +149,7 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
         Some(tls) => {
             let done = tls.connect(tcp, &server.authority, false).await;
             if let Ok(mut seen) = server.tls_seen.lock() {
-                seen.record(&done);
+                seen.record(&done, true);
             }
             let s = done.map_err(|e| {
                 super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))

@@ -151,7 +151,9 @@ pub(crate) struct Seen {
     pub ok_at: Option<u64>,
     /// `1.3` / `1.2`.
     pub version: Option<&'static str>,
-    /// The protocol ALPN chose (`h2`, `http/1.1`), if any.
+    /// The protocol ALPN chose (`h2`, `http/1.1`), if any, on the last handshake that
+    /// offered the pool's own protocols: a WebSocket upgrade or an HTTP health check on an
+    /// `h2`/`auto` pool asks for HTTP/1.1 alone and does not say what the pool speaks.
     pub alpn: Option<String>,
     /// The server's leaf certificate (DER), kept to parse it again only when it changes.
     leaf: Vec<u8>,
@@ -162,8 +164,8 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// Records a handshake's outcome.
-    pub(crate) fn record(&mut self, r: &io::Result<TlsStream<TcpStream>>) {
+    /// Records a handshake's outcome; `pool_alpn`: it offered the pool's own protocols.
+    pub(crate) fn record(&mut self, r: &io::Result<TlsStream<TcpStream>>, pool_alpn: bool) {
         let now = crate::state::persist::unix_ms() / 1000;
         match r {
             Ok(s) => {
@@ -174,9 +176,11 @@ impl Seen {
                     Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
                     _ => None,
                 };
-                self.alpn = c
-                    .alpn_protocol()
-                    .map(|a| String::from_utf8_lossy(a).into_owned());
+                if pool_alpn || self.alpn.is_none() {
+                    self.alpn = c
+                        .alpn_protocol()
+                        .map(|a| String::from_utf8_lossy(a).into_owned());
+                }
                 let leaf = c.peer_certificates().and_then(|p| p.first());
                 if let Some(leaf) = leaf.filter(|l| l.as_ref() != self.leaf.as_slice()) {
                     self.leaf = leaf.to_vec();
