@@ -456,7 +456,7 @@ def render_report(results, scenarios, systems, args):
             continue
         key = "mbps" if sc == "large" else "rps"
         unit = "MB/s" if sc == "large" else ("handshakes/s" if sc == "new-conns" else "req/s")
-        lat = "mean / max ms (h2load)" if sc == "h2" else "p50 / p99 ms"
+        lat = "mean / max ms (h2load)" if sc in ("h2", "grpc") else "p50 / p99 ms"
         extra = " | expresses" if sc.startswith("posture") else ""
         out.append("| system | median %s (min-max) | %s | peak RSS MiB | ratio to nginx | proxy CPU µs/request (to nginx)%s |" % (unit, lat, extra))
         out.append("|---|---|---|---|---|---|" + ("---|" if extra else ""))
