@@ -91,12 +91,13 @@ class Proc:
                 pass
         return pids
 
-    def peak_rss_kib(self):
+    def peak_rss_kib(self, field="VmHWM:"):
+        """Peak RSS of the process tree (or, with field="VmRSS:", the RSS now)."""
         total = 0
         for pid in self.tree():
             try:
                 for line in open("/proc/%d/status" % pid):
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
             except OSError:
                 pass
@@ -380,9 +381,10 @@ def main():
                     elif scenario == "new-conns":
                         r = run_wrk(https + "/", args.seconds, close=True)
                     elif scenario == "idle":
+                        start = proc.peak_rss_kib("VmRSS:")
                         client, line = run_idle(v["HTTP"], args.idle_conns)
                         time.sleep(1)
-                        r = {"held": line}
+                        r = {"held": line, "start": start}
                         client.terminate()
                         client.wait()
                     if r.get("requests"):
@@ -443,15 +445,18 @@ def render_report(results, scenarios, systems, args):
         out.append("## %s" % sc)
         out.append("")
         if sc == "idle":
-            out.append("| system | peak RSS holding %d idle keep-alive connections | per connection | ratio to nginx |" % args.idle_conns)
-            out.append("|---|---|---|---|")
+            out.append("| system | peak RSS holding %d idle keep-alive connections | at start | per connection above start | ratio to nginx (peak) |" % args.idle_conns)
+            out.append("|---|---|---|---|---|")
             base = med([r["rss"] for r in dict(rows).get("nginx", [])])
             for s, rs in rows:
                 rss = med([r["rss"] for r in rs])
+                start = med([r["start"] for r in rs if "start" in r])
                 held = rs[0].get("held", "") if rs else ""
-                per = rss * 1024 / args.idle_conns if rss else None
+                per = (rss - start) * 1024 / args.idle_conns if rss and start else None
                 ratio = rss / base if rss and base else None
-                out.append("| %s | %s MiB (%s) | %s KiB | %s |" % (s, fmt(rss / 1024 if rss else None, 1), held, fmt(per / 1024 if per else None, 1), fmt(ratio, 2)))
+                out.append("| %s | %s MiB (%s) | %s MiB | %s KiB | %s |" % (
+                    s, fmt(rss / 1024 if rss else None, 1), held, fmt(start / 1024 if start else None, 1),
+                    fmt(per / 1024 if per else None, 2), fmt(ratio, 2)))
             out.append("")
             continue
         key = "mbps" if sc == "large" else "rps"

@@ -143,8 +143,8 @@ fn serve_conn(
                 tls_version: None,
                 client_cert: None,
             };
-            let svc = service(serving.clone(), info.clone(), activity.clone());
             if edge.config.server.h2c {
+                let svc = service(serving.clone(), info.clone(), activity.clone());
                 Box::pin(async move {
                     let s = &edge.config.server;
                     let io = TokioIo::new(Tracked::new(stream, &activity));
@@ -161,7 +161,6 @@ fn serve_conn(
                         stream,
                         &serving,
                         &info,
-                        svc,
                         &edge.config.server,
                         &activity,
                         true,
@@ -257,8 +256,8 @@ async fn serve_tls(
             Some(Arc::new(c))
         }),
     };
-    let svc = service(serving.clone(), info.clone(), activity.clone());
     if h2 {
+        let svc = service(serving.clone(), info.clone(), activity.clone());
         let io = TokioIo::new(Tracked::new(tls, &activity));
         let conn =
             h2_limits!(http2::Builder::new(TokioExecutor::new()), s).serve_connection(io, svc);
@@ -266,7 +265,7 @@ async fn serve_tls(
     } else {
         // Not waiting for readability first: the client's request may have come with its
         // last handshake flight and already sit decrypted in rustls.
-        Box::pin(serve_h1(tls, &serving, &info, svc, s, &activity, false)).await;
+        Box::pin(serve_h1(tls, &serving, &info, s, &activity, false)).await;
     }
 }
 
@@ -284,25 +283,15 @@ async fn serve_tls(
 /// Parking at once after every response (as nginx does) measured +20% instructions per
 /// request under keep-alive load (a new hyper connection per request); parking after a
 /// short quiet spell costs a busy connection nothing.
-#[allow(clippy::too_many_arguments)]
-async fn serve_h1<T, S>(
+async fn serve_h1<T>(
     stream: T,
     serving: &Arc<Serving>,
     info: &ConnInfo,
-    svc: S,
     s: &rampart_config::runtime::Server,
     activity: &Arc<Activity>,
     wait_first: bool,
 ) where
     T: AsyncRead + AsyncWrite + HasSocket + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<crate::wire::body::Body>,
-            Error = stack::CloseConnection,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
 {
     activity.parkable.store(true, Ordering::Relaxed);
     let fast = s.h1_fast_path;
@@ -315,13 +304,12 @@ async fn serve_h1<T, S>(
     loop {
         if wait {
             activity.parked.store(true, Ordering::Relaxed);
-            let deadline = partial.map(|(t, _)| t + s.header_read_timeout);
-            let ok = tokio::select! {
-                biased;
-                r = io.inner().inner.socket().readable() => r.is_ok(),
-                _ = activity.signalled() => false,
-                () = sleep_until_opt(deadline) => false,
-            };
+            let ok = parked(
+                io.inner().inner.socket(),
+                activity,
+                partial.map(|(t, _)| t + s.header_read_timeout),
+            )
+            .await;
             activity.parked.store(false, Ordering::Relaxed);
             if !ok {
                 return;
@@ -354,7 +342,7 @@ async fn serve_h1<T, S>(
         // Boxed, so a parked connection's task does not keep room for hyper's state.
         let mut conn = Box::pin(
             h1_limits!(http1::Builder::new(), s)
-                .serve_connection(io, svc.clone())
+                .serve_connection(io, service(serving.clone(), info.clone(), activity.clone()))
                 .with_upgrades(),
         );
         match (Steer {
@@ -390,11 +378,33 @@ async fn serve_h1<T, S>(
     }
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
+/// Waits, parked, until `socket` is readable (true), or close or shutdown is signalled or
+/// the `deadline` of a partial request head passes (false). Small on purpose: this is most
+/// of what an idle connection's task holds (the socket's own read-readiness slot, no waiter
+/// node; the timer boxed, and only for a partial head).
+async fn parked(
+    socket: &TcpStream,
+    activity: &Activity,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    std::future::poll_fn(|cx| {
+        match socket.poll_read_ready(cx) {
+            Poll::Ready(r) => return Poll::Ready(r.is_ok()),
+            Poll::Pending => {}
+        }
+        activity.take_park();
+        if activity.signal.load(Ordering::Acquire) != SIGNAL_NONE {
+            return Poll::Ready(false);
+        }
+        if let Some(s) = &mut sleep {
+            if s.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// What became of a driven connection.

@@ -3,7 +3,6 @@
 //! the registry of every open connection's record. Kept here, below every layer, because
 //! response bodies hold an [`InflightGuard`] and the status endpoints count connections.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -136,18 +135,6 @@ impl Activity {
             Ordering::AcqRel,
             Ordering::Relaxed,
         );
-    }
-    /// Resolves once close or shutdown is signalled (a park request is consumed: the
-    /// connection is parked already). The task's waker is registered at its start.
-    pub(crate) fn signalled(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|_| {
-            self.take_park();
-            if self.signal.load(Ordering::Acquire) == SIGNAL_NONE {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
     }
 }
 
