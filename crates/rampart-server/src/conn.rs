@@ -4,6 +4,7 @@
 
 pub mod fd_limit;
 mod h1fast;
+pub mod lot;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use h1fast::fuzz_head;
 pub mod server;

@@ -10,4 +10,5 @@ pub mod path;
 pub mod refusal;
 pub mod request_id;
 pub mod roots;
+pub(crate) mod spares;
 pub mod trace_context;

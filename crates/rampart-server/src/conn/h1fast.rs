@@ -31,9 +31,7 @@ use crate::request::connection::ConnInfo;
 use crate::request::stack;
 use crate::wire::activity::{Activity, InflightGuard, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
-
-/// Room made for each read.
-const READ_SIZE: usize = 8192;
+use crate::wire::spares;
 
 /// Most headers parsed on the stack; requests with more go to hyper (which applies
 /// `max_headers`).
@@ -156,7 +154,7 @@ enum Ev {
 ///
 /// A connection waiting for its next request holds no buffer: when nothing is buffered and
 /// nothing can be read, the read buffer and the response-head buffer (`out`) go back to
-/// the worker's spares ([`Spares`]) and are taken again when bytes arrive, as nginx frees
+/// the worker's spares ([`spares`]) and are taken again when bytes arrive, as nginx frees
 /// its per-request buffers. Keeping them until the connection parked cost ~9 KiB per
 /// connection between requests (the 10,000-connection ramp peaked 8 MiB higher, and
 /// mimalloc kept most of it after the connections parked).
@@ -170,13 +168,16 @@ async fn read<T: AsyncRead + Unpin>(
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     poll_fn(|cx| {
         if buf.capacity() == 0 {
-            *buf = Spares::buf();
+            *buf = spares::buf();
         }
-        buf.reserve(READ_SIZE);
+        buf.reserve(spares::READ_SIZE);
         match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
             Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Ev::Closed),
             Poll::Ready(Ok(_)) => return Poll::Ready(Ev::Data),
-            Poll::Pending if buf.is_empty() => Spares::give(buf, out),
+            Poll::Pending if buf.is_empty() => {
+                spares::give_buf(std::mem::take(buf));
+                spares::give_out(std::mem::take(out));
+            }
             Poll::Pending => {}
         }
         if let Some(s) = &mut sleep {
@@ -198,58 +199,6 @@ async fn read<T: AsyncRead + Unpin>(
         }
     })
     .await
-}
-
-/// Read and response-head buffers of this worker thread's connections that wait for their
-/// next request, for the next connection with bytes to read. Taking and giving one back
-/// costs a few dozen instructions; freeing and allocating them with mimalloc instead
-/// measured ~600 instructions per keep-alive request (callgrind). At most [`SPARES`] of
-/// each are kept per worker.
-struct Spares {
-    bufs: Vec<BytesMut>,
-    outs: Vec<Vec<u8>>,
-}
-
-/// Spare buffers kept per worker thread.
-const SPARES: usize = 32;
-
-/// Room the response head starts with: the security headers alone are ~600 bytes.
-const OUT_SIZE: usize = 1024;
-
-thread_local! {
-    static SPARE: RefCell<Spares> = const {
-        RefCell::new(Spares { bufs: Vec::new(), outs: Vec::new() })
-    };
-}
-
-impl Spares {
-    fn buf() -> BytesMut {
-        SPARE
-            .with_borrow_mut(|s| s.bufs.pop())
-            .unwrap_or_else(|| BytesMut::with_capacity(READ_SIZE))
-    }
-
-    fn out() -> Vec<u8> {
-        SPARE
-            .with_borrow_mut(|s| s.outs.pop())
-            .unwrap_or_else(|| Vec::with_capacity(OUT_SIZE))
-    }
-
-    /// Takes an empty `buf` and `out` from a connection that waits; a buffer larger than
-    /// a usual one (a long head, a large answer head) is freed instead of kept.
-    fn give(buf: &mut BytesMut, out: &mut Vec<u8>) {
-        let buf = std::mem::take(buf);
-        let mut out = std::mem::take(out);
-        SPARE.with_borrow_mut(|s| {
-            if s.bufs.len() < SPARES && buf.capacity() <= 2 * READ_SIZE {
-                s.bufs.push(buf);
-            }
-            if out.capacity() != 0 && s.outs.len() < SPARES && out.capacity() <= 4 * OUT_SIZE {
-                out.clear();
-                s.outs.push(out);
-            }
-        });
-    }
 }
 
 /// Parses one request head; `Simple` only for a request with no body that needs nothing
@@ -392,7 +341,7 @@ where
     }
     out.clear();
     if out.capacity() == 0 {
-        *out = Spares::out();
+        *out = spares::out();
     }
     out.extend_from_slice(if version == Version::HTTP_10 {
         b"HTTP/1.0 "

@@ -34,12 +34,14 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::lot::Held;
 use super::serving::Serving;
 use crate::edge::Edge;
 use crate::request::connection::ConnInfo;
 use crate::request::stack;
 use crate::wire::activity::{
-    Activity, InflightGuard, Registry, SIGNAL_CLOSE, SIGNAL_NONE, SIGNAL_PARK, SIGNAL_SHUTDOWN,
+    Activity, InflightGuard, Registry, PARKED_MOVABLE, PARKED_NO, PARKED_TASK, SIGNAL_CLOSE,
+    SIGNAL_NONE, SIGNAL_PARK, SIGNAL_SHUTDOWN,
 };
 
 /// A listening socket on `addr` (`SO_REUSEADDR`, backlog 4096).
@@ -88,15 +90,67 @@ pub(crate) async fn accept_loop(
         let serving2 = serving.clone();
         serving.tracker.spawn(async move {
             let activity = Arc::new(Activity::default());
-            activity.register().await;
-            let _entry = serving2.conns.insert(&activity);
-            // Shutdown may have swept the registry just before this connection joined it.
-            if !serving2.token.is_cancelled() {
-                serve_conn(stream, peer, kind, serving2, activity).await;
-            }
-            drop(permit);
+            let entry = serving2.conns.insert(&activity);
+            let held = Held {
+                stream,
+                peer,
+                activity,
+                entry,
+                permit,
+            };
+            connection(held, kind, serving2, true).await;
         });
     }
+}
+
+/// A connection's task, from accept (or the lot) until it closes or moves to the lot.
+pub(crate) async fn connection(
+    held: Held<TcpStream>,
+    kind: Kind,
+    serving: Arc<Serving>,
+    wait_first: bool,
+) {
+    held.activity.register().await;
+    // Shutdown may have swept the registry just before this connection joined it.
+    if serving.token.is_cancelled() {
+        return;
+    }
+    let Held {
+        stream,
+        peer,
+        activity,
+        entry,
+        permit,
+    } = held;
+    let quiet = serve_conn(
+        stream,
+        peer,
+        kind,
+        serving.clone(),
+        activity.clone(),
+        wait_first,
+    )
+    .await;
+    if let Some(stream) = quiet {
+        super::lot::park(
+            &serving,
+            Held {
+                stream,
+                peer,
+                activity,
+                entry,
+                permit,
+            },
+        );
+    }
+}
+
+/// Gives a plain connection (back from the lot) a task of its own again.
+pub(crate) fn resume(serving: &Arc<Serving>, held: Held<TcpStream>, wait_first: bool) {
+    held.activity.parked.store(PARKED_NO, Ordering::Relaxed);
+    serving
+        .tracker
+        .spawn(connection(held, Kind::Plain, serving.clone(), wait_first));
 }
 
 /// Applies the HTTP/1.1 limits to a hyper (or hyper-util auto) HTTP/1 builder.
@@ -123,14 +177,16 @@ macro_rules! h2_limits {
 /// A connection's whole life, boxed: the task of a connection parked for minutes holds
 /// a pointer, not room for the largest state any branch (TLS handshake, HTTP/2, h2c
 /// sniffing) might need. Connection settings come from the edge current when it was
-/// accepted; each request uses the edge current when it starts.
+/// accepted (or left the lot); each request uses the edge current when it starts. Ends
+/// with the socket of a plain connection quiet long enough for the lot.
 fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
     serving: Arc<Serving>,
     activity: Arc<Activity>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    wait_first: bool,
+) -> Pin<Box<dyn Future<Output = Option<TcpStream>> + Send>> {
     let edge = serving.edge();
     match kind {
         Kind::Plain => {
@@ -153,6 +209,7 @@ fn serve_conn(
                     h2_limits!(b.http2(), s);
                     let conn = b.serve_connection_with_upgrades(io, svc);
                     drive(conn, &activity).await;
+                    None
                 })
             } else {
                 // HTTP/1.1 only: no protocol sniffing on the common path.
@@ -163,9 +220,9 @@ fn serve_conn(
                         &info,
                         &edge.config.server,
                         &activity,
-                        true,
+                        wait_first,
                     )
-                    .await;
+                    .await
                 })
             }
         }
@@ -179,7 +236,7 @@ fn serve_conn(
                 activity,
             )),
             // The HTTPS listener outlived its [tls] section by a moment during a reload.
-            None => Box::pin(async {}),
+            None => Box::pin(async { None }),
         },
     }
 }
@@ -191,7 +248,7 @@ async fn serve_tls(
     serving: Arc<Serving>,
     edge: Arc<Edge>,
     activity: Arc<Activity>,
-) {
+) -> Option<TcpStream> {
     let s = &edge.config.server;
     let handshake = async {
         match &edge.client_auth {
@@ -221,12 +278,12 @@ async fn serve_tls(
         Ok(Err(e)) => {
             edge.metrics.tls_handshake("failed");
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             edge.metrics.tls_handshake("timeout");
             tracing::debug!(%peer, "TLS handshake timed out");
-            return;
+            return None;
         }
     };
     drop(acceptor);
@@ -234,7 +291,7 @@ async fn serve_tls(
         // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3).
         let mut tls = tls;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
-        return;
+        return None;
     }
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
@@ -262,10 +319,11 @@ async fn serve_tls(
         let conn =
             h2_limits!(http2::Builder::new(TokioExecutor::new()), s).serve_connection(io, svc);
         Box::pin(drive(conn, &activity)).await;
+        None
     } else {
         // Not waiting for readability first: the client's request may have come with its
         // last handshake flight and already sit decrypted in rustls.
-        Box::pin(serve_h1(tls, &serving, &info, s, &activity, false)).await;
+        Box::pin(serve_h1(tls, &serving, &info, s, &activity, false)).await
     }
 }
 
@@ -278,7 +336,9 @@ async fn serve_tls(
 /// the socket is taken back from hyper (`into_parts`), everything else is freed, and the
 /// bare socket waits for readability; then a fresh hyper connection resumes it. Bytes hyper
 /// had read but not used are kept and replayed first, so nothing the client sent is lost.
-/// A plain connection also waits for its first byte before any buffer exists.
+/// A plain connection also waits for its first byte before any buffer exists, and, parked
+/// and quiet for another `park_after`, is handed back (the `Some`) to go to the lot
+/// ([`super::lot`]), which holds it without a task.
 ///
 /// Parking at once after every response (as nginx does) measured +20% instructions per
 /// request under keep-alive load (a new hyper connection per request); parking after a
@@ -290,7 +350,8 @@ async fn serve_h1<T>(
     s: &rampart_config::runtime::Server,
     activity: &Arc<Activity>,
     wait_first: bool,
-) where
+) -> Option<TcpStream>
+where
     T: AsyncRead + AsyncWrite + HasSocket + Unpin + Send + 'static,
 {
     activity.parkable.store(true, Ordering::Relaxed);
@@ -303,16 +364,26 @@ async fn serve_h1<T>(
     let mut partial: Option<(tokio::time::Instant, u64)> = None;
     loop {
         if wait {
-            activity.parked.store(true, Ordering::Relaxed);
-            let ok = parked(
+            // Only a plain connection with nothing of a request read may go to the lot.
+            let movable = T::PLAIN && partial.is_none() && io.inner().prefix.is_empty();
+            let state = if movable && serving.lot.is_open() {
+                PARKED_MOVABLE
+            } else {
+                PARKED_TASK
+            };
+            activity.parked.store(state, Ordering::Relaxed);
+            let woke = parked(
                 io.inner().inner.socket(),
                 activity,
                 partial.map(|(t, _)| t + s.header_read_timeout),
+                state == PARKED_MOVABLE,
             )
             .await;
-            activity.parked.store(false, Ordering::Relaxed);
-            if !ok {
-                return;
+            activity.parked.store(PARKED_NO, Ordering::Relaxed);
+            match woke {
+                Woke::Readable => {}
+                Woke::Stop => return None,
+                Woke::Quiet => return io.into_inner().inner.into_plain(),
             }
         }
         if fast {
@@ -326,7 +397,7 @@ async fn serve_h1<T>(
             ))
             .await
             {
-                crate::conn::h1fast::Left::Closed => return,
+                crate::conn::h1fast::Left::Closed => return None,
                 crate::conn::h1fast::Left::Park => {
                     wait = true;
                     partial = None;
@@ -351,17 +422,15 @@ async fn serve_h1<T>(
         })
         .await
         {
-            Outcome::Done => return,
+            Outcome::Done => return None,
             Outcome::Park => {}
             Outcome::Stop => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
-                return;
+                return None;
             }
         }
-        let Some(parts) = Pin::into_inner(conn).into_parts() else {
-            return;
-        };
+        let parts = Pin::into_inner(conn).into_parts()?;
         io = parts.io;
         wait = true;
         if parts.read_buf.is_empty() {
@@ -378,28 +447,48 @@ async fn serve_h1<T>(
     }
 }
 
-/// Waits, parked, until `socket` is readable (true), or close or shutdown is signalled or
-/// the `deadline` of a partial request head passes (false). Small on purpose: this is most
-/// of what an idle connection's task holds (the socket's own read-readiness slot, no waiter
-/// node; the timer boxed, and only for a partial head).
+/// What ended a wait in [`parked`].
+enum Woke {
+    /// The socket is readable (bytes, or the client closed).
+    Readable,
+    /// Close or shutdown was signalled, the partial head's deadline passed, or the socket
+    /// failed: close.
+    Stop,
+    /// Quiet for `park_after` and `movable`: off to the lot.
+    Quiet,
+}
+
+/// Waits, parked, until `socket` is readable, or close or shutdown is signalled or the
+/// `deadline` of a partial request head passes, or (when `movable`) the sweep finds it
+/// quiet. Small on purpose: this is most of what a parked connection's task holds (the
+/// socket's own read-readiness slot, no waiter node; the timer boxed, and only for a
+/// partial head).
 async fn parked(
     socket: &TcpStream,
     activity: &Activity,
     deadline: Option<tokio::time::Instant>,
-) -> bool {
+    movable: bool,
+) -> Woke {
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     std::future::poll_fn(|cx| {
         match socket.poll_read_ready(cx) {
-            Poll::Ready(r) => return Poll::Ready(r.is_ok()),
+            Poll::Ready(Ok(())) => return Poll::Ready(Woke::Readable),
+            Poll::Ready(Err(_)) => return Poll::Ready(Woke::Stop),
             Poll::Pending => {}
         }
-        activity.take_park();
-        if activity.signal.load(Ordering::Acquire) != SIGNAL_NONE {
-            return Poll::Ready(false);
+        match activity.signal.load(Ordering::Acquire) {
+            SIGNAL_NONE => {}
+            SIGNAL_PARK => {
+                activity.take_park();
+                if movable {
+                    return Poll::Ready(Woke::Quiet);
+                }
+            }
+            _ => return Poll::Ready(Woke::Stop),
         }
         if let Some(s) = &mut sleep {
             if s.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(false);
+                return Poll::Ready(Woke::Stop);
             }
         }
         Poll::Pending
@@ -450,18 +539,29 @@ impl<C: Future> Future for Steer<'_, C> {
 
 /// Streams whose TCP socket can be waited on while parked.
 trait HasSocket {
+    /// A bare TCP stream (no state above the socket): it may go to the lot.
+    const PLAIN: bool;
     fn socket(&self) -> &TcpStream;
+    fn into_plain(self) -> Option<TcpStream>;
 }
 
 impl HasSocket for TcpStream {
+    const PLAIN: bool = true;
     fn socket(&self) -> &TcpStream {
         self
+    }
+    fn into_plain(self) -> Option<TcpStream> {
+        Some(self)
     }
 }
 
 impl HasSocket for tokio_rustls::server::TlsStream<TcpStream> {
+    const PLAIN: bool = false;
     fn socket(&self) -> &TcpStream {
         self.get_ref().0
+    }
+    fn into_plain(self) -> Option<TcpStream> {
+        None
     }
 }
 
@@ -602,11 +702,16 @@ pub(crate) async fn sweep(
                 .store(u32::try_from(quiet).unwrap_or(u32::MAX), Ordering::Relaxed);
             if quiet >= idle_ticks {
                 a.raise(SIGNAL_CLOSE);
-            } else if quiet >= park_ticks
-                && a.parkable.load(Ordering::Relaxed)
-                && !a.parked.load(Ordering::Relaxed)
-            {
-                a.raise(SIGNAL_PARK);
+            } else if quiet >= park_ticks {
+                // A busy HTTP/1.1 connection parks in its task; one parked there that could
+                // go to the lot goes (a plain one between requests parks in its task at
+                // once, so it reaches the lot park_after after its last byte).
+                let parked = a.parked.load(Ordering::Relaxed);
+                if (parked == PARKED_NO && a.parkable.load(Ordering::Relaxed))
+                    || parked == PARKED_MOVABLE
+                {
+                    a.raise(SIGNAL_PARK);
+                }
             }
         }
     }

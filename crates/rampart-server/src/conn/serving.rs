@@ -25,6 +25,8 @@ pub struct Serving {
     pub(crate) limit: Arc<Semaphore>,
     /// Every open connection (the process's registry, which outlives edges).
     pub(crate) conns: Arc<Registry>,
+    /// Where quiet plain connections wait without a task.
+    pub(crate) lot: super::lot::Lot,
     redirect_port: AtomicU16,
 }
 
@@ -37,6 +39,7 @@ impl Serving {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             limit: Arc::new(Semaphore::new(max_connections)),
+            lot: super::lot::Lot::new(),
             redirect_port: AtomicU16::new(0),
         }
     }

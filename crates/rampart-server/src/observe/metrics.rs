@@ -337,12 +337,20 @@ impl Metrics {
             "Open client connections",
             active,
         );
+        let (all, lot) = live.conns.parked();
         let parked = Gauge::<i64>::default();
-        parked.set(i64::try_from(live.conns.parked()).unwrap_or(i64::MAX));
+        parked.set(i64::try_from(all).unwrap_or(i64::MAX));
         r.register(
             "rampart_parked_connections",
             "Idle HTTP/1.1 keep-alive connections parked (only the socket held)",
             parked,
+        );
+        let in_lot = Gauge::<i64>::default();
+        in_lot.set(i64::try_from(lot).unwrap_or(i64::MAX));
+        r.register(
+            "rampart_lot_connections",
+            "Parked plain connections held in the lot (no task: the socket and a small record)",
+            in_lot,
         );
         let health: Family<ServerLabels, Gauge> = Family::default();
         let inflight: Family<ServerLabels, Gauge> = Family::default();

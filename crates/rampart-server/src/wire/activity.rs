@@ -12,6 +12,16 @@ pub(crate) const SIGNAL_PARK: u8 = 1;
 pub(crate) const SIGNAL_CLOSE: u8 = 2;
 pub(crate) const SIGNAL_SHUTDOWN: u8 = 3;
 
+/// [`Activity::parked`]: serving (or between requests, not yet parked).
+pub(crate) const PARKED_NO: u8 = 0;
+/// Parked in its own task, which waits on the socket (a TLS connection, or one holding
+/// part of a request head).
+pub(crate) const PARKED_TASK: u8 = 1;
+/// Parked in its own task, and free to move to the lot once quiet for `park_after`.
+pub(crate) const PARKED_MOVABLE: u8 = 2;
+/// In the lot: no task, only the socket and this record.
+pub(crate) const PARKED_LOT: u8 = 3;
+
 /// Every open connection's [`Activity`], for the sweeper.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -32,12 +42,21 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Connections parked now (only their socket held), for `/metrics`.
-    pub fn parked(&self) -> usize {
-        self.lock()
-            .iter()
-            .filter(|(_, a)| a.parked.load(Ordering::Relaxed))
-            .count()
+    /// Connections parked now (only their socket held), for `/metrics`: all of them, and
+    /// those in the lot (no task either).
+    pub fn parked(&self) -> (usize, usize) {
+        let (mut all, mut lot) = (0, 0);
+        for (_, a) in self.lock().iter() {
+            match a.parked.load(Ordering::Relaxed) {
+                PARKED_NO => {}
+                PARKED_LOT => {
+                    all += 1;
+                    lot += 1;
+                }
+                _ => all += 1,
+            }
+        }
+        (all, lot)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<Arc<Activity>>> {
@@ -74,8 +93,8 @@ pub struct Activity {
     pub(crate) unflushed: AtomicBool,
     /// An HTTP/1.1 connection (HTTP/2 ones are never parked).
     pub(crate) parkable: AtomicBool,
-    /// The connection is parked (only the socket is held).
-    pub(crate) parked: AtomicBool,
+    /// Whether and where the connection is parked (`PARKED_*`).
+    pub(crate) parked: AtomicU8,
     /// The sweeper's last view of `ticks` (plus one; 0 before its first look), and for how
     /// many sweeps it has not moved.
     pub(crate) seen: AtomicU64,
@@ -106,6 +125,13 @@ impl Activity {
             Poll::Ready(())
         })
         .await;
+    }
+    /// Makes `waker` the one [`Activity::raise`] wakes (the lot's, for a connection in it).
+    pub(crate) fn set_waker(&self, waker: std::task::Waker) {
+        *self
+            .waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(waker);
     }
     pub(crate) fn raise(&self, signal: u8) {
         // Close and shutdown are final; a park request never overwrites them.

@@ -307,6 +307,131 @@ async fn parked_tls_connections_resume() {
     }
 }
 
+/// Whether the edge's metrics show `line` within 5 s.
+async fn metrics_show(edge: &crate::harness::TestEdge, line: &str) -> bool {
+    let live = edge.running.as_ref().unwrap().live.clone();
+    let line = line.to_string();
+    rampart_test_support::eventually(Duration::from_secs(5), move || {
+        let text = rampart_server::request::status::metrics_text(&live.edge());
+        text.lines().any(|l| l == line).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// One keep-alive GET on `s`, answered 200.
+async fn ask(s: &mut TcpStream) {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_responses(s, 1).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_plain_connections_wait_in_the_lot_and_come_back() {
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nidle_timeout = \"30s\"\nmax_connections = 2\n{RESPOND}"
+    ))
+    .await;
+    let mut a = TcpStream::connect(edge.http()).await.unwrap();
+    let mut b = TcpStream::connect(edge.http()).await.unwrap();
+    ask(&mut a).await;
+    ask(&mut b).await;
+    assert!(
+        metrics_show(&edge, "rampart_lot_connections 2").await,
+        "the quiet connections never reached the lot"
+    );
+    assert!(metrics_show(&edge, "rampart_parked_connections 2").await);
+    // Out of the lot by a request; by two pipelined ones cut in the middle of the first.
+    ask(&mut a).await;
+    let two = "GET / HTTP/1.1\r\nHost: h\r\n\r\n".repeat(2);
+    b.write_all(&two.as_bytes()[..7]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    b.write_all(&two.as_bytes()[7..]).await.unwrap();
+    let out = read_responses(&mut b, 2).await;
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    assert!(
+        metrics_show(&edge, "rampart_lot_connections 2").await,
+        "the connections did not go back to the lot"
+    );
+    // A client leaving while in the lot frees its place: with max_connections = 2 a third
+    // client is served only once the edge has seen the close.
+    drop(a);
+    let mut c = TcpStream::connect(edge.http()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ask(&mut c))
+        .await
+        .expect("the closed connection kept its place");
+    ask(&mut b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_leave_the_lot_at_once_and_all_are_answered() {
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nidle_timeout = \"30s\"\n{RESPOND}"
+    ))
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(edge.http()).await.unwrap();
+        ask(&mut s).await;
+        conns.push(s);
+    }
+    assert!(metrics_show(&edge, "rampart_lot_connections 200").await);
+    for round in 0..2 {
+        let mut all = tokio::task::JoinSet::new();
+        for mut s in conns.drain(..) {
+            all.spawn(async move {
+                ask(&mut s).await;
+                s
+            });
+        }
+        while let Some(s) = all.join_next().await {
+            conns.push(s.unwrap_or_else(|e| panic!("round {round}: {e}")));
+        }
+        assert!(
+            metrics_show(&edge, "rampart_lot_connections 200").await,
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_in_the_lot_close_when_idle_and_at_shutdown() {
+    let edge = start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nidle_timeout = \"1500ms\"\n{RESPOND}"
+    ))
+    .await;
+    let mut idle = TcpStream::connect(edge.http()).await.unwrap();
+    ask(&mut idle).await;
+    let t = Instant::now();
+    assert!(metrics_show(&edge, "rampart_lot_connections 1").await);
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("a connection in the lot was never closed when idle")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(metrics_show(&edge, "rampart_active_connections 0").await);
+    // At shutdown every connection in the lot closes at once (nothing is in flight).
+    let mut s = TcpStream::connect(edge.http()).await.unwrap();
+    ask(&mut s).await;
+    assert!(metrics_show(&edge, "rampart_lot_connections 1").await);
+    let t = Instant::now();
+    edge.running.as_ref().unwrap().shutdown();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("a connection in the lot outlived shutdown")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connections_still_close_when_idle() {
     let edge = start(&format!("[server]\nhttp = \"127.0.0.1:0\"\npark_after = \"100ms\"\nidle_timeout = \"800ms\"\n{RESPOND}")).await;

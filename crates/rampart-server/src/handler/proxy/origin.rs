@@ -32,15 +32,12 @@ const MAX_HEADERS: usize = 100;
 
 /// Read buffer size for a response head (and the body bytes that come with it).
 const READ_BUF: usize = 8192;
-/// A pooled connection keeps its read buffer up to this capacity.
-const KEEP_BUF: usize = 16 * 1024;
-
-/// An idle connection kept for reuse, with its read buffer: the next response is read into
-/// the same memory (its head's header values are slices of it, so nothing is copied).
+/// An idle connection kept for reuse. It holds no buffer: the next exchange takes a spare
+/// of the worker's ([`crate::wire::spares`]), so a pool of hundreds of idle connections
+/// holds no read buffers (8 KiB each).
 #[derive(Debug)]
 pub(super) struct RawConn {
     stream: TcpStream,
-    buf: BytesMut,
     since: Instant,
     /// How long the upstream said it keeps the connection (`Keep-Alive: timeout=`), less
     /// a margin: the connection is dropped before the upstream closes it.
@@ -83,11 +80,11 @@ enum Fail {
 }
 
 impl Pool {
-    fn checkout_raw(&self, s: &Server) -> Option<(TcpStream, BytesMut)> {
+    fn checkout_raw(&self, s: &Server) -> Option<TcpStream> {
         let mut idle = s.raw_idle.lock().ok()?;
         while let Some(c) = idle.pop() {
             if c.fresh(self.idle_timeout) && is_open(&c.stream) {
-                return Some((c.stream, c.buf));
+                return Some(c.stream);
             }
         }
         None
@@ -105,31 +102,27 @@ impl Pool {
         let head = serialize(&req, fwd);
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, (stream, buf), reused) = match self
-                .idle(&attempts, |s| self.checkout_raw(s))?
-            {
-                Picked::Idle(found) => found,
-                Picked::Miss(idx, server) => {
-                    let connect =
-                        |s: Arc<Server>| async move { Ok((self.tcp(&s).await?, BytesMut::new())) };
-                    let path = req.uri().path();
-                    self.fresh(
-                        &mut attempts,
-                        (idx, server),
-                        |s| self.checkout_raw(s),
-                        connect,
-                        rid,
-                        path,
-                    )
-                    .await?
-                }
-            };
+            let (idx, server, stream, reused) =
+                match self.idle(&attempts, |s| self.checkout_raw(s))? {
+                    Picked::Idle(found) => found,
+                    Picked::Miss(idx, server) => {
+                        let connect = |s: Arc<Server>| async move { self.tcp(&s).await };
+                        let path = req.uri().path();
+                        self.fresh(
+                            &mut attempts,
+                            (idx, server),
+                            |s| self.checkout_raw(s),
+                            connect,
+                            rid,
+                            path,
+                        )
+                        .await?
+                    }
+                };
             let inflight = Inflight::new(&server);
-            let exchanged = tokio::time::timeout(
-                self.response_timeout,
-                exchange(stream, buf, &head, head_only),
-            )
-            .await;
+            let exchanged =
+                tokio::time::timeout(self.response_timeout, exchange(stream, &head, head_only))
+                    .await;
             let (parts, body) = match exchanged {
                 Ok(Ok(r)) => r,
                 // The upstream closed a pooled connection as its keep-alive ended (the
@@ -189,17 +182,17 @@ fn serialize(req: &Request<Body>, fwd: &Forwarding) -> Vec<u8> {
 
 type Head = (StatusCode, HeaderMap);
 
-/// Writes the request and reads the response head; the body is left to [`OriginBody`].
+/// Writes the request and reads the response head (into a spare buffer: its head's header
+/// values are slices of it, so nothing is copied); the body is left to [`OriginBody`].
 async fn exchange(
     mut stream: TcpStream,
-    mut buf: BytesMut,
     head: &[u8],
     head_only: bool,
 ) -> Result<(Head, OriginBody), Fail> {
     if stream.write_all(head).await.is_err() {
         return Err(Fail::Stale);
     }
-    buf.clear();
+    let mut buf = crate::wire::spares::buf();
     loop {
         buf.reserve(READ_BUF);
         let n = match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await {
@@ -481,16 +474,13 @@ impl OriginBody {
         if !self.reusable || !self.buf.is_empty() {
             return;
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        if buf.capacity() > KEEP_BUF {
-            buf = BytesMut::new();
-        }
+        // A pooled connection holds no buffer: the next exchange takes a spare.
+        crate::wire::spares::give_buf(std::mem::take(&mut self.buf));
         let server = back.server.clone();
         if let Ok(mut idle) = server.raw_idle.lock() {
             if idle.len() < back.max_idle {
                 idle.push(RawConn {
                     stream,
-                    buf,
                     since: Instant::now(),
                     keep: self.keep,
                 });
@@ -840,13 +830,7 @@ mod tests {
             s.write_all(wire).await.unwrap();
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let r = exchange(
-            stream,
-            BytesMut::new(),
-            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
-            head_only,
-        )
-        .await;
+        let r = exchange(stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", head_only).await;
         let Ok(((status, headers), body)) = r else {
             panic!("exchange failed");
         };
@@ -874,14 +858,9 @@ mod tests {
     /// Status and body as this client reads `wire`; `None` when it refuses the answer.
     async fn ours(wire: Vec<u8>) -> Option<(u16, Vec<u8>)> {
         let stream = TcpStream::connect(serve_once(wire).await).await.unwrap();
-        let ((status, _), body) = exchange(
-            stream,
-            BytesMut::new(),
-            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
-            false,
-        )
-        .await
-        .ok()?;
+        let ((status, _), body) = exchange(stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", false)
+            .await
+            .ok()?;
         let bytes = body.collect().await.ok()?.to_bytes();
         Some((status.as_u16(), bytes.to_vec()))
     }
