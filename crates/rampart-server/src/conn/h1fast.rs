@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body::Body as _;
 use smallvec::SmallVec;
@@ -274,7 +274,7 @@ fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> Parsed {
         return Parsed::Other;
     };
     // Room for the five forwarding headers a proxied request gets: the map never grows.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 5);
+    let mut headers = spares::headers(fields.len() + 5);
     for (name, start, end) in fields.drain(..) {
         let (start, end) = (start as usize, end as usize);
         // INVARIANT: httparse accepts only bytes a `HeaderValue` takes (HTAB, SP-~, obs-text).
@@ -410,6 +410,7 @@ where
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    spares::give_headers(parts.headers);
     if bodiless || head_only {
         write_all(io, &mut [IoSlice::new(out)]).await?;
     } else if let Body::Full(Some(b)) | Body::Head(_, Some(b)) = &body {

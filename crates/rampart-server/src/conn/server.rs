@@ -399,6 +399,11 @@ where
             {
                 crate::conn::h1fast::Left::Closed => return None,
                 crate::conn::h1fast::Left::Park => {
+                    // Quiet for park_after already (the sweep's signal): straight to the
+                    // lot when it may go there.
+                    if T::PLAIN && io.inner().prefix.is_empty() && serving.lot.is_open() {
+                        return io.into_inner().inner.into_plain();
+                    }
                     wait = true;
                     partial = None;
                     continue;
@@ -434,6 +439,10 @@ where
         io = parts.io;
         wait = true;
         if parts.read_buf.is_empty() {
+            // Quiet for park_after already: straight to the lot when it may go there.
+            if T::PLAIN && io.inner().prefix.is_empty() && serving.lot.is_open() {
+                return io.into_inner().inner.into_plain();
+            }
             partial = None;
         } else {
             // Part of a request is waiting: keep it and replay it first.

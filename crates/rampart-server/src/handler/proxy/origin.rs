@@ -94,7 +94,7 @@ impl Pool {
     /// headers `fwd` on a connection of rampart's own.
     pub(super) async fn forward_raw(
         self: &Arc<Self>,
-        req: Request<Body>,
+        mut req: Request<Body>,
         fwd: &Forwarding,
     ) -> Result<(Response<Body>, Arc<Server>), ProxyError> {
         let head_only = req.method() == http::Method::HEAD;
@@ -152,6 +152,9 @@ impl Pool {
             let mut resp = Response::new(Body::stream(body));
             *resp.status_mut() = parts.0;
             *resp.headers_mut() = parts.1;
+            // The request's head is sent: its map and buffer serve the next request.
+            crate::wire::spares::give_headers(std::mem::take(req.headers_mut()));
+            crate::wire::spares::give_out(head);
             return Ok((resp, server));
         }
     }
@@ -161,7 +164,8 @@ impl Pool {
 /// those `fwd` replaces, then `fwd`'s.
 fn serialize(req: &Request<Body>, fwd: &Forwarding) -> Vec<u8> {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut b = Vec::with_capacity(256 + req.headers().len() * 48);
+    let mut b = crate::wire::spares::out();
+    b.reserve(256 + req.headers().len() * 48);
     b.extend_from_slice(req.method().as_str().as_bytes());
     b.push(b' ');
     b.extend_from_slice(pq.as_bytes());
@@ -270,7 +274,7 @@ impl Parsed {
         // Room for what the edge adds to the map on HTTP/1.1 (request id, three rate-limit
         // headers; the security headers are written while serializing). HTTP/2 answers,
         // which get the security headers in the map, grow it once.
-        let mut headers = HeaderMap::with_capacity(self.fields.len() + 4);
+        let mut headers = crate::wire::spares::headers(self.fields.len() + 4);
         for (name, start, end) in self.fields.drain(..) {
             let value = raw.slice(start as usize..end as usize);
             // INVARIANT: httparse accepts only bytes a `HeaderValue` takes (HTAB, SP-~, obs-text).
