@@ -27,7 +27,6 @@ use std::task::Wake;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::serving::Serving;
 use crate::wire::activity::{Activity, Entry, PARKED_LOT, PARKED_NO, SIGNAL_NONE, SIGNAL_PARK};
 
 /// A plain connection between tasks: what its task hands to the lot, and the lot back to a
@@ -145,109 +144,79 @@ impl Lot {
     }
 }
 
-/// Moves `held` into the lot. It was parked at a request boundary with nothing buffered;
-/// if the lot cannot take it, it goes back to a task of its own.
-pub(crate) fn park(serving: &Arc<Serving>, held: Held<TcpStream>) {
-    let lot = &serving.lot;
-    let Held {
-        stream,
-        peer,
-        activity,
-        entry,
-        permit,
-    } = held;
-    let (Some(registry), Some(signal)) = (&lot.registry, &lot.signal) else {
-        return super::server::resume(
-            serving,
-            Held {
-                stream,
-                peer,
-                activity,
-                entry,
-                permit,
-            },
-            true,
-        );
-    };
-    if !lot.is_open() {
-        return super::server::resume(
-            serving,
-            Held {
-                stream,
-                peer,
-                activity,
-                entry,
-                permit,
-            },
-            true,
-        );
-    }
-    // Leaves tokio's reactor (its readiness record is freed) for the lot's epoll set.
-    let std = match stream.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "a parked connection could not leave the reactor");
-            return;
+impl Lot {
+    /// Moves `held` into the lot. It was parked at a request boundary with nothing
+    /// buffered. A connection the lot cannot take comes back (`Some`), to get a task of its
+    /// own again; one whose socket failed on the way is closed (`None`).
+    pub(crate) fn park(&self, held: Held<TcpStream>) -> Option<Held<TcpStream>> {
+        let (Some(registry), Some(signal)) = (&self.registry, &self.signal) else {
+            return Some(held);
+        };
+        if !self.is_open() {
+            return Some(held);
         }
-    };
-    let mut stream = mio::net::TcpStream::from_std(std);
-    activity.parked.store(PARKED_LOT, Ordering::Relaxed);
-    activity.set_waker(std::task::Waker::from(signal.clone()));
-    let key = {
-        let mut slots = lot.slots();
-        let slot = slots.vacant_entry();
-        // Registered under the lock: an event for this key waits for the record to be in.
-        if let Err(e) =
-            registry.register(&mut stream, mio::Token(slot.key()), mio::Interest::READABLE)
-        {
-            drop(slots);
-            tracing::debug!(%peer, error = %e, "a parked connection could not enter the lot");
-            activity.parked.store(PARKED_NO, Ordering::Relaxed);
-            return resume(serving, stream, peer, activity, entry, permit);
-        }
-        let key = slot.key();
-        slot.insert(Held {
+        let Held {
             stream,
             peer,
-            activity: activity.clone(),
+            activity,
             entry,
             permit,
-        });
-        key
-    };
-    if !lot.is_open() {
-        // The lot's task ended (shutdown) while this one came in.
-        drop(lot.take(key));
-        return;
-    }
-    // A signal raised while the waker was still the old task's must not be missed.
-    if activity.signal.load(Ordering::Acquire) != SIGNAL_NONE {
-        Wake::wake_by_ref(signal);
+        } = held;
+        // Leaves tokio's reactor (its readiness record is freed) for the lot's epoll set.
+        let std = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "a parked connection could not leave the reactor");
+                return None;
+            }
+        };
+        let mut stream = mio::net::TcpStream::from_std(std);
+        activity.parked.store(PARKED_LOT, Ordering::Relaxed);
+        activity.set_waker(std::task::Waker::from(signal.clone()));
+        let key = {
+            let mut slots = self.slots();
+            let slot = slots.vacant_entry();
+            // Registered under the lock: an event for this key waits for the record.
+            if let Err(e) =
+                registry.register(&mut stream, mio::Token(slot.key()), mio::Interest::READABLE)
+            {
+                drop(slots);
+                tracing::debug!(%peer, error = %e, "a parked connection could not enter the lot");
+                activity.parked.store(PARKED_NO, Ordering::Relaxed);
+                return back(Held {
+                    stream,
+                    peer,
+                    activity,
+                    entry,
+                    permit,
+                });
+            }
+            let key = slot.key();
+            slot.insert(Held {
+                stream,
+                peer,
+                activity: activity.clone(),
+                entry,
+                permit,
+            });
+            key
+        };
+        if !self.is_open() {
+            // The lot's thread ended (shutdown) while this one came in.
+            drop(self.take(key));
+            return None;
+        }
+        // A signal raised while the waker was still the old task's must not be missed.
+        if activity.signal.load(Ordering::Acquire) != SIGNAL_NONE {
+            Wake::wake_by_ref(signal);
+        }
+        None
     }
 }
 
-/// Gives a connection back to a task of its own, waiting for its first byte.
-fn resume(
-    serving: &Arc<Serving>,
-    stream: mio::net::TcpStream,
-    peer: SocketAddr,
-    activity: Arc<Activity>,
-    entry: Entry,
-    permit: OwnedSemaphorePermit,
-) {
-    if let Some(held) = back(Held {
-        stream,
-        peer,
-        activity,
-        entry,
-        permit,
-    }) {
-        super::server::resume(serving, held, true);
-    }
-}
-
-/// A connection out of the lot, registered with tokio's reactor again.
-fn back(held: Held<mio::net::TcpStream>) -> Option<Held<TcpStream>> {
+/// A connection out of the lot, registered with tokio's reactor again (on a runtime
+/// thread); `None` (closed) when that fails.
+pub(crate) fn back(held: Held<mio::net::TcpStream>) -> Option<Held<TcpStream>> {
     let Held {
         stream,
         peer,
@@ -255,6 +224,7 @@ fn back(held: Held<mio::net::TcpStream>) -> Option<Held<TcpStream>> {
         entry,
         permit,
     } = held;
+    activity.parked.store(PARKED_NO, Ordering::Relaxed);
     match TcpStream::from_std(std::net::TcpStream::from(stream)) {
         Ok(stream) => Some(Held {
             stream,
@@ -270,10 +240,13 @@ fn back(held: Held<mio::net::TcpStream>) -> Option<Held<TcpStream>> {
     }
 }
 
-/// Runs the lot's thread until shutdown: it hands readable connections back to tasks on
-/// this runtime, closes signalled ones, and at shutdown closes all that are left.
-pub(crate) async fn run(serving: Arc<Serving>) {
-    let lot = &serving.lot;
+/// Runs the lot's thread until `stop` is cancelled (or this task is dropped with its
+/// runtime): the thread hands each readable connection to `resume` (which gives it a task
+/// on the runtime), closes signalled ones, and at the end closes all that are left.
+pub(crate) async fn run<R>(lot: Arc<Lot>, stop: tokio_util::sync::CancellationToken, resume: R)
+where
+    R: Fn(Held<mio::net::TcpStream>) + Send + 'static,
+{
     let (Some(poll), Some(signal)) = (
         lot.poll
             .lock()
@@ -292,22 +265,22 @@ pub(crate) async fn run(serving: Arc<Serving>) {
         }
     }
     let _stop = Stop(signal);
-    let weak = Arc::downgrade(&serving);
-    let handle = tokio::runtime::Handle::current();
     lot.running.store(true, Ordering::Release);
+    let lot2 = lot.clone();
     let thread = std::thread::Builder::new()
         .name("rampart-lot".into())
-        .spawn(move || watch(&weak, poll, &handle));
+        .spawn(move || watch(&lot2, poll, &resume));
     if let Err(e) = thread {
         lot.running.store(false, Ordering::Release);
         tracing::warn!(error = %e, "no thread for idle connections; they keep a task each");
         return;
     }
-    serving.token.cancelled().await;
+    stop.cancelled().await;
 }
 
 /// The lot's thread (see [`run`]).
-fn watch(serving: &std::sync::Weak<Serving>, mut poll: mio::Poll, handle: &tokio::runtime::Handle) {
+fn watch(lot: &Lot, mut poll: mio::Poll, resume: &dyn Fn(Held<mio::net::TcpStream>)) {
+    let Some(signal) = &lot.signal else { return };
     let mut events = mio::Events::with_capacity(256);
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
@@ -317,11 +290,6 @@ fn watch(serving: &std::sync::Weak<Serving>, mut poll: mio::Poll, handle: &tokio
             tracing::warn!(error = %e, "waiting on idle connections failed");
             break;
         }
-        let Some(serving) = serving.upgrade() else {
-            return;
-        };
-        let lot = &serving.lot;
-        let Some(signal) = &lot.signal else { return };
         if signal.stop.load(Ordering::Acquire) {
             break;
         }
@@ -329,28 +297,16 @@ fn watch(serving: &std::sync::Weak<Serving>, mut poll: mio::Poll, handle: &tokio
             if ev.token() == WAKE {
                 continue;
             }
-            let Some(held) = lot.take(ev.token().0) else {
-                continue;
-            };
-            let serving2 = serving.clone();
-            let task = async move {
-                if let Some(held) = back(held) {
-                    held.activity.parked.store(PARKED_NO, Ordering::Relaxed);
-                    super::server::connection(held, super::server::Kind::Plain, serving2, false)
-                        .await;
-                }
-            };
-            serving.tracker.spawn_on(task, handle);
+            if let Some(held) = lot.take(ev.token().0) {
+                resume(held);
+            }
         }
         if signal.raised.swap(false, Ordering::AcqRel) {
             lot.close_signalled();
         }
     }
-    if let Some(serving) = serving.upgrade() {
-        serving.lot.running.store(false, Ordering::Release);
-        // Every connection still here is idle at a request boundary: closing it loses
-        // nothing.
-        let left = std::mem::take(&mut *serving.lot.slots());
-        drop(left);
-    }
+    lot.running.store(false, Ordering::Release);
+    // Every connection still here is idle at a request boundary: closing it loses nothing.
+    let left = std::mem::take(&mut *lot.slots());
+    drop(left);
 }

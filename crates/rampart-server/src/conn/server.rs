@@ -104,12 +104,7 @@ pub(crate) async fn accept_loop(
 }
 
 /// A connection's task, from accept (or the lot) until it closes or moves to the lot.
-pub(crate) async fn connection(
-    held: Held<TcpStream>,
-    kind: Kind,
-    serving: Arc<Serving>,
-    wait_first: bool,
-) {
+async fn connection(held: Held<TcpStream>, kind: Kind, serving: Arc<Serving>, wait_first: bool) {
     held.activity.register().await;
     // Shutdown may have swept the registry just before this connection joined it.
     if serving.token.is_cancelled() {
@@ -132,25 +127,48 @@ pub(crate) async fn connection(
     )
     .await;
     if let Some(stream) = quiet {
-        super::lot::park(
-            &serving,
-            Held {
-                stream,
-                peer,
-                activity,
-                entry,
-                permit,
-            },
-        );
+        let held = Held {
+            stream,
+            peer,
+            activity,
+            entry,
+            permit,
+        };
+        // Refused by the lot: a task of its own again, waiting for the first byte.
+        if let Some(held) = serving.lot.park(held) {
+            respawn(&serving, held);
+        }
     }
 }
 
-/// Gives a plain connection (back from the lot) a task of its own again.
-pub(crate) fn resume(serving: &Arc<Serving>, held: Held<TcpStream>, wait_first: bool) {
-    held.activity.parked.store(PARKED_NO, Ordering::Relaxed);
+/// A plain connection the lot refused gets a task of its own again (a plain function: an
+/// async function spawning itself could not be shown `Send`).
+fn respawn(serving: &Arc<Serving>, held: Held<TcpStream>) {
     serving
         .tracker
-        .spawn(connection(held, Kind::Plain, serving.clone(), wait_first));
+        .spawn(connection(held, Kind::Plain, serving.clone(), true));
+}
+
+/// Runs the lot ([`super::lot`]) until shutdown: a connection leaving it gets a task on
+/// this runtime again.
+pub(crate) async fn run_lot(serving: Arc<Serving>) {
+    let weak = Arc::downgrade(&serving);
+    let handle = tokio::runtime::Handle::current();
+    let resume = move |held| {
+        let Some(serving) = weak.upgrade() else {
+            return;
+        };
+        let s = serving.clone();
+        let task = async move {
+            if let Some(held) = super::lot::back(held) {
+                connection(held, Kind::Plain, s, false).await;
+            }
+        };
+        serving.tracker.spawn_on(task, &handle);
+    };
+    let (lot, stop) = (serving.lot.clone(), serving.token.clone());
+    drop(serving);
+    super::lot::run(lot, stop, resume).await;
 }
 
 /// Applies the HTTP/1.1 limits to a hyper (or hyper-util auto) HTTP/1 builder.

@@ -26,7 +26,7 @@ pub struct Serving {
     /// Every open connection (the process's registry, which outlives edges).
     pub(crate) conns: Arc<Registry>,
     /// Where quiet plain connections wait without a task.
-    pub(crate) lot: super::lot::Lot,
+    pub(crate) lot: Arc<super::lot::Lot>,
     redirect_port: AtomicU16,
 }
 
@@ -39,7 +39,7 @@ impl Serving {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             limit: Arc::new(Semaphore::new(max_connections)),
-            lot: super::lot::Lot::new(),
+            lot: Arc::new(super::lot::Lot::new()),
             redirect_port: AtomicU16::new(0),
         }
     }

@@ -128,7 +128,7 @@ pub async fn start(edge: Edge) -> anyhow::Result<Running> {
         live.serving.token.clone(),
     ));
     spawn_pool_reaper(&live);
-    tokio::spawn(crate::conn::lot::run(live.serving.clone()));
+    tokio::spawn(crate::conn::server::run_lot(live.serving.clone()));
     tokio::spawn(crate::conn::server::sweep(
         live.process.conns.clone(),
         park_after,
