@@ -168,8 +168,10 @@ pub struct Server {
     raw_idle: Mutex<Vec<origin::RawConn>>,
     /// The HTTP/2 connections (`protocol = "h2"` / `"auto"`).
     h2: Mutex<Vec<h2::Conn>>,
-    /// Held while an HTTP/2 connection to it is being opened.
-    h2_connect: tokio::sync::Mutex<()>,
+    /// An HTTP/2 connection to it is being opened (by one request; the others wait).
+    h2_connecting: std::sync::atomic::AtomicBool,
+    /// Wakes every request that waited for that connect, all at once.
+    h2_connected: tokio::sync::Notify,
 }
 
 impl Server {
@@ -286,7 +288,8 @@ impl Pool {
                         idle: Mutex::new(Vec::new()),
                         raw_idle: Mutex::new(Vec::new()),
                         h2: Mutex::new(Vec::new()),
-                        h2_connect: tokio::sync::Mutex::new(()),
+                        h2_connecting: std::sync::atomic::AtomicBool::new(false),
+                        h2_connected: tokio::sync::Notify::new(),
                     })
                 })
                 .collect(),
