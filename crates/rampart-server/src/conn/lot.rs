@@ -39,6 +39,40 @@ pub(crate) struct Held<S> {
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
+impl<S> Held<S> {
+    /// The stream, and the rest of the record (to go with another form of the stream).
+    pub(crate) fn split(self) -> (S, Held<()>) {
+        let Held {
+            stream,
+            peer,
+            activity,
+            entry,
+            permit,
+        } = self;
+        let rest = Held {
+            stream: (),
+            peer,
+            activity,
+            entry,
+            permit,
+        };
+        (stream, rest)
+    }
+}
+
+impl Held<()> {
+    /// The record with `stream`.
+    pub(crate) fn with<S>(self, stream: S) -> Held<S> {
+        Held {
+            stream,
+            peer: self.peer,
+            activity: self.activity,
+            entry: self.entry,
+            permit: self.permit,
+        }
+    }
+}
+
 /// The connections in the lot, and its epoll set (see the module docs).
 pub struct Lot {
     slots: Mutex<slab::Slab<Held<mio::net::TcpStream>>>,
@@ -155,13 +189,8 @@ impl Lot {
         if !self.is_open() {
             return Some(held);
         }
-        let Held {
-            stream,
-            peer,
-            activity,
-            entry,
-            permit,
-        } = held;
+        let (stream, rest) = held.split();
+        let (peer, activity) = (rest.peer, rest.activity.clone());
         // Leaves tokio's reactor (its readiness record is freed) for the lot's epoll set.
         let std = match stream.into_std() {
             Ok(s) => s,
@@ -183,22 +212,10 @@ impl Lot {
                 drop(slots);
                 tracing::debug!(%peer, error = %e, "a parked connection could not enter the lot");
                 activity.parked.store(PARKED_NO, Ordering::Relaxed);
-                return back(Held {
-                    stream,
-                    peer,
-                    activity,
-                    entry,
-                    permit,
-                });
+                return back(rest.with(stream));
             }
             let key = slot.key();
-            slot.insert(Held {
-                stream,
-                peer,
-                activity: activity.clone(),
-                entry,
-                permit,
-            });
+            slot.insert(rest.with(stream));
             key
         };
         if !self.is_open() {
@@ -217,24 +234,12 @@ impl Lot {
 /// A connection out of the lot, registered with tokio's reactor again (on a runtime
 /// thread); `None` (closed) when that fails.
 pub(crate) fn back(held: Held<mio::net::TcpStream>) -> Option<Held<TcpStream>> {
-    let Held {
-        stream,
-        peer,
-        activity,
-        entry,
-        permit,
-    } = held;
-    activity.parked.store(PARKED_NO, Ordering::Relaxed);
+    let (stream, rest) = held.split();
+    rest.activity.parked.store(PARKED_NO, Ordering::Relaxed);
     match TcpStream::from_std(std::net::TcpStream::from(stream)) {
-        Ok(stream) => Some(Held {
-            stream,
-            peer,
-            activity,
-            entry,
-            permit,
-        }),
+        Ok(stream) => Some(rest.with(stream)),
         Err(e) => {
-            tracing::debug!(%peer, error = %e, "a parked connection could not rejoin the reactor");
+            tracing::debug!(peer = %rest.peer, error = %e, "a parked connection could not rejoin the reactor");
             None
         }
     }

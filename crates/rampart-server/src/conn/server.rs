@@ -110,30 +110,19 @@ async fn connection(held: Held<TcpStream>, kind: Kind, serving: Arc<Serving>, wa
     if serving.token.is_cancelled() {
         return;
     }
-    let Held {
-        stream,
-        peer,
-        activity,
-        entry,
-        permit,
-    } = held;
+    let (stream, rest) = held.split();
+    let activity = rest.activity.clone();
     let quiet = serve_conn(
         stream,
-        peer,
+        rest.peer,
         kind,
         serving.clone(),
-        activity.clone(),
+        activity,
         wait_first,
     )
     .await;
     if let Some(stream) = quiet {
-        let held = Held {
-            stream,
-            peer,
-            activity,
-            entry,
-            permit,
-        };
+        let held = rest.with(stream);
         // Refused by the lot: a task of its own again, waiting for the first byte.
         if let Some(held) = serving.lot.park(held) {
             respawn(&serving, held);
