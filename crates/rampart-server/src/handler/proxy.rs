@@ -66,6 +66,9 @@ pub enum ProxyError {
     /// The same, on rampart's own client.
     #[error("upstream connection failed")]
     Io(#[source] std::io::Error),
+    /// The same, on an HTTP/2 connection.
+    #[error("upstream connection failed")]
+    H2(#[source] ::h2::Error),
     /// The client's request body failed (malformed chunked framing, over the route's
     /// limit, the client gone): the client's fault, never counted against the upstream.
     #[error("client request body failed")]
@@ -95,6 +98,7 @@ impl ProxyError {
             ProxyError::Connect
             | ProxyError::Upstream(_)
             | ProxyError::Io(_)
+            | ProxyError::H2(_)
             | ProxyError::Protocol => Refusal::BadGateway,
         }
     }
@@ -768,8 +772,6 @@ impl Pool {
                 Body::stream(UpstreamBody {
                     inner,
                     back: Some(back),
-                    _inflight: None,
-                    _stream: None,
                 })
             });
             return Ok((resp, server));
@@ -816,10 +818,6 @@ pub(super) struct Attempts {
 pub struct UpstreamBody {
     inner: hyper::body::Incoming,
     back: Option<PoolReturn>,
-    /// The server's in-flight count, on HTTP/2 (on HTTP/1.1 `back` holds it).
-    _inflight: Option<Inflight>,
-    /// The HTTP/2 stream it is on, counted against its connection until the body ends.
-    _stream: Option<h2::Stream>,
 }
 
 struct PoolReturn {
@@ -1104,11 +1102,17 @@ impl Forwarding {
             None => {}
         }
         h.insert(X_REAL_IP, self.real_ip);
-        h.insert(crate::wire::request_id::X_REQUEST_ID, self.request_id);
-        if let Some(v) = self
+        // Unique per request: over HTTP/2 they go as never-indexed literals, so they do not
+        // churn the connection's HPACK table (each new one would evict the headers every
+        // request repeats, which are then sent and decoded in full again).
+        let mut id = self.request_id;
+        id.set_sensitive(true);
+        h.insert(crate::wire::request_id::X_REQUEST_ID, id);
+        if let Some(mut v) = self
             .traceparent
             .and_then(|t| HeaderValue::from_bytes(&t).ok())
         {
+            v.set_sensitive(true);
             h.insert(crate::wire::trace_context::TRACEPARENT, v);
         }
     }

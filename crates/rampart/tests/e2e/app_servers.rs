@@ -124,36 +124,14 @@ async fn gunicorn_closing_idle_connections_never_gives_502() {
 /// `keepalive_requests` (default 1000; 7 here) closes one after its last allowed request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_closing_idle_and_used_up_connections_never_gives_502() {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nginx is needed (apt-get install nginx-light)");
     let dir = TempDir::new("nginx-origin");
-    let port = rampart_test_support::dead_addr().port();
-    let d = dir.path().display();
-    dir.write(
-        "nginx.conf",
-        format!(
-            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             keepalive_timeout 2s; keepalive_requests 7;\n\
-             server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain; return 200 \"nginx ok\"; }} }} }}\n"
-        ),
+    // Stopped on drop with SIGTERM: a SIGKILLed master left its worker running, holding
+    // the test run's stdout open.
+    let nginx = crate::harness::Nginx::start(
+        &dir,
+        "access_log off; keepalive_timeout 2s; keepalive_requests 7;\n\
+         server { listen 127.0.0.1:{port}; location / { default_type text/plain; return 200 \"nginx ok\"; } }",
     );
-    let mut child = std::process::Command::new(nginx)
-        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let up = rampart_test_support::eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(&addr).ok()
-    })
-    .await;
-    assert!(up.is_some(), "nginx did not start");
+    let addr = format!("127.0.0.1:{}", nginx.port);
     survives_keep_alive_expiry(addr, Duration::from_secs(3), "nginx ok").await;
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -111,6 +111,7 @@ fn check(v: &Value) {
         v["bidi"],
         serde_json::json!(["echo:m0", "echo:m1", "echo:m2"])
     );
+    assert_eq!(v["large"], true, "{v:#}");
     assert_eq!(v["deadline"], "DEADLINE_EXCEEDED", "{v:#}");
     assert!(v["deadline_ms"].as_u64().unwrap() < 2000, "{v:#}");
     let edge = v["edge_timeout"].as_array().unwrap();
@@ -244,4 +245,30 @@ async fn concurrent_calls_spread_over_more_connections() {
     assert_eq!(v["calls"], 120, "{v}");
     let n = v["connections"].as_u64().unwrap();
     assert!((2..=8).contains(&n), "{v}");
+}
+
+/// A server that ends its connections (GOAWAY at a maximum age, as grpc servers and load
+/// balancers rotate them) costs no call: rampart stops using a connection that is going
+/// away or gone and opens another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_the_server_ending_its_connections() {
+    let pki = Pki::new();
+    let app_dir = TempDir::new("grpc-age-app");
+    app_dir.write("grpc_echo.py", SERVER);
+    app_dir.write("max_age_ms", "300");
+    let app = AppServer::start(app_dir.path(), "grpc_echo", &[]);
+    let tmp = TempDir::new("edge-grpc-age");
+    let r = start(
+        tmp.path(),
+        &toml(
+            &pki,
+            &format!("servers = [\"{}\"]\nprotocol = \"h2\"", app.addr),
+        ),
+    )
+    .await;
+    let v = run_client(&r, &pki, tmp.path(), &["sequential"]).await;
+    assert_eq!(v["failed"], serde_json::json!([]), "{v}");
+    assert_eq!(v["calls"], 40, "{v}");
+    // Over 2 s with connections ending at 300 ms (and a 300 ms grace): several of them.
+    assert!(v["connections"].as_u64().unwrap() >= 3, "{v}");
 }

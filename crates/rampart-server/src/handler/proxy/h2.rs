@@ -3,53 +3,71 @@
 //! share multiplexed connections: the least busy one takes the next stream, and when every
 //! connection carries [`STREAMS_PER_CONN`] streams another is opened (up to [`MAX_CONNS`];
 //! beyond, streams queue inside h2 for the server's `SETTINGS_MAX_CONCURRENT_STREAMS`). A
-//! connection that closes or fails is dropped and replaced by the next request. This is what gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
+//! connection that closes or fails is dropped and replaced by the next request. This is what
+//! gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
 //! directions as HTTP/2 trailers, `TE: trailers` is forwarded, and bodies stream frame by
 //! frame both ways (client, server and bidirectional streaming).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body::{Body as _, Frame};
 
-use super::{
-    strip_hop_by_hop, Forwarding, Inflight, Picked, Pool, ProxyError, Server, UpstreamBody,
-};
-use crate::wire::body::Body;
+use super::{strip_hop_by_hop, Forwarding, Inflight, Picked, Pool, ProxyError, Server};
+use crate::wire::body::{Body, BoxError};
 
-/// A server's shared HTTP/2 connection.
-pub(super) type Sender = http2::SendRequest<Body>;
+/// A server's shared HTTP/2 connection: the `h2` crate's client, used directly. (hyper's
+/// client on top of it spawned two tasks per request, one for the answer and one for the
+/// request body, each with a 1.4 KiB future, and passed every request through a channel to
+/// the connection's task: ~20 % of a proxied gRPC call's instructions.)
+pub(super) type Sender = ::h2::client::SendRequest<Bytes>;
 
 /// Streams one connection carries before the next request opens another: below the 100
 /// to 128 concurrent streams servers commonly allow, so a request seldom waits for one.
 const STREAMS_PER_CONN: usize = 100;
 /// Connections per server at most.
 const MAX_CONNS: usize = 8;
+/// A connection is pinged this often, and closed when the answer takes longer than
+/// [`PING_TIMEOUT`]: a server gone without a FIN (a host down, a middlebox's table
+/// flushed) is noticed instead of holding requests until their timeout.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a connection's users share: its streams in flight, and whether it has ended.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    streams: AtomicUsize,
+    closed: AtomicBool,
+}
 
 /// One HTTP/2 connection to a server, and its streams in flight.
 #[derive(Debug)]
 pub(super) struct Conn {
     sender: Sender,
-    streams: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// A stream in flight on a connection: counted until the response body ends or is dropped.
 #[derive(Debug)]
-pub(super) struct Stream(Arc<AtomicUsize>);
+pub(super) struct Stream(Arc<Shared>);
 
 impl Stream {
-    fn on(streams: &Arc<AtomicUsize>) -> Self {
-        streams.fetch_add(1, Ordering::Relaxed);
-        Self(streams.clone())
+    fn on(shared: &Arc<Shared>) -> Self {
+        shared.streams.fetch_add(1, Ordering::Relaxed);
+        Self(shared.clone())
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -75,7 +93,7 @@ impl Drop for Connecting<'_> {
 
 /// What a fresh connection to a server of an `auto` pool turned out to speak.
 pub(super) enum Fresh {
-    H2(Sender, Arc<AtomicUsize>),
+    H2(Sender, Arc<Shared>),
     /// The server chose HTTP/1.1: the connection is in its idle pool for the HTTP/1.1
     /// path, and the pool now knows.
     H1,
@@ -84,16 +102,18 @@ pub(super) enum Fresh {
 impl Pool {
     /// The least busy open HTTP/2 connection to `s`; `None` when there is none, or when
     /// every one carries [`STREAMS_PER_CONN`] streams and another may be opened.
-    fn checkout_h2(&self, s: &Server) -> Option<(Sender, Arc<AtomicUsize>)> {
+    fn checkout_h2(&self, s: &Server) -> Option<(Sender, Arc<Shared>)> {
         let mut conns = s.h2.lock().ok()?;
-        conns.retain(|c| !c.sender.is_closed());
+        conns.retain(|c| !c.shared.closed.load(Ordering::Relaxed));
         let best = conns
             .iter()
-            .min_by_key(|c| c.streams.load(Ordering::Relaxed))?;
-        if best.streams.load(Ordering::Relaxed) >= STREAMS_PER_CONN && conns.len() < MAX_CONNS {
+            .min_by_key(|c| c.shared.streams.load(Ordering::Relaxed))?;
+        if best.shared.streams.load(Ordering::Relaxed) >= STREAMS_PER_CONN
+            && conns.len() < MAX_CONNS
+        {
             return None;
         }
-        Some((best.sender.clone(), best.streams.clone()))
+        Some((best.sender.clone(), best.shared.clone()))
     }
 
     /// A new HTTP/2 connection to `s`, kept as its shared one. Over TLS the server must
@@ -101,7 +121,7 @@ impl Pool {
     /// pool speak HTTP/1.1 (its connection goes to the idle pool).
     async fn connect_h2(&self, s: &Arc<Server>) -> std::io::Result<Fresh> {
         let tcp = self.tcp(s).await?;
-        let sender = match &self.tls {
+        let (sender, shared) = match &self.tls {
             Some(tls) => {
                 let stream = self.handshake(tls, tcp, s, false).await?;
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -126,16 +146,15 @@ impl Pool {
             }
             None => handshake(tcp).await?,
         };
-        let streams = Arc::new(AtomicUsize::new(0));
         if let Ok(mut conns) = s.h2.lock() {
             if conns.len() < MAX_CONNS {
                 conns.push(Conn {
                     sender: sender.clone(),
-                    streams: streams.clone(),
+                    shared: shared.clone(),
                 });
             }
         }
-        Ok(Fresh::H2(sender, streams))
+        Ok(Fresh::H2(sender, shared))
     }
 
     /// Sends `req` over HTTP/2 to a server of this pool. `Ok(Err(…))` hands the request
@@ -166,7 +185,7 @@ impl Pool {
         parts.authority = authority.and_then(|a| a.parse().ok());
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, (mut sender, streams), reused) = match self
+            let (idx, server, (sender, shared), reused) = match self
                 .idle(&attempts, |s| self.checkout_h2(s))?
             {
                 Picked::Idle((idx, server, c, _)) => (idx, server, c, true),
@@ -191,7 +210,7 @@ impl Pool {
                         Some(c) => (idx, server, c, true),
                         // Boxed: see `Pool::forward`.
                         None => match Box::pin(self.connect_h2(&server)).await {
-                            Ok(Fresh::H2(c, streams)) => (idx, server, (c, streams), false),
+                            Ok(Fresh::H2(c, shared)) => (idx, server, (c, shared), false),
                             Ok(Fresh::H1) => return Ok(Err((req, fwd))),
                             Err(e) => {
                                 tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream connect failed");
@@ -205,18 +224,16 @@ impl Pool {
             if parts.authority.is_none() {
                 parts.authority = server.authority.parse().ok();
             }
-            let stream = Stream::on(&streams);
-            if sender.ready().await.is_err() {
+            let stream = Stream::on(&shared);
+            let Ok(mut sender) = sender.ready().await else {
                 // The connection ended (the server's GOAWAY, a reset): forget it; the next
                 // turn takes another or opens a new one.
-                if let Ok(mut conns) = server.h2.lock() {
-                    conns.retain(|c| !Arc::ptr_eq(&c.streams, &streams));
-                }
+                shared.closed.store(true, Ordering::Relaxed);
                 if !reused {
                     self.next_server(&server, idx, &mut attempts)?;
                 }
                 continue;
-            }
+            };
             let inflight = Inflight::new(&server);
             let (mut head, body) = req.into_parts();
             head.uri = Uri::from_parts(parts).map_err(|_| ProxyError::Protocol)?;
@@ -228,8 +245,8 @@ impl Pool {
                     .insert(header::TE, HeaderValue::from_static("trailers"));
             }
             // A request body is watched: when it fails or stalls, the client is to blame.
-            let watch = (!http_body::Body::is_end_stream(&body))
-                .then(|| Arc::new(crate::wire::body::BodyWatch::default()));
+            let watch =
+                (!body.is_end_stream()).then(|| Arc::new(crate::wire::body::BodyWatch::default()));
             let body = match &watch {
                 Some(w) => Body::Watched(Box::new(body), w.clone()),
                 None => body,
@@ -237,7 +254,7 @@ impl Pool {
             let out = Request::from_parts(head, body);
             let grpc_deadline = deadline(out.headers()).filter(|d| *d < self.response_timeout);
             let timeout = grpc_deadline.unwrap_or(self.response_timeout);
-            let sent = tokio::time::timeout(timeout, sender.send_request(out)).await;
+            let sent = tokio::time::timeout(timeout, exchange(&mut sender, out)).await;
             let mut resp = match sent {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {
@@ -246,7 +263,7 @@ impl Pool {
                     }
                     tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream request failed");
                     self.record_failure(&server);
-                    return Err(ProxyError::Upstream(e));
+                    return Err(ProxyError::H2(e.0));
                 }
                 Err(_) if grpc_deadline.is_some() => return Err(ProxyError::Deadline),
                 Err(_) if watch.as_ref().is_some_and(|w| !w.done()) => {
@@ -255,10 +272,11 @@ impl Pool {
                 Err(_) => return Err(self.timed_out(&server, rid)),
             };
             strip_hop_by_hop(resp.headers_mut(), false);
-            let resp = resp.map(|inner| {
-                Body::stream(UpstreamBody {
-                    inner,
-                    back: None,
+            let resp = resp.map(|recv| {
+                Body::stream(RecvBody {
+                    recv,
+                    data_done: false,
+                    done: false,
                     _inflight: Some(inflight),
                     _stream: Some(stream),
                 })
@@ -268,22 +286,241 @@ impl Pool {
     }
 }
 
-/// hyper's HTTP/2 client on `io`, its connection driven by a task.
-pub(super) async fn handshake<T>(io: T) -> std::io::Result<Sender>
+/// An HTTP/2 client connection on `io`, driven by a task of its own (which also pings
+/// it, see [`PING_EVERY`]) until it ends or every handle to it is gone.
+pub(super) async fn handshake<T>(io: T) -> std::io::Result<(Sender, Arc<Shared>)>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive_interval(std::time::Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .handshake(TokioIo::new(io))
+    // hyper's client settings, which this replaced.
+    let (sender, mut conn) = ::h2::client::Builder::new()
+        .initial_max_send_streams(100)
+        .initial_window_size(2 << 20)
+        .initial_connection_window_size(5 << 20)
+        .max_frame_size(16 << 10)
+        .max_header_list_size(16 << 10)
+        .max_send_buffer_size(1 << 20)
+        .max_local_error_reset_streams(Some(1024))
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
         .await
         .map_err(std::io::Error::other)?;
+    let shared = Arc::new(Shared::default());
+    let ended = shared.clone();
+    let pings = conn.ping_pong();
     tokio::spawn(async move {
-        let _ = conn.await;
+        let alive = async move {
+            let Some(mut pings) = pings else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(PING_EVERY).await;
+                let pong = tokio::time::timeout(PING_TIMEOUT, pings.ping(::h2::Ping::opaque()));
+                if !matches!(pong.await, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = &mut conn => {}
+            () = alive => tracing::debug!("an upstream HTTP/2 connection did not answer a ping; closed"),
+        }
+        ended.closed.store(true, Ordering::Relaxed);
     });
-    Ok(sender)
+    Ok((sender, shared))
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(super) struct ExchangeError(::h2::Error);
+
+impl ExchangeError {
+    /// The request was refused before it went out (its head malformed for HTTP/2).
+    fn is_user(&self) -> bool {
+        // Resets and GOAWAYs carry a reason; an I/O error is the connection's.
+        self.0.reason().is_none() && !self.0.is_io()
+    }
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Sends `req` on `sender` and waits for the answer's head. The request body is sent by
+/// this future meanwhile; if it has not ended when the answer arrives (a streaming call),
+/// a task of its own finishes it.
+pub(super) async fn exchange(
+    sender: &mut Sender,
+    req: Request<Body>,
+) -> Result<Response<::h2::RecvStream>, ExchangeError> {
+    let (head, body) = req.into_parts();
+    let eos = body.is_end_stream();
+    let (mut answer, send) = sender
+        .send_request(Request::from_parts(head, ()), eos)
+        .map_err(ExchangeError)?;
+    let mut pump = (!eos).then(|| Pump {
+        body,
+        send,
+        chunk: None,
+    });
+    let got = std::future::poll_fn(|cx| {
+        if let Some(p) = pump.as_mut() {
+            if Pin::new(p).poll(cx).is_ready() {
+                pump = None;
+            }
+        }
+        Pin::new(&mut answer).poll(cx)
+    })
+    .await;
+    if let (Ok(_), Some(p)) = (&got, pump) {
+        tokio::spawn(p);
+    }
+    got.map_err(ExchangeError)
+}
+
+/// A request body on its way to an HTTP/2 stream, frame by frame within the stream's
+/// flow-control window. A body that fails resets the stream (the upstream never takes a
+/// truncated body for a whole one).
+struct Pump {
+    body: Body,
+    send: ::h2::SendStream<Bytes>,
+    /// A chunk read from the body, waiting for window (and whether it was the last).
+    chunk: Option<(Bytes, bool)>,
+}
+
+impl Future for Pump {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let me = self.get_mut();
+        loop {
+            // The upstream reset the stream: nothing more to send (its answer says why).
+            if me.send.poll_reset(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if let Some((_, eos)) = &me.chunk {
+                let eos = *eos;
+                while me.send.capacity() == 0 {
+                    match ready!(me.send.poll_capacity(cx)) {
+                        Some(Ok(_)) => {}
+                        // The stream is over (reset or closed).
+                        Some(Err(_)) | None => return Poll::Ready(()),
+                    }
+                }
+                let Some((data, _)) = me.chunk.take() else {
+                    return Poll::Ready(());
+                };
+                if me.send.send_data(data, eos).is_err() || eos {
+                    return Poll::Ready(());
+                }
+                continue;
+            }
+            match ready!(Pin::new(&mut me.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let eos = me.body.is_end_stream();
+                        if data.is_empty() {
+                            if me.send.send_data(data, eos).is_err() || eos {
+                                return Poll::Ready(());
+                            }
+                            continue;
+                        }
+                        // A small claim on the window (h2 raises it to what is buffered
+                        // when the chunk is sent): claiming the whole chunk up front can
+                        // starve other streams of a peer that updates windows late.
+                        me.send.reserve_capacity(1);
+                        me.chunk = Some((data, eos));
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            me.send.reserve_capacity(0);
+                            let _ = me.send.send_trailers(trailers);
+                            return Poll::Ready(());
+                        }
+                    }
+                },
+                Some(Err(_)) => {
+                    me.send.send_reset(::h2::Reason::CANCEL);
+                    return Poll::Ready(());
+                }
+                None => {
+                    let _ = me.send.send_data(Bytes::new(), true);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
+/// An upstream's HTTP/2 response body: its data (the window given back as it is read)
+/// and trailers. It holds the server's in-flight count and its stream's place on the
+/// connection until it ends or is dropped.
+pub(super) struct RecvBody {
+    recv: ::h2::RecvStream,
+    data_done: bool,
+    done: bool,
+    _inflight: Option<Inflight>,
+    _stream: Option<Stream>,
+}
+
+impl RecvBody {
+    /// A body for an exchange outside a request (a health check).
+    pub(super) fn bare(recv: ::h2::RecvStream) -> Self {
+        Self {
+            recv,
+            data_done: false,
+            done: false,
+            _inflight: None,
+            _stream: None,
+        }
+    }
+}
+
+/// A reset with `NO_ERROR` ends the body early but whole (RFC 9113 §8.1: the server
+/// answered before reading the whole request).
+fn ended_early(e: &::h2::Error) -> bool {
+    e.reason() == Some(::h2::Reason::NO_ERROR)
+}
+
+impl http_body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = &mut *self;
+        if me.done {
+            return Poll::Ready(None);
+        }
+        if !me.data_done {
+            match ready!(me.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = me.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) if ended_early(&e) => {
+                    me.done = true;
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => me.data_done = true,
+            }
+        }
+        me.done = true;
+        match ready!(me.recv.poll_trailers(cx)) {
+            Ok(t) => Poll::Ready(t.map(|t| Ok(Frame::trailers(t)))),
+            Err(e) if ended_early(&e) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.recv.is_end_stream()
+    }
 }
 
 /// A gRPC call's deadline (`grpc-timeout`: up to 8 digits and a unit, H M S m u n).

@@ -158,7 +158,7 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
         }
         None => super::h2::handshake(tcp).await,
     };
-    let mut sender = sender.map_err(|e| format!("HTTP/2: {e}"))?;
+    let (mut sender, _shared) = sender.map_err(|e| format!("HTTP/2: {e}"))?;
     let scheme = if pool.tls.is_some() { "https" } else { "http" };
     let req = http::Request::post(format!(
         "{scheme}://{}/grpc.health.v1.Health/Check",
@@ -170,10 +170,10 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
     .header(http::header::USER_AGENT, "rampart-health-check")
     .body(crate::wire::body::Body::full(health_request(service)))
     .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
+    let resp = super::h2::exchange(&mut sender, req)
         .await
-        .map_err(|e| format!("HTTP/2: {e}"))?;
+        .map_err(|e| format!("HTTP/2: {e}"))?
+        .map(super::h2::RecvBody::bare);
     if resp.status() != http::StatusCode::OK {
         return Err(format!("status {}", resp.status().as_u16()));
     }

@@ -27,6 +27,19 @@ def main():
         print(json.dumps({"calls": len(peers), "connections": len(set(peers))}))
         return
 
+    if sys.argv[3:] == ["sequential"]:
+        # One call every 50 ms for 2 s, each answer with the upstream connection it came on.
+        call = channel.unary_unary("/test.Echo/Peer")
+        peers, failed = [], []
+        for _ in range(40):
+            try:
+                peers.append(call(b"now", timeout=10).decode())
+            except grpc.RpcError as e:
+                failed.append("%s %s" % (e.code().name, e.details()))
+            time.sleep(0.05)
+        print(json.dumps({"calls": len(peers), "connections": len(set(peers)), "failed": failed}))
+        return
+
     resp, call = channel.unary_unary("/test.Echo/Unary").with_call(
         b"hello", metadata=(("x-call", "1"),), timeout=10
     )
@@ -56,6 +69,14 @@ def main():
         if len(echoes) < 3:
             q.put(b"m%d" % len(echoes))
     out["bidi"] = echoes
+
+    # Messages larger than every flow-control window on the way (64 KiB by default), in
+    # both directions at once: 3 MiB each way, in 4 messages of different sizes.
+    big = [bytes([65 + i]) * (n << 10) for i, n in enumerate((3000, 1, 64, 700))]
+    got = list(channel.stream_stream("/test.Echo/Bidi")(iter(big), timeout=20))
+    out["large"] = [len(m) for m in got] == [len(m) + 5 for m in big] and all(
+        g == b"echo:" + m for g, m in zip(got, big)
+    )
 
     started = time.monotonic()
     try:

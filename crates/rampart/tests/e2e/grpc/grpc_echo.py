@@ -46,7 +46,8 @@ def slow(req, ctx):
 
 
 def peer(req, ctx):
-    time.sleep(0.5)
+    if req != b"now":
+        time.sleep(0.5)  # held open, so that concurrent calls need several streams
     return ctx.peer().encode()
 
 
@@ -68,10 +69,13 @@ def main():
             "Peer": grpc.unary_unary_rpc_method_handler(peer),
         },
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=200),
-        options=[("grpc.max_concurrent_streams", 1000)],
-    )
+    options = [("grpc.max_concurrent_streams", 1000)]
+    if os.path.exists("max_age_ms"):
+        # Connections end after this age (GOAWAY, then closed after a grace period), as a
+        # server rotating its connections does.
+        age = int(open("max_age_ms").read())
+        options += [("grpc.max_connection_age_ms", age), ("grpc.max_connection_age_grace_ms", age)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=200), options=options)
     server.add_generic_rpc_handlers((handler,))
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
