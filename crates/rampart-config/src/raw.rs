@@ -187,7 +187,8 @@ pub struct RawTls {
     /// Anything else (CBC, static RSA) is an error, since it is never offered. TLS 1.3's
     /// three suites are always on.
     pub ciphers: Option<OneOrMany>,
-    /// Stateless resumption tickets (a session-ID cache is always on).
+    /// Stateless resumption tickets (a session-ID cache is always on). TLS 1.3 clients get
+    /// one ticket (or session ID) per handshake, resumed ones too.
     pub session_tickets: Option<bool>,
     /// `[tls.acme]`: obtain and renew the certificate from an ACME CA.
     pub acme: Option<crate::acme::RawAcme>,

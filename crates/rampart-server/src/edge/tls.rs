@@ -148,6 +148,11 @@ fn finish(mut cfg: ServerConfig, tls: &Tls) -> Result<ServerConfig, Vec<ConfigEr
         cfg.alpn_protocols.push(super::acme::ACME_TLS_ALPN.to_vec());
     }
     cfg.session_storage = ServerSessionMemoryCache::new(32 * 1024);
+    // One TLS 1.3 ticket per handshake, as Go's (Caddy's) servers send; rustls and OpenSSL
+    // send two. Every handshake, resumed ones too, hands the client the ticket for its next
+    // connection; the second one cost a key derivation and an encryption per connection
+    // here and as much to take on the client (bench/README, new connections).
+    cfg.send_tls13_tickets = 1;
     if tls.session_tickets {
         cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| {
             vec![ConfigError::new(
