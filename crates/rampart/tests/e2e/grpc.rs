@@ -47,6 +47,29 @@ async fn start(dir: &Path, toml: &str) -> Running {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The echo server over h2c, in a directory of its own with `files` beside it.
+fn echo_app(tag: &str, files: &[(&str, &str)]) -> (TempDir, AppServer) {
+    let dir = TempDir::new(tag);
+    dir.write("grpc_echo.py", SERVER);
+    for (name, text) in files {
+        dir.write(name, text);
+    }
+    let app = AppServer::start(dir.path(), "grpc_echo", &[]);
+    (dir, app)
+}
+
+/// An edge in `tmp` whose pools go to `app` over h2c.
+async fn h2c_edge(pki: &Pki, tmp: &TempDir, app: &AppServer) -> Running {
+    start(
+        tmp.path(),
+        &toml(
+            pki,
+            &format!("servers = [\"{}\"]\nprotocol = \"h2\"", app.addr),
+        ),
+    )
+    .await
+}
+
 /// Runs the client against the edge; its JSON.
 async fn calls(r: &Running, pki: &Pki, dir: &Path) -> Value {
     run_client(r, pki, dir, &[]).await
@@ -182,9 +205,7 @@ async fn unary_streaming_trailers_deadlines_and_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_health_check_takes_a_not_serving_server_out() {
     let pki = Pki::new();
-    let app_dir = TempDir::new("grpc-health-app");
-    app_dir.write("grpc_echo.py", SERVER);
-    let app = AppServer::start(app_dir.path(), "grpc_echo", &[]);
+    let (app_dir, app) = echo_app("grpc-health-app", &[]);
     let tmp = TempDir::new("edge-grpc-health");
     let r = start(
         tmp.path(),
@@ -229,18 +250,9 @@ async fn wait_for(r: &Running, want: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_spread_over_more_connections() {
     let pki = Pki::new();
-    let app_dir = TempDir::new("grpc-spread-app");
-    app_dir.write("grpc_echo.py", SERVER);
-    let app = AppServer::start(app_dir.path(), "grpc_echo", &[]);
+    let (_app_dir, app) = echo_app("grpc-spread-app", &[]);
     let tmp = TempDir::new("edge-grpc-spread");
-    let r = start(
-        tmp.path(),
-        &toml(
-            &pki,
-            &format!("servers = [\"{}\"]\nprotocol = \"h2\"", app.addr),
-        ),
-    )
-    .await;
+    let r = h2c_edge(&pki, &tmp, &app).await;
     let v = run_client(&r, &pki, tmp.path(), &["peers"]).await;
     assert_eq!(v["calls"], 120, "{v}");
     let n = v["connections"].as_u64().unwrap();
@@ -253,19 +265,9 @@ async fn concurrent_calls_spread_over_more_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_survive_the_server_ending_its_connections() {
     let pki = Pki::new();
-    let app_dir = TempDir::new("grpc-age-app");
-    app_dir.write("grpc_echo.py", SERVER);
-    app_dir.write("max_age_ms", "300");
-    let app = AppServer::start(app_dir.path(), "grpc_echo", &[]);
+    let (_app_dir, app) = echo_app("grpc-age-app", &[("max_age_ms", "300")]);
     let tmp = TempDir::new("edge-grpc-age");
-    let r = start(
-        tmp.path(),
-        &toml(
-            &pki,
-            &format!("servers = [\"{}\"]\nprotocol = \"h2\"", app.addr),
-        ),
-    )
-    .await;
+    let r = h2c_edge(&pki, &tmp, &app).await;
     let v = run_client(&r, &pki, tmp.path(), &["sequential"]).await;
     assert_eq!(v["failed"], serde_json::json!([]), "{v}");
     assert_eq!(v["calls"], 40, "{v}");
