@@ -258,7 +258,7 @@ impl Drop for Inflight {
 
 impl Pool {
     /// A pool from validated config; `own_client` sends GET and HEAD through rampart's own
-    /// HTTP/1.1 client rather than hyper's (plain HTTP/1.1 pools only).
+    /// HTTP/1.1 client rather than hyper's (HTTP/1.1 pools, plain or TLS).
     ///
     /// # Errors
     /// The pool's TLS files cannot be read or used (named).
@@ -268,7 +268,7 @@ impl Pool {
             .as_ref()
             .map(|t| tls::Client::new(t, u.protocol))
             .transpose()?;
-        let own_client = own_client && tls.is_none() && u.protocol == UpstreamProtocol::Http1;
+        let own_client = own_client && u.protocol == UpstreamProtocol::Http1;
         Ok(Self {
             name: u.name.clone(),
             label: Arc::from(u.name.as_str()),

@@ -28,7 +28,7 @@ fn origin(dir: &TempDir, leaf: &rampart_test_support::pki::Leaf, extra: &str) ->
     {extra}
     location / {{
       default_type text/plain;
-      return 200 "origin proto=$ssl_protocol reused=$ssl_session_reused sni=$ssl_server_name client=$ssl_client_s_dn method=$request_method host=$host\n";
+      return 200 "origin proto=$ssl_protocol reused=$ssl_session_reused sni=$ssl_server_name client=$ssl_client_s_dn method=$request_method host=$host conn=$connection\n";
     }}
   }}"#,
             cert = leaf.cert.display(),
@@ -305,6 +305,58 @@ async fn sessions_resume_and_the_minimum_version_holds() {
     )
     .await;
     assert_eq!(get(&r, "/").await.text(), "old");
+}
+
+/// The connection number nginx saw (`conn=N` in the origin's answer).
+fn conn_of(body: &str) -> &str {
+    body.split("conn=").nth(1).map_or("", str::trim)
+}
+
+/// Keep-alive over TLS: sequential requests share one upstream connection; one the server
+/// ends (`Connection: close` after its last request, or its idle timeout with a
+/// `close_notify`) is never reused, and the next request gets a new connection that
+/// resumes the session, with no error on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused_and_ended_ones_replaced() {
+    let pki = Pki::new();
+    let ca = pki.ca_path().display().to_string();
+    let dir = TempDir::new("tls-origin-keepalive");
+    let origin = origin(
+        &dir,
+        &pki.leaf("api", &["127.0.0.1"]),
+        "keepalive_requests 3; keepalive_timeout 1s;",
+    );
+    let tmp = TempDir::new("edge-keepalive");
+    let r = start(
+        tmp.path(),
+        &toml(
+            &format!("\"https://127.0.0.1:{}\"", origin.port),
+            &format!("tls = {{ ca = \"{ca}\" }}"),
+        ),
+    )
+    .await;
+    let mut bodies = Vec::new();
+    for i in 0..4 {
+        let resp = get(&r, &format!("/{i}")).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        bodies.push(resp.text());
+    }
+    let conns: Vec<&str> = bodies.iter().map(|b| conn_of(b)).collect();
+    // Three requests on the first connection (the third answered with `Connection:
+    // close`), the fourth on a new one.
+    assert_eq!(conns[0], conns[1], "{bodies:?}");
+    assert_eq!(conns[1], conns[2], "{bodies:?}");
+    assert_ne!(conns[2], conns[3], "{bodies:?}");
+    assert!(bodies[3].contains("reused=r"), "{bodies:?}");
+    // Idle past the server's keep-alive timeout: it closes the pooled connection.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let resp = get(&r, "/after-idle").await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let after = resp.text();
+    assert_ne!(conn_of(&after), conns[3], "{after}");
+    assert!(after.contains("reused=r"), "{after}");
+    let metrics = admin_get(&r, "/metrics").await.text();
+    assert!(!metrics.contains("status=\"502\""), "{metrics}");
 }
 
 /// `insecure_skip_verify` talks to a self-signed server (still TLS), and is a preflight

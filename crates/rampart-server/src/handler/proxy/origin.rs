@@ -8,6 +8,10 @@
 //! Pooled connections: a request on a reused connection that gets no byte back (the
 //! upstream closed it while idle) is retried on a fresh one; GET and HEAD are idempotent,
 //! and nothing else takes this path.
+//!
+//! Plain and TLS pools alike (HTTP/1.1 pools, `https://` servers too): the TLS handshake is
+//! the pool's ([`Pool::handshake`]: verification, SNI, client certificate, resumption, the
+//! failure audited and counted), then the same exchange runs over the TLS stream.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Frame;
 use smallvec::SmallVec;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{Forwarding, Inflight, Picked, Pool, ProxyError, Server};
@@ -37,7 +41,7 @@ const READ_BUF: usize = 8192;
 /// holds no read buffers (8 KiB each).
 #[derive(Debug)]
 pub(super) struct RawConn {
-    stream: TcpStream,
+    stream: OriginStream,
     since: Instant,
     /// How long the upstream said it keeps the connection (`Keep-Alive: timeout=`), less
     /// a margin: the connection is dropped before the upstream closes it.
@@ -50,18 +54,77 @@ impl RawConn {
     }
 }
 
+/// A connection to an upstream server: TCP, or TLS over it (boxed: rustls' state is
+/// kilobytes, and a pool of plain connections should not hold room for it).
+#[derive(Debug)]
+pub(super) enum OriginStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for OriginStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for OriginStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            OriginStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Whether an idle connection is still open: the upstream has not closed it (its FIN
-/// would have made the socket readable) nor sent anything unasked. Costs no system call
-/// while the socket is not readable.
-fn is_open(stream: &TcpStream) -> bool {
+/// would have made the socket readable) nor sent anything unasked. A plain connection
+/// costs no system call while its socket is not readable. A TLS one is read without
+/// waiting: records that carry no data (a TLS 1.3 session ticket) are taken in, while a
+/// `close_notify`, the end of the stream or any data means it is not to be used.
+fn is_open(stream: &mut OriginStream) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => matches!(
-            stream.try_read(&mut [0u8; 1]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-        ),
+    match stream {
+        OriginStream::Plain(stream) => match stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => matches!(
+                stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            ),
+        },
+        OriginStream::Tls(tls) => {
+            let mut byte = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut byte);
+            Pin::new(tls.as_mut())
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+        }
     }
 }
 
@@ -80,14 +143,26 @@ enum Fail {
 }
 
 impl Pool {
-    fn checkout_raw(&self, s: &Server) -> Option<TcpStream> {
+    fn checkout_raw(&self, s: &Server) -> Option<OriginStream> {
         let mut idle = s.raw_idle.lock().ok()?;
-        while let Some(c) = idle.pop() {
-            if c.fresh(self.idle_timeout) && is_open(&c.stream) {
+        while let Some(mut c) = idle.pop() {
+            if c.fresh(self.idle_timeout) && is_open(&mut c.stream) {
                 return Some(c.stream);
             }
         }
         None
+    }
+
+    /// A fresh connection to `s` for this client: TCP, and the pool's TLS handshake
+    /// (offering HTTP/1.1 alone) when it has TLS.
+    async fn connect_raw(&self, s: &Server) -> std::io::Result<OriginStream> {
+        let tcp = self.tcp(s).await?;
+        match &self.tls {
+            None => Ok(OriginStream::Plain(tcp)),
+            Some(tls) => Ok(OriginStream::Tls(Box::new(
+                self.handshake(tls, tcp, s, true).await?,
+            ))),
+        }
     }
 
     /// Sends a GET or HEAD (already rewritten by `prepare_request`) with the forwarding
@@ -106,7 +181,10 @@ impl Pool {
                 match self.idle(&attempts, |s| self.checkout_raw(s))? {
                     Picked::Idle(found) => found,
                     Picked::Miss(idx, server) => {
-                        let connect = |s: Arc<Server>| async move { self.tcp(&s).await };
+                        // Boxed: a TLS handshake's state is kilobytes, and would otherwise
+                        // widen every request's state (connecting or not).
+                        let connect =
+                            |s: Arc<Server>| async move { Box::pin(self.connect_raw(&s)).await };
                         let path = req.uri().path();
                         self.fresh(
                             &mut attempts,
@@ -189,11 +267,15 @@ type Head = (StatusCode, HeaderMap);
 /// Writes the request and reads the response head (into a spare buffer: its head's header
 /// values are slices of it, so nothing is copied); the body is left to [`OriginBody`].
 async fn exchange(
-    mut stream: TcpStream,
+    mut stream: OriginStream,
     head: &[u8],
     head_only: bool,
 ) -> Result<(Head, OriginBody), Fail> {
     if stream.write_all(head).await.is_err() {
+        return Err(Fail::Stale);
+    }
+    // TLS may keep part of the records it made when the socket would block.
+    if matches!(stream, OriginStream::Tls(_)) && stream.flush().await.is_err() {
         return Err(Fail::Stale);
     }
     let mut buf = crate::wire::spares::buf();
@@ -455,7 +537,7 @@ struct Back {
 /// A response body read from an upstream connection by the task that answers the client.
 #[derive(Debug)]
 pub struct OriginBody {
-    stream: Option<TcpStream>,
+    stream: Option<OriginStream>,
     buf: BytesMut,
     state: State,
     reusable: bool,
@@ -835,7 +917,7 @@ mod tests {
             let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
             s.write_all(wire).await.unwrap();
         });
-        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = OriginStream::Plain(TcpStream::connect(addr).await.unwrap());
         let r = exchange(stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", head_only).await;
         let Ok(((status, headers), body)) = r else {
             panic!("exchange failed");
@@ -863,7 +945,7 @@ mod tests {
 
     /// Status and body as this client reads `wire`; `None` when it refuses the answer.
     async fn ours(wire: Vec<u8>) -> Option<(u16, Vec<u8>)> {
-        let stream = TcpStream::connect(serve_once(wire).await).await.unwrap();
+        let stream = OriginStream::Plain(TcpStream::connect(serve_once(wire).await).await.unwrap());
         let ((status, _), body) = exchange(stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", false)
             .await
             .ok()?;
