@@ -63,10 +63,28 @@ pub async fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -
     }
 }
 
-/// An address where nothing listens (a port just released), for "dead upstream" tests.
+/// An address where nothing listens and nothing ever will while this test process runs,
+/// for "dead upstream" tests: the port stays bound (not listening, without
+/// `SO_REUSEADDR`) to a socket held until the process exits, so a connect is refused and
+/// no other test's listener, edge or outgoing connection can be given the port. A port
+/// only released (as [`free_port`]) was taken by parallel tests' edges in CI: requests
+/// meant to be refused reached another edge, and round-robin counts went off by one.
 pub fn dead_addr() -> std::net::SocketAddr {
+    static HELD: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    addr
+}
+
+/// A port free now, for a process or listener that binds it later (pebble, Redis,
+/// PostgreSQL, a listener a reload moves to). Racy by nature (another test may be given
+/// it in between); where nothing must answer, use [`dead_addr`].
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    l.local_addr().unwrap().port()
 }
 
 /// Raises this test process's soft open-file limit to its hard one (once): the e2e suite
@@ -77,4 +95,27 @@ pub fn raise_open_files() {
     ONCE.call_once(|| {
         let _ = rlimit::increase_nofile_limit(u64::MAX);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_address_refuses_and_is_never_given_to_another_listener() {
+        let dead = dead_addr();
+        let refused = std::net::TcpStream::connect_timeout(&dead, Duration::from_secs(2));
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        // A listener asking for that very port (std sets SO_REUSEADDR, as tokio's and
+        // rampart's do) does not get it.
+        assert!(std::net::TcpListener::bind(dead).is_err());
+        // Nor does one asking for any port, however many ask.
+        let many: Vec<_> = (0..200)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        assert!(many.iter().all(|l| l.local_addr().unwrap() != dead));
+    }
 }

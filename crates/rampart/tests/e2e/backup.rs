@@ -51,7 +51,7 @@ pub(crate) const PG_PASSWORD: &str = "s3cr:et-pg\\pass";
 impl Postgres {
     pub(crate) fn start() -> Self {
         let dir = TempDir::new("pg");
-        let port = rampart_test_support::dead_addr().port();
+        let port = rampart_test_support::free_port();
         std::fs::write(dir.path().join("pw"), PG_PASSWORD).unwrap();
         if is_root() {
             assert!(Command::new("chown")
@@ -150,7 +150,7 @@ const MARIA_PASSWORD: &str = "m@ria\"pw:1";
 impl Maria {
     fn start() -> Self {
         let dir = TempDir::new("mariadb");
-        let port = rampart_test_support::dead_addr().port();
+        let port = rampart_test_support::free_port();
         let out = Command::new("mariadb-install-db")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
             .args(if is_root() {

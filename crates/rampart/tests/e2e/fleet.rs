@@ -23,10 +23,7 @@ pub(crate) struct Redis {
 
 impl Redis {
     pub(crate) fn start() -> Self {
-        Self::start_on(
-            rampart_test_support::dead_addr().port(),
-            TempDir::new("redis"),
-        )
+        Self::start_on(rampart_test_support::free_port(), TempDir::new("redis"))
     }
 
     fn start_on(port: u16, dir: TempDir) -> Self {
@@ -607,7 +604,7 @@ upstream = "blue"
 async fn a_tls_redis_with_a_password_from_a_file_is_shared() {
     let pki = rampart_test_support::pki::Pki::new();
     let leaf = pki.leaf("redis", &["localhost", "127.0.0.1"]);
-    let port = rampart_test_support::dead_addr().port();
+    let port = rampart_test_support::free_port();
     let dir = TempDir::new("redis-tls");
     let mut child = Command::new("redis-server")
         .args([
@@ -696,7 +693,7 @@ limit = "ten"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_finds_the_master() {
     let master = Redis::start();
-    let sport = rampart_test_support::dead_addr().port();
+    let sport = rampart_test_support::free_port();
     let sdir = TempDir::new("sentinel");
     let conf = sdir.write(
         "sentinel.conf",
@@ -755,7 +752,7 @@ async fn a_cluster_shares_limits_across_its_nodes() {
     let mut nodes = Vec::new();
     let mut ports = Vec::new();
     for _ in 0..3 {
-        let port = rampart_test_support::dead_addr().port();
+        let port = rampart_test_support::free_port();
         let dir = TempDir::new("cluster");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

@@ -374,7 +374,7 @@ async fn greeter(first: &'static [u8], answer_after_read: bool) -> SocketAddr {
 }
 
 fn redis_server() -> Option<(std::process::Child, SocketAddr)> {
-    let port = rampart_test_support::dead_addr().port();
+    let port = rampart_test_support::free_port();
     let child = std::process::Command::new("redis-server")
         .args([
             "--port",
@@ -559,7 +559,7 @@ fn access_and_audit_files_are_masked_rotate_on_sigusr1_and_cli_talks_to_admin() 
 [server]
 http = "127.0.0.1:0"
 [admin]
-listen = "{admin}"
+listen = "127.0.0.1:{admin}"
 token = "{TOKEN}"
 [logging]
 access = "access.log"
@@ -580,7 +580,7 @@ upstream = "app"
 [upstreams.app]
 servers = ["{up}"]
 "#,
-            admin = rampart_test_support::dead_addr(),
+            admin = rampart_test_support::free_port(),
             up = up.authority()
         ),
     );
@@ -892,7 +892,7 @@ async fn tls_dependencies_are_probed_over_verified_tls() {
     let pki = rampart_test_support::pki::Pki::new();
     let leaf = pki.leaf("dep", &["localhost", "127.0.0.1"]);
     // A TLS Redis (Debian's redis-server is built with TLS).
-    let port = rampart_test_support::dead_addr().port();
+    let port = rampart_test_support::free_port();
     let mut redis = std::process::Command::new("redis-server")
         .args([
             "--port",

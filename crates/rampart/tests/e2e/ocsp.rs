@@ -22,7 +22,7 @@ impl Drop for Killed {
 /// `openssl ocsp` cannot reload its index nor take its port from the certificates it
 /// vouches for, so the port is chosen first (the ACME tests do the same for pebble).
 fn free_port() -> u16 {
-    rampart_test_support::dead_addr().port()
+    rampart_test_support::free_port()
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> String {

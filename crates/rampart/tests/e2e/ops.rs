@@ -1,6 +1,7 @@
 //! Day-2 operations: hot reload without a dropped request, listeners re-bound only when
 //! their address changes, a bad reload keeping the old config, SIGHUP on the binary.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +130,7 @@ async fn listener_moves_only_when_its_address_changes_and_a_busy_port_refuses_th
     drop(busy);
 
     // A free port: the listener moves.
-    let free = rampart_test_support::dead_addr();
+    let free = SocketAddr::from(([127, 0, 0, 1], rampart_test_support::free_port()));
     let done = live
         .reload(build(
             &dir,

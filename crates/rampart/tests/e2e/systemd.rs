@@ -48,7 +48,7 @@ const SITE: &str =
 #[test]
 fn the_service_manager_hears_ready_reload_watchdog_status_and_stop() {
     let dir = TempDir::new("sd-notify");
-    let port = rampart_test_support::dead_addr().port();
+    let port = rampart_test_support::free_port();
     dir.write("rampart.toml", SITE.replace("PORT", &port.to_string()));
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
@@ -111,7 +111,7 @@ fn the_service_manager_hears_ready_reload_watchdog_status_and_stop() {
 #[test]
 fn a_socket_from_the_service_manager_serves_the_listener_of_its_port() {
     let dir = TempDir::new("sd-socket");
-    let port = rampart_test_support::dead_addr().port();
+    let port = rampart_test_support::free_port();
     dir.write("rampart.toml", SITE.replace("PORT", &port.to_string()));
     let mut activator = Command::new("systemd-socket-activate")
         .args(["-l", &format!("127.0.0.1:{port}")])
@@ -285,8 +285,8 @@ fn completions_and_manual_pages_are_generated() {
 fn ready_answers_with_the_exit_status() {
     let dir = TempDir::new("ready");
     let (port, admin) = (
-        rampart_test_support::dead_addr().port(),
-        rampart_test_support::dead_addr().port(),
+        rampart_test_support::free_port(),
+        rampart_test_support::free_port(),
     );
     dir.write(
         "rampart.toml",
