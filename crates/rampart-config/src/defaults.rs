@@ -102,6 +102,8 @@ pub mod upstream {
     pub const FAIL_TIMEOUT: Duration = Duration::from_secs(30);
     /// `upstreams.*.connect_timeout`.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `upstreams.*.dns_ttl`.
+    pub const DNS_TTL: Duration = Duration::from_secs(10);
     /// `upstreams.*.response_timeout`.
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
     /// `upstreams.*.idle_timeout`.
@@ -361,6 +363,7 @@ pub(crate) fn shown() -> Vec<(&'static str, &'static str, Shown)> {
         ("RawUpstream", "max_fails", v(u::MAX_FAILS)),
         ("RawUpstream", "fail_timeout", d(u::FAIL_TIMEOUT)),
         ("RawUpstream", "connect_timeout", d(u::CONNECT_TIMEOUT)),
+        ("RawUpstream", "dns_ttl", d(u::DNS_TTL)),
         ("RawUpstream", "response_timeout", d(u::RESPONSE_TIMEOUT)),
         ("RawUpstream", "idle_timeout", d(u::IDLE_TIMEOUT)),
         ("RawUpstream", "max_idle", v(u::MAX_IDLE)),

@@ -252,7 +252,7 @@ pub struct RawHeaders {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// `["host:port", …]` (names are resolved at connect time). `https://host[:port]`
+    /// `["host:port", …]` (a name is looked up when connecting and its addresses kept for `dns_ttl`). `https://host[:port]`
     /// (443 by default) speaks TLS to the server, verified (see `tls`); `http://host[:port]`
     /// is plain. One pool is all TLS or all plain.
     #[serde(default)]
@@ -277,6 +277,12 @@ pub struct RawUpstream {
     pub fail_timeout: Option<Duration>,
     /// Time to open a connection.
     pub connect_timeout: Option<Duration>,
+    /// How long a server name's addresses are used before it is looked up again (`0s`:
+    /// on every new connection). One lookup at a time per server (a burst of new
+    /// connections waits for it); when a lookup fails the last answer is kept, and a
+    /// connect that reaches none of the addresses looks the name up again. Like
+    /// HAProxy's `hold valid`; nginx resolves once at start.
+    pub dns_ttl: Option<Duration>,
     /// Time from sending the request to the response head; past it the client gets 504.
     pub response_timeout: Option<Duration>,
     /// How long an unused keep-alive connection to the upstream is kept.

@@ -196,6 +196,8 @@ pub struct Upstream {
     pub fail_timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// How long a server name's addresses are kept.
+    pub dns_ttl: Duration,
     /// Time to response headers.
     pub response_timeout: Duration,
     /// Pooled idle connection lifetime.

@@ -813,6 +813,7 @@ fn upstream(name: &str, u: &RawUpstream, cx: &mut Ctx<'_, '_>) -> Upstream {
             u.connect_timeout,
             crate::defaults::upstream::CONNECT_TIMEOUT,
         ),
+        dns_ttl: dur(u.dns_ttl, crate::defaults::upstream::DNS_TTL),
         response_timeout: dur(
             u.response_timeout,
             crate::defaults::upstream::RESPONSE_TIMEOUT,

@@ -44,6 +44,7 @@ use tokio::net::TcpStream;
 mod h2;
 pub mod health;
 mod origin;
+mod resolve;
 mod tls;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use origin::fuzz_response;
@@ -123,6 +124,7 @@ pub struct Pool {
     max_fails: u32,
     fail_timeout_ms: u64,
     connect_timeout: Duration,
+    dns_ttl_ms: u64,
     response_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -147,6 +149,8 @@ pub struct Pool {
 pub struct Server {
     /// `host:port`.
     pub authority: String,
+    /// Its addresses: looked up once per `dns_ttl` when `authority` names a host.
+    resolver: resolve::Resolver,
     /// The authority as a metric label.
     pub(crate) label: Arc<str>,
     inflight: AtomicUsize,
@@ -187,6 +191,16 @@ impl Server {
     /// TLS handshakes that failed on its certificate so far.
     pub fn tls_failures(&self) -> u64 {
         self.tls_failures.load(Ordering::Relaxed)
+    }
+
+    /// Name lookups (that gave addresses, that failed) so far; `None` for an IP literal.
+    pub fn dns_lookups(&self) -> Option<(u64, u64)> {
+        self.resolver.is_name().then(|| {
+            (
+                self.resolver.lookups.load(Ordering::Relaxed),
+                self.resolver.failures.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Balancing weight (0: draining).
@@ -278,6 +292,7 @@ impl Pool {
                 .map(|a| {
                     Arc::new(Server {
                         authority: a.clone(),
+                        resolver: resolve::Resolver::new(a),
                         label: Arc::from(a.as_str()),
                         inflight: AtomicUsize::new(0),
                         down_until: AtomicU64::new(0),
@@ -302,6 +317,7 @@ impl Pool {
             max_fails: u.max_fails,
             fail_timeout_ms: u.fail_timeout.as_millis() as u64,
             connect_timeout: u.connect_timeout,
+            dns_ttl_ms: u.dns_ttl.as_millis() as u64,
             response_timeout: u.response_timeout,
             idle_timeout: u.idle_timeout,
             max_idle: u.max_idle,
@@ -572,15 +588,29 @@ impl Pool {
         None
     }
 
-    /// A TCP connection to `s` within `connect_timeout`, Nagle off.
-    async fn tcp(&self, s: &Server) -> std::io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&s.authority))
+    /// A TCP connection to `s` within `connect_timeout` (its name looked up as
+    /// [`resolve`] says, each address tried in turn), Nagle off.
+    pub(crate) async fn tcp(&self, s: &Server) -> std::io::Result<TcpStream> {
+        let stream = tokio::time::timeout(self.connect_timeout, self.tcp_to(s))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         let _ = stream.set_nodelay(true);
         Ok(stream)
+    }
+
+    async fn tcp_to(&self, s: &Server) -> std::io::Result<TcpStream> {
+        let addrs = s.resolver.addrs(clock(), self.dns_ttl_ms).await?;
+        let mut last = None;
+        for a in addrs.iter() {
+            match TcpStream::connect(a).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        s.resolver.forget(&addrs);
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
     }
 
     /// A fresh hyper HTTP/1.1 connection to `s` (upgrades allowed, for WebSockets), over

@@ -54,6 +54,13 @@ struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsLabels {
+    upstream: Name,
+    server: Name,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     policy: &'static str,
     reason: &'static str,
@@ -357,6 +364,7 @@ impl Metrics {
         let weight: Family<ServerLabels, Gauge> = Family::default();
         let errors: Family<ServerLabels, Counter> = Family::default();
         let tls_failures: Family<ServerLabels, Counter> = Family::default();
+        let dns: Family<DnsLabels, Counter> = Family::default();
         for st in &now.servers {
             let l = ServerLabels {
                 upstream: Name(st.upstream.clone()),
@@ -370,6 +378,16 @@ impl Metrics {
             errors.get_or_create(&l).inc_by(st.errors);
             if st.tls_failures > 0 {
                 tls_failures.get_or_create(&l).inc_by(st.tls_failures);
+            }
+            if let Some((ok, failed)) = st.dns_lookups {
+                for (result, n) in [("ok", ok), ("failed", failed)] {
+                    dns.get_or_create(&DnsLabels {
+                        upstream: Name(st.upstream.clone()),
+                        server: Name(st.server.clone()),
+                        result,
+                    })
+                    .inc_by(n);
+                }
             }
         }
         r.register(
@@ -391,6 +409,11 @@ impl Metrics {
             "rampart_upstream_tls_verify_failures",
             "TLS handshakes to the server refused because its certificate did not verify",
             tls_failures,
+        );
+        r.register(
+            "rampart_upstream_dns_lookups",
+            "Lookups of upstream server names by result (a name's addresses are kept for the pool's dns_ttl)",
+            dns,
         );
         r.register(
             "rampart_upstream_server_weight",
@@ -668,4 +691,6 @@ pub struct ServerStat {
     pub errors: u64,
     /// TLS handshakes refused on the server's certificate.
     pub tls_failures: u64,
+    /// Name lookups that gave addresses and that failed (`None`: an IP literal).
+    pub dns_lookups: Option<(u64, u64)>,
 }

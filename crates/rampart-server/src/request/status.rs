@@ -40,6 +40,7 @@ pub fn metrics_text(edge: &Edge) -> String {
                 weight: s.weight(),
                 errors: s.errors(),
                 tls_failures: s.tls_failures(),
+                dns_lookups: s.dns_lookups(),
             })
         })
         .collect();

@@ -596,3 +596,80 @@ async fn a_passive_mark_down_is_one_transition_and_one_audit_event() {
     assert_eq!(events.len(), 1, "{downs}");
     assert!(events[0].contains(&dead.to_string()), "{}", events[0]);
 }
+
+/// The edge's `rampart_upstream_dns_lookups` for `result` ("ok" or "failed").
+fn dns_lookups(edge: &crate::harness::TestEdge, result: &str) -> u64 {
+    let live = edge.running.as_ref().unwrap().live.clone();
+    let text = rampart_server::request::status::metrics_text(&live.edge());
+    let want = format!("result=\"{result}\"");
+    text.lines()
+        .find(|l| l.starts_with("rampart_upstream_dns_lookups_total{") && l.contains(&want))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no dns lookups series for {result}:\n{text}"))
+}
+
+/// A server named by host is looked up once per `dns_ttl`, not on every new connection
+/// (`max_idle = 0`: each request opens one), and `0s` looks it up every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_name_is_looked_up_once_per_dns_ttl_not_per_connection() {
+    let up = Upstream::start("named").await;
+    let named = format!("localhost:{}", up.addr.port());
+    for (ttl, want) in [("10s", 1), ("0s", 8)] {
+        let edge = start(&proxy_toml(
+            std::slice::from_ref(&named),
+            &format!("max_idle = 0\ndns_ttl = \"{ttl}\""),
+            "",
+        ))
+        .await;
+        for i in 0..8 {
+            let r = client::plain(edge.http(), get("h", &format!("/{ttl}/{i}"))).await;
+            assert_eq!(r.status, 200, "{ttl} request {i}");
+            assert_eq!(r.header("x-upstream"), Some("named"));
+        }
+        assert_eq!(dns_lookups(&edge, "ok"), want, "dns_ttl = {ttl}");
+        assert_eq!(dns_lookups(&edge, "failed"), 0);
+    }
+    // A burst of new connections at once shares one lookup.
+    let edge = start(&proxy_toml(
+        std::slice::from_ref(&named),
+        "max_idle = 0",
+        "",
+    ))
+    .await;
+    let at = edge.http();
+    let burst: Vec<_> = (0..32)
+        .map(|i| {
+            tokio::spawn(
+                async move { client::plain(at, get("h", &format!("/b/{i}"))).await.status },
+            )
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 200);
+    }
+    assert_eq!(dns_lookups(&edge, "ok"), 1);
+}
+
+/// A name that does not resolve is a 502 with the reason logged, counted, and not looked
+/// up again for every request; the edge stays up and other routes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_name_that_does_not_resolve_is_a_502_and_counted() {
+    let edge = start(&proxy_toml(
+        &["no-such-host.invalid:8080".to_owned()],
+        "retry = false\nmax_fails = 0",
+        "",
+    ))
+    .await;
+    for i in 0..5 {
+        let r = client::plain(edge.http(), get("h", &format!("/{i}"))).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "request {i}");
+    }
+    let failed = dns_lookups(&edge, "failed");
+    assert!(
+        (1..=2).contains(&failed),
+        "{failed} lookups for 5 requests within a second"
+    );
+    assert_eq!(dns_lookups(&edge, "ok"), 0);
+    let r = client::plain(edge.http(), get("h", "/again")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+}

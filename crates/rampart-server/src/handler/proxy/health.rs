@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rampart_config::ops::HealthCheck;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::proxy::{Pool, Server};
@@ -99,7 +98,8 @@ async fn check_once(pool: &Pool, server: &Server, check: &HealthCheck) -> Result
         };
     }
     let run = async {
-        let s = TcpStream::connect(&server.authority)
+        let s = pool
+            .tcp(server)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let host = check.host.as_deref().unwrap_or(&server.authority);
@@ -142,7 +142,8 @@ async fn check_once(pool: &Pool, server: &Server, check: &HealthCheck) -> Result
 /// fresh connection: passes when the answer is `SERVING`.
 async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), String> {
     use http_body_util::BodyExt as _;
-    let tcp = TcpStream::connect(&server.authority)
+    let tcp = pool
+        .tcp(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let sender = match &pool.tls {
