@@ -193,6 +193,12 @@ impl Server {
         self.tls_failures.load(Ordering::Relaxed)
     }
 
+    /// For a server named by host: the addresses in use, the last lookup's error when it
+    /// failed, and whether a lookup is under way. `None` for an IP literal.
+    pub fn dns_state(&self) -> Option<(Vec<std::net::SocketAddr>, Option<String>, bool)> {
+        self.resolver.state()
+    }
+
     /// Name lookups (that gave addresses, that failed) so far; `None` for an IP literal.
     pub fn dns_lookups(&self) -> Option<(u64, u64)> {
         self.resolver.is_name().then(|| {

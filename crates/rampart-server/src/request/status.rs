@@ -422,6 +422,22 @@ fn tls_state(s: &crate::handler::proxy::Server) -> Value {
     })
 }
 
+/// What a server named by host resolved to (`null` for an IP literal): `addresses` in
+/// use, the last lookup's `error` when it failed, `resolving` while a lookup is under
+/// way, and the lookups so far.
+fn dns_state(s: &crate::handler::proxy::Server) -> Value {
+    let (Some((addrs, error, busy)), Some((ok, failed))) = (s.dns_state(), s.dns_lookups()) else {
+        return Value::Null;
+    };
+    json!({
+        "addresses": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "error": error,
+        "resolving": busy,
+        "lookups": ok,
+        "failures": failed,
+    })
+}
+
 /// `/upstreams`.
 pub(crate) fn upstreams(edge: &Edge) -> Value {
     let pools: Vec<Value> = edge
@@ -444,6 +460,7 @@ pub(crate) fn upstreams(edge: &Edge) -> Value {
                         "tls_state": p.config.tls.is_some().then(|| tls_state(s)),
                         "health_check": if p.config.health_check.is_none() { "off" } else if s.check_failed() { "failing" } else { "passing" },
                         "passive": if s.passive_down() { "out" } else { "in" },
+                        "dns": dns_state(s),
                     })
                 })
                 .collect();

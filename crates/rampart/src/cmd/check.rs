@@ -106,11 +106,35 @@ fn print_live(v: &serde_json::Value) {
                 s["health_check"].as_str().unwrap_or("?"),
                 s["passive"].as_str().unwrap_or("?"),
             );
+            if let Some(line) = dns_line(s) {
+                println!("    {line}");
+            }
             if let Some(line) = tls_line(s) {
                 println!("    {line}");
             }
         }
     }
+}
+
+/// A server named by host: what it resolved to, and the last lookup's error when it
+/// failed (the addresses shown are then the last good answer, still in use).
+fn dns_line(s: &serde_json::Value) -> Option<String> {
+    let d = s.get("dns").filter(|d| d.is_object())?;
+    let addrs: Vec<&str> = d["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let mut line = if addrs.is_empty() {
+        "dns: not resolved yet".to_owned()
+    } else {
+        format!("dns: {}", addrs.join(", "))
+    };
+    if let Some(e) = d["error"].as_str() {
+        line.push_str(&format!("; FAILING: {e}"));
+    }
+    Some(line)
 }
 
 /// A TLS server's state in one line: the last handshake's protocol and ALPN, the
@@ -157,6 +181,24 @@ fn tls_line(s: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::tls_line;
+
+    #[test]
+    fn dns_state_in_one_line() {
+        use super::dns_line;
+        assert_eq!(dns_line(&serde_json::json!({"dns": null})), None);
+        let ok = serde_json::json!({"dns": {"addresses": ["10.0.0.5:8000", "10.0.0.6:8000"], "error": null}});
+        assert_eq!(dns_line(&ok).unwrap(), "dns: 10.0.0.5:8000, 10.0.0.6:8000");
+        let stale = serde_json::json!({"dns": {"addresses": ["10.0.0.5:8000"], "error": "cannot resolve app:8000: no such host"}});
+        assert_eq!(
+            dns_line(&stale).unwrap(),
+            "dns: 10.0.0.5:8000; FAILING: cannot resolve app:8000: no such host"
+        );
+        let never = serde_json::json!({"dns": {"addresses": [], "error": "cannot resolve x:1"}});
+        assert_eq!(
+            dns_line(&never).unwrap(),
+            "dns: not resolved yet; FAILING: cannot resolve x:1"
+        );
+    }
 
     #[test]
     fn tls_state_in_one_line() {

@@ -633,7 +633,7 @@ async fn a_server_name_is_looked_up_once_per_dns_ttl_not_per_connection() {
     let edge = start(&proxy_toml(
         std::slice::from_ref(&named),
         "max_idle = 0",
-        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"",
     ))
     .await;
     let at = edge.http();
@@ -648,6 +648,18 @@ async fn a_server_name_is_looked_up_once_per_dns_ttl_not_per_connection() {
         assert_eq!(b.await.unwrap(), 200);
     }
     assert_eq!(dns_lookups(&edge, "ok"), 1);
+    let ups = crate::harness::admin_get(edge.running.as_ref().unwrap(), "/upstreams")
+        .await
+        .json();
+    let dns = &ups["upstreams"][0]["servers"][0]["dns"];
+    let addrs: Vec<&str> = dns["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(addrs.contains(&up.authority().as_str()), "{ups}");
+    assert_eq!(dns["error"], serde_json::Value::Null);
 }
 
 /// A name that does not resolve is a 502 with the reason logged, counted, and not looked
@@ -657,7 +669,7 @@ async fn a_server_name_that_does_not_resolve_is_a_502_and_counted() {
     let edge = start(&proxy_toml(
         &["no-such-host.invalid:8080".to_owned()],
         "retry = false\nmax_fails = 0",
-        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"",
     ))
     .await;
     for i in 0..5 {
@@ -672,4 +684,15 @@ async fn a_server_name_that_does_not_resolve_is_a_502_and_counted() {
     assert_eq!(dns_lookups(&edge, "ok"), 0);
     let r = client::plain(edge.http(), get("h", "/again")).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    // The admin API says why.
+    let ups = crate::harness::admin_get(edge.running.as_ref().unwrap(), "/upstreams")
+        .await
+        .json();
+    let dns = &ups["upstreams"][0]["servers"][0]["dns"];
+    assert_eq!(dns["addresses"], serde_json::json!([]), "{ups}");
+    let error = dns["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cannot resolve no-such-host.invalid:8080"),
+        "{ups}"
+    );
 }

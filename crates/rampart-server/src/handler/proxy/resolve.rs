@@ -145,15 +145,35 @@ impl Resolver {
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 c.until = now.saturating_add(RETRY_MS);
+                c.error = Some(e.clone());
                 if let Some(a) = &c.addrs {
                     tracing::warn!(server = %self.name, error = %e, addresses = ?a, "upstream lookup failed; the last answer is used");
                     return Ok(a.clone());
                 }
                 tracing::warn!(server = %self.name, error = %e, "upstream lookup failed");
-                c.error = Some(e.clone());
                 Err(std::io::Error::other(e))
             }
         }
+    }
+
+    /// What the name resolved to last (`None` for an IP literal): the addresses in use
+    /// (empty before the first lookup) and the last lookup's error when it failed;
+    /// `busy` while a lookup holds the answer.
+    pub(crate) fn state(&self) -> Option<(Vec<SocketAddr>, Option<String>, bool)> {
+        if self.literal.is_some() {
+            return None;
+        }
+        Some(match self.cache.try_lock() {
+            Ok(c) => (
+                c.addrs
+                    .as_deref()
+                    .map(<[SocketAddr]>::to_vec)
+                    .unwrap_or_default(),
+                c.error.clone(),
+                false,
+            ),
+            Err(_) => (Vec::new(), None, true),
+        })
     }
 
     /// After a connect reached none of `addrs`: the next connect looks the name up again
@@ -216,6 +236,10 @@ mod tests {
         let stale = r.resolve(200, 100, || async { failed() }).await.unwrap();
         assert!(Arc::ptr_eq(&a, &stale));
         assert_eq!(r.failures.load(Ordering::Relaxed), 1);
+        let (addrs, error, busy) = r.state().unwrap();
+        assert_eq!(addrs, a.to_vec());
+        assert!(error.unwrap().contains("cannot resolve app:8000"));
+        assert!(!busy);
         // Within the retry second the stale answer is used without a lookup.
         let again = r
             .resolve(1100, 100, || async { answer(&["10.0.0.9:8000"]) })
@@ -227,6 +251,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&*fresh, &["10.0.0.9:8000".parse().unwrap()]);
+        assert_eq!(r.state().unwrap().1, None);
     }
 
     #[tokio::test]
@@ -278,6 +303,7 @@ mod tests {
         for lit in ["127.0.0.1:80", "[::1]:8443"] {
             let r = Resolver::new(lit);
             assert!(!r.is_name());
+            assert!(r.state().is_none());
             let a = r.addrs(0, 0).await.unwrap();
             assert_eq!(&*a, &[lit.parse().unwrap()]);
         }
