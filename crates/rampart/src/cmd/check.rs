@@ -18,6 +18,9 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 edge.config.upstreams.len(),
                 edge.certificates.len()
             );
+            for w in unresolved(&edge.config) {
+                eprintln!("warning: {w}");
+            }
             if args.live {
                 let (status, body) =
                     super::reload::admin_request(&args.config, "GET", "/upstreams")?;
@@ -42,6 +45,34 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Upstream servers named by a host that does not resolve from here, as warnings, not
+/// errors: in a compose file or a cluster the name may only exist once the service is up
+/// (nginx refuses to start on such a name; rampart starts, and answers 502 for that
+/// server until it resolves), but a typo shows here rather than as 502s in production.
+fn unresolved(c: &rampart_config::Config) -> Vec<String> {
+    use std::net::ToSocketAddrs as _;
+    let mut out = Vec::new();
+    for u in &c.upstreams {
+        for s in &u.servers {
+            if s.parse::<std::net::SocketAddr>().is_ok() {
+                continue;
+            }
+            match s.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(_)) => {}
+                Ok(None) => out.push(format!(
+                    "upstreams.{}.servers: {s} resolves to no address here",
+                    u.name
+                )),
+                Err(e) => out.push(format!(
+                    "upstreams.{}.servers: {s} does not resolve here ({e}); requests to it will answer 502 until it does",
+                    u.name
+                )),
+            }
+        }
+    }
+    out
 }
 
 /// Each certificate served: where it comes from, its names, when it expires.

@@ -41,6 +41,28 @@ fn check_prints_ok_for_a_good_config() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
 
+/// A server name that does not resolve is a warning (the service may not be up yet), not
+/// an error: `ok`, exit 0, and the name on stderr.
+#[test]
+fn check_warns_of_a_server_name_that_does_not_resolve() {
+    let dir = TempDir::new("check-dns");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstreams.app]\nservers = [\"no-such-host.invalid:8000\", \"localhost:8001\", \"127.0.0.1:9\"]\n[[routes]]\nupstream = \"app\"\n",
+    );
+    let out = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0]
+            .contains("upstreams.app.servers: no-such-host.invalid:8000 does not resolve here"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_lists_every_error_with_its_key_and_exits_1() {
     let dir = TempDir::new("check-bad");
