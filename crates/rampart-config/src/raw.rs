@@ -277,11 +277,12 @@ pub struct RawUpstream {
     pub fail_timeout: Option<Duration>,
     /// Time to open a connection.
     pub connect_timeout: Option<Duration>,
-    /// How long a server name's addresses are used before it is looked up again (`0s`:
-    /// on every new connection). One lookup at a time per server (a burst of new
-    /// connections waits for it); when a lookup fails the last answer is kept, and a
-    /// connect that reaches none of the addresses looks the name up again. Like
-    /// HAProxy's `hold valid`; nginx resolves once at start.
+    /// How long a server name's addresses are used before they are looked up again
+    /// (`0s`: on every new connection). Only a name's first lookup is waited for (by one
+    /// connect; a burst waits for that one answer); after that the answer held stays in
+    /// use while a background lookup refreshes it, and is kept when the resolver fails or
+    /// hangs. A connect that reaches none of the addresses starts that refresh at once.
+    /// Like HAProxy's `hold valid`; nginx resolves once at start.
     pub dns_ttl: Option<Duration>,
     /// Time from sending the request to the response head; past it the client gets 504.
     pub response_timeout: Option<Duration>,

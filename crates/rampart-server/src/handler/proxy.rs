@@ -201,12 +201,7 @@ impl Server {
 
     /// Name lookups (that gave addresses, that failed) so far; `None` for an IP literal.
     pub fn dns_lookups(&self) -> Option<(u64, u64)> {
-        self.resolver.is_name().then(|| {
-            (
-                self.resolver.lookups.load(Ordering::Relaxed),
-                self.resolver.failures.load(Ordering::Relaxed),
-            )
-        })
+        self.resolver.is_name().then(|| self.resolver.counts())
     }
 
     /// Balancing weight (0: draining).
