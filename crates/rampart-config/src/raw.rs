@@ -281,7 +281,8 @@ pub struct RawUpstream {
     /// (`0s`: on every new connection). Only a name's first lookup is waited for (by one
     /// connect; a burst waits for that one answer); after that the answer held stays in
     /// use while a background lookup refreshes it, and is kept when the resolver fails or
-    /// hangs. A connect that reaches none of the addresses starts that refresh at once.
+    /// hangs. A connect that reaches none of the addresses, or times out, starts that
+    /// refresh at once.
     /// Like HAProxy's `hold valid`; nginx resolves once at start.
     pub dns_ttl: Option<Duration>,
     /// Time from sending the request to the response head; past it the client gets 504.

@@ -595,6 +595,8 @@ impl Pool {
         let stream = tokio::time::timeout(self.connect_timeout, self.tcp_to(s))
             .await
             .map_err(|_| {
+                // A server that moved often shows as a connect that never completes.
+                s.resolver.expire();
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         let _ = stream.set_nodelay(true);

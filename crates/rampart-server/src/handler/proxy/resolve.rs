@@ -7,8 +7,9 @@
 //! caller; the others wait for its answer). After that no connect waits for the resolver:
 //! past `dns_ttl` the answer held is used while one background lookup refreshes it, and a
 //! lookup that fails or hangs (a resolver outage) leaves it in use (asked again a second
-//! later). A connect that reaches none of the addresses starts that refresh at once, so a
-//! server that moved (a container recreated with a new IP) is found by the next connects.
+//! later). A connect that reaches none of the addresses, or times out, starts that refresh
+//! at once, so a server that moved (a container recreated with a new IP) is found by the
+//! next connects.
 //! A name that never resolved answers its error for a second without a lookup. IP
 //! literals are never looked up; `dns_ttl = "0s"` looks up on every new connection,
 //! concurrently, keeping nothing.
@@ -176,6 +177,23 @@ impl Resolver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.addrs.as_ref().is_some_and(|a| Arc::ptr_eq(a, addrs)) {
+            c.until = 0;
+        }
+    }
+}
+
+impl Resolver {
+    /// After a connect that timed out: like [`Resolver::forget`], whatever answer is held.
+    pub(crate) fn expire(&self) {
+        if self.literal.is_some() {
+            return;
+        }
+        let mut c = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.addrs.is_some() {
             c.until = 0;
         }
     }
@@ -446,8 +464,13 @@ mod tests {
         assert_eq!(&*b, &[addr("10.0.0.2:8000")]);
         // Forgetting an answer already replaced does nothing.
         r.forget(&a);
-        let kept = r.addrs_with(3, 60_000, lookup).await.unwrap();
+        let kept = r.addrs_with(3, 60_000, lookup.clone()).await.unwrap();
         assert!(Arc::ptr_eq(&b, &kept));
+        // A connect that timed out expires whatever is held.
+        r.expire();
+        r.addrs_with(4, 60_000, lookup).await.unwrap();
+        settle(&r).await;
+        assert_eq!(r.counts(), (3, 0));
     }
 
     #[tokio::test]
