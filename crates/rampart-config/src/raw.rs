@@ -128,8 +128,8 @@ pub struct RawServer {
     /// Open client connections; further clients wait in the kernel's accept queue.
     pub max_connections: Option<usize>,
     /// Accept HTTP/2 with prior knowledge on the plain listener (behind a load balancer
-    /// that speaks h2c); otherwise it speaks HTTP/1.1 only. HTTPS always offers HTTP/2 by
-    /// ALPN.
+    /// that speaks h2c): a connection opening with the HTTP/2 preface speaks HTTP/2, any
+    /// other speaks HTTP/1.1 as without it. HTTPS always offers HTTP/2 by ALPN.
     pub h2c: Option<bool>,
     /// Answer simple HTTP/1.1 requests (GET or HEAD, no body, no `Expect`, no upgrade) on
     /// rampart's own path: httparse, one buffer for the response head, one `writev` with

@@ -4,6 +4,7 @@
 
 pub mod fd_limit;
 mod h1fast;
+mod h2serve;
 pub mod lot;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use h1fast::fuzz_head;

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod body;
 pub mod client_cert;
 pub mod decimal;
+pub mod h2body;
 pub mod path;
 pub mod refusal;
 pub mod request_id;

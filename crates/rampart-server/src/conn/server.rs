@@ -25,10 +25,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -170,17 +169,6 @@ macro_rules! h1_limits {
     };
 }
 
-/// Applies the HTTP/2 limits to a hyper (or hyper-util auto) HTTP/2 builder.
-macro_rules! h2_limits {
-    ($b:expr, $s:expr) => {
-        $b.timer(TokioTimer::new())
-            .max_concurrent_streams($s.h2_max_concurrent_streams)
-            .max_pending_accept_reset_streams($s.h2_max_pending_reset_streams)
-            .max_local_error_reset_streams(1024)
-            .max_header_list_size(u32::try_from($s.max_header_size).unwrap_or(u32::MAX))
-    };
-}
-
 /// A connection's whole life, boxed: the task of a connection parked for minutes holds
 /// a pointer, not room for the largest state any branch (TLS handshake, HTTP/2, h2c
 /// sniffing) might need. Connection settings come from the edge current when it was
@@ -207,16 +195,20 @@ fn serve_conn(
                 client_cert: None,
             };
             if edge.config.server.h2c {
-                let svc = service(serving.clone(), info.clone(), activity.clone());
+                // HTTP/2 with prior knowledge when the client's first bytes are the HTTP/2
+                // preface, else HTTP/1.1 on its usual path (fast path, parking).
                 Box::pin(async move {
                     let s = &edge.config.server;
-                    let io = TokioIo::new(Tracked::new(stream, &activity));
-                    let mut b = auto::Builder::new(TokioExecutor::new());
-                    h1_limits!(b.http1(), s);
-                    h2_limits!(b.http2(), s);
-                    let conn = b.serve_connection_with_upgrades(io, svc);
-                    drive(conn, &activity).await;
-                    None
+                    match super::h2serve::sniff(&stream, &activity).await {
+                        Some(true) => {
+                            let io = Tracked::new(stream, &activity);
+                            let answer = |req| answer(&serving, &info, &activity, req);
+                            super::h2serve::serve(io, s, &activity, answer).await;
+                            None
+                        }
+                        Some(false) => serve_h1(stream, &serving, &info, s, &activity, false).await,
+                        None => None,
+                    }
                 })
             } else {
                 // HTTP/1.1 only: no protocol sniffing on the common path.
@@ -321,11 +313,9 @@ async fn serve_tls(
         }),
     };
     if h2 {
-        let svc = service(serving.clone(), info.clone(), activity.clone());
-        let io = TokioIo::new(Tracked::new(tls, &activity));
-        let conn =
-            h2_limits!(http2::Builder::new(TokioExecutor::new()), s).serve_connection(io, svc);
-        Box::pin(drive(conn, &activity)).await;
+        let io = Tracked::new(tls, &activity);
+        let answer = |req| answer(&serving, &info, &activity, req);
+        Box::pin(super::h2serve::serve(io, s, &activity, answer)).await;
         None
     } else {
         // Not waiting for readability first: the client's request may have come with its
@@ -593,93 +583,58 @@ fn service(
         Output = Result<http::Response<crate::wire::body::Body>, stack::CloseConnection>,
     > + Send,
 > + Clone {
-    service_fn(move |req| {
-        let edge = serving.edge();
-        let guard = InflightGuard::new(activity.clone());
-        activity.started.fetch_add(1, Ordering::Relaxed);
-        let info = info.clone();
-        // A request body still arriving keeps the connection busy too: its bytes must never
-        // be read as the next request after a park.
+    service_fn(move |req: http::Request<Incoming>| {
         let req = req.map(|b| {
             if http_body::Body::is_end_stream(&b) {
                 crate::wire::body::Body::Empty
             } else {
-                crate::wire::body::Body::Held(
-                    Box::new(crate::wire::body::Body::Incoming(b)),
-                    InflightGuard::new(activity.clone()),
-                )
+                crate::wire::body::Body::Incoming(b)
             }
         });
-        let (method, uri) = (req.method().clone(), req.uri().clone());
-        async move {
-            // Boxed: HTTP/2 spawns each stream as a task, and moving the whole request
-            // state machine into it cost more than one allocation. Built in the box
-            // (`Box::pin` of it memcpy'd its kilobytes: ~650 instructions per request).
-            let handling = Box::write(Box::new_uninit(), stack::handle(edge, info, req));
-            let answered = crate::request::rescue::Caught(Box::into_pin(handling))
-                .await
-                .unwrap_or_else(|()| {
-                    Ok(crate::request::rescue::internal_error(&method, uri.path()))
-                });
-            match answered {
-                // The connection stays busy until the body has been sent, however slowly
-                // the client reads it.
-                Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {
-                    Ok(resp.map(|b| crate::wire::body::Body::Held(Box::new(b), guard)))
-                }
-                other => other,
-            }
-        }
+        answer(&serving, &info, &activity, req)
     })
 }
 
-/// Connection futures that can be asked to finish gracefully.
-trait Graceful: Future {
-    fn graceful(self: Pin<&mut Self>);
-}
-
-impl<I, S, E> Graceful for http2::Connection<I, S, E>
-where
-    Self: Future,
-    S: hyper::service::HttpService<Incoming>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S::ResBody: 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, E, B> Graceful for auto::UpgradeableConnection<'_, I, S, E>
-where
-    Self: Future,
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-/// Runs a (non-parkable: HTTP/2 or h2c-sniffing) connection to its end, finishing
-/// gracefully when the sweeper signals idleness or shutdown.
-async fn drive<C: Graceful>(conn: C, activity: &Arc<Activity>) {
-    tokio::pin!(conn);
-    let outcome = Steer {
-        conn: conn.as_mut(),
-        activity,
-    }
-    .await;
-    if !matches!(outcome, Outcome::Done) {
-        conn.as_mut().graceful();
-        let _ = conn.await;
+/// Answers one request of a connection (for hyper's services and the HTTP/2 server
+/// alike): counted in flight while under way, panics caught, handled by the stack.
+fn answer(
+    serving: &Arc<Serving>,
+    info: &ConnInfo,
+    activity: &Arc<Activity>,
+    req: http::Request<crate::wire::body::Body>,
+) -> impl Future<Output = Result<http::Response<crate::wire::body::Body>, stack::CloseConnection>>
+       + Send
+       + 'static {
+    let edge = serving.edge();
+    let guard = InflightGuard::new(activity.clone());
+    activity.started.fetch_add(1, Ordering::Relaxed);
+    let info = info.clone();
+    // A request body still arriving keeps the connection busy too: its bytes must never be
+    // read as the next request after a park.
+    let req = req.map(|b| {
+        if http_body::Body::is_end_stream(&b) {
+            crate::wire::body::Body::Empty
+        } else {
+            crate::wire::body::Body::Held(Box::new(b), InflightGuard::new(activity.clone()))
+        }
+    });
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    async move {
+        // Boxed: HTTP/2 spawns each stream as a task, and moving the whole request state
+        // machine into it cost more than one allocation. Built in the box (`Box::pin` of
+        // it memcpy'd its kilobytes: ~650 instructions per request).
+        let handling = Box::write(Box::new_uninit(), stack::handle(edge, info, req));
+        let answered = crate::request::rescue::Caught(Box::into_pin(handling))
+            .await
+            .unwrap_or_else(|()| Ok(crate::request::rescue::internal_error(&method, uri.path())));
+        match answered {
+            // The connection stays busy until the body has been sent, however slowly the
+            // client reads it.
+            Ok(resp) if !http_body::Body::is_end_stream(resp.body()) => {
+                Ok(resp.map(|b| crate::wire::body::Body::Held(Box::new(b), guard)))
+            }
+            other => other,
+        }
     }
 }
 

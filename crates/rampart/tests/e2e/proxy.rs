@@ -696,3 +696,168 @@ async fn a_server_name_that_does_not_resolve_is_a_502_and_counted() {
         "{ups}"
     );
 }
+
+/// On an `h2c` listener the first bytes choose: the HTTP/2 preface, even trickled a byte
+/// at a time, is HTTP/2; anything else is HTTP/1.1 on its usual path (kept alive and
+/// parked when quiet); a connection that sends nothing closes at the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_listener_tells_http2_from_http1_by_the_first_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("a").await;
+    let toml = proxy_toml(&[up.authority()], "", "").replace(
+        "[server]\n",
+        "[server]\nh2c = true\npark_after = \"100ms\"\nidle_timeout = \"1s\"\n",
+    );
+    let edge = start(&toml).await;
+    // The preface in single bytes, then an HTTP/2 exchange.
+    let mut tcp = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    for b in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+        tcp.write_all(&[*b]).await.unwrap();
+        tcp.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut sender, conn) = h2::client::Builder::new()
+        .handshake::<_, Bytes>(SkipPreface(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (resp, _) = sender
+        .send_request(Request::get("http://h/trickled").body(()).unwrap(), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("date"));
+    // HTTP/1.1, two requests on one connection, then parked while quiet.
+    let mut conn = Conn::plain(edge.http()).await;
+    for i in 0..2 {
+        let r = conn.send(get("h", &format!("/one/{i}"))).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let live = edge.running.as_ref().unwrap().live.clone();
+    let parked = eventually(Duration::from_secs(3), || {
+        let text = rampart_server::request::status::metrics_text(&live.edge());
+        text.lines()
+            .any(|l| l.starts_with("rampart_parked_connections ") && !l.ends_with(" 0"))
+            .then_some(())
+    })
+    .await;
+    assert!(parked.is_some(), "the HTTP/1.1 connection was never parked");
+    let r = conn.send(get("h", "/one/after-park")).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    // Silent: closed by the idle timeout, not held forever.
+    let mut silent = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("a silent connection was held past the idle timeout");
+    assert_eq!(n.unwrap_or(0), 0);
+}
+
+/// A stream that already sent the preface: the h2 client writes it again, so the test
+/// drops the client's copy (the edge reads one preface).
+struct SkipPreface(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for SkipPreface {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SkipPreface {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        if let Some(rest) = buf.strip_prefix(PREFACE) {
+            return match std::pin::Pin::new(&mut self.0).poll_write(cx, rest) {
+                std::task::Poll::Ready(Ok(n)) => std::task::Poll::Ready(Ok(n + PREFACE.len())),
+                other => other,
+            };
+        }
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP/2 request body of known length reaches an HTTP/1.1 upstream with that
+/// `Content-Length`, not chunked (WSGI servers mishandle chunked bodies); a body without
+/// one is chunked; a stream the client resets before its answer ends nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_request_bodies_keep_their_length_upstream() {
+    let up = Upstream::start("a").await;
+    let toml =
+        proxy_toml(&[up.authority()], "", "").replace("[server]\n", "[server]\nh2c = true\n");
+    let edge = start(&toml).await;
+    let tcp = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    let (mut sender, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let post = |len: Option<usize>| {
+        let mut b = Request::post("http://h/echo-body");
+        if let Some(n) = len {
+            b = b.header("content-length", n.to_string());
+        }
+        b.body(()).unwrap()
+    };
+    for (i, len) in [Some(5000usize), None].into_iter().enumerate() {
+        let (resp, mut body) = sender.send_request(post(len), false).unwrap();
+        body.send_data(Bytes::from(vec![b'x'; 3000]), false)
+            .unwrap();
+        body.send_data(Bytes::from(vec![b'y'; 2000]), true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.into_body().collect_all().await;
+        assert_eq!(text, "len=5000");
+        let seen = &up.seen()[i];
+        match len {
+            Some(_) => {
+                assert_eq!(seen.headers["content-length"], "5000");
+                assert!(!seen.headers.contains_key("transfer-encoding"));
+            }
+            None => assert_eq!(seen.headers["transfer-encoding"], "chunked"),
+        }
+    }
+    // A reset stream (its upstream answer still pending) leaves the connection serving.
+    let (resp, mut body) = sender
+        .send_request(Request::get("http://h/slow/2000").body(()).unwrap(), false)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    body.send_reset(h2::Reason::CANCEL);
+    assert!(resp.await.is_err());
+    let (resp, _) = sender
+        .send_request(Request::get("http://h/after-reset").body(()).unwrap(), true)
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), StatusCode::OK);
+}
+
+trait CollectAll {
+    async fn collect_all(self) -> String;
+}
+
+impl CollectAll for h2::RecvStream {
+    async fn collect_all(mut self) -> String {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.data().await {
+            let chunk = chunk.unwrap();
+            let _ = self.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        String::from_utf8(out).unwrap()
+    }
+}

@@ -383,11 +383,22 @@ pub(super) async fn exchange(
 /// A request body on its way to an HTTP/2 stream, frame by frame within the stream's
 /// flow-control window. A body that fails resets the stream (the upstream never takes a
 /// truncated body for a whole one).
-struct Pump {
+pub(crate) struct Pump {
     body: Body,
     send: ::h2::SendStream<Bytes>,
     /// A chunk read from the body, waiting for window (and whether it was the last).
     chunk: Option<(Bytes, bool)>,
+}
+
+impl Pump {
+    /// `body` to go out on `send` (its head already sent, not ending the stream).
+    pub(crate) fn new(body: Body, send: ::h2::SendStream<Bytes>) -> Self {
+        Self {
+            body,
+            send,
+            chunk: None,
+        }
+    }
 }
 
 impl Future for Pump {
