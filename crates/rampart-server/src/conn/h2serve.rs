@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::request::stack::CloseConnection;
 use crate::wire::activity::{Activity, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
-use crate::wire::h2body::{content_length, RequestBody};
+use crate::wire::h2body::{content_length, H2Body};
 
 /// hyper's server defaults, kept: a 1 MiB window per stream and per connection (an
 /// upload is not throttled to 64 KiB per round trip), 16 KiB frames, 400 KiB buffered
@@ -90,7 +90,7 @@ pub(super) async fn serve<T, H, F>(
                     if connect || recv.is_end_stream() {
                         Body::Empty
                     } else {
-                        Body::H2(RequestBody::new(recv, length))
+                        Body::H2(H2Body::new(recv, length))
                     }
                 });
                 // Built in its box: the task holds a pointer, not the stream's state

@@ -28,7 +28,7 @@ pub enum Body {
     /// A body streamed from a client or an upstream, never buffered whole.
     Incoming(Incoming),
     /// A client's request body on an HTTP/2 stream (served on the h2 crate directly).
-    H2(super::h2body::RequestBody),
+    H2(super::h2body::H2Body),
     /// Anything else that streams: an upstream response (its connection returns to the
     /// pool at the end), a static file, a body being compressed or rewritten (not `Sync`:
     /// the HTML rewriter).

@@ -20,6 +20,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body::{Body as _, Frame};
 
+use crate::wire::h2body::H2Body;
+
 use super::{strip_hop_by_hop, Forwarding, Inflight, Picked, Pool, ProxyError, Server};
 use crate::wire::body::{Body, BoxError};
 
@@ -274,9 +276,7 @@ impl Pool {
             strip_hop_by_hop(resp.headers_mut(), false);
             let resp = resp.map(|recv| {
                 Body::stream(RecvBody {
-                    recv,
-                    data_done: false,
-                    done: false,
+                    body: H2Body::answer(recv),
                     _inflight: Some(inflight),
                     _stream: Some(stream),
                 })
@@ -465,13 +465,10 @@ impl Future for Pump {
     }
 }
 
-/// An upstream's HTTP/2 response body: its data (the window given back as it is read)
-/// and trailers. It holds the server's in-flight count and its stream's place on the
-/// connection until it ends or is dropped.
+/// An upstream's HTTP/2 response body ([`H2Body::answer`]). It holds the server's
+/// in-flight count and its stream's place on the connection until it ends or is dropped.
 pub(super) struct RecvBody {
-    recv: ::h2::RecvStream,
-    data_done: bool,
-    done: bool,
+    body: H2Body,
     _inflight: Option<Inflight>,
     _stream: Option<Stream>,
 }
@@ -480,19 +477,11 @@ impl RecvBody {
     /// A body for an exchange outside a request (a health check).
     pub(super) fn bare(recv: ::h2::RecvStream) -> Self {
         Self {
-            recv,
-            data_done: false,
-            done: false,
+            body: H2Body::answer(recv),
             _inflight: None,
             _stream: None,
         }
     }
-}
-
-/// A reset with `NO_ERROR` ends the body early but whole (RFC 9113 §8.1: the server
-/// answered before reading the whole request).
-fn ended_early(e: &::h2::Error) -> bool {
-    e.reason() == Some(::h2::Reason::NO_ERROR)
 }
 
 impl http_body::Body for RecvBody {
@@ -503,34 +492,11 @@ impl http_body::Body for RecvBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let me = &mut *self;
-        if me.done {
-            return Poll::Ready(None);
-        }
-        if !me.data_done {
-            match ready!(me.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = me.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) if ended_early(&e) => {
-                    me.done = true;
-                    return Poll::Ready(None);
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                None => me.data_done = true,
-            }
-        }
-        me.done = true;
-        match ready!(me.recv.poll_trailers(cx)) {
-            Ok(t) => Poll::Ready(t.map(|t| Ok(Frame::trailers(t)))),
-            Err(e) if ended_early(&e) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e.into()))),
-        }
+        Pin::new(&mut self.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.recv.is_end_stream()
+        self.body.is_end_stream()
     }
 }
 

@@ -168,23 +168,15 @@ impl Resolver {
     /// After a connect reached none of `addrs`: the next connect starts a refresh (the
     /// answer is still used until one comes).
     pub(crate) fn forget(&self, addrs: &Addrs) {
-        if self.literal.is_some() {
-            return;
-        }
-        let mut c = self
-            .inner
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.addrs.as_ref().is_some_and(|a| Arc::ptr_eq(a, addrs)) {
-            c.until = 0;
-        }
+        self.expire_if(|held| Arc::ptr_eq(held, addrs));
     }
-}
 
-impl Resolver {
-    /// After a connect that timed out: like [`Resolver::forget`], whatever answer is held.
+    /// After a connect that timed out: as [`Resolver::forget`], whatever answer is held.
     pub(crate) fn expire(&self) {
+        self.expire_if(|_| true);
+    }
+
+    fn expire_if(&self, held: impl Fn(&Addrs) -> bool) {
         if self.literal.is_some() {
             return;
         }
@@ -193,7 +185,7 @@ impl Resolver {
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.addrs.is_some() {
+        if c.addrs.as_ref().is_some_and(held) {
             c.until = 0;
         }
     }
