@@ -136,8 +136,22 @@ pub(super) async fn sniff(stream: &tokio::net::TcpStream, activity: &Activity) -
             return Some(true);
         }
         // A prefix of the preface so far: wait for more bytes (peek sees them all again).
-        if stream.readable().await.is_err() {
-            return None;
+        // A peek that finds bytes leaves the socket marked readable, so the next one would
+        // return at once and a client sending one byte (`P`) would keep a core spinning
+        // until the idle timeout. The mark is cleared only through `try_io`, and only
+        // when a peek inside it finds nothing new: bytes arriving meanwhile renew it.
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); PREFACE.len()];
+        let grown = stream.try_io(
+            tokio::io::Interest::READABLE,
+            || match socket2::SockRef::from(stream).peek(&mut probe)? {
+                m if m > n => Ok(()),
+                _ => Err(std::io::ErrorKind::WouldBlock.into()),
+            },
+        );
+        if let Err(e) = grown {
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                return None;
+            }
         }
     }
 }

@@ -861,3 +861,44 @@ impl CollectAll for h2::RecvStream {
         String::from_utf8(out).unwrap()
     }
 }
+
+/// A client that sends the first byte of the HTTP/2 preface and stops costs the edge no
+/// CPU while it waits (a peek that found bytes left the socket marked readable, and the
+/// wait spun on a core until the idle timeout); the rest of the preface, when it comes,
+/// is still noticed at once.
+#[test]
+fn a_partial_h2c_preface_is_waited_for_without_spinning() {
+    use std::io::{Read, Write};
+    let dir = rampart_test_support::TempDir::new("h2c-partial");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[server]\nhttp = \"127.0.0.1:0\"\nh2c = true\nidle_timeout = \"30s\"\n[[routes]]\npath = \"/\"\nrespond = { body = \"ok\" }\n",
+    );
+    let p = crate::harness::serve(dir.path(), &["-c", cfg.to_str().unwrap()], 1);
+    let pid = p.child.id();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let mut s = std::net::TcpStream::connect(p.http.unwrap()).unwrap();
+    s.write_all(b"P").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = cpu_ticks() - before;
+    assert!(
+        used < 30,
+        "{used} clock ticks of CPU in 1.5 s for one waiting client"
+    );
+    // The rest of the preface, an empty SETTINGS frame, then the edge's SETTINGS back.
+    s.write_all(b"RI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head)
+        .expect("no answer to the completed preface");
+    assert_eq!(head[3], 4, "the first frame is SETTINGS: {head:?}");
+}
