@@ -87,7 +87,7 @@ pub(super) async fn serve<T, H, F>(
                 // whatever follows its head is not a body.
                 let connect = req.method() == http::Method::CONNECT;
                 let req = req.map(|recv| {
-                    if connect || recv.is_end_stream() {
+                    if connect {
                         Body::Empty
                     } else {
                         Body::H2(H2Body::new(recv, length))

@@ -584,14 +584,12 @@ fn service(
     > + Send,
 > + Clone {
     service_fn(move |req: http::Request<Incoming>| {
-        let req = req.map(|b| {
-            if http_body::Body::is_end_stream(&b) {
-                crate::wire::body::Body::Empty
-            } else {
-                crate::wire::body::Body::Incoming(b)
-            }
-        });
-        answer(&serving, &info, &activity, req)
+        answer(
+            &serving,
+            &info,
+            &activity,
+            req.map(crate::wire::body::Body::Incoming),
+        )
     })
 }
 
@@ -610,7 +608,7 @@ fn answer(
     activity.started.fetch_add(1, Ordering::Relaxed);
     let info = info.clone();
     // A request body still arriving keeps the connection busy too: its bytes must never be
-    // read as the next request after a park.
+    // read as the next request after a park. One already ended is no body at all.
     let req = req.map(|b| {
         if http_body::Body::is_end_stream(&b) {
             crate::wire::body::Body::Empty
