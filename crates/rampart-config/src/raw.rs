@@ -148,7 +148,9 @@ pub struct RawServer {
     pub env_file: Option<String>,
     /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: Option<u32>,
-    /// HTTP/2 streams a client may reset before they are answered (rapid-reset guard).
+    /// HTTP/2 streams per second a client may reset before they are answered, beyond a
+    /// burst of `h2_max_concurrent_streams` (rapid-reset guard: past it, GOAWAY
+    /// ENHANCE_YOUR_CALM).
     pub h2_max_pending_reset_streams: Option<usize>,
 }
 

@@ -37,7 +37,7 @@ pub mod request;
 pub mod state;
 pub mod wire;
 
-/// Entry points for fuzzing the hand-written HTTP/1.1 codecs (`fuzz/`, cargo-fuzz) and
+/// Entry points for fuzzing the hand-written HTTP/1.1 codecs and HPACK (`fuzz/`, cargo-fuzz) and
 /// for replaying the committed corpus in the tests; not part of the API.
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -46,6 +46,8 @@ pub mod fuzzing {
     pub use crate::conn::fuzz_head as request_head;
     /// An upstream answer as the origin client reads it, checked against hyper's client.
     pub use crate::handler::proxy::fuzz_response as response;
+    /// HPACK header blocks as the HTTP/2 server decodes them, re-encoded and decoded.
+    pub use crate::wire::hpack::fuzz as hpack;
 
     #[cfg(test)]
     mod tests {
@@ -56,9 +58,10 @@ pub mod fuzzing {
         fn the_fuzz_corpus_replays_clean() {
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
             type Target = fn(&[u8]);
-            let targets: [(&str, Target); 2] = [
+            let targets: [(&str, Target); 3] = [
                 ("request_head", super::request_head),
                 ("response", super::response),
+                ("hpack", super::hpack),
             ];
             for (name, target) in targets {
                 let mut n = 0;

@@ -7,6 +7,8 @@ pub mod body;
 pub mod client_cert;
 pub mod decimal;
 pub mod h2body;
+pub mod hpack;
+pub mod huffman;
 pub mod path;
 pub mod refusal;
 pub mod request_id;

@@ -1,22 +1,34 @@
-//! HTTP/2 client connections served on the h2 crate directly, not through hyper's server.
+//! HTTP/2 clients (ALPN h2, and h2c with prior knowledge) served by rampart's own
+//! HTTP/2 layer: frames (RFC 9113) and HPACK (`wire::hpack`) handled here, each
+//! connection in one task, its streams' answers polled in that task.
 //!
-//! callgrind, h2load `-c4 -m10`, a fixed answer of 12 headers and 100 bytes: the h2
-//! crate alone 29.2k instructions per request, the same through hyper's HTTP/2 server
-//! 34.3k (its stream future, body wrappers, header passes). What hyper's layer did that
-//! an edge needs is here: the connection's limits and windows, one task per stream whose
-//! work is dropped when the client resets the stream, connection-specific headers
-//! stripped from answers, `Date` added when missing, `Content-Length` from a body of known
-//! size, and the request body's `Content-Length` kept as its size (the proxy forwards it
-//! with a length, not chunked). A graceful close (idle, reload, shutdown) sends GOAWAY
-//! and lets the streams under way finish.
+//! Why not the h2 crate: callgrind, h2load `-c4 -m10`, a fixed answer of 12 headers and
+//! 100 bytes cost 29.2k instructions per request on the h2 crate alone (its HPACK encoder
+//! hashing and Huffman-coding every field, a mutex-guarded stream store, a task per
+//! stream); HAProxy proxies the whole request in ~33.5k. Here the fields an answer
+//! repeats cost one byte and a lookup each, a stream is a slot in a small vector, and an
+//! answer's head and body go straight from the answering future into the write buffer.
+//!
+//! What the edge guarantees on this path, as hyper's and the h2 crate's servers did:
+//! the configured stream limit (REFUSED_STREAM over it), a 1 MiB window per stream and
+//! per connection given back as the body is read, malformed requests refused
+//! (RFC 9113 §8.1.1: uppercase or connection-specific fields, pseudo-headers out of
+//! place, a body that disagrees with its `Content-Length`) with a stream reset, the
+//! header list limit (431), a cap on a header block and its CONTINUATION frames, a
+//! rapid-reset guard (streams reset before they are answered), a cap on stream errors a
+//! client causes, and GOAWAY on a graceful close (idle, reload, shutdown) with the streams
+//! under way finished. Nothing is read while 64 KiB wait to be written, so a client that
+//! floods PINGs or SETTINGS without reading its answers only stalls itself.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::task::Poll;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use bytes::{Buf as _, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,14 +36,64 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::request::stack::CloseConnection;
 use crate::wire::activity::{Activity, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
-use crate::wire::h2body::{content_length, H2Body};
+use crate::wire::h2body::{content_length, InBody, InShared};
+use crate::wire::hpack::{self, Field, Pseudo};
 
-/// hyper's server defaults, kept: a 1 MiB window per stream and per connection (an
-/// upload is not throttled to 64 KiB per round trip), 16 KiB frames, 400 KiB buffered
-/// per stream before a slow reader holds the sender back.
-const WINDOW: u32 = 1024 * 1024;
-const MAX_FRAME: u32 = 16 * 1024;
-const MAX_SEND_BUFFER: usize = 400 * 1024;
+/// The window given per stream and per connection (an upload is not throttled to 64 KiB
+/// per round trip), and the frames read (the protocol's default size).
+const WINDOW: i64 = 1024 * 1024;
+const MAX_FRAME: usize = 16 * 1024;
+/// The protocol's initial window, before the SETTINGS of either side.
+const DEFAULT_WINDOW: i64 = 65_535;
+const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// Bytes waiting to be written past which nothing more is read or produced.
+const OUT_HIGH: usize = 64 * 1024;
+/// Body bytes one stream sends in a turn before the others get theirs.
+const TURN: usize = 64 * 1024;
+/// How long the rest of a request body is read and dropped after its stream's answer
+/// (see `Conn::settle`).
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Stream errors a client may cause (malformed requests, window violations) before the
+/// connection is closed.
+const MAX_STREAM_ERRORS: u32 = 1024;
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PUSH_PROMISE: u8 = 5;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY_FLAG: u8 = 0x20;
+
+/// Error codes (RFC 9113 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reason(u32);
+
+impl Reason {
+    const NO_ERROR: Self = Self(0);
+    const PROTOCOL_ERROR: Self = Self(1);
+    const INTERNAL_ERROR: Self = Self(2);
+    const FLOW_CONTROL_ERROR: Self = Self(3);
+    const STREAM_CLOSED: Self = Self(5);
+    const FRAME_SIZE_ERROR: Self = Self(6);
+    const REFUSED_STREAM: Self = Self(7);
+    const CANCEL: Self = Self(8);
+    const COMPRESSION_ERROR: Self = Self(9);
+    const ENHANCE_YOUR_CALM: Self = Self(11);
+}
+
+/// An error that ends the connection (GOAWAY with its reason and text).
+#[derive(Debug)]
+struct ConnError(Reason, &'static str);
 
 /// Serves HTTP/2 on `io` (the client preface not yet read) until the client closes,
 /// the connection fails, or `activity` is signalled to close (then gracefully).
@@ -46,65 +108,1406 @@ pub(super) async fn serve<T, H, F>(
     H: Fn(Request<Body>) -> F,
     F: Future<Output = Result<Response<Body>, CloseConnection>> + Send + 'static,
 {
-    let mut b = h2::server::Builder::new();
-    b.max_concurrent_streams(s.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(s.h2_max_pending_reset_streams)
-        .max_local_error_reset_streams(Some(1024))
-        .max_header_list_size(u32::try_from(s.max_header_size).unwrap_or(u32::MAX))
-        .initial_window_size(WINDOW)
-        .initial_connection_window_size(WINDOW)
-        .max_frame_size(MAX_FRAME)
-        .max_send_buffer_size(MAX_SEND_BUFFER);
-    let mut conn = match b.handshake::<_, Bytes>(io).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(error = %e, "HTTP/2 handshake failed");
-            return;
-        }
-    };
-    let mut closing = false;
-    loop {
-        let next = std::future::poll_fn(|cx| {
-            if !closing {
-                match activity.signal.load(Ordering::Acquire) {
-                    SIGNAL_NONE => {}
-                    // Never parked: an HTTP/2 connection keeps its state.
-                    SIGNAL_PARK => activity.take_park(),
-                    _ => return Poll::Ready(None),
-                }
-            }
-            conn.poll_accept(cx).map(Some)
-        })
-        .await;
-        match next {
-            None => {
-                conn.graceful_shutdown();
-                closing = true;
-            }
-            Some(Some(Ok((req, respond)))) => {
-                let length = content_length(req.headers());
-                // CONNECT opens no tunnel here (as with hyper's server without upgrades):
-                // whatever follows its head is not a body.
-                let connect = req.method() == http::Method::CONNECT;
-                let req = req.map(|recv| {
-                    if connect {
-                        Body::Empty
-                    } else {
-                        Body::H2(H2Body::new(recv, length))
-                    }
-                });
-                // Built in its box: the task holds a pointer, not the stream's state
-                // moved through the spawn.
-                let task = Box::write(Box::new_uninit(), stream(handle(req), respond));
-                tokio::spawn(Box::into_pin(task));
-            }
-            Some(Some(Err(e))) => {
-                tracing::debug!(error = %e, "HTTP/2 connection ended");
-                break;
-            }
-            Some(None) => break,
+    let mut c = Conn::new(io, s, activity, handle);
+    std::future::poll_fn(|cx| c.poll(cx)).await;
+}
+
+/// The connection's side of its streams' wakers: which streams asked to be polled.
+#[derive(Default)]
+struct Shared {
+    ready: Mutex<Vec<u32>>,
+    conn: AtomicWaker,
+}
+
+/// One stream's waker: queues the stream on its connection and wakes the connection.
+struct StreamWake {
+    id: u32,
+    queued: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for StreamWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.shared
+                .ready
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(self.id);
+            self.shared.conn.wake();
         }
     }
+}
+
+struct Stream<F> {
+    id: u32,
+    wake: Arc<StreamWake>,
+    waker: Waker,
+    /// The answer being made.
+    answer: Option<Pin<Box<F>>>,
+    head_only: bool,
+    /// The answer's body being sent, and a chunk of it waiting for window (and whether
+    /// it is the last).
+    body: Option<Body>,
+    chunk: Option<(Bytes, bool)>,
+    send_window: i64,
+    send_done: bool,
+    /// The request body's state shared with its reader (for the stream's life: the
+    /// reader's progress gives window back even after the client's last DATA).
+    inbody: Option<Arc<InShared>>,
+    recv_open: bool,
+    recv_window: i64,
+    /// Window read by the reader and not yet given back to the client.
+    recv_unacked: i64,
+    /// Bytes delivered to the reader and not yet read (given back when the stream ends).
+    held: usize,
+    /// `Content-Length` still to come.
+    remaining: Option<u64>,
+    /// Answered in full while the client still sends the rest of its body: until when
+    /// that is read and dropped before the stream is reset.
+    drain: Option<std::time::Instant>,
+}
+
+/// A header block whose CONTINUATION frames are still coming.
+struct Continuation {
+    id: u32,
+    end_stream: bool,
+    self_dependent: bool,
+    block: Vec<u8>,
+}
+
+struct Limits {
+    max_streams: usize,
+    max_header_list: usize,
+    max_block: usize,
+    reset_burst: f64,
+    reset_rate: f64,
+}
+
+struct Conn<'a, T, H, F> {
+    io: T,
+    activity: &'a Arc<Activity>,
+    handle: H,
+    limits: Limits,
+    inbuf: BytesMut,
+    out: Vec<u8>,
+    written: usize,
+    unflushed: bool,
+    scratch: Vec<u8>,
+    preface: bool,
+    settings: bool,
+    dec: hpack::Decoder,
+    enc: hpack::Encoder,
+    streams: Vec<Stream<F>>,
+    shared: Arc<Shared>,
+    ready: Vec<u32>,
+    window_blocked: Vec<u32>,
+    write_blocked: Vec<u32>,
+    continuation: Option<Continuation>,
+    /// The highest stream the client opened.
+    last_id: u32,
+    conn_send: i64,
+    conn_recv: i64,
+    conn_unacked: i64,
+    peer_window: i64,
+    /// A GOAWAY was sent (gracefully: streams under way finish).
+    goaway: bool,
+    /// The client sent GOAWAY: it opens no more streams.
+    peer_gone: bool,
+    read_closed: bool,
+    /// A connection error was sent: the rest is only flushing.
+    failed: bool,
+    /// The rapid-reset guard: tokens and when they were last counted.
+    reset_tokens: f64,
+    reset_at: Option<std::time::Instant>,
+    stream_errors: u32,
+    /// When the first stream being drained is reset.
+    drain_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<'a, T, H, F> Conn<'a, T, H, F>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    H: Fn(Request<Body>) -> F,
+    F: Future<Output = Result<Response<Body>, CloseConnection>> + Send + 'static,
+{
+    fn new(
+        io: T,
+        s: &rampart_config::runtime::Server,
+        activity: &'a Arc<Activity>,
+        handle: H,
+    ) -> Self {
+        let max_streams = s.h2_max_concurrent_streams as usize;
+        let mut c = Self {
+            io,
+            activity,
+            handle,
+            limits: Limits {
+                max_streams,
+                max_header_list: s.max_header_size,
+                // The whole block of a head at the limit, Huffman-coded or not, and room.
+                max_block: s.max_header_size.saturating_mul(2).max(64 * 1024),
+                reset_burst: (max_streams + s.h2_max_pending_reset_streams) as f64,
+                reset_rate: s.h2_max_pending_reset_streams as f64,
+            },
+            inbuf: BytesMut::new(),
+            out: Vec::new(),
+            written: 0,
+            unflushed: false,
+            scratch: Vec::new(),
+            preface: false,
+            settings: false,
+            dec: hpack::Decoder::default(),
+            enc: hpack::Encoder::default(),
+            streams: Vec::new(),
+            shared: Arc::new(Shared::default()),
+            ready: Vec::new(),
+            window_blocked: Vec::new(),
+            write_blocked: Vec::new(),
+            continuation: None,
+            last_id: 0,
+            conn_send: DEFAULT_WINDOW,
+            conn_recv: WINDOW,
+            conn_unacked: 0,
+            peer_window: DEFAULT_WINDOW,
+            goaway: false,
+            peer_gone: false,
+            read_closed: false,
+            failed: false,
+            reset_tokens: 0.0,
+            reset_at: None,
+            stream_errors: 0,
+            drain_timer: None,
+        };
+        c.reset_tokens = c.limits.reset_burst;
+        // Our SETTINGS: the stream limit, the stream window, the header list limit; then
+        // the connection's window raised to match.
+        let mut p = Vec::with_capacity(18);
+        for (k, v) in [
+            (3u16, s.h2_max_concurrent_streams),
+            (4, WINDOW as u32),
+            (6, u32::try_from(s.max_header_size).unwrap_or(u32::MAX)),
+        ] {
+            p.extend_from_slice(&k.to_be_bytes());
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        c.frame_out(SETTINGS, 0, 0, &p);
+        c.frame_out(
+            WINDOW_UPDATE,
+            0,
+            0,
+            &((WINDOW - DEFAULT_WINDOW) as u32).to_be_bytes(),
+        );
+        c
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.shared.conn.register(cx.waker());
+        // Rounds are bounded: a future that wakes itself on every poll cannot hold the
+        // thread; after them the task yields and is polled again.
+        for _ in 0..32 {
+            let mut progress = false;
+            if !self.goaway && !self.failed {
+                match self.activity.signal.load(Ordering::Acquire) {
+                    SIGNAL_NONE => {}
+                    SIGNAL_PARK => {
+                        self.activity.take_park();
+                        self.shrink();
+                    }
+                    _ => {
+                        self.go_away(Reason::NO_ERROR, "");
+                        progress = true;
+                    }
+                }
+            }
+            if !self.read_closed && !self.failed && self.pending_out() < OUT_HIGH {
+                if self.inbuf.capacity() - self.inbuf.len() < 4096 {
+                    self.inbuf.reserve(MAX_FRAME + 9);
+                }
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        // The client is gone: what it asked for is dropped unanswered.
+                        self.read_closed = true;
+                        self.streams.clear();
+                        self.written = self.out.len();
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(e) = self.frames() {
+                            tracing::debug!(error = e.1, "HTTP/2 connection error");
+                            self.go_away(e.0, e.1);
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            progress |= self.run_ready();
+            if self
+                .drain_timer
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                self.drain_expired();
+                progress = true;
+            }
+            match self.write(cx) {
+                Ok(wrote) => progress |= wrote,
+                Err(_) => return Poll::Ready(()),
+            }
+            if self.pending_out() == 0 && !self.unflushed && self.finished() {
+                let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Resets the streams drained for [`DRAIN_TIME`] (a client that stops sending once
+    /// answered, as curl does, is not left waiting), and sets the timer for the next.
+    fn drain_expired(&mut self) {
+        let now = std::time::Instant::now();
+        let mut next: Option<std::time::Instant> = None;
+        let mut i = 0;
+        while i < self.streams.len() {
+            match self.streams[i].drain {
+                Some(until) if until <= now => {
+                    let id = self.streams[i].id;
+                    self.frame_out(RST_STREAM, 0, id, &Reason::NO_ERROR.0.to_be_bytes());
+                    self.remove(i);
+                    continue;
+                }
+                Some(until) => next = Some(next.map_or(until, |n| n.min(until))),
+                None => {}
+            }
+            i += 1;
+        }
+        self.drain_timer = next.map(|t| Box::pin(tokio::time::sleep_until(t.into())));
+    }
+
+    fn finished(&self) -> bool {
+        self.failed || ((self.goaway || self.peer_gone) && self.streams.is_empty())
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    /// Quiet: buffers go back to the allocator (an idle HTTP/2 connection keeps only its
+    /// tables and stream state).
+    fn shrink(&mut self) {
+        if self.inbuf.is_empty() {
+            self.inbuf = BytesMut::new();
+        }
+        if self.pending_out() == 0 {
+            self.out = Vec::new();
+            self.written = 0;
+        }
+        self.scratch = Vec::new();
+    }
+
+    /// Writes what is buffered; `Ok(true)` when something moved.
+    fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+        let mut moved = false;
+        while self.written < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.unflushed = true;
+                    moved = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.written == self.out.len() && self.written > 0 {
+            self.out.clear();
+            self.written = 0;
+            if !self.write_blocked.is_empty() {
+                self.ready.append(&mut self.write_blocked);
+                moved = true;
+            }
+        }
+        if self.unflushed && self.written == 0 {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(moved)
+    }
+
+    fn frame_out(&mut self, ty: u8, flags: u8, id: u32, payload: &[u8]) {
+        frame_head(&mut self.out, payload.len(), ty, flags, id);
+        self.out.extend_from_slice(payload);
+    }
+
+    fn go_away(&mut self, reason: Reason, debug: &str) {
+        if self.goaway && reason == Reason::NO_ERROR {
+            return;
+        }
+        let mut p = Vec::with_capacity(8 + debug.len());
+        p.extend_from_slice(&self.last_id.to_be_bytes());
+        p.extend_from_slice(&reason.0.to_be_bytes());
+        p.extend_from_slice(debug.as_bytes());
+        self.frame_out(GOAWAY, 0, 0, &p);
+        self.goaway = true;
+        if reason != Reason::NO_ERROR {
+            self.failed = true;
+            self.streams.clear();
+        }
+    }
+
+    /// Parses the complete frames read.
+    fn frames(&mut self) -> Result<(), ConnError> {
+        if !self.preface {
+            let n = self.inbuf.len().min(PREFACE.len());
+            if self.inbuf[..n] != PREFACE[..n] {
+                return Err(ConnError(Reason::PROTOCOL_ERROR, "no HTTP/2 preface"));
+            }
+            if n < PREFACE.len() {
+                return Ok(());
+            }
+            self.inbuf.advance(PREFACE.len());
+            self.preface = true;
+        }
+        while self.inbuf.len() >= 9 && !self.failed {
+            let h = &self.inbuf[..9];
+            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            let (ty, flags) = (h[3], h[4]);
+            let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            if len > MAX_FRAME {
+                return Err(ConnError(
+                    Reason::FRAME_SIZE_ERROR,
+                    "frame over the size limit",
+                ));
+            }
+            if self.inbuf.len() < 9 + len {
+                self.inbuf.reserve(9 + len - self.inbuf.len());
+                return Ok(());
+            }
+            if !self.settings && ty != SETTINGS {
+                return Err(ConnError(
+                    Reason::PROTOCOL_ERROR,
+                    "first frame not SETTINGS",
+                ));
+            }
+            if let Some(c) = &self.continuation {
+                if ty != CONTINUATION || id != c.id {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "expected CONTINUATION"));
+                }
+            }
+            if ty == DATA {
+                // Data is kept as it was read, not copied.
+                let f = self.inbuf.split_to(9 + len).freeze();
+                self.on_data(flags, id, f.slice(9..))?;
+            } else {
+                let mut p = std::mem::take(&mut self.scratch);
+                p.clear();
+                p.extend_from_slice(&self.inbuf[9..9 + len]);
+                self.inbuf.advance(9 + len);
+                let r = self.control(ty, flags, id, &p);
+                self.scratch = p;
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    fn control(&mut self, ty: u8, flags: u8, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        match ty {
+            HEADERS => self.on_headers(flags, id, p),
+            CONTINUATION => self.on_continuation(flags, id, p),
+            PRIORITY => {
+                if id == 0 {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0"));
+                }
+                if p.len() != 5 {
+                    self.stream_error(id, Reason::FRAME_SIZE_ERROR)?;
+                } else if u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff == id {
+                    self.stream_error(id, Reason::PROTOCOL_ERROR)?;
+                }
+                Ok(())
+            }
+            RST_STREAM => self.on_reset(id, p),
+            SETTINGS => self.on_settings(flags, id, p),
+            PUSH_PROMISE => Err(ConnError(
+                Reason::PROTOCOL_ERROR,
+                "PUSH_PROMISE from a client",
+            )),
+            PING => {
+                if id != 0 {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "PING on a stream"));
+                }
+                if p.len() != 8 {
+                    return Err(ConnError(Reason::FRAME_SIZE_ERROR, "PING not 8 bytes"));
+                }
+                if flags & ACK == 0 {
+                    self.frame_out(PING, ACK, 0, p);
+                }
+                Ok(())
+            }
+            GOAWAY => {
+                if id != 0 {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "GOAWAY on a stream"));
+                }
+                if p.len() < 8 {
+                    return Err(ConnError(Reason::FRAME_SIZE_ERROR, "GOAWAY too short"));
+                }
+                self.peer_gone = true;
+                Ok(())
+            }
+            WINDOW_UPDATE => self.on_window_update(id, p),
+            // Unknown frame types are ignored (RFC 9113 §5.5).
+            _ => Ok(()),
+        }
+    }
+
+    fn find(&self, id: u32) -> Option<usize> {
+        self.streams.iter().position(|s| s.id == id)
+    }
+
+    /// A stream error the client caused: RST_STREAM, the stream dropped; too many of them
+    /// end the connection.
+    fn stream_error(&mut self, id: u32, reason: Reason) -> Result<(), ConnError> {
+        self.stream_errors += 1;
+        if self.stream_errors > MAX_STREAM_ERRORS {
+            return Err(ConnError(
+                Reason::ENHANCE_YOUR_CALM,
+                "too many stream errors",
+            ));
+        }
+        self.reset(id, reason, "malformed or flow-control violation");
+        Ok(())
+    }
+
+    /// Resets stream `id` (ours to end: a refusal, an error, an answer that failed).
+    fn reset(&mut self, id: u32, reason: Reason, why: &'static str) {
+        self.frame_out(RST_STREAM, 0, id, &reason.0.to_be_bytes());
+        if let Some(i) = self.find(id) {
+            let st = self.remove(i);
+            if let Some(sh) = &st.inbody {
+                sh.update(|s| s.failed = Some(why));
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Stream<F> {
+        let st = self.streams.swap_remove(i);
+        // What the reader never read goes back to the connection's window.
+        let back = st.held as i64 + st.recv_unacked;
+        self.give_back_conn(back);
+        st
+    }
+
+    fn give_back_conn(&mut self, n: i64) {
+        self.conn_unacked += n;
+        if self.conn_unacked >= WINDOW / 2 {
+            let inc = self.conn_unacked;
+            self.conn_unacked = 0;
+            self.conn_recv += inc;
+            self.frame_out(WINDOW_UPDATE, 0, 0, &(inc as u32).to_be_bytes());
+        }
+    }
+
+    fn on_headers(&mut self, flags: u8, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        if id == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR, "HEADERS on stream 0"));
+        }
+        let mut p = unpad(flags, p)?;
+        let mut self_dependent = false;
+        if flags & PRIORITY_FLAG != 0 {
+            if p.len() < 5 {
+                return Err(ConnError(
+                    Reason::FRAME_SIZE_ERROR,
+                    "HEADERS priority too short",
+                ));
+            }
+            self_dependent = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff == id;
+            p = &p[5..];
+        }
+        let end_stream = flags & END_STREAM != 0;
+        if flags & END_HEADERS == 0 {
+            if p.len() > self.limits.max_block {
+                return Err(ConnError(
+                    Reason::ENHANCE_YOUR_CALM,
+                    "header block too large",
+                ));
+            }
+            self.continuation = Some(Continuation {
+                id,
+                end_stream,
+                self_dependent,
+                block: p.to_vec(),
+            });
+            return Ok(());
+        }
+        self.head(id, end_stream, self_dependent, Bytes::copy_from_slice(p))
+    }
+
+    fn on_continuation(&mut self, flags: u8, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        let Some(mut c) = self.continuation.take() else {
+            return Err(ConnError(
+                Reason::PROTOCOL_ERROR,
+                "CONTINUATION without HEADERS",
+            ));
+        };
+        if c.id != id {
+            return Err(ConnError(
+                Reason::PROTOCOL_ERROR,
+                "CONTINUATION on another stream",
+            ));
+        }
+        if c.block.len() + p.len() > self.limits.max_block {
+            return Err(ConnError(
+                Reason::ENHANCE_YOUR_CALM,
+                "header block too large",
+            ));
+        }
+        c.block.extend_from_slice(p);
+        if flags & END_HEADERS == 0 {
+            self.continuation = Some(c);
+            return Ok(());
+        }
+        self.head(c.id, c.end_stream, c.self_dependent, c.block.into())
+    }
+
+    /// A whole header block: a request, or a request's trailers.
+    fn head(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        self_dependent: bool,
+        block: Bytes,
+    ) -> Result<(), ConnError> {
+        // Decoded whatever becomes of the stream: the table must stay in step.
+        let mut head = Head::default();
+        let max = self.limits.max_header_list;
+        self.dec
+            .decode(&block, |f, size| head.add(f, size, max))
+            .map_err(|e| ConnError(Reason::COMPRESSION_ERROR, e.0))?;
+        if id.is_multiple_of(2) {
+            return Err(ConnError(
+                Reason::PROTOCOL_ERROR,
+                "even stream id from a client",
+            ));
+        }
+        if let Some(i) = self.find(id) {
+            return self.trailers(i, end_stream, head);
+        }
+        if id <= self.last_id {
+            // A stream already closed (reset, or trailers of one reset): nothing to do.
+            return Ok(());
+        }
+        self.last_id = id;
+        if self.goaway || self.peer_gone {
+            return Ok(());
+        }
+        if self_dependent {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        if self.streams.len() >= self.limits.max_streams {
+            self.reset(id, Reason::REFUSED_STREAM, "over the stream limit");
+            return Ok(());
+        }
+        if head.too_large {
+            self.refuse_431(id, end_stream);
+            return Ok(());
+        }
+        let mut req = match head.request() {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::debug!(stream = id, why, "malformed HTTP/2 request");
+                return self.stream_error(id, Reason::PROTOCOL_ERROR);
+            }
+        };
+        let length = match req.headers().contains_key(header::CONTENT_LENGTH) {
+            false => None,
+            true => match content_length(req.headers()) {
+                Some(n) => Some(n),
+                None => return self.stream_error(id, Reason::PROTOCOL_ERROR),
+            },
+        };
+        if end_stream && length.is_some_and(|n| n != 0) {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        let wake = Arc::new(StreamWake {
+            id,
+            queued: AtomicBool::new(true),
+            shared: self.shared.clone(),
+        });
+        let waker = Waker::from(wake.clone());
+        // CONNECT opens no tunnel here: whatever follows its head is not a body.
+        let connect = req.method() == http::Method::CONNECT;
+        let inbody = (!end_stream && !connect).then(|| InShared::new(waker.clone()));
+        if let Some(sh) = &inbody {
+            *req.body_mut() = Body::H2In(InBody::new(sh.clone(), length));
+        }
+        let head_only = req.method() == http::Method::HEAD;
+        let answer = Box::pin((self.handle)(req));
+        self.streams.push(Stream {
+            id,
+            wake,
+            waker,
+            answer: Some(answer),
+            head_only,
+            body: None,
+            chunk: None,
+            send_window: self.peer_window,
+            send_done: false,
+            inbody,
+            recv_open: !end_stream,
+            recv_window: WINDOW,
+            recv_unacked: 0,
+            held: 0,
+            remaining: length,
+            drain: None,
+        });
+        self.ready.push(id);
+        Ok(())
+    }
+
+    fn trailers(&mut self, i: usize, end_stream: bool, head: Head) -> Result<(), ConnError> {
+        let id = self.streams[i].id;
+        if !self.streams[i].recv_open {
+            return self.stream_error(id, Reason::STREAM_CLOSED);
+        }
+        if !end_stream || head.pseudo || head.malformed.is_some() || head.too_large {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        if self.streams[i].remaining.is_some_and(|r| r != 0) {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        let st = &mut self.streams[i];
+        st.recv_open = false;
+        if let Some(sh) = &st.inbody {
+            sh.update(|s| {
+                s.trailers = Some(head.headers);
+                s.end = true;
+            });
+        }
+        self.settle(id);
+        Ok(())
+    }
+
+    /// 431 for a head over the header list limit (its fields were decoded and dropped).
+    fn refuse_431(&mut self, id: u32, end_stream: bool) {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 9]);
+        self.enc.begin(&mut self.out);
+        self.enc.status(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &mut self.out,
+        );
+        self.enc.field(
+            &header::CONTENT_LENGTH,
+            &HeaderValue::from_static("0"),
+            &mut self.out,
+        );
+        self.close_head(start, id, END_STREAM);
+        if !end_stream {
+            self.frame_out(RST_STREAM, 0, id, &Reason::NO_ERROR.0.to_be_bytes());
+        }
+    }
+
+    fn on_data(&mut self, flags: u8, id: u32, frame: Bytes) -> Result<(), ConnError> {
+        if id == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR, "DATA on stream 0"));
+        }
+        let len = frame.len() as i64;
+        self.conn_recv -= len;
+        if self.conn_recv < 0 {
+            return Err(ConnError(
+                Reason::FLOW_CONTROL_ERROR,
+                "connection window exceeded",
+            ));
+        }
+        let data = if flags & PADDED != 0 {
+            let pad = usize::from(*frame.first().unwrap_or(&0));
+            if frame.is_empty() || pad >= frame.len() {
+                return Err(ConnError(Reason::PROTOCOL_ERROR, "padding past the frame"));
+            }
+            frame.slice(1..frame.len() - pad)
+        } else {
+            frame
+        };
+        let Some(i) = self.find(id) else {
+            if id > self.last_id {
+                return Err(ConnError(Reason::PROTOCOL_ERROR, "DATA on an idle stream"));
+            }
+            // A stream already closed: its data is dropped, its window given back.
+            self.give_back_conn(len);
+            return Ok(());
+        };
+        let st = &mut self.streams[i];
+        if !st.recv_open {
+            self.give_back_conn(len);
+            return self.stream_error(id, Reason::STREAM_CLOSED);
+        }
+        st.recv_window -= len;
+        if st.recv_window < 0 {
+            return self.stream_error(id, Reason::FLOW_CONTROL_ERROR);
+        }
+        if st.drain.is_some() {
+            // Answered already: the rest of the body (within the stream's window) is
+            // dropped as it comes, still held to its length.
+            let n = data.len() as u64;
+            let end = flags & END_STREAM != 0;
+            let r = st.remaining.unwrap_or(0);
+            st.remaining = Some(r.saturating_sub(n));
+            if n > r || (end && n != r) {
+                self.give_back_conn(len);
+                return self.stream_error(id, Reason::PROTOCOL_ERROR);
+            }
+            if end {
+                self.remove(i);
+            }
+            self.give_back_conn(len);
+            return Ok(());
+        }
+        let n = data.len() as u64;
+        if let Some(r) = &mut st.remaining {
+            if n > *r {
+                return self.stream_error(id, Reason::PROTOCOL_ERROR);
+            }
+            *r -= n;
+        }
+        let end = flags & END_STREAM != 0;
+        if end && st.remaining.is_some_and(|r| r != 0) {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        if end {
+            st.recv_open = false;
+        }
+        // Padding is never read: given back now.
+        let mut back = len - n as i64;
+        let taken = match &st.inbody {
+            Some(sh) => sh.update(|s| {
+                if s.dropped {
+                    return false;
+                }
+                if !data.is_empty() {
+                    s.chunks.push_back(data);
+                }
+                s.end |= end;
+                true
+            }),
+            None => false,
+        };
+        if taken {
+            st.held += n as usize;
+        } else {
+            back += n as i64;
+        }
+        if back > 0 {
+            self.give_back(i, back);
+        }
+        if end {
+            self.settle(id);
+        }
+        Ok(())
+    }
+
+    /// Window read (or never to be read) on stream `i`, given back to the client once
+    /// half a window has gathered.
+    fn give_back(&mut self, i: usize, n: i64) {
+        let st = &mut self.streams[i];
+        let id = st.id;
+        let mut update = None;
+        if st.recv_open {
+            st.recv_unacked += n;
+            if st.recv_unacked >= WINDOW / 2 {
+                update = Some(st.recv_unacked);
+                st.recv_window += st.recv_unacked;
+                st.recv_unacked = 0;
+            }
+        }
+        if let Some(inc) = update {
+            self.frame_out(WINDOW_UPDATE, 0, id, &(inc as u32).to_be_bytes());
+        }
+        self.give_back_conn(n);
+    }
+
+    fn on_reset(&mut self, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        if id == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0"));
+        }
+        if p.len() != 4 {
+            return Err(ConnError(
+                Reason::FRAME_SIZE_ERROR,
+                "RST_STREAM not 4 bytes",
+            ));
+        }
+        let Some(i) = self.find(id) else {
+            if id > self.last_id {
+                return Err(ConnError(
+                    Reason::PROTOCOL_ERROR,
+                    "RST_STREAM on an idle stream",
+                ));
+            }
+            return Ok(());
+        };
+        let st = self.remove(i);
+        if let Some(sh) = &st.inbody {
+            sh.update(|s| s.failed = Some("the client reset the stream"));
+        }
+        if st.answer.is_some() {
+            // Reset before it was answered: the rapid-reset guard counts it.
+            let now = std::time::Instant::now();
+            let at = *self.reset_at.get_or_insert(now);
+            self.reset_tokens = (self.reset_tokens
+                + now.duration_since(at).as_secs_f64() * self.limits.reset_rate)
+                .min(self.limits.reset_burst);
+            self.reset_at = Some(now);
+            self.reset_tokens -= 1.0;
+            if self.reset_tokens < 0.0 {
+                return Err(ConnError(
+                    Reason::ENHANCE_YOUR_CALM,
+                    "too many streams reset",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_settings(&mut self, flags: u8, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        if id != 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
+        }
+        if flags & ACK != 0 {
+            if !p.is_empty() {
+                return Err(ConnError(
+                    Reason::FRAME_SIZE_ERROR,
+                    "SETTINGS ack with a payload",
+                ));
+            }
+            return Ok(());
+        }
+        if !p.len().is_multiple_of(6) {
+            return Err(ConnError(
+                Reason::FRAME_SIZE_ERROR,
+                "SETTINGS not in 6-byte entries",
+            ));
+        }
+        for e in p.chunks_exact(6) {
+            let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
+            match u16::from_be_bytes([e[0], e[1]]) {
+                1 => self.enc.set_max(v as usize),
+                2 if v > 1 => {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1"));
+                }
+                4 => {
+                    let v = i64::from(v);
+                    if v > MAX_WINDOW {
+                        return Err(ConnError(Reason::FLOW_CONTROL_ERROR, "window over 2^31-1"));
+                    }
+                    let delta = v - self.peer_window;
+                    self.peer_window = v;
+                    for st in &mut self.streams {
+                        st.send_window += delta;
+                        if st.send_window > MAX_WINDOW {
+                            return Err(ConnError(
+                                Reason::FLOW_CONTROL_ERROR,
+                                "window over 2^31-1",
+                            ));
+                        }
+                    }
+                    if delta > 0 {
+                        self.ready.append(&mut self.window_blocked);
+                    }
+                }
+                5 if !(16_384..=16_777_215).contains(&v) => {
+                    return Err(ConnError(
+                        Reason::PROTOCOL_ERROR,
+                        "MAX_FRAME_SIZE out of range",
+                    ));
+                }
+                // Frames sent stay at 16 KiB, which every peer accepts; the rest are
+                // advisory or for servers.
+                _ => {}
+            }
+        }
+        self.settings = true;
+        self.frame_out(SETTINGS, ACK, 0, &[]);
+        Ok(())
+    }
+
+    fn on_window_update(&mut self, id: u32, p: &[u8]) -> Result<(), ConnError> {
+        if p.len() != 4 {
+            return Err(ConnError(
+                Reason::FRAME_SIZE_ERROR,
+                "WINDOW_UPDATE not 4 bytes",
+            ));
+        }
+        let inc = i64::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff);
+        if id == 0 {
+            if inc == 0 {
+                return Err(ConnError(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0"));
+            }
+            self.conn_send += inc;
+            if self.conn_send > MAX_WINDOW {
+                return Err(ConnError(Reason::FLOW_CONTROL_ERROR, "window over 2^31-1"));
+            }
+            self.ready.append(&mut self.window_blocked);
+            return Ok(());
+        }
+        let Some(i) = self.find(id) else {
+            if id > self.last_id {
+                return Err(ConnError(
+                    Reason::PROTOCOL_ERROR,
+                    "WINDOW_UPDATE on an idle stream",
+                ));
+            }
+            return Ok(());
+        };
+        if inc == 0 {
+            return self.stream_error(id, Reason::PROTOCOL_ERROR);
+        }
+        let st = &mut self.streams[i];
+        st.send_window += inc;
+        if st.send_window > MAX_WINDOW {
+            return self.stream_error(id, Reason::FLOW_CONTROL_ERROR);
+        }
+        if let Some(at) = self.window_blocked.iter().position(|b| *b == id) {
+            self.window_blocked.swap_remove(at);
+            self.ready.push(id);
+        }
+        Ok(())
+    }
+
+    /// Polls the streams that asked for it; `true` when there were any.
+    fn run_ready(&mut self) -> bool {
+        let mut ids = std::mem::take(&mut self.ready);
+        ids.append(
+            &mut self
+                .shared
+                .ready
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if ids.is_empty() {
+            self.ready = ids;
+            return false;
+        }
+        for &id in &ids {
+            if let Some(i) = self.find(id) {
+                self.streams[i].wake.queued.store(false, Ordering::Release);
+                self.run(i);
+            }
+        }
+        ids.clear();
+        // Streams queued while these ran stay queued; the allocation is kept.
+        if self.ready.is_empty() {
+            self.ready = ids;
+        }
+        true
+    }
+
+    /// One stream's turn: window its reader gave back, its answer, its body.
+    fn run(&mut self, i: usize) {
+        let id = self.streams[i].id;
+        if let Some(sh) = &self.streams[i].inbody {
+            let (read, dropped) = sh.take_released();
+            if read > 0 {
+                let st = &mut self.streams[i];
+                st.held = st.held.saturating_sub(read);
+                self.give_back(i, read as i64);
+            }
+            if dropped && self.streams[i].recv_open {
+                // Nobody reads the rest: the client is told to stop once answered.
+                self.settle(id);
+                if self.find(id).is_none() {
+                    return;
+                }
+            }
+        }
+        let st = &mut self.streams[i];
+        if let Some(answer) = st.answer.as_mut() {
+            let mut cx = Context::from_waker(&st.waker);
+            match answer.as_mut().poll(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(resp)) => {
+                    st.answer = None;
+                    self.send_head(i, resp);
+                }
+                Poll::Ready(Err(CloseConnection)) => {
+                    self.reset(id, Reason::INTERNAL_ERROR, "answer failed");
+                    return;
+                }
+            }
+        }
+        self.pump(i);
+        self.settle(id);
+    }
+
+    /// The answer's head: one HEADERS frame (and CONTINUATION past 16 KiB).
+    fn send_head(&mut self, i: usize, resp: Response<Body>) {
+        let (parts, body) = resp.into_parts();
+        let st = &self.streams[i];
+        let id = st.id;
+        let eos = st.head_only || body.is_end_stream();
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 9]);
+        self.enc.begin(&mut self.out);
+        self.enc.status(parts.status, &mut self.out);
+        let (mut date, mut length) = (false, false);
+        for (n, v) in &parts.headers {
+            if forbidden(n, v) {
+                continue;
+            }
+            date |= *n == header::DATE;
+            length |= *n == header::CONTENT_LENGTH;
+            self.enc.field(n, v, &mut self.out);
+        }
+        if !date {
+            self.enc.field(&header::DATE, &date_value(), &mut self.out);
+        }
+        if !eos && !length {
+            if let Some(n) = body.size_hint().exact() {
+                self.enc.field(
+                    &header::CONTENT_LENGTH,
+                    &HeaderValue::from(n),
+                    &mut self.out,
+                );
+            }
+        }
+        self.close_head(start, id, if eos { END_STREAM } else { 0 });
+        let st = &mut self.streams[i];
+        if eos {
+            st.send_done = true;
+        } else {
+            st.body = Some(body);
+        }
+    }
+
+    /// Writes the frame head of the header block encoded after `start`, splitting it into
+    /// CONTINUATION frames when it is larger than a frame.
+    fn close_head(&mut self, start: usize, id: u32, flags: u8) {
+        let len = self.out.len() - start - 9;
+        if len <= MAX_FRAME {
+            let mut h = Vec::with_capacity(9);
+            frame_head(&mut h, len, HEADERS, flags | END_HEADERS, id);
+            self.out[start..start + 9].copy_from_slice(&h);
+            return;
+        }
+        let block = self.out.split_off(start + 9);
+        self.out.truncate(start);
+        let mut parts = block.chunks(MAX_FRAME).peekable();
+        let mut ty = HEADERS;
+        let mut fl = flags;
+        while let Some(part) = parts.next() {
+            let last = parts.peek().is_none();
+            frame_head(
+                &mut self.out,
+                part.len(),
+                ty,
+                fl | if last { END_HEADERS } else { 0 },
+                id,
+            );
+            self.out.extend_from_slice(part);
+            ty = CONTINUATION;
+            fl = 0;
+        }
+    }
+
+    /// Sends stream `i`'s body as far as its windows and the write buffer allow.
+    fn pump(&mut self, i: usize) {
+        let mut sent = 0;
+        loop {
+            let st = &mut self.streams[i];
+            let id = st.id;
+            if st.send_done {
+                return;
+            }
+            if let Some((chunk, last)) = st.chunk.take() {
+                if self.out.len() - self.written >= OUT_HIGH {
+                    st.chunk = Some((chunk, last));
+                    self.write_blocked.push(id);
+                    return;
+                }
+                let can = st.send_window.min(self.conn_send).max(0) as usize;
+                if can == 0 && !chunk.is_empty() {
+                    st.chunk = Some((chunk, last));
+                    if !self.window_blocked.contains(&id) {
+                        self.window_blocked.push(id);
+                    }
+                    return;
+                }
+                let n = chunk.len().min(can).min(MAX_FRAME);
+                let end = last && n == chunk.len();
+                st.send_window -= n as i64;
+                if n < chunk.len() {
+                    st.chunk = Some((chunk.slice(n..), last));
+                } else if end {
+                    st.send_done = true;
+                    st.body = None;
+                }
+                self.conn_send -= n as i64;
+                frame_head(&mut self.out, n, DATA, if end { END_STREAM } else { 0 }, id);
+                self.out.extend_from_slice(&chunk[..n]);
+                sent += n;
+                if end {
+                    return;
+                }
+                if sent >= TURN {
+                    // The others' turn; this one comes back after them.
+                    self.ready.push(id);
+                    return;
+                }
+                continue;
+            }
+            let Some(body) = st.body.as_mut() else {
+                return;
+            };
+            let mut cx = Context::from_waker(&st.waker);
+            match Pin::new(&mut *body).poll_frame(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(None) => {
+                    st.send_done = true;
+                    st.body = None;
+                    self.frame_out(DATA, END_STREAM, id, &[]);
+                    return;
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let last = body.is_end_stream();
+                        if !data.is_empty() || last {
+                            st.chunk = Some((data, last));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            st.send_done = true;
+                            st.body = None;
+                            let start = self.out.len();
+                            self.out.extend_from_slice(&[0; 9]);
+                            self.enc.begin(&mut self.out);
+                            for (n, v) in &t {
+                                if !forbidden(n, v) {
+                                    self.enc.field(n, v, &mut self.out);
+                                }
+                            }
+                            self.close_head(start, id, END_STREAM);
+                            return;
+                        }
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    // The upstream broke off: the client must not take a truncated body
+                    // for a whole one.
+                    tracing::debug!(stream = id, error = %e, "HTTP/2 answer body failed");
+                    self.reset(id, Reason::CANCEL, "answer body failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends stream `id` when both sides are done. An answer sent in full while the
+    /// client still sends is followed by RST_STREAM(NO_ERROR) (RFC 9113 §8.1), except
+    /// when the rest of a body of known length fits in the window the client already
+    /// has: that is read and dropped (for up to [`DRAIN_TIME`]) so that the stream ends
+    /// cleanly. curl 7.88 reports an error for a reset stream even after a whole
+    /// answer, and once answered reads nothing more (not even window updates), so a
+    /// reset failed its small uploads to routes answering without reading them, and
+    /// waiting for more than its window would hang it.
+    fn settle(&mut self, id: u32) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let st = &mut self.streams[i];
+        if !st.send_done {
+            return;
+        }
+        if st.recv_open {
+            if st.drain.is_some() {
+                return;
+            }
+            let fits = st
+                .remaining
+                .is_some_and(|r| r <= st.recv_window.min(self.conn_recv).max(0) as u64);
+            if !fits {
+                self.frame_out(RST_STREAM, 0, id, &Reason::NO_ERROR.0.to_be_bytes());
+                let st = self.remove(i);
+                if let Some(sh) = &st.inbody {
+                    sh.update(|s| s.failed = Some("the answer was sent before the body ended"));
+                }
+                return;
+            }
+            let until = std::time::Instant::now() + DRAIN_TIME;
+            st.drain = Some(until);
+            if self.drain_timer.is_none() {
+                self.drain_timer = Some(Box::pin(tokio::time::sleep_until(until.into())));
+            }
+            // What is buffered for a reader goes back; the reader (if any) sees the end.
+            if let Some(sh) = st.inbody.take() {
+                sh.update(|s| {
+                    s.failed = Some("the answer was sent before the body ended");
+                    s.dropped = true;
+                });
+                let back = st.held as i64 + st.recv_unacked;
+                st.held = 0;
+                st.recv_unacked = 0;
+                self.give_back_conn(back);
+            }
+            return;
+        }
+        self.remove(i);
+    }
+}
+
+/// The request head being decoded.
+#[derive(Default)]
+struct Head {
+    method: Option<Bytes>,
+    scheme: Option<Bytes>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
+    headers: HeaderMap,
+    size: usize,
+    too_large: bool,
+    /// A pseudo-header was seen (trailers may have none).
+    pseudo: bool,
+    regular: bool,
+    malformed: Option<&'static str>,
+}
+
+impl Head {
+    fn add(&mut self, f: Field, size: usize, max: usize) {
+        self.size += size;
+        if self.size > max {
+            self.too_large = true;
+            return;
+        }
+        match f {
+            Field::Pseudo(p, v) => {
+                self.pseudo = true;
+                if self.regular {
+                    self.malformed = Some("pseudo-header after a field");
+                    return;
+                }
+                let slot = match p {
+                    Pseudo::Method => &mut self.method,
+                    Pseudo::Scheme => &mut self.scheme,
+                    Pseudo::Authority => &mut self.authority,
+                    Pseudo::Path => &mut self.path,
+                    Pseudo::Status | Pseudo::Protocol => {
+                        self.malformed = Some("pseudo-header not for requests");
+                        return;
+                    }
+                };
+                if slot.is_some() {
+                    self.malformed = Some("repeated pseudo-header");
+                }
+                *slot = Some(v);
+            }
+            Field::Header(n, v) => {
+                self.regular = true;
+                if n == header::CONNECTION
+                    || n == header::TRANSFER_ENCODING
+                    || n == header::UPGRADE
+                    || n == "keep-alive"
+                    || n == "proxy-connection"
+                    || (n == header::TE && v != "trailers")
+                {
+                    self.malformed = Some("connection-specific field");
+                    return;
+                }
+                self.headers.append(n, v);
+            }
+            Field::Malformed(why) => self.malformed = Some(why),
+        }
+    }
+
+    /// The request (RFC 9113 §8.3.1), its body still to be set.
+    fn request(self) -> Result<Request<Body>, &'static str> {
+        if let Some(why) = self.malformed {
+            return Err(why);
+        }
+        let method = http::Method::from_bytes(&self.method.ok_or("no :method")?)
+            .map_err(|_| "invalid :method")?;
+        let connect = method == http::Method::CONNECT;
+        let mut parts = http::uri::Parts::default();
+        if let Some(a) = self.authority {
+            parts.authority =
+                Some(http::uri::Authority::from_maybe_shared(a).map_err(|_| "invalid :authority")?);
+        } else if connect {
+            return Err("CONNECT without :authority");
+        }
+        match (self.scheme, connect) {
+            (Some(_), true) => return Err(":scheme in CONNECT"),
+            (None, false) => return Err("no :scheme"),
+            (Some(s), false) => {
+                let s = http::uri::Scheme::try_from(&s[..]).map_err(|_| "invalid :scheme")?;
+                // A URI cannot hold a scheme without an authority: the scheme is checked
+                // and dropped then (the Host field names the site).
+                if parts.authority.is_some() {
+                    parts.scheme = Some(s);
+                }
+            }
+            (None, true) => {}
+        }
+        match (self.path, connect) {
+            (Some(_), true) => return Err(":path in CONNECT"),
+            (None, false) => return Err("no :path"),
+            (Some(p), false) => {
+                if p.is_empty() {
+                    return Err("empty :path");
+                }
+                parts.path_and_query = Some(
+                    http::uri::PathAndQuery::from_maybe_shared(p).map_err(|_| "invalid :path")?,
+                );
+            }
+            (None, true) => {}
+        }
+        let uri = http::Uri::from_parts(parts).map_err(|_| "invalid request target")?;
+        let mut req = Request::new(Body::Empty);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_2;
+        *req.headers_mut() = self.headers;
+        Ok(req)
+    }
+}
+
+/// Fields HTTP/2 forbids in an answer (RFC 9113 §8.2.2), left out as hyper's server did.
+fn forbidden(n: &HeaderName, v: &HeaderValue) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::UPGRADE
+        || *n == "keep-alive"
+        || *n == "proxy-connection"
+        || (*n == header::TE && v != "trailers")
+}
+
+fn frame_head(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, id: u32) {
+    let l = (len as u32).to_be_bytes();
+    let i = id.to_be_bytes();
+    out.extend_from_slice(&[l[1], l[2], l[3], ty, flags, i[0], i[1], i[2], i[3]]);
+}
+
+/// The payload of a frame that may be padded, without its padding.
+fn unpad(flags: u8, p: &[u8]) -> Result<&[u8], ConnError> {
+    if flags & PADDED == 0 {
+        return Ok(p);
+    }
+    let pad = usize::from(
+        *p.first()
+            .ok_or(ConnError(Reason::FRAME_SIZE_ERROR, "no pad length"))?,
+    );
+    if pad >= p.len() {
+        return Err(ConnError(Reason::PROTOCOL_ERROR, "padding past the frame"));
+    }
+    Ok(&p[1..p.len() - pad])
 }
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
@@ -156,86 +1559,13 @@ pub(super) async fn sniff(stream: &tokio::net::TcpStream, activity: &Activity) -
     }
 }
 
-/// One stream: its answer (dropped unanswered when the client resets the stream), then
-/// the answer's head and body.
-async fn stream<F>(answer: F, mut respond: h2::server::SendResponse<Bytes>)
-where
-    F: Future<Output = Result<Response<Body>, CloseConnection>>,
-{
-    let mut answer = std::pin::pin!(answer);
-    let answered = std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = answer.as_mut().poll(cx) {
-            return Poll::Ready(Some(r));
-        }
-        respond.poll_reset(cx).map(|_| None)
-    })
-    .await;
-    let resp = match answered {
-        Some(Ok(r)) => r,
-        Some(Err(CloseConnection)) => {
-            respond.send_reset(h2::Reason::INTERNAL_ERROR);
-            return;
-        }
-        None => return,
-    };
-    let (parts, body) = resp.into_parts();
-    let mut head = Response::from_parts(parts, ());
-    let h = head.headers_mut();
-    strip_connection_headers(h);
-    if !h.contains_key(header::DATE) {
-        h.insert(header::DATE, date());
-    }
-    let eos = body.is_end_stream();
-    if !eos && !h.contains_key(header::CONTENT_LENGTH) {
-        if let Some(n) = body.size_hint().exact() {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
-    }
-    match respond.send_response(head, eos) {
-        Ok(send) if !eos => crate::handler::proxy::Pump::new(body, send).await,
-        Ok(_) => {}
-        Err(e) => tracing::debug!(error = %e, "HTTP/2 answer not sent"),
-    }
-}
-
-/// Headers HTTP/2 forbids (RFC 9113 §8.2.2): the h2 crate refuses an answer with any of
-/// them, so they go, as hyper's server removed them.
-fn strip_connection_headers(h: &mut HeaderMap) {
-    const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
-    const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
-    // One pass over the few names of an answer, not a hash lookup per forbidden name.
-    let forbidden = |n: &http::HeaderName| {
-        *n == header::CONNECTION
-            || *n == header::TRANSFER_ENCODING
-            || *n == header::UPGRADE
-            || *n == header::TE
-            || *n == KEEP_ALIVE
-            || *n == PROXY_CONNECTION
-    };
-    if !h.keys().any(forbidden) {
-        return;
-    }
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ] {
-        h.remove(name);
-    }
-    if h.get(header::TE).is_some_and(|v| v != "trailers") {
-        h.remove(header::TE);
-    }
-}
-
 thread_local! {
     /// The `Date` value, made once per second per thread.
     static DATE: std::cell::RefCell<(u64, HeaderValue)> =
         const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
 }
 
-fn date() -> HeaderValue {
+fn date_value() -> HeaderValue {
     DATE.with(|d| {
         let mut d = d.borrow_mut();
         let now = std::time::SystemTime::now();

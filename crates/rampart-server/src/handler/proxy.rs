@@ -46,7 +46,6 @@ pub mod health;
 mod origin;
 mod resolve;
 mod tls;
-pub(crate) use h2::Pump;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use origin::fuzz_response;
 pub use origin::OriginBody;

@@ -27,8 +27,10 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streamed from a client or an upstream, never buffered whole.
     Incoming(Incoming),
-    /// A client's request body on an HTTP/2 stream (served on the h2 crate directly).
+    /// An upstream's answer body on an HTTP/2 stream (the proxy's h2 client).
     H2(super::h2body::H2Body),
+    /// A client's request body on rampart's own HTTP/2 server.
+    H2In(super::h2body::InBody),
     /// Anything else that streams: an upstream response (its connection returns to the
     /// pool at the end), a static file, a body being compressed or rewritten (not `Sync`:
     /// the HTML rewriter).
@@ -95,6 +97,7 @@ impl http_body::Body for Body {
             Body::Full(b) | Body::Head(_, b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Body::H2(b) => Pin::new(b).poll_frame(cx),
+            Body::H2In(b) => Pin::new(b).poll_frame(cx),
             Body::Stream(b) => Pin::new(b).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Watched(b, watch) => {
@@ -130,6 +133,7 @@ impl http_body::Body for Body {
             Body::Full(b) | Body::Head(_, b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
             Body::H2(b) => b.is_end_stream(),
+            Body::H2In(b) => b.is_end_stream(),
             Body::Stream(b) => b.is_end_stream(),
             Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.is_end_stream(),
         }
@@ -143,6 +147,7 @@ impl http_body::Body for Body {
             }
             Body::Incoming(b) => b.size_hint(),
             Body::H2(b) => b.size_hint(),
+            Body::H2In(b) => b.size_hint(),
             Body::Stream(b) => b.size_hint(),
             Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.size_hint(),
         }

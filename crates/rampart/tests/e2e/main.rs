@@ -17,6 +17,7 @@ mod fleet;
 mod framing;
 mod grpc;
 mod guides;
+mod h2_server;
 mod headers;
 mod import;
 mod integrity;

@@ -360,11 +360,7 @@ pub(super) async fn exchange(
     let (mut answer, send) = sender
         .send_request(Request::from_parts(head, ()), eos)
         .map_err(ExchangeError)?;
-    let mut pump = (!eos).then(|| Pump {
-        body,
-        send,
-        chunk: None,
-    });
+    let mut pump = (!eos).then(|| Pump::new(body, send));
     let got = std::future::poll_fn(|cx| {
         if let Some(p) = pump.as_mut() {
             if Pin::new(p).poll(cx).is_ready() {
@@ -383,7 +379,7 @@ pub(super) async fn exchange(
 /// A request body on its way to an HTTP/2 stream, frame by frame within the stream's
 /// flow-control window. A body that fails resets the stream (the upstream never takes a
 /// truncated body for a whole one).
-pub(crate) struct Pump {
+struct Pump {
     body: Body,
     send: ::h2::SendStream<Bytes>,
     /// A chunk read from the body, waiting for window (and whether it was the last).
@@ -392,7 +388,7 @@ pub(crate) struct Pump {
 
 impl Pump {
     /// `body` to go out on `send` (its head already sent, not ending the stream).
-    pub(crate) fn new(body: Body, send: ::h2::SendStream<Bytes>) -> Self {
+    fn new(body: Body, send: ::h2::SendStream<Bytes>) -> Self {
         Self {
             body,
             send,
