@@ -1515,11 +1515,18 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether a plain connection (`server.h2c`) opens with the HTTP/2 preface, looking at its
 /// first bytes without taking them: `Some(false)` as soon as they differ from it, `None`
-/// when the connection ends, or the sweep closes it (idle, shutdown), before that shows.
-pub(super) async fn sniff(stream: &tokio::net::TcpStream, activity: &Activity) -> Option<bool> {
+/// when the connection ends, or the sweep closes it (idle, shutdown), before that shows,
+/// or the rest of a partial preface takes longer than `head_timeout` after its first byte
+/// (as a partial HTTP/1.1 head would).
+pub(super) async fn sniff(
+    stream: &tokio::net::TcpStream,
+    activity: &Activity,
+    head_timeout: std::time::Duration,
+) -> Option<bool> {
     let mut buf = [0u8; PREFACE.len()];
+    let mut deadline = None;
     loop {
-        let n = std::future::poll_fn(|cx| {
+        let peek = std::future::poll_fn(|cx| {
             match activity.signal.load(Ordering::Acquire) {
                 SIGNAL_NONE => {}
                 SIGNAL_PARK => activity.take_park(),
@@ -1527,8 +1534,11 @@ pub(super) async fn sniff(stream: &tokio::net::TcpStream, activity: &Activity) -
             }
             let mut rb = tokio::io::ReadBuf::new(&mut buf);
             stream.poll_peek(cx, &mut rb).map(|r| r.ok())
-        })
-        .await?;
+        });
+        let n = match deadline {
+            None => peek.await?,
+            Some(d) => tokio::time::timeout_at(d, peek).await.ok()??,
+        };
         if n == 0 {
             return None;
         }
@@ -1538,6 +1548,7 @@ pub(super) async fn sniff(stream: &tokio::net::TcpStream, activity: &Activity) -
         if n == PREFACE.len() {
             return Some(true);
         }
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + head_timeout);
         // A prefix of the preface so far: wait for more bytes (peek sees them all again).
         // A peek that finds bytes leaves the socket marked readable, so the next one would
         // return at once and a client sending one byte (`P`) would keep a core spinning

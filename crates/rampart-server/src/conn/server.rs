@@ -199,7 +199,7 @@ fn serve_conn(
                 // preface, else HTTP/1.1 on its usual path (fast path, parking).
                 Box::pin(async move {
                     let s = &edge.config.server;
-                    match super::h2serve::sniff(&stream, &activity).await {
+                    match super::h2serve::sniff(&stream, &activity, s.header_read_timeout).await {
                         Some(true) => {
                             let io = Tracked::new(stream, &activity);
                             let answer = |req| answer(&serving, &info, &activity, req);

@@ -706,7 +706,7 @@ async fn an_h2c_listener_tells_http2_from_http1_by_the_first_bytes() {
     let up = Upstream::start("a").await;
     let toml = proxy_toml(&[up.authority()], "", "").replace(
         "[server]\n",
-        "[server]\nh2c = true\npark_after = \"100ms\"\nidle_timeout = \"1s\"\n",
+        "[server]\nh2c = true\npark_after = \"100ms\"\nidle_timeout = \"1s\"\nheader_read_timeout = \"1s\"\n",
     );
     let edge = start(&toml).await;
     // The preface in single bytes, then an HTTP/2 exchange.
@@ -751,6 +751,28 @@ async fn an_h2c_listener_tells_http2_from_http1_by_the_first_bytes() {
         .await
         .expect("a silent connection was held past the idle timeout");
     assert_eq!(n.unwrap_or(0), 0);
+}
+
+/// Part of the HTTP/2 preface and then nothing: closed at the header read timeout (from
+/// its first byte, as a partial HTTP/1.1 head is), not held until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_h2c_preface_is_cut_off_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("a").await;
+    let toml = proxy_toml(&[up.authority()], "", "").replace(
+        "[server]\n",
+        "[server]\nh2c = true\nidle_timeout = \"30s\"\nheader_read_timeout = \"1s\"\n",
+    );
+    let edge = start(&toml).await;
+    let mut tcp = tokio::net::TcpStream::connect(edge.http()).await.unwrap();
+    tcp.write_all(b"PRI * HT").await.unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("a partial preface was held past the header read timeout");
+    assert_eq!(n.unwrap_or(0), 0);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 /// A stream that already sent the preface: the h2 client writes it again, so the test
