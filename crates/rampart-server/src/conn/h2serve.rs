@@ -1412,13 +1412,7 @@ impl Head {
             }
             Field::Header(n, v) => {
                 self.regular = true;
-                if n == header::CONNECTION
-                    || n == header::TRANSFER_ENCODING
-                    || n == header::UPGRADE
-                    || n == "keep-alive"
-                    || n == "proxy-connection"
-                    || (n == header::TE && v != "trailers")
-                {
+                if forbidden(&n, &v) {
                     self.malformed = Some("connection-specific field");
                     return;
                 }
@@ -1479,7 +1473,8 @@ impl Head {
     }
 }
 
-/// Fields HTTP/2 forbids in an answer (RFC 9113 §8.2.2), left out as hyper's server did.
+/// Connection-specific fields, which HTTP/2 forbids (RFC 9113 §8.2.2): a request carrying
+/// one is malformed; an answer's are left out, as hyper's server did.
 fn forbidden(n: &HeaderName, v: &HeaderValue) -> bool {
     *n == header::CONNECTION
         || *n == header::TRANSFER_ENCODING

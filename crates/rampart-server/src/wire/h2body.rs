@@ -39,7 +39,7 @@ pub struct H2Body {
 }
 
 impl H2Body {
-    /// A client's request body.
+    /// A body read from `recv`, `length` bytes long when the head said so.
     pub(crate) fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
         Self {
             recv,
