@@ -7,6 +7,7 @@ pub mod body;
 pub mod client_cert;
 pub mod decimal;
 pub mod h2body;
+pub(crate) mod h2frame;
 pub mod hpack;
 pub mod huffman;
 pub mod path;

@@ -28,7 +28,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,15 +37,17 @@ use crate::request::stack::CloseConnection;
 use crate::wire::activity::{Activity, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
 use crate::wire::h2body::{content_length, InBody, InShared};
+use crate::wire::h2frame::{
+    close_head, forbidden, frame, frame_head, parse_head, unpad, ConnError, Reason, ACK,
+    CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, HEADERS, MAX_FRAME,
+    MAX_WINDOW, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS,
+    WINDOW_UPDATE,
+};
 use crate::wire::hpack::{self, Field, Pseudo};
 
 /// The window given per stream and per connection (an upload is not throttled to 64 KiB
-/// per round trip), and the frames read (the protocol's default size).
+/// per round trip).
 const WINDOW: i64 = 1024 * 1024;
-const MAX_FRAME: usize = 16 * 1024;
-/// The protocol's initial window, before the SETTINGS of either side.
-const DEFAULT_WINDOW: i64 = 65_535;
-const MAX_WINDOW: i64 = (1 << 31) - 1;
 /// Bytes waiting to be written past which nothing more is read or produced.
 const OUT_HIGH: usize = 64 * 1024;
 /// Body bytes one stream sends in a turn before the others get theirs.
@@ -56,44 +58,6 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Stream errors a client may cause (malformed requests, window violations) before the
 /// connection is closed.
 const MAX_STREAM_ERRORS: u32 = 1024;
-
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const PRIORITY: u8 = 2;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PUSH_PROMISE: u8 = 5;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const WINDOW_UPDATE: u8 = 8;
-const CONTINUATION: u8 = 9;
-
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY_FLAG: u8 = 0x20;
-
-/// Error codes (RFC 9113 §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Reason(u32);
-
-impl Reason {
-    const NO_ERROR: Self = Self(0);
-    const PROTOCOL_ERROR: Self = Self(1);
-    const INTERNAL_ERROR: Self = Self(2);
-    const FLOW_CONTROL_ERROR: Self = Self(3);
-    const STREAM_CLOSED: Self = Self(5);
-    const FRAME_SIZE_ERROR: Self = Self(6);
-    const REFUSED_STREAM: Self = Self(7);
-    const CANCEL: Self = Self(8);
-    const COMPRESSION_ERROR: Self = Self(9);
-    const ENHANCE_YOUR_CALM: Self = Self(11);
-}
-
-/// An error that ends the connection (GOAWAY with its reason and text).
-#[derive(Debug)]
-struct ConnError(Reason, &'static str);
 
 /// Serves HTTP/2 on `io` (the client preface not yet read) until the client closes,
 /// the connection fails, or `activity` is signalled to close (then gracefully).
@@ -447,8 +411,7 @@ where
     }
 
     fn frame_out(&mut self, ty: u8, flags: u8, id: u32, payload: &[u8]) {
-        frame_head(&mut self.out, payload.len(), ty, flags, id);
-        self.out.extend_from_slice(payload);
+        frame(&mut self.out, ty, flags, id, payload);
     }
 
     fn go_away(&mut self, reason: Reason, debug: &str) {
@@ -481,10 +444,7 @@ where
             self.preface = true;
         }
         while self.inbuf.len() >= 9 && !self.failed {
-            let h = &self.inbuf[..9];
-            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            let (ty, flags) = (h[3], h[4]);
-            let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            let (len, ty, flags, id) = parse_head(&self.inbuf[..9]);
             if len > MAX_FRAME {
                 return Err(ConnError(
                     Reason::FRAME_SIZE_ERROR,
@@ -813,7 +773,7 @@ where
             &HeaderValue::from_static("0"),
             &mut self.out,
         );
-        self.close_head(start, id, END_STREAM);
+        close_head(&mut self.out, start, id, END_STREAM);
         if !end_stream {
             self.frame_out(RST_STREAM, 0, id, &Reason::NO_ERROR.0.to_be_bytes());
         }
@@ -1180,42 +1140,12 @@ where
                 );
             }
         }
-        self.close_head(start, id, if eos { END_STREAM } else { 0 });
+        close_head(&mut self.out, start, id, if eos { END_STREAM } else { 0 });
         let st = &mut self.streams[i];
         if eos {
             st.send_done = true;
         } else {
             st.body = Some(body);
-        }
-    }
-
-    /// Writes the frame head of the header block encoded after `start`, splitting it into
-    /// CONTINUATION frames when it is larger than a frame.
-    fn close_head(&mut self, start: usize, id: u32, flags: u8) {
-        let len = self.out.len() - start - 9;
-        if len <= MAX_FRAME {
-            let mut h = Vec::with_capacity(9);
-            frame_head(&mut h, len, HEADERS, flags | END_HEADERS, id);
-            self.out[start..start + 9].copy_from_slice(&h);
-            return;
-        }
-        let block = self.out.split_off(start + 9);
-        self.out.truncate(start);
-        let mut parts = block.chunks(MAX_FRAME).peekable();
-        let mut ty = HEADERS;
-        let mut fl = flags;
-        while let Some(part) = parts.next() {
-            let last = parts.peek().is_none();
-            frame_head(
-                &mut self.out,
-                part.len(),
-                ty,
-                fl | if last { END_HEADERS } else { 0 },
-                id,
-            );
-            self.out.extend_from_slice(part);
-            ty = CONTINUATION;
-            fl = 0;
         }
     }
 
@@ -1296,7 +1226,7 @@ where
                                     self.enc.field(n, v, &mut self.out);
                                 }
                             }
-                            self.close_head(start, id, END_STREAM);
+                            close_head(&mut self.out, start, id, END_STREAM);
                             return;
                         }
                     }
@@ -1472,41 +1402,6 @@ impl Head {
         Ok(req)
     }
 }
-
-/// Connection-specific fields, which HTTP/2 forbids (RFC 9113 §8.2.2): a request carrying
-/// one is malformed; an answer's are left out, as hyper's server did.
-fn forbidden(n: &HeaderName, v: &HeaderValue) -> bool {
-    *n == header::CONNECTION
-        || *n == header::TRANSFER_ENCODING
-        || *n == header::UPGRADE
-        || *n == "keep-alive"
-        || *n == "proxy-connection"
-        || (*n == header::TE && v != "trailers")
-}
-
-fn frame_head(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, id: u32) {
-    let l = (len as u32).to_be_bytes();
-    let i = id.to_be_bytes();
-    out.extend_from_slice(&[l[1], l[2], l[3], ty, flags, i[0], i[1], i[2], i[3]]);
-}
-
-/// The payload of a frame that may be padded, without its padding.
-fn unpad(flags: u8, p: &[u8]) -> Result<&[u8], ConnError> {
-    if flags & PADDED == 0 {
-        return Ok(p);
-    }
-    let pad = usize::from(
-        *p.first()
-            .ok_or(ConnError(Reason::FRAME_SIZE_ERROR, "no pad length"))?,
-    );
-    if pad >= p.len() {
-        return Err(ConnError(Reason::PROTOCOL_ERROR, "padding past the frame"));
-    }
-    Ok(&p[1..p.len() - pad])
-}
-
-/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether a plain connection (`server.h2c`) opens with the HTTP/2 preface, looking at its
 /// first bytes without taking them: `Some(false)` as soon as they differ from it, `None`

@@ -42,6 +42,7 @@ use rampart_config::runtime::{Balance, Upstream, UpstreamProtocol};
 use tokio::net::TcpStream;
 
 mod h2;
+mod h2conn;
 pub mod health;
 mod origin;
 mod resolve;
@@ -64,12 +65,9 @@ pub enum ProxyError {
     /// The connection failed after the request was sent.
     #[error("upstream connection failed")]
     Upstream(#[source] hyper::Error),
-    /// The same, on rampart's own client.
+    /// The same, on rampart's own clients (HTTP/1.1 and HTTP/2).
     #[error("upstream connection failed")]
     Io(#[source] std::io::Error),
-    /// The same, on an HTTP/2 connection.
-    #[error("upstream connection failed")]
-    H2(#[source] ::h2::Error),
     /// The client's request body failed (malformed chunked framing, over the route's
     /// limit, the client gone): the client's fault, never counted against the upstream.
     #[error("client request body failed")]
@@ -99,7 +97,6 @@ impl ProxyError {
             ProxyError::Connect
             | ProxyError::Upstream(_)
             | ProxyError::Io(_)
-            | ProxyError::H2(_)
             | ProxyError::Protocol => Refusal::BadGateway,
         }
     }

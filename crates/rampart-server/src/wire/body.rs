@@ -27,8 +27,6 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streamed from a client or an upstream, never buffered whole.
     Incoming(Incoming),
-    /// An upstream's answer body on an HTTP/2 stream (the proxy's h2 client).
-    H2(super::h2body::H2Body),
     /// A client's request body on rampart's own HTTP/2 server.
     H2In(super::h2body::InBody),
     /// Anything else that streams: an upstream response (its connection returns to the
@@ -96,7 +94,6 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) | Body::Head(_, b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Body::H2(b) => Pin::new(b).poll_frame(cx),
             Body::H2In(b) => Pin::new(b).poll_frame(cx),
             Body::Stream(b) => Pin::new(b).poll_frame(cx),
             Body::Held(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -132,7 +129,6 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) | Body::Head(_, b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
-            Body::H2(b) => b.is_end_stream(),
             Body::H2In(b) => b.is_end_stream(),
             Body::Stream(b) => b.is_end_stream(),
             Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.is_end_stream(),
@@ -146,7 +142,6 @@ impl http_body::Body for Body {
                 SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
             Body::Incoming(b) => b.size_hint(),
-            Body::H2(b) => b.size_hint(),
             Body::H2In(b) => b.size_hint(),
             Body::Stream(b) => b.size_hint(),
             Body::Held(b, _) | Body::Limited(b, _, _) | Body::Watched(b, _) => b.size_hint(),

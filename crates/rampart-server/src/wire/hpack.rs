@@ -1,5 +1,5 @@
-//! HPACK (RFC 7541) for rampart's own HTTP/2 server: a decoder for requests and an
-//! encoder for answers.
+//! HPACK (RFC 7541) for rampart's own HTTP/2 server and client: a decoder (requests,
+//! upstream answers) and an encoder (answers, requests to upstreams).
 //!
 //! The decoder keeps its dynamic table as parsed fields (a name checked once when it
 //! enters the table, not on every reference), so the fields a browser or load generator
@@ -356,11 +356,41 @@ impl Decoder {
     }
 }
 
-/// The answer side: one per connection.
+/// A field name in the encoder's table.
+enum Name {
+    Header(HeaderName),
+    Pseudo(Pseudo),
+}
+
+/// A field name being encoded.
+#[derive(Clone, Copy)]
+enum NameRef<'a> {
+    Header(&'a HeaderName),
+    Pseudo(Pseudo),
+}
+
+impl NameRef<'_> {
+    fn is(self, n: &Name) -> bool {
+        match (self, n) {
+            (Self::Header(a), Name::Header(b)) => a == b,
+            (Self::Pseudo(a), Name::Pseudo(b)) => a == *b,
+            _ => false,
+        }
+    }
+
+    fn owned(self) -> Name {
+        match self {
+            Self::Header(h) => Name::Header(h.clone()),
+            Self::Pseudo(p) => Name::Pseudo(p),
+        }
+    }
+}
+
+/// The sending side: one per connection.
 pub struct Encoder {
     /// Oldest first; entry number `n` (counted from 1 over the connection's life) is at
     /// `n - 1 - (inserted - table.len())`.
-    table: VecDeque<(HeaderName, HeaderValue, usize)>,
+    table: VecDeque<(Name, HeaderValue, usize)>,
     size: usize,
     /// The table size in use: the peer's setting, at most [`TABLE_SIZE`].
     max: usize,
@@ -527,12 +557,66 @@ impl Encoder {
         }
     }
 
+    /// A request's pseudo-header (`:status` is [`Encoder::status`]). `:method` and
+    /// `:scheme` come from the static table when they can; `:authority` and `:path` are
+    /// indexed, since a client of one upstream repeats them (a gRPC method's path on
+    /// every call).
+    pub fn pseudo(&mut self, p: Pseudo, value: &[u8], dst: &mut Vec<u8>) {
+        let full = match (p, value) {
+            (Pseudo::Method, b"GET") => 2,
+            (Pseudo::Method, b"POST") => 3,
+            (Pseudo::Path, b"/") => 4,
+            (Pseudo::Scheme, b"http") => 6,
+            (Pseudo::Scheme, b"https") => 7,
+            _ => 0,
+        };
+        if full != 0 {
+            dst.push(0x80 | full);
+            return;
+        }
+        let (name, si): (&[u8], usize) = match p {
+            Pseudo::Authority => (b":authority", 1),
+            Pseudo::Method => (b":method", 2),
+            Pseudo::Path => (b":path", 4),
+            Pseudo::Scheme => (b":scheme", 6),
+            Pseudo::Status => (b":status", 8),
+            Pseudo::Protocol => (b":protocol", 0),
+        };
+        let index = matches!(p, Pseudo::Authority | Pseudo::Path);
+        self.put(NameRef::Pseudo(p), name, value, si, index, false, dst);
+    }
+
     /// One field.
     pub fn field(&mut self, name: &HeaderName, value: &HeaderValue, dst: &mut Vec<u8>) {
-        let (n, v) = (name.as_str().as_bytes(), value.as_bytes());
-        let size = n.len() + v.len() + 32;
+        let n = name.as_str().as_bytes();
         let sensitive = value.is_sensitive();
-        let h = if sensitive || varies(name) || size > self.max / 2 {
+        let index = !sensitive && !varies(name);
+        self.put(
+            NameRef::Header(name),
+            n,
+            value.as_bytes(),
+            static_name(name),
+            index,
+            sensitive,
+            dst,
+        );
+    }
+
+    /// A field by its name (`n` its bytes, `si` its static index or 0): from the table
+    /// when it is there, else a literal, entered in the table when `index` allows.
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &mut self,
+        name: NameRef<'_>,
+        n: &[u8],
+        v: &[u8],
+        si: usize,
+        index: bool,
+        sensitive: bool,
+        dst: &mut Vec<u8>,
+    ) {
+        let size = n.len() + v.len() + 32;
+        let h = if !index || size > self.max / 2 {
             None
         } else {
             Some(hash(n, v))
@@ -546,15 +630,17 @@ impl Encoder {
                 }
                 if let Some(i) = self.live(seq) {
                     let (en, ev, _) = &self.table[i];
-                    if en == name && ev.as_bytes() == v {
+                    if name.is(en) && ev.as_bytes() == v {
                         write_int(dst, 0x80, 7, 62 + self.table.len() - 1 - i);
                         return;
                     }
                 }
             }
         }
-        let si = static_name(name);
-        let (flags, prefix) = match (h.is_some(), sensitive) {
+        // The value as a table entry: only a value that is a valid field value (a
+        // pseudo-header's always is, coming from a parsed URI).
+        let entry = h.and_then(|_| HeaderValue::from_bytes(v).ok());
+        let (flags, prefix) = match (entry.is_some(), sensitive) {
             (true, _) => (0x40, 6),
             (false, true) => (0x10, 4),
             (false, false) => (0x00, 4),
@@ -564,10 +650,10 @@ impl Encoder {
             write_str(dst, n);
         }
         write_str(dst, v);
-        if let Some(h) = h {
+        if let (Some(h), Some(value)) = (h, entry) {
             self.evict(size);
             self.size += size;
-            self.table.push_back((name.clone(), value.clone(), size));
+            self.table.push_back((name.owned(), value, size));
             self.inserted += 1;
             // Into a slot that holds nothing live, else the one holding the older entry.
             let [a, b] = slots(h);
@@ -633,17 +719,25 @@ pub fn fuzz(data: &[u8]) {
         e.begin(&mut out);
         let mut sent = Vec::new();
         for f in fields {
-            if let Field::Header(n, v) = f {
-                e.field(&n, &v, &mut out);
-                sent.push((n, v));
+            match &f {
+                Field::Header(n, v) => e.field(n, v, &mut out),
+                Field::Pseudo(p, v) if *p != Pseudo::Status && *p != Pseudo::Protocol => {
+                    e.pseudo(*p, v, &mut out);
+                }
+                _ => continue,
             }
+            sent.push(f);
         }
         let mut got = Vec::new();
         let decoded = back.decode(&out.into(), |f, _| got.push(f));
         assert!(decoded.is_ok(), "the encoder's own block does not decode");
         assert_eq!(got.len(), sent.len());
-        for (g, (n, v)) in got.iter().zip(&sent) {
-            assert!(matches!(g, Field::Header(gn, gv) if gn == n && gv == v));
+        for (g, s) in got.iter().zip(&sent) {
+            match (g, s) {
+                (Field::Header(gn, gv), Field::Header(n, v)) => assert!(gn == n && gv == v),
+                (Field::Pseudo(gp, gv), Field::Pseudo(p, v)) => assert!(gp == p && gv == v),
+                _ => panic!("a field came back as another kind"),
+            }
         }
         assert_eq!(e.size, back.size);
     }

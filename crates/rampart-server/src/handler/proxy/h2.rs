@@ -8,51 +8,35 @@
 //! directions as HTTP/2 trailers, `TE: trailers` is forwarded, and bodies stream frame by
 //! frame both ways (client, server and bidirectional streaming).
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body::{Body as _, Frame};
 
-use crate::wire::h2body::H2Body;
-
+use super::h2conn::{AnswerBody, Client};
 use super::{strip_hop_by_hop, Forwarding, Inflight, Picked, Pool, ProxyError, Server};
 use crate::wire::body::{Body, BoxError};
-
-/// A server's shared HTTP/2 connection: the `h2` crate's client, used directly. (hyper's
-/// client on top of it spawned two tasks per request, one for the answer and one for the
-/// request body, each with a 1.4 KiB future, and passed every request through a channel to
-/// the connection's task: ~20 % of a proxied gRPC call's instructions.)
-pub(super) type Sender = ::h2::client::SendRequest<Bytes>;
 
 /// Streams one connection carries before the next request opens another: below the 100
 /// to 128 concurrent streams servers commonly allow, so a request seldom waits for one.
 const STREAMS_PER_CONN: usize = 100;
 /// Connections per server at most.
 const MAX_CONNS: usize = 8;
-/// A connection is pinged this often, and closed when the answer takes longer than
-/// [`PING_TIMEOUT`]: a server gone without a FIN (a host down, a middlebox's table
-/// flushed) is noticed instead of holding requests until their timeout.
-const PING_EVERY: Duration = Duration::from_secs(30);
-const PING_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// What a connection's users share: its streams in flight, and whether it has ended.
+/// What a connection's users share: its streams in flight.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     streams: AtomicUsize,
-    closed: AtomicBool,
 }
 
 /// One HTTP/2 connection to a server, and its streams in flight.
 #[derive(Debug)]
 pub(super) struct Conn {
-    sender: Sender,
+    client: Client,
     shared: Arc<Shared>,
 }
 
@@ -95,7 +79,7 @@ impl Drop for Connecting<'_> {
 
 /// What a fresh connection to a server of an `auto` pool turned out to speak.
 pub(super) enum Fresh {
-    H2(Sender, Arc<Shared>),
+    H2(Client, Arc<Shared>),
     /// The server chose HTTP/1.1: the connection is in its idle pool for the HTTP/1.1
     /// path, and the pool now knows.
     H1,
@@ -104,9 +88,9 @@ pub(super) enum Fresh {
 impl Pool {
     /// The least busy open HTTP/2 connection to `s`; `None` when there is none, or when
     /// every one carries [`STREAMS_PER_CONN`] streams and another may be opened.
-    fn checkout_h2(&self, s: &Server) -> Option<(Sender, Arc<Shared>)> {
+    fn checkout_h2(&self, s: &Server) -> Option<(Client, Arc<Shared>)> {
         let mut conns = s.h2.lock().ok()?;
-        conns.retain(|c| !c.shared.closed.load(Ordering::Relaxed));
+        conns.retain(|c| !c.client.is_closed());
         let best = conns
             .iter()
             .min_by_key(|c| c.shared.streams.load(Ordering::Relaxed))?;
@@ -115,7 +99,7 @@ impl Pool {
         {
             return None;
         }
-        Some((best.sender.clone(), best.shared.clone()))
+        Some((best.client.clone(), best.shared.clone()))
     }
 
     /// A new HTTP/2 connection to `s`, kept as its shared one. Over TLS the server must
@@ -123,7 +107,7 @@ impl Pool {
     /// pool speak HTTP/1.1 (its connection goes to the idle pool).
     async fn connect_h2(&self, s: &Arc<Server>) -> std::io::Result<Fresh> {
         let tcp = self.tcp(s).await?;
-        let (sender, shared) = match &self.tls {
+        let client = match &self.tls {
             Some(tls) => {
                 let stream = self.handshake(tls, tcp, s, false).await?;
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -144,19 +128,20 @@ impl Pool {
                         "the server did not choose HTTP/2 by ALPN (it offers only HTTP/1.1)",
                     ));
                 }
-                handshake(stream).await?
+                Client::handshake(stream)
             }
-            None => handshake(tcp).await?,
+            None => Client::handshake(tcp),
         };
+        let shared = Arc::new(Shared::default());
         if let Ok(mut conns) = s.h2.lock() {
             if conns.len() < MAX_CONNS {
                 conns.push(Conn {
-                    sender: sender.clone(),
+                    client: client.clone(),
                     shared: shared.clone(),
                 });
             }
         }
-        Ok(Fresh::H2(sender, shared))
+        Ok(Fresh::H2(client, shared))
     }
 
     /// Sends `req` over HTTP/2 to a server of this pool. `Ok(Err(…))` hands the request
@@ -187,7 +172,7 @@ impl Pool {
         parts.authority = authority.and_then(|a| a.parse().ok());
         let mut attempts = self.attempts();
         loop {
-            let (idx, server, (sender, shared), reused) = match self
+            let (idx, server, (client, shared), reused) = match self
                 .idle(&attempts, |s| self.checkout_h2(s))?
             {
                 Picked::Idle((idx, server, c, _)) => (idx, server, c, true),
@@ -226,16 +211,15 @@ impl Pool {
             if parts.authority.is_none() {
                 parts.authority = server.authority.parse().ok();
             }
-            let stream = Stream::on(&shared);
-            let Ok(mut sender) = sender.ready().await else {
-                // The connection ended (the server's GOAWAY, a reset): forget it; the next
-                // turn takes another or opens a new one.
-                shared.closed.store(true, Ordering::Relaxed);
+            if client.is_closed() {
+                // The connection ended (the server's GOAWAY, a failure): the next turn
+                // takes another or opens a new one.
                 if !reused {
                     self.next_server(&server, idx, &mut attempts)?;
                 }
                 continue;
-            };
+            }
+            let stream = Stream::on(&shared);
             let inflight = Inflight::new(&server);
             let (mut head, body) = req.into_parts();
             head.uri = Uri::from_parts(parts).map_err(|_| ProxyError::Protocol)?;
@@ -256,16 +240,16 @@ impl Pool {
             let out = Request::from_parts(head, body);
             let grpc_deadline = deadline(out.headers()).filter(|d| *d < self.response_timeout);
             let timeout = grpc_deadline.unwrap_or(self.response_timeout);
-            let sent = tokio::time::timeout(timeout, exchange(&mut sender, out)).await;
+            let sent = tokio::time::timeout(timeout, client.send(out)).await;
             let mut resp = match sent {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {
-                    if watch.as_ref().is_some_and(|w| w.failed()) || e.is_user() {
+                    if watch.as_ref().is_some_and(|w| w.failed()) {
                         return Err(ProxyError::ClientBody);
                     }
                     tracing::warn!(upstream = %self.name, server = %server.authority, request_id = rid, error = %e, "upstream request failed");
                     self.record_failure(&server);
-                    return Err(ProxyError::H2(e.0));
+                    return Err(ProxyError::Io(std::io::Error::other(e)));
                 }
                 Err(_) if grpc_deadline.is_some() => return Err(ProxyError::Deadline),
                 Err(_) if watch.as_ref().is_some_and(|w| !w.done()) => {
@@ -276,9 +260,9 @@ impl Pool {
             strip_hop_by_hop(resp.headers_mut(), false);
             let resp = resp.map(|recv| {
                 Body::stream(RecvBody {
-                    body: H2Body::answer(recv),
-                    _inflight: Some(inflight),
-                    _stream: Some(stream),
+                    body: recv,
+                    _inflight: inflight,
+                    _stream: stream,
                 })
             });
             return Ok(Ok((resp, server)));
@@ -286,198 +270,12 @@ impl Pool {
     }
 }
 
-/// An HTTP/2 client connection on `io`, driven by a task of its own (which also pings
-/// it, see [`PING_EVERY`]) until it ends or every handle to it is gone.
-pub(super) async fn handshake<T>(io: T) -> std::io::Result<(Sender, Arc<Shared>)>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    // hyper's client settings, which this replaced.
-    let (sender, mut conn) = ::h2::client::Builder::new()
-        .initial_max_send_streams(100)
-        .initial_window_size(2 << 20)
-        .initial_connection_window_size(5 << 20)
-        .max_frame_size(16 << 10)
-        .max_header_list_size(16 << 10)
-        .max_send_buffer_size(1 << 20)
-        .max_local_error_reset_streams(Some(1024))
-        .enable_push(false)
-        .handshake::<_, Bytes>(io)
-        .await
-        .map_err(std::io::Error::other)?;
-    let shared = Arc::new(Shared::default());
-    let ended = shared.clone();
-    let pings = conn.ping_pong();
-    tokio::spawn(async move {
-        let alive = async move {
-            let Some(mut pings) = pings else {
-                return std::future::pending().await;
-            };
-            loop {
-                tokio::time::sleep(PING_EVERY).await;
-                let pong = tokio::time::timeout(PING_TIMEOUT, pings.ping(::h2::Ping::opaque()));
-                if !matches!(pong.await, Ok(Ok(_))) {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            _ = &mut conn => {}
-            () = alive => tracing::debug!("an upstream HTTP/2 connection did not answer a ping; closed"),
-        }
-        ended.closed.store(true, Ordering::Relaxed);
-    });
-    Ok((sender, shared))
-}
-
-/// Why an exchange failed.
-#[derive(Debug)]
-pub(super) struct ExchangeError(::h2::Error);
-
-impl ExchangeError {
-    /// The request was refused before it went out (its head malformed for HTTP/2).
-    fn is_user(&self) -> bool {
-        // Resets and GOAWAYs carry a reason; an I/O error is the connection's.
-        self.0.reason().is_none() && !self.0.is_io()
-    }
-}
-
-impl std::fmt::Display for ExchangeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Sends `req` on `sender` and waits for the answer's head. The request body is sent by
-/// this future meanwhile; if it has not ended when the answer arrives (a streaming call),
-/// a task of its own finishes it.
-pub(super) async fn exchange(
-    sender: &mut Sender,
-    req: Request<Body>,
-) -> Result<Response<::h2::RecvStream>, ExchangeError> {
-    let (head, body) = req.into_parts();
-    let eos = body.is_end_stream();
-    let (mut answer, send) = sender
-        .send_request(Request::from_parts(head, ()), eos)
-        .map_err(ExchangeError)?;
-    let mut pump = (!eos).then(|| Pump::new(body, send));
-    let got = std::future::poll_fn(|cx| {
-        if let Some(p) = pump.as_mut() {
-            if Pin::new(p).poll(cx).is_ready() {
-                pump = None;
-            }
-        }
-        Pin::new(&mut answer).poll(cx)
-    })
-    .await;
-    if let (Ok(_), Some(p)) = (&got, pump) {
-        tokio::spawn(p);
-    }
-    got.map_err(ExchangeError)
-}
-
-/// A request body on its way to an HTTP/2 stream, frame by frame within the stream's
-/// flow-control window. A body that fails resets the stream (the upstream never takes a
-/// truncated body for a whole one).
-struct Pump {
-    body: Body,
-    send: ::h2::SendStream<Bytes>,
-    /// A chunk read from the body, waiting for window (and whether it was the last).
-    chunk: Option<(Bytes, bool)>,
-}
-
-impl Pump {
-    /// `body` to go out on `send` (its head already sent, not ending the stream).
-    fn new(body: Body, send: ::h2::SendStream<Bytes>) -> Self {
-        Self {
-            body,
-            send,
-            chunk: None,
-        }
-    }
-}
-
-impl Future for Pump {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let me = self.get_mut();
-        loop {
-            // The upstream reset the stream: nothing more to send (its answer says why).
-            if me.send.poll_reset(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if let Some((_, eos)) = &me.chunk {
-                let eos = *eos;
-                while me.send.capacity() == 0 {
-                    match ready!(me.send.poll_capacity(cx)) {
-                        Some(Ok(_)) => {}
-                        // The stream is over (reset or closed).
-                        Some(Err(_)) | None => return Poll::Ready(()),
-                    }
-                }
-                let Some((data, _)) = me.chunk.take() else {
-                    return Poll::Ready(());
-                };
-                if me.send.send_data(data, eos).is_err() || eos {
-                    return Poll::Ready(());
-                }
-                continue;
-            }
-            match ready!(Pin::new(&mut me.body).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let eos = me.body.is_end_stream();
-                        if data.is_empty() {
-                            if me.send.send_data(data, eos).is_err() || eos {
-                                return Poll::Ready(());
-                            }
-                            continue;
-                        }
-                        // A small claim on the window (h2 raises it to what is buffered
-                        // when the chunk is sent): claiming the whole chunk up front can
-                        // starve other streams of a peer that updates windows late.
-                        me.send.reserve_capacity(1);
-                        me.chunk = Some((data, eos));
-                    }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            me.send.reserve_capacity(0);
-                            let _ = me.send.send_trailers(trailers);
-                            return Poll::Ready(());
-                        }
-                    }
-                },
-                Some(Err(_)) => {
-                    me.send.send_reset(::h2::Reason::CANCEL);
-                    return Poll::Ready(());
-                }
-                None => {
-                    let _ = me.send.send_data(Bytes::new(), true);
-                    return Poll::Ready(());
-                }
-            }
-        }
-    }
-}
-
-/// An upstream's HTTP/2 response body ([`H2Body::answer`]). It holds the server's
-/// in-flight count and its stream's place on the connection until it ends or is dropped.
+/// An upstream's HTTP/2 response body. It holds the server's in-flight count and its
+/// stream's place on the connection until it ends or is dropped.
 pub(super) struct RecvBody {
-    body: H2Body,
-    _inflight: Option<Inflight>,
-    _stream: Option<Stream>,
-}
-
-impl RecvBody {
-    /// A body for an exchange outside a request (a health check).
-    pub(super) fn bare(recv: ::h2::RecvStream) -> Self {
-        Self {
-            body: H2Body::answer(recv),
-            _inflight: None,
-            _stream: None,
-        }
-    }
+    body: AnswerBody,
+    _inflight: Inflight,
+    _stream: Stream,
 }
 
 impl http_body::Body for RecvBody {

@@ -146,7 +146,7 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
         .tcp(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let sender = match &pool.tls {
+    let client = match &pool.tls {
         Some(tls) => {
             let done = tls.connect(tcp, &server.authority, false).await;
             if let Ok(mut seen) = server.tls_seen.lock() {
@@ -155,11 +155,10 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
             let s = done.map_err(|e| {
                 super::tls::verify_failure(&e).unwrap_or_else(|| format!("TLS: {e}"))
             })?;
-            super::h2::handshake(s).await
+            super::h2conn::Client::handshake(s)
         }
-        None => super::h2::handshake(tcp).await,
+        None => super::h2conn::Client::handshake(tcp),
     };
-    let (mut sender, _shared) = sender.map_err(|e| format!("HTTP/2: {e}"))?;
     let scheme = if pool.tls.is_some() { "https" } else { "http" };
     let req = http::Request::post(format!(
         "{scheme}://{}/grpc.health.v1.Health/Check",
@@ -171,10 +170,7 @@ async fn grpc_check(pool: &Pool, server: &Server, service: &str) -> Result<(), S
     .header(http::header::USER_AGENT, "rampart-health-check")
     .body(crate::wire::body::Body::full(health_request(service)))
     .map_err(|e| e.to_string())?;
-    let resp = super::h2::exchange(&mut sender, req)
-        .await
-        .map_err(|e| format!("HTTP/2: {e}"))?
-        .map(super::h2::RecvBody::bare);
+    let resp = client.send(req).await.map_err(|e| format!("HTTP/2: {e}"))?;
     if resp.status() != http::StatusCode::OK {
         return Err(format!("status {}", resp.status().as_u16()));
     }
