@@ -18,6 +18,7 @@ mod framing;
 mod grpc;
 mod guides;
 mod h2_server;
+mod h2_upstream;
 mod headers;
 mod import;
 mod integrity;

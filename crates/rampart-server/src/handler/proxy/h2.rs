@@ -2,8 +2,10 @@
 //! plain; `"auto"`: TLS, and HTTP/2 when the server's ALPN picks it). Requests to a server
 //! share multiplexed connections: the least busy one takes the next stream, and when every
 //! connection carries [`STREAMS_PER_CONN`] streams another is opened (up to [`MAX_CONNS`];
-//! beyond, streams queue inside h2 for the server's `SETTINGS_MAX_CONCURRENT_STREAMS`). A
-//! connection that closes or fails is dropped and replaced by the next request. This is what
+//! beyond, a request waits for a stream under the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`). A connection that closes or fails is dropped and
+//! replaced by the next request. The connections are rampart's own HTTP/2 client
+//! ([`super::h2conn`]). This is what
 //! gRPC needs: trailers (`grpc-status`, `grpc-message`) pass in both
 //! directions as HTTP/2 trailers, `TE: trailers` is forwarded, and bodies stream frame by
 //! frame both ways (client, server and bidirectional streaming).

@@ -488,6 +488,16 @@ impl Future for Exchange {
         let Some(st) = inner.find(stream.id) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
+        // An answer found broken before its head went on (a body longer than its
+        // `Content-Length` in the same read) is a failed exchange, not a 200 cut short;
+        // a reset with NO_ERROR after a whole answer is no failure.
+        let failed = st
+            .error
+            .as_ref()
+            .filter(|e| st.head.is_none() || !matches!(e, Error::Reset(Reason::NO_ERROR)));
+        if let Some(e) = failed {
+            return Poll::Ready(Err(e.clone()));
+        }
         if let Some(head) = st.head.take() {
             let done = st.recv_end && st.data.is_empty() && st.trailers.is_none();
             drop(inner);
@@ -499,9 +509,6 @@ impl Future for Exchange {
                 done,
             };
             return Poll::Ready(Ok(head.map(|()| body)));
-        }
-        if let Some(e) = &st.error {
-            return Poll::Ready(Err(e.clone()));
         }
         if !st
             .recv_waker

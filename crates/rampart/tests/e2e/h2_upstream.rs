@@ -1,0 +1,274 @@
+//! rampart's own HTTP/2 client to upstreams, against an upstream that answers frame by
+//! frame as the test says: answers a server library would never send (a body longer than
+//! its `Content-Length`, no `:status`, connection-specific fields) are a 502 to the client
+//! and a reset stream upstream, while the connection goes on for the next request; a 103
+//! before the answer and trailers after it pass; answers larger than the connection's
+//! window get their window back as they are read.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Request;
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::start;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const ACK: u8 = 1;
+
+fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, id: u32, payload: &[u8]) {
+    let l = (payload.len() as u32).to_be_bytes();
+    out.extend_from_slice(&[l[1], l[2], l[3], ty, flags]);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A header block of literal fields, never indexed.
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in fields {
+        b.push(0);
+        for s in [n.as_bytes(), v.as_bytes()] {
+            assert!(s.len() < 127);
+            b.push(s.len() as u8);
+            b.extend_from_slice(s);
+        }
+    }
+    b
+}
+
+/// How the upstream answers one stream: the frames it writes for stream `id`.
+type Answer = Box<dyn Fn(u32) -> Vec<u8> + Send>;
+
+fn answer(fields: &[(&str, &str)], body: &[u8]) -> Answer {
+    let head = block(fields);
+    let body = body.to_vec();
+    Box::new(move |id| {
+        let mut out = Vec::new();
+        if body.is_empty() {
+            frame(&mut out, HEADERS, END_HEADERS | END_STREAM, id, &head);
+            return out;
+        }
+        frame(&mut out, HEADERS, END_HEADERS, id, &head);
+        let mut chunks = body.chunks(16384).peekable();
+        while let Some(c) = chunks.next() {
+            let last = chunks.peek().is_none();
+            frame(&mut out, DATA, if last { END_STREAM } else { 0 }, id, c);
+        }
+        out
+    })
+}
+
+fn good() -> Answer {
+    answer(&[(":status", "200"), ("content-length", "2")], b"ok")
+}
+
+/// What the upstream saw: connections accepted, and the streams rampart reset with
+/// their codes.
+#[derive(Default)]
+struct Seen {
+    conns: usize,
+    resets: Vec<(u32, u32)>,
+}
+
+/// An h2c upstream answering its streams in order with `answers`.
+async fn upstream(answers: Vec<Answer>) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let answers = Arc::new(Mutex::new(answers.into_iter()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            s.lock().unwrap().conns += 1;
+            let (s, answers) = (s.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut out = Vec::new();
+                frame(&mut out, SETTINGS, 0, 0, &[]);
+                c.write_all(&out).await.unwrap();
+                let mut preface = false;
+                loop {
+                    let mut chunk = [0u8; 65536];
+                    let n = c.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if !preface {
+                        if buf.len() < PREFACE.len() {
+                            continue;
+                        }
+                        assert_eq!(&buf[..PREFACE.len()], PREFACE);
+                        buf.drain(..PREFACE.len());
+                        preface = true;
+                    }
+                    let mut out = Vec::new();
+                    while buf.len() >= 9 {
+                        let len = (usize::from(buf[0]) << 16)
+                            | (usize::from(buf[1]) << 8)
+                            | usize::from(buf[2]);
+                        if buf.len() < 9 + len {
+                            break;
+                        }
+                        let (ty, flags) = (buf[3], buf[4]);
+                        let id = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
+                        let p = buf[9..9 + len].to_vec();
+                        buf.drain(..9 + len);
+                        match ty {
+                            SETTINGS if flags & ACK == 0 => frame(&mut out, SETTINGS, ACK, 0, &[]),
+                            HEADERS => {
+                                let a = answers.lock().unwrap().next();
+                                if let Some(a) = a {
+                                    out.extend_from_slice(&a(id));
+                                }
+                            }
+                            RST_STREAM => s
+                                .lock()
+                                .unwrap()
+                                .resets
+                                .push((id, u32::from_be_bytes(p[..4].try_into().unwrap()))),
+                            _ => {}
+                        }
+                    }
+                    if !out.is_empty() && c.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+async fn edge(up: SocketAddr) -> crate::harness::TestEdge {
+    start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\
+         [upstreams.u]\nservers = [\"{up}\"]\nprotocol = \"h2\"\nmax_fails = 0\n\
+         [[routes]]\nupstream = \"u\"\n"
+    ))
+    .await
+}
+
+/// Status and body of a GET on a fresh connection.
+async fn get(edge: &crate::harness::TestEdge) -> (u16, Vec<u8>) {
+    let req = Request::get("/")
+        .header("host", "app")
+        .body(rampart_test_support::client::ReqBody::default())
+        .unwrap();
+    let mut c = rampart_test_support::client::Conn::plain(edge.http()).await;
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.send_streaming(req))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_upstream_answers_are_502_and_the_connection_goes_on() {
+    let (up, seen) = upstream(vec![
+        good(),
+        // Longer than its Content-Length.
+        answer(&[(":status", "200"), ("content-length", "2")], b"too long"),
+        good(),
+        // No :status.
+        answer(&[("content-length", "0")], b""),
+        good(),
+        // A connection-specific field.
+        answer(&[(":status", "200"), ("connection", "close")], b"x"),
+        good(),
+        // A pseudo-header after a field.
+        answer(&[("x-a", "1"), (":status", "200")], b"x"),
+        good(),
+    ])
+    .await;
+    let edge = edge(up).await;
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        got.push(get(&edge).await.0);
+    }
+    assert_eq!(got, [200, 502, 200, 502, 200, 502, 200, 502, 200]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.conns, 1, "every request on one upstream connection");
+    // Each malformed answer's stream was reset with PROTOCOL_ERROR.
+    let protocol: Vec<u32> = seen
+        .resets
+        .iter()
+        .filter(|(_, code)| *code == 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(protocol, [3, 7, 11, 15], "{:?}", seen.resets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informational_answers_trailers_and_windows_given_back() {
+    let big = vec![b'z'; 1536 * 1024];
+    let with_103: Answer = Box::new(|id| {
+        let mut out = Vec::new();
+        frame(
+            &mut out,
+            HEADERS,
+            END_HEADERS,
+            id,
+            &block(&[(":status", "103"), ("link", "</a.css>")]),
+        );
+        frame(
+            &mut out,
+            HEADERS,
+            END_HEADERS,
+            id,
+            &block(&[(":status", "200")]),
+        );
+        frame(&mut out, DATA, 0, id, b"hi");
+        frame(
+            &mut out,
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &block(&[("x-t", "1")]),
+        );
+        out
+    });
+    let mut answers = vec![with_103];
+    // 4 answers of 1.5 MiB: 6 MiB on one connection, more than its 5 MiB window, which
+    // the upstream here sends without waiting: a window not given back as answers are
+    // read would be a flow-control error on the last.
+    for _ in 0..4 {
+        answers.push(answer(&[(":status", "200")], &big));
+    }
+    let (up, seen) = upstream(answers).await;
+    let edge = edge(up).await;
+    assert_eq!(get(&edge).await, (200, b"hi".to_vec()));
+    for i in 0..4 {
+        let (status, body) = get(&edge).await;
+        assert_eq!(status, 200, "answer {i}");
+        assert!(
+            body.len() == big.len() && body == big,
+            "answer {i}: {} bytes",
+            body.len()
+        );
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.conns, 1);
+    assert!(seen.resets.is_empty(), "{:?}", seen.resets);
+}
