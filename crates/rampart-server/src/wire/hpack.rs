@@ -221,13 +221,26 @@ struct Entry {
     size: usize,
 }
 
-/// The request side: one per connection.
+/// The receiving side: one per connection.
 pub struct Decoder {
     table: VecDeque<Entry>,
     size: usize,
     max: usize,
     scratch: Vec<u8>,
+    /// Literals not indexed, by their encoded bytes (see [`Decoder::with_literal_cache`]).
+    literals: Option<Box<[Option<Literal>; LITERALS]>>,
 }
+
+/// A literal field as it was encoded, and what it decoded to.
+struct Literal {
+    raw: Vec<u8>,
+    field: Field,
+    size: usize,
+}
+
+/// Literals remembered, and the longest encoding remembered.
+const LITERALS: usize = 32;
+const LITERAL_MAX: usize = 96;
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -236,11 +249,35 @@ impl Default for Decoder {
             size: 0,
             max: TABLE_SIZE,
             scratch: Vec::new(),
+            literals: None,
         }
     }
 }
 
 impl Decoder {
+    /// A decoder that remembers the last literals sent without indexing, by their encoded
+    /// bytes, so that one sent again is not decoded again. For answers from upstreams:
+    /// nginx, for one, sends every answer field as a Huffman-coded literal without
+    /// indexing (`server`, `content-type`, `grpc-status`, …), the same bytes answer after
+    /// answer. A literal naming a field of the dynamic table is never remembered (its
+    /// name depends on the table); a miss costs one hash of the encoded bytes.
+    pub fn with_literal_cache() -> Self {
+        Self {
+            literals: Some(Box::new(std::array::from_fn(|_| None))),
+            ..Self::default()
+        }
+    }
+
+    /// The end of the literal representation at `at` whose name index has been read
+    /// (`i`, 0 for a literal name), its strings skipped, not decoded.
+    fn literal_end(block: &[u8], mut at: usize, i: usize) -> Option<usize> {
+        for _ in 0..if i == 0 { 2 } else { 1 } {
+            let len = read_int(block, &mut at, 7).ok()?;
+            at = at.checked_add(len).filter(|e| *e <= block.len())?;
+        }
+        Some(at)
+    }
+
     /// Decodes one whole header block, handing each field with its size (name + value +
     /// 32, RFC 9113 §6.5.2) to `each`.
     pub fn decode(
@@ -276,7 +313,25 @@ impl Decoder {
                 } else {
                     (false, 4)
                 };
+                let start = at;
                 let i = read_int(block, &mut at, prefix)?;
+                // A literal seen before, not indexed and not naming a dynamic entry.
+                let mut remember = None;
+                if let (Some(cache), false, true) = (&self.literals, indexing, i < 62) {
+                    if let Some(end) = Self::literal_end(block, at, i) {
+                        let raw = &block[start..end];
+                        if raw.len() <= LITERAL_MAX {
+                            let slot = hash(raw, b"") as usize % LITERALS;
+                            if let Some(l) = cache[slot].as_ref().filter(|l| l.raw == raw) {
+                                each(l.field.clone(), l.size);
+                                at = end;
+                                fields = true;
+                                continue;
+                            }
+                            remember = Some((slot, start));
+                        }
+                    }
+                }
                 let name = if i == 0 {
                     read_str(block, &mut at, &mut self.scratch)?
                 } else {
@@ -287,6 +342,13 @@ impl Decoder {
                 let f = field(name, value);
                 if indexing {
                     self.insert(f.clone(), size);
+                }
+                if let (Some((slot, start)), Some(cache)) = (remember, self.literals.as_mut()) {
+                    cache[slot] = Some(Literal {
+                        raw: block[start..at].to_vec(),
+                        field: f.clone(),
+                        size,
+                    });
                 }
                 each(f, size);
             }
@@ -705,13 +767,19 @@ impl Encoder {
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz(data: &[u8]) {
     let mut d = Decoder::default();
+    let mut cached = Decoder::with_literal_cache();
     let (mut e, mut back) = (Encoder::default(), Decoder::default());
     let cut = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
-    for block in [&data[..cut], &data[cut..]] {
+    for block in [&data[..cut], &data[cut..], &data[cut..]] {
         let mut fields = Vec::new();
-        if d.decode(&Bytes::copy_from_slice(block), |f, _| fields.push(f))
-            .is_err()
-        {
+        let block = Bytes::copy_from_slice(block);
+        let plain = d.decode(&block, |f, _| fields.push(f));
+        // The literal cache changes nothing decoded, even on a block seen again.
+        let mut again = Vec::new();
+        let with_cache = cached.decode(&block, |f, _| again.push(f));
+        assert_eq!(plain.is_ok(), with_cache.is_ok());
+        assert_eq!(format!("{fields:?}"), format!("{again:?}"));
+        if plain.is_err() {
             return;
         }
         assert!(d.size <= d.max && d.max <= TABLE_SIZE);
@@ -862,6 +930,36 @@ mod tests {
         assert_eq!(second[0], "Status=307");
         assert_eq!(d.size, 222);
         assert_eq!(d.table.len(), 4);
+    }
+
+    #[test]
+    fn literals_sent_again_come_from_the_cache_unchanged() {
+        // `server: nginx` (static name 54) and `grpc-status: 0` (new name), both literals
+        // without indexing, the value of the first Huffman-coded; then a dynamic-table
+        // name (62), never cached.
+        let mut block = vec![0x0f, 54 - 15];
+        let v = crate::wire::huffman::encode(b"nginx");
+        block.push(0x80 | v.len() as u8);
+        block.extend_from_slice(&v);
+        block.extend_from_slice(b"\x00\x0bgrpc-status\x010");
+        let block = Bytes::from(block);
+        let mut d = Decoder::with_literal_cache();
+        let first: Vec<String> = decode_block(&mut d, &block);
+        assert_eq!(first, ["server=nginx", "grpc-status=0"]);
+        let cached = d.literals.as_ref().unwrap().iter().flatten().count();
+        assert_eq!(cached, 2);
+        assert_eq!(decode_block(&mut d, &block), first);
+        // A literal naming dynamic entry 62 (after one indexed insertion) is not cached.
+        let mut d = Decoder::with_literal_cache();
+        let ins = Bytes::from_static(b"\x40\x01x\x01a\x0f\x2f\x01b");
+        assert_eq!(decode_block(&mut d, &ins), ["x=a", "x=b"]);
+        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 0);
+    }
+
+    fn decode_block(d: &mut Decoder, block: &Bytes) -> Vec<String> {
+        let mut out = Vec::new();
+        d.decode(block, |f, _| out.push(text(&f))).unwrap();
+        out
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub fn decode(src: &[u8], dst: &mut Vec<u8>) -> Result<(), Invalid> {
 }
 
 #[cfg(test)]
-fn encode(src: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(src: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u64, 0u32);
     for &b in src {

@@ -302,7 +302,7 @@ impl Client {
             inbuf: BytesMut::new(),
             wbuf: Vec::new(),
             written: 0,
-            dec: hpack::Decoder::default(),
+            dec: hpack::Decoder::with_literal_cache(),
             cont: None,
             settings: false,
             ping: Box::pin(tokio::time::sleep(PING_EVERY)),
