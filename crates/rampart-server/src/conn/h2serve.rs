@@ -38,10 +38,11 @@ use crate::wire::activity::{Activity, SIGNAL_NONE, SIGNAL_PARK};
 use crate::wire::body::Body;
 use crate::wire::h2body::{content_length, InBody, InShared};
 use crate::wire::h2frame::{
-    close_head, forbidden, frame, frame_head, parse_head, unpad, ConnError, Reason, ACK,
-    CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, HEADERS, MAX_FRAME,
-    MAX_WINDOW, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS,
-    WINDOW_UPDATE,
+    self, close_head, forbidden, frame, frame_head, grow_conn_window, move_window, next_frame,
+    set_initial_window, unpad, window_increment, ConnError, Outbox, Reason, ACK, CONTINUATION,
+    DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, HEADERS, HEADER_TABLE_SIZE,
+    INITIAL_WINDOW_SIZE, MAX_FRAME, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG, PUSH_PROMISE,
+    RST_STREAM, SETTINGS, WINDOW_UPDATE,
 };
 use crate::wire::hpack::{self, Field, Pseudo};
 
@@ -157,9 +158,7 @@ struct Conn<'a, T, H, F> {
     handle: H,
     limits: Limits,
     inbuf: BytesMut,
-    out: Vec<u8>,
-    written: usize,
-    unflushed: bool,
+    out: Outbox,
     scratch: Vec<u8>,
     preface: bool,
     settings: bool,
@@ -218,9 +217,7 @@ where
                 reset_rate: s.h2_max_pending_reset_streams as f64,
             },
             inbuf: BytesMut::new(),
-            out: Vec::new(),
-            written: 0,
-            unflushed: false,
+            out: Outbox::default(),
             scratch: Vec::new(),
             preface: false,
             settings: false,
@@ -287,7 +284,7 @@ where
                     }
                 }
             }
-            if !self.read_closed && !self.failed && self.pending_out() < OUT_HIGH {
+            if !self.read_closed && !self.failed && self.out.pending() < OUT_HIGH {
                 if self.inbuf.capacity() - self.inbuf.len() < 4096 {
                     self.inbuf.reserve(MAX_FRAME + 9);
                 }
@@ -296,7 +293,7 @@ where
                         // The client is gone: what it asked for is dropped unanswered.
                         self.read_closed = true;
                         self.streams.clear();
-                        self.written = self.out.len();
+                        self.out.discard();
                         return Poll::Ready(());
                     }
                     Poll::Ready(Ok(_)) => {
@@ -322,7 +319,7 @@ where
                 Ok(wrote) => progress |= wrote,
                 Err(_) => return Poll::Ready(()),
             }
-            if self.pending_out() == 0 && !self.unflushed && self.finished() {
+            if self.out.is_done() && self.finished() {
                 let _ = Pin::new(&mut self.io).poll_shutdown(cx);
                 return Poll::Ready(());
             }
@@ -360,58 +357,27 @@ where
         self.failed || ((self.goaway || self.peer_gone) && self.streams.is_empty())
     }
 
-    fn pending_out(&self) -> usize {
-        self.out.len() - self.written
-    }
-
     /// Quiet: buffers go back to the allocator (an idle HTTP/2 connection keeps only its
     /// tables and stream state).
     fn shrink(&mut self) {
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
         }
-        if self.pending_out() == 0 {
-            self.out = Vec::new();
-            self.written = 0;
-        }
+        self.out.shrink();
         self.scratch = Vec::new();
     }
 
     /// Writes what is buffered; `Ok(true)` when something moved.
     fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
-        let mut moved = false;
-        while self.written < self.out.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
-                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    self.unflushed = true;
-                    moved = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
-            }
-        }
-        if self.written == self.out.len() && self.written > 0 {
-            self.out.clear();
-            self.written = 0;
-            if !self.write_blocked.is_empty() {
-                self.ready.append(&mut self.write_blocked);
-                moved = true;
-            }
-        }
-        if self.unflushed && self.written == 0 {
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
+        let moved = self.out.write(&mut self.io, cx)?;
+        if moved && self.out.pending() == 0 {
+            self.ready.append(&mut self.write_blocked);
         }
         Ok(moved)
     }
 
     fn frame_out(&mut self, ty: u8, flags: u8, id: u32, payload: &[u8]) {
-        frame(&mut self.out, ty, flags, id, payload);
+        frame(&mut self.out.buf, ty, flags, id, payload);
     }
 
     fn go_away(&mut self, reason: Reason, debug: &str) {
@@ -443,29 +409,12 @@ where
             self.inbuf.advance(PREFACE.len());
             self.preface = true;
         }
-        while self.inbuf.len() >= 9 && !self.failed {
-            let (len, ty, flags, id) = parse_head(&self.inbuf[..9]);
-            if len > MAX_FRAME {
-                return Err(ConnError(
-                    Reason::FRAME_SIZE_ERROR,
-                    "frame over the size limit",
-                ));
-            }
-            if self.inbuf.len() < 9 + len {
-                self.inbuf.reserve(9 + len - self.inbuf.len());
+        while !self.failed {
+            let cont = self.continuation.as_ref().map(|c| c.id);
+            let Some((len, ty, flags, id)) = next_frame(&mut self.inbuf, self.settings, cont)?
+            else {
                 return Ok(());
-            }
-            if !self.settings && ty != SETTINGS {
-                return Err(ConnError(
-                    Reason::PROTOCOL_ERROR,
-                    "first frame not SETTINGS",
-                ));
-            }
-            if let Some(c) = &self.continuation {
-                if ty != CONTINUATION || id != c.id {
-                    return Err(ConnError(Reason::PROTOCOL_ERROR, "expected CONTINUATION"));
-                }
-            }
+            };
             if ty == DATA {
                 // Data is kept as it was read, not copied.
                 let f = self.inbuf.split_to(9 + len).freeze();
@@ -761,19 +710,19 @@ where
 
     /// 431 for a head over the header list limit (its fields were decoded and dropped).
     fn refuse_431(&mut self, id: u32, end_stream: bool) {
-        let start = self.out.len();
-        self.out.extend_from_slice(&[0; 9]);
-        self.enc.begin(&mut self.out);
+        let start = self.out.buf.len();
+        self.out.buf.extend_from_slice(&[0; 9]);
+        self.enc.begin(&mut self.out.buf);
         self.enc.status(
             http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            &mut self.out,
+            &mut self.out.buf,
         );
         self.enc.field(
             &header::CONTENT_LENGTH,
             &HeaderValue::from_static("0"),
-            &mut self.out,
+            &mut self.out.buf,
         );
-        close_head(&mut self.out, start, id, END_STREAM);
+        close_head(&mut self.out.buf, start, id, END_STREAM);
         if !end_stream {
             self.frame_out(RST_STREAM, 0, id, &Reason::NO_ERROR.0.to_be_bytes());
         }
@@ -940,56 +889,17 @@ where
     }
 
     fn on_settings(&mut self, flags: u8, id: u32, p: &[u8]) -> Result<(), ConnError> {
-        if id != 0 {
-            return Err(ConnError(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
-        }
-        if flags & ACK != 0 {
-            if !p.is_empty() {
-                return Err(ConnError(
-                    Reason::FRAME_SIZE_ERROR,
-                    "SETTINGS ack with a payload",
-                ));
-            }
+        let Some(entries) = h2frame::settings(flags, id, p)? else {
             return Ok(());
-        }
-        if !p.len().is_multiple_of(6) {
-            return Err(ConnError(
-                Reason::FRAME_SIZE_ERROR,
-                "SETTINGS not in 6-byte entries",
-            ));
-        }
-        for e in p.chunks_exact(6) {
-            let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
-            match u16::from_be_bytes([e[0], e[1]]) {
-                1 => self.enc.set_max(v as usize),
-                2 if v > 1 => {
-                    return Err(ConnError(Reason::PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1"));
-                }
-                4 => {
-                    let v = i64::from(v);
-                    if v > MAX_WINDOW {
-                        return Err(ConnError(Reason::FLOW_CONTROL_ERROR, "window over 2^31-1"));
-                    }
-                    let delta = v - self.peer_window;
-                    self.peer_window = v;
-                    for st in &mut self.streams {
-                        st.send_window += delta;
-                        if st.send_window > MAX_WINDOW {
-                            return Err(ConnError(
-                                Reason::FLOW_CONTROL_ERROR,
-                                "window over 2^31-1",
-                            ));
-                        }
-                    }
-                    if delta > 0 {
+        };
+        for (k, v) in entries {
+            match k {
+                HEADER_TABLE_SIZE => self.enc.set_max(v as usize),
+                INITIAL_WINDOW_SIZE => {
+                    let windows = self.streams.iter_mut().map(|st| &mut st.send_window);
+                    if set_initial_window(&mut self.peer_window, v, windows)? > 0 {
                         self.ready.append(&mut self.window_blocked);
                     }
-                }
-                5 if !(16_384..=16_777_215).contains(&v) => {
-                    return Err(ConnError(
-                        Reason::PROTOCOL_ERROR,
-                        "MAX_FRAME_SIZE out of range",
-                    ));
                 }
                 // Frames sent stay at 16 KiB, which every peer accepts; the rest are
                 // advisory or for servers.
@@ -1002,21 +912,9 @@ where
     }
 
     fn on_window_update(&mut self, id: u32, p: &[u8]) -> Result<(), ConnError> {
-        if p.len() != 4 {
-            return Err(ConnError(
-                Reason::FRAME_SIZE_ERROR,
-                "WINDOW_UPDATE not 4 bytes",
-            ));
-        }
-        let inc = i64::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff);
+        let inc = window_increment(p)?;
         if id == 0 {
-            if inc == 0 {
-                return Err(ConnError(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0"));
-            }
-            self.conn_send += inc;
-            if self.conn_send > MAX_WINDOW {
-                return Err(ConnError(Reason::FLOW_CONTROL_ERROR, "window over 2^31-1"));
-            }
+            grow_conn_window(&mut self.conn_send, inc)?;
             self.ready.append(&mut self.window_blocked);
             return Ok(());
         }
@@ -1032,9 +930,7 @@ where
         if inc == 0 {
             return self.stream_error(id, Reason::PROTOCOL_ERROR);
         }
-        let st = &mut self.streams[i];
-        st.send_window += inc;
-        if st.send_window > MAX_WINDOW {
+        if !move_window(&mut self.streams[i].send_window, inc) {
             return self.stream_error(id, Reason::FLOW_CONTROL_ERROR);
         }
         if let Some(at) = self.window_blocked.iter().position(|b| *b == id) {
@@ -1115,10 +1011,10 @@ where
         let st = &self.streams[i];
         let id = st.id;
         let eos = st.head_only || body.is_end_stream();
-        let start = self.out.len();
-        self.out.extend_from_slice(&[0; 9]);
-        self.enc.begin(&mut self.out);
-        self.enc.status(parts.status, &mut self.out);
+        let start = self.out.buf.len();
+        self.out.buf.extend_from_slice(&[0; 9]);
+        self.enc.begin(&mut self.out.buf);
+        self.enc.status(parts.status, &mut self.out.buf);
         let (mut date, mut length) = (false, false);
         for (n, v) in &parts.headers {
             if forbidden(n, v) {
@@ -1126,21 +1022,27 @@ where
             }
             date |= *n == header::DATE;
             length |= *n == header::CONTENT_LENGTH;
-            self.enc.field(n, v, &mut self.out);
+            self.enc.field(n, v, &mut self.out.buf);
         }
         if !date {
-            self.enc.field(&header::DATE, &date_value(), &mut self.out);
+            self.enc
+                .field(&header::DATE, &date_value(), &mut self.out.buf);
         }
         if !eos && !length {
             if let Some(n) = body.size_hint().exact() {
                 self.enc.field(
                     &header::CONTENT_LENGTH,
                     &HeaderValue::from(n),
-                    &mut self.out,
+                    &mut self.out.buf,
                 );
             }
         }
-        close_head(&mut self.out, start, id, if eos { END_STREAM } else { 0 });
+        close_head(
+            &mut self.out.buf,
+            start,
+            id,
+            if eos { END_STREAM } else { 0 },
+        );
         let st = &mut self.streams[i];
         if eos {
             st.send_done = true;
@@ -1159,7 +1061,7 @@ where
                 return;
             }
             if let Some((chunk, last)) = st.chunk.take() {
-                if self.out.len() - self.written >= OUT_HIGH {
+                if self.out.pending() >= OUT_HIGH {
                     st.chunk = Some((chunk, last));
                     self.write_blocked.push(id);
                     return;
@@ -1182,8 +1084,14 @@ where
                     st.body = None;
                 }
                 self.conn_send -= n as i64;
-                frame_head(&mut self.out, n, DATA, if end { END_STREAM } else { 0 }, id);
-                self.out.extend_from_slice(&chunk[..n]);
+                frame_head(
+                    &mut self.out.buf,
+                    n,
+                    DATA,
+                    if end { END_STREAM } else { 0 },
+                    id,
+                );
+                self.out.buf.extend_from_slice(&chunk[..n]);
                 sent += n;
                 if end {
                     return;
@@ -1218,15 +1126,15 @@ where
                         if let Ok(t) = frame.into_trailers() {
                             st.send_done = true;
                             st.body = None;
-                            let start = self.out.len();
-                            self.out.extend_from_slice(&[0; 9]);
-                            self.enc.begin(&mut self.out);
+                            let start = self.out.buf.len();
+                            self.out.buf.extend_from_slice(&[0; 9]);
+                            self.enc.begin(&mut self.out.buf);
                             for (n, v) in &t {
                                 if !forbidden(n, v) {
-                                    self.enc.field(n, v, &mut self.out);
+                                    self.enc.field(n, v, &mut self.out.buf);
                                 }
                             }
-                            close_head(&mut self.out, start, id, END_STREAM);
+                            close_head(&mut self.out.buf, start, id, END_STREAM);
                             return;
                         }
                     }

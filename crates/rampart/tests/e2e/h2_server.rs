@@ -9,16 +9,10 @@ use tokio::net::TcpStream;
 
 use crate::harness::start;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const CONTINUATION: u8 = 9;
-const DATA: u8 = 0;
-const END_STREAM: u8 = 1;
-const END_HEADERS: u8 = 4;
+use crate::harness::h2raw::{
+    block, frame, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PREFACE,
+    RST_STREAM, SETTINGS,
+};
 
 struct Frame {
     ty: u8,
@@ -50,9 +44,9 @@ impl Raw {
     }
 
     async fn send(&mut self, ty: u8, flags: u8, id: u32, payload: &[u8]) {
-        let mut f = frame(ty, flags, id, payload);
+        let mut f = Vec::new();
+        frame(&mut f, ty, flags, id, payload);
         self.s.write_all(&f).await.unwrap();
-        f.clear();
     }
 
     /// The next frame, `None` when the edge closed the connection.
@@ -158,28 +152,6 @@ impl Raw {
 enum Outcome {
     Answered(String, String),
     Reset(u32),
-}
-
-fn frame(ty: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
-    let l = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![l[1], l[2], l[3], ty, flags];
-    f.extend_from_slice(&id.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A header block of literal fields (never indexed by the edge's table).
-fn block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (n, v) in fields {
-        b.push(0);
-        for s in [n.as_bytes(), v.as_bytes()] {
-            assert!(s.len() < 127);
-            b.push(s.len() as u8);
-            b.extend_from_slice(s);
-        }
-    }
-    b
 }
 
 fn get(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -302,12 +274,13 @@ async fn http2_header_list_and_stream_limits() {
     // Three streams at once on a limit of two: the third is refused, the others answered.
     let mut burst = Vec::new();
     for id in [3, 5, 7] {
-        burst.extend(frame(
+        frame(
+            &mut burst,
             HEADERS,
             END_HEADERS | END_STREAM,
             id,
             &block(&get(&[])),
-        ));
+        );
     }
     c.s.write_all(&burst).await.unwrap();
     // Read in whatever order they come.
@@ -337,14 +310,11 @@ async fn http2_continuation_flood_and_broken_hpack_end_the_connection() {
     // CONTINUATION frames without end (CVE-2024-27316 and kin): cut off, not buffered.
     let mut c = Raw::open(&edge).await;
     c.send(HEADERS, 0, 1, &block(&get(&[]))).await;
-    let filler = vec![0u8; 16384];
+    let mut filler = Vec::new();
+    frame(&mut filler, CONTINUATION, 0, 1, &[0u8; 16384]);
     let mut sent = 0;
     let code = loop {
-        if c.s
-            .write_all(&frame(CONTINUATION, 0, 1, &filler))
-            .await
-            .is_err()
-        {
+        if c.s.write_all(&filler).await.is_err() {
             break c.goaway().await;
         }
         sent += filler.len();

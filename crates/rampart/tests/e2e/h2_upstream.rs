@@ -16,35 +16,9 @@ use tokio::net::TcpListener;
 
 use crate::harness::start;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const END_STREAM: u8 = 1;
-const END_HEADERS: u8 = 4;
-const ACK: u8 = 1;
-
-fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, id: u32, payload: &[u8]) {
-    let l = (payload.len() as u32).to_be_bytes();
-    out.extend_from_slice(&[l[1], l[2], l[3], ty, flags]);
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// A header block of literal fields, never indexed.
-fn block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (n, v) in fields {
-        b.push(0);
-        for s in [n.as_bytes(), v.as_bytes()] {
-            assert!(s.len() < 127);
-            b.push(s.len() as u8);
-            b.extend_from_slice(s);
-        }
-    }
-    b
-}
+use crate::harness::h2raw::{
+    block, frame, ACK, DATA, END_HEADERS, END_STREAM, HEADERS, PREFACE, RST_STREAM, SETTINGS,
+};
 
 /// How the upstream answers one stream: the frames it writes for stream `id`.
 type Answer = Box<dyn Fn(u32) -> Vec<u8> + Send>;

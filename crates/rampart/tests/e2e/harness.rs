@@ -498,3 +498,42 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// Raw HTTP/2 for tests that speak it frame by frame (to the edge as a client, or as an
+/// upstream to the edge): frame types and flags, frames, literal header blocks.
+pub(crate) mod h2raw {
+    pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub(crate) const DATA: u8 = 0;
+    pub(crate) const HEADERS: u8 = 1;
+    pub(crate) const RST_STREAM: u8 = 3;
+    pub(crate) const SETTINGS: u8 = 4;
+    pub(crate) const PING: u8 = 6;
+    pub(crate) const GOAWAY: u8 = 7;
+    pub(crate) const CONTINUATION: u8 = 9;
+    pub(crate) const END_STREAM: u8 = 1;
+    pub(crate) const ACK: u8 = 1;
+    pub(crate) const END_HEADERS: u8 = 4;
+
+    /// Appends a frame.
+    pub(crate) fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, id: u32, payload: &[u8]) {
+        let l = (payload.len() as u32).to_be_bytes();
+        out.extend_from_slice(&[l[1], l[2], l[3], ty, flags]);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    /// A header block of literal fields, never indexed (so the other side's table stays
+    /// empty and every block reads alone).
+    pub(crate) fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (n, v) in fields {
+            b.push(0);
+            for s in [n.as_bytes(), v.as_bytes()] {
+                assert!(s.len() < 127);
+                b.push(s.len() as u8);
+                b.extend_from_slice(s);
+            }
+        }
+        b
+    }
+}

@@ -43,9 +43,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::wire::body::{Body, BoxError};
 use crate::wire::h2frame::{
-    close_head, forbidden, frame, frame_head, parse_head, unpad, ConnError, Reason, ACK,
-    CONTINUATION, DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, HEADERS, MAX_FRAME,
-    MAX_WINDOW, PING, PREFACE, PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
+    self, close_head, forbidden, frame, frame_head, grow_conn_window, move_window, next_frame,
+    set_initial_window, unpad, window_increment, ConnError, Outbox, Reason, ACK, CONTINUATION,
+    DATA, DEFAULT_WINDOW, END_HEADERS, END_STREAM, GOAWAY, HEADERS, HEADER_TABLE_SIZE,
+    INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME, MAX_WINDOW, PING, PREFACE,
+    PRIORITY_FLAG, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
 };
 use crate::wire::hpack::{self, Field, Pseudo};
 
@@ -119,8 +121,10 @@ struct Inner {
     streams: Vec<St>,
     /// The server's `SETTINGS_MAX_CONCURRENT_STREAMS`.
     max_streams: usize,
-    /// Requests waiting for a stream under that limit, or for room in `out`.
+    /// Requests waiting for a stream under that limit.
     waiting: Vec<Waker>,
+    /// A request body waits for room in `out` (its stream's `send_waker`).
+    full_waiting: bool,
     /// The server's initial stream window.
     peer_window: i64,
     conn_send: i64,
@@ -226,6 +230,13 @@ fn lock(sh: &Shared) -> MutexGuard<'_, Inner> {
     sh.inner.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Keeps the task's waker in `slot` (not cloned again when the same task polls).
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
 fn wake_all(wakers: Vec<Waker>) {
     for w in wakers {
         w.wake();
@@ -285,6 +296,7 @@ impl Client {
                 streams: Vec::new(),
                 max_streams: INITIAL_MAX_STREAMS,
                 waiting: Vec::new(),
+                full_waiting: false,
                 peer_window: DEFAULT_WINDOW,
                 conn_send: DEFAULT_WINDOW,
                 conn_recv: CONN_WINDOW,
@@ -300,8 +312,7 @@ impl Client {
             io,
             sh: sh.clone(),
             inbuf: BytesMut::new(),
-            wbuf: Vec::new(),
-            written: 0,
+            out: Outbox::default(),
             dec: hpack::Decoder::with_literal_cache(),
             cont: None,
             settings: false,
@@ -510,13 +521,7 @@ impl Future for Exchange {
             };
             return Poll::Ready(Ok(head.map(|()| body)));
         }
-        if !st
-            .recv_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            st.recv_waker = Some(cx.waker().clone());
-        }
+        park(&mut st.recv_waker, cx);
         Poll::Pending
     }
 }
@@ -553,7 +558,8 @@ impl Pump {
         }
         let can = st.send_window.min(conn_send).max(0) as usize;
         if full || (can == 0 && !data.is_empty()) {
-            st.send_waker = Some(cx.waker().clone());
+            park(&mut st.send_waker, cx);
+            inner.full_waiting |= full;
             self.chunk = Some((data, last));
             return Poll::Pending;
         }
@@ -737,13 +743,7 @@ impl http_body::Body for AnswerBody {
             }
             return Poll::Ready(Some(Err(Box::new(e))));
         }
-        if !st
-            .recv_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            st.recv_waker = Some(cx.waker().clone());
-        }
+        park(&mut st.recv_waker, cx);
         Poll::Pending
     }
 
@@ -762,8 +762,7 @@ struct Driver<T> {
     sh: Arc<Shared>,
     inbuf: BytesMut,
     /// Frames being written, taken from `Inner::out`.
-    wbuf: Vec<u8>,
-    written: usize,
+    out: Outbox,
     dec: hpack::Decoder,
     cont: Option<Continuation>,
     /// The server's first SETTINGS arrived.
@@ -825,12 +824,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             match self.write(cx) {
                 Ok(moved) => progress |= moved,
-                Err(()) => {
+                Err(_) => {
                     self.end(Error::Closed("writing to the upstream failed"));
                     return Poll::Ready(());
                 }
             }
-            if self.ending && self.written == self.wbuf.len() {
+            if self.ending && self.out.pending() == 0 {
                 let _ = Pin::new(&mut self.io).poll_shutdown(cx);
                 return Poll::Ready(());
             }
@@ -843,41 +842,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// Writes what is queued; `Ok(true)` when something moved.
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
-        let mut moved = false;
-        if self.written == self.wbuf.len() {
+    fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+        if self.out.pending() == 0 {
             let mut inner = lock(&self.sh);
             if !inner.out.is_empty() {
-                self.wbuf.clear();
-                self.written = 0;
-                std::mem::swap(&mut self.wbuf, &mut inner.out);
+                std::mem::swap(&mut self.out.buf, &mut inner.out);
                 let waiting = std::mem::take(&mut inner.waiting);
                 let mut blocked = Vec::new();
-                for st in &mut inner.streams {
-                    blocked.extend(st.send_waker.take());
+                if std::mem::take(&mut inner.full_waiting) {
+                    for st in &mut inner.streams {
+                        blocked.extend(st.send_waker.take());
+                    }
                 }
                 drop(inner);
                 wake_all(waiting);
                 wake_all(blocked);
             }
         }
-        while self.written < self.wbuf.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.written..]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    moved = true;
-                }
-                Poll::Pending => return Ok(moved),
-            }
-        }
-        if moved {
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Ready(Err(_)) => return Err(()),
-                Poll::Ready(Ok(())) | Poll::Pending => {}
-            }
-        }
-        Ok(moved)
+        self.out.write(&mut self.io, cx)
     }
 
     /// The connection is over: every stream fails with `e`.
@@ -922,29 +904,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     fn frames_locked(&mut self, inner: &mut Inner, wake: &mut Vec<Waker>) -> Result<(), ConnError> {
-        while self.inbuf.len() >= 9 {
-            let (len, ty, flags, id) = parse_head(&self.inbuf[..9]);
-            if len > MAX_FRAME {
-                return Err(ConnError(
-                    Reason::FRAME_SIZE_ERROR,
-                    "frame over the size limit",
-                ));
-            }
-            if self.inbuf.len() < 9 + len {
-                self.inbuf.reserve(9 + len - self.inbuf.len());
-                return Ok(());
-            }
-            if !self.settings && ty != SETTINGS {
-                return Err(ConnError(
-                    Reason::PROTOCOL_ERROR,
-                    "first frame not SETTINGS",
-                ));
-            }
-            if let Some(c) = &self.cont {
-                if ty != CONTINUATION || id != c.0 {
-                    return Err(ConnError(Reason::PROTOCOL_ERROR, "expected CONTINUATION"));
-                }
-            }
+        while let Some((len, ty, flags, id)) = next_frame(
+            &mut self.inbuf,
+            self.settings,
+            self.cont.as_ref().map(|c| c.0),
+        )? {
             let f = self.inbuf.split_to(9 + len).freeze().slice(9..);
             match ty {
                 DATA => on_data(inner, flags, id, f, wake)?,
@@ -1048,37 +1012,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     }
                 }
                 WINDOW_UPDATE => {
-                    if f.len() != 4 {
-                        return Err(ConnError(
-                            Reason::FRAME_SIZE_ERROR,
-                            "WINDOW_UPDATE not 4 bytes",
-                        ));
-                    }
-                    let inc = i64::from(u32::from_be_bytes([f[0], f[1], f[2], f[3]]) & 0x7fff_ffff);
+                    let inc = window_increment(&f)?;
                     if id == 0 {
-                        if inc == 0 {
-                            return Err(ConnError(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0"));
-                        }
-                        inner.conn_send += inc;
-                        if inner.conn_send > MAX_WINDOW {
-                            return Err(ConnError(
-                                Reason::FLOW_CONTROL_ERROR,
-                                "window over 2^31-1",
-                            ));
-                        }
+                        grow_conn_window(&mut inner.conn_send, inc)?;
                         for st in &mut inner.streams {
                             wake.extend(st.send_waker.take());
                         }
                     } else if let Some(st) = inner.find(id) {
-                        st.send_window += inc;
-                        if inc == 0 || st.send_window > MAX_WINDOW {
-                            stream_error(
-                                inner,
-                                id,
-                                Reason::PROTOCOL_ERROR,
-                                "bad WINDOW_UPDATE",
-                                wake,
-                            );
+                        if inc == 0 || !move_window(&mut st.send_window, inc) {
+                            reject_answer(inner, id, "bad WINDOW_UPDATE", wake);
                         } else {
                             wake.extend(st.send_waker.take());
                         }
@@ -1099,51 +1041,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         p: &[u8],
         wake: &mut Vec<Waker>,
     ) -> Result<(), ConnError> {
-        if id != 0 {
-            return Err(ConnError(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
-        }
-        if flags & ACK != 0 {
+        let Some(entries) = h2frame::settings(flags, id, p)? else {
             return Ok(());
-        }
-        if !p.len().is_multiple_of(6) {
-            return Err(ConnError(
-                Reason::FRAME_SIZE_ERROR,
-                "SETTINGS not in 6-byte entries",
-            ));
-        }
-        for e in p.chunks_exact(6) {
-            let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
-            match u16::from_be_bytes([e[0], e[1]]) {
-                1 => inner.enc.set_max(v as usize),
-                3 => {
+        };
+        for (k, v) in entries {
+            match k {
+                HEADER_TABLE_SIZE => inner.enc.set_max(v as usize),
+                MAX_CONCURRENT_STREAMS => {
                     inner.max_streams = v as usize;
                     wake.append(&mut inner.waiting);
                 }
-                4 => {
-                    let v = i64::from(v);
-                    if v > MAX_WINDOW {
-                        return Err(ConnError(Reason::FLOW_CONTROL_ERROR, "window over 2^31-1"));
-                    }
-                    let delta = v - inner.peer_window;
-                    inner.peer_window = v;
-                    for st in &mut inner.streams {
-                        st.send_window += delta;
-                        if st.send_window > MAX_WINDOW {
-                            return Err(ConnError(
-                                Reason::FLOW_CONTROL_ERROR,
-                                "window over 2^31-1",
-                            ));
-                        }
-                        if delta > 0 {
+                INITIAL_WINDOW_SIZE => {
+                    let windows = inner.streams.iter_mut().map(|st| &mut st.send_window);
+                    if set_initial_window(&mut inner.peer_window, v, windows)? > 0 {
+                        for st in &mut inner.streams {
                             wake.extend(st.send_waker.take());
                         }
                     }
-                }
-                5 if !(16_384..=16_777_215).contains(&v) => {
-                    return Err(ConnError(
-                        Reason::PROTOCOL_ERROR,
-                        "MAX_FRAME_SIZE out of range",
-                    ));
                 }
                 // Frames sent stay at 16 KiB, which every peer accepts.
                 _ => {}
@@ -1208,29 +1122,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             malformed = Some("answer's header list over 16 KiB");
         }
         if let Some(why) = malformed {
-            stream_error(inner, id, Reason::PROTOCOL_ERROR, why, wake);
+            reject_answer(inner, id, why, wake);
             return Ok(());
         }
         if st.got_head {
             // Trailers: they end the stream, and carry no pseudo-header.
             if !end || pseudo {
-                stream_error(
-                    inner,
-                    id,
-                    Reason::PROTOCOL_ERROR,
-                    "malformed trailers",
-                    wake,
-                );
+                reject_answer(inner, id, "malformed trailers", wake);
                 return Ok(());
             }
             if st.remaining.is_some_and(|r| r != 0) {
-                stream_error(
-                    inner,
-                    id,
-                    Reason::PROTOCOL_ERROR,
-                    "answer shorter than its Content-Length",
-                    wake,
-                );
+                reject_answer(inner, id, "answer shorter than its Content-Length", wake);
                 return Ok(());
             }
             st.trailers = Some(headers);
@@ -1239,25 +1141,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             return Ok(());
         }
         let Some(status) = status else {
-            stream_error(
-                inner,
-                id,
-                Reason::PROTOCOL_ERROR,
-                "answer without :status",
-                wake,
-            );
+            reject_answer(inner, id, "answer without :status", wake);
             return Ok(());
         };
         if status.is_informational() {
             // 100 Continue, 103 Early Hints: the final answer follows.
             if end {
-                stream_error(
-                    inner,
-                    id,
-                    Reason::PROTOCOL_ERROR,
-                    "informational answer ends the stream",
-                    wake,
-                );
+                reject_answer(inner, id, "informational answer ends the stream", wake);
             }
             return Ok(());
         }
@@ -1268,25 +1158,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             match crate::wire::h2body::content_length(&headers) {
                 Some(n) => st.remaining = Some(n),
                 None => {
-                    stream_error(
-                        inner,
-                        id,
-                        Reason::PROTOCOL_ERROR,
-                        "invalid Content-Length",
-                        wake,
-                    );
+                    reject_answer(inner, id, "invalid Content-Length", wake);
                     return Ok(());
                 }
             }
         }
         if end && st.remaining.is_some_and(|r| r != 0) {
-            stream_error(
-                inner,
-                id,
-                Reason::PROTOCOL_ERROR,
-                "answer shorter than its Content-Length",
-                wake,
-            );
+            reject_answer(inner, id, "answer shorter than its Content-Length", wake);
             return Ok(());
         }
         let mut resp = Response::new(());
@@ -1302,20 +1180,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 }
 
 /// A stream the server got wrong: reset, its request failed.
-fn stream_error(
-    inner: &mut Inner,
-    id: u32,
-    reason: Reason,
-    why: &'static str,
-    wake: &mut Vec<Waker>,
-) {
+fn reject_answer(inner: &mut Inner, id: u32, why: &'static str, wake: &mut Vec<Waker>) {
     tracing::debug!(stream = id, why, "malformed HTTP/2 answer from an upstream");
     if let Some(st) = inner.find(id) {
         st.error = Some(Error::Protocol(why));
         wake.extend(st.recv_waker.take());
         wake.extend(st.send_waker.take());
     }
-    frame(&mut inner.out, RST_STREAM, 0, id, &reason.0.to_be_bytes());
+    frame(
+        &mut inner.out,
+        RST_STREAM,
+        0,
+        id,
+        &Reason::PROTOCOL_ERROR.0.to_be_bytes(),
+    );
 }
 
 fn on_data(
@@ -1371,7 +1249,7 @@ fn on_data(
         None
     };
     if let Some(why) = bad {
-        stream_error(inner, id, Reason::PROTOCOL_ERROR, why, wake);
+        reject_answer(inner, id, why, wake);
         inner.give_back_conn(len);
         return Ok(());
     }
@@ -1380,13 +1258,7 @@ fn on_data(
     }
     let end = flags & END_STREAM != 0;
     if end && st.remaining.is_some_and(|r| r != 0) {
-        stream_error(
-            inner,
-            id,
-            Reason::PROTOCOL_ERROR,
-            "answer shorter than its Content-Length",
-            wake,
-        );
+        reject_answer(inner, id, "answer shorter than its Content-Length", wake);
         inner.give_back_conn(len);
         return Ok(());
     }
