@@ -650,13 +650,24 @@ impl Encoder {
 
     /// One field.
     pub fn field(&mut self, name: &HeaderName, value: &HeaderValue, dst: &mut Vec<u8>) {
+        self.field_as(name, value.as_bytes(), value.is_sensitive(), dst);
+    }
+
+    /// One field from its value's bytes (a valid field value), `sensitive` ones never
+    /// indexed.
+    pub fn field_as(
+        &mut self,
+        name: &HeaderName,
+        value: &[u8],
+        sensitive: bool,
+        dst: &mut Vec<u8>,
+    ) {
         let n = name.as_str().as_bytes();
-        let sensitive = value.is_sensitive();
         let index = !sensitive && !varies(name);
         self.put(
             NameRef::Header(name),
             n,
-            value.as_bytes(),
+            value,
             static_name(name),
             index,
             sensitive,

@@ -52,6 +52,8 @@ fn good() -> Answer {
 struct Seen {
     conns: usize,
     resets: Vec<(u32, u32)>,
+    /// Each request's fields as the upstream decoded them.
+    heads: Vec<Vec<(String, String)>>,
 }
 
 /// An h2c upstream answering its streams in order with `answers`.
@@ -74,6 +76,7 @@ async fn upstream(answers: Vec<Answer>) -> (SocketAddr, Arc<Mutex<Seen>>) {
                 frame(&mut out, SETTINGS, 0, 0, &[]);
                 c.write_all(&out).await.unwrap();
                 let mut preface = false;
+                let mut dec = rampart_server::wire::hpack::Decoder::default();
                 loop {
                     let mut chunk = [0u8; 65536];
                     let n = c.read(&mut chunk).await.unwrap_or(0);
@@ -104,6 +107,21 @@ async fn upstream(answers: Vec<Answer>) -> (SocketAddr, Arc<Mutex<Seen>>) {
                         match ty {
                             SETTINGS if flags & ACK == 0 => frame(&mut out, SETTINGS, ACK, 0, &[]),
                             HEADERS => {
+                                use rampart_server::wire::hpack::Field;
+                                let mut head = Vec::new();
+                                dec.decode(&p.clone().into(), |f, _| match f {
+                                    Field::Pseudo(n, v) => head.push((
+                                        format!("{n:?}"),
+                                        String::from_utf8_lossy(&v).into_owned(),
+                                    )),
+                                    Field::Header(n, v) => head.push((
+                                        n.to_string(),
+                                        v.to_str().unwrap_or("?").to_owned(),
+                                    )),
+                                    Field::Malformed(why) => head.push(("!".into(), why.into())),
+                                })
+                                .expect("the edge's header block decodes");
+                                s.lock().unwrap().heads.push(head);
                                 let a = answers.lock().unwrap().next();
                                 if let Some(a) = a {
                                     out.extend_from_slice(&a(id));
@@ -138,8 +156,15 @@ async fn edge(up: SocketAddr) -> crate::harness::TestEdge {
 
 /// Status and body of a GET on a fresh connection.
 async fn get(edge: &crate::harness::TestEdge) -> (u16, Vec<u8>) {
-    let req = Request::get("/")
-        .header("host", "app")
+    get_with(edge, &[]).await
+}
+
+async fn get_with(edge: &crate::harness::TestEdge, fields: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut req = Request::get("/").header("host", "app");
+    for (n, v) in fields {
+        req = req.header(*n, *v);
+    }
+    let req = req
         .body(rampart_test_support::client::ReqBody::default())
         .unwrap();
     let mut c = rampart_test_support::client::Conn::plain(edge.http()).await;
@@ -245,4 +270,50 @@ async fn informational_answers_trailers_and_windows_given_back() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.conns, 1);
     assert!(seen.resets.is_empty(), "{:?}", seen.resets);
+}
+
+/// The forwarding headers reach an HTTP/2 upstream once each, the client's copies of them
+/// replaced (a well-formed `X-Request-ID` is kept, once), its other fields kept, and
+/// `TE: trailers` passed on; `Host` is `:authority`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_replace_the_clients_on_http2() {
+    let (up, seen) = upstream(vec![good(), good()]).await;
+    let edge = edge(up).await;
+    let spoofed = [
+        ("x-real-ip", "6.6.6.6"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "gopher"),
+        ("x-forwarded-host", "evil.example"),
+        ("te", "trailers"),
+        ("x-app", "kept"),
+    ];
+    let with_id = [spoofed.as_slice(), &[("x-request-id", "trace-1234")]].concat();
+    assert_eq!(get_with(&edge, &with_id).await.0, 200);
+    assert_eq!(get_with(&edge, &spoofed).await.0, 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.heads.len(), 2);
+    let mut ids = Vec::new();
+    for head in &seen.heads {
+        let all = |n: &str| -> Vec<&str> {
+            head.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(all("x-real-ip"), ["127.0.0.1"], "{head:?}");
+        assert_eq!(all("x-forwarded-for"), ["127.0.0.1"], "{head:?}");
+        assert_eq!(all("x-forwarded-proto"), ["http"], "{head:?}");
+        assert_eq!(all("x-forwarded-host"), ["app"], "{head:?}");
+        assert_eq!(all("te"), ["trailers"], "{head:?}");
+        assert_eq!(all("x-app"), ["kept"], "{head:?}");
+        assert_eq!(all("traceparent").len(), 1, "{head:?}");
+        assert!(all("host").is_empty(), "{head:?}");
+        assert_eq!(all("Authority"), ["app"], "{head:?}");
+        assert!(all("!").is_empty(), "{head:?}");
+        let id = all("x-request-id");
+        assert_eq!(id.len(), 1, "{head:?}");
+        ids.push(id[0].to_owned());
+    }
+    assert_eq!(ids[0], "trace-1234", "the client's well-formed id is kept");
+    assert_ne!(ids[1], "trace-1234", "a request id per request");
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Request, Response, Uri, Version};
 use http_body::{Body as _, Frame};
 
@@ -168,7 +168,6 @@ impl Pool {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
-        let fwd_te = fwd.te_trailers;
         let mut parts = req.uri().clone().into_parts();
         parts.scheme = Some(scheme.parse().map_err(|_| ProxyError::Protocol)?);
         parts.authority = authority.and_then(|a| a.parse().ok());
@@ -226,12 +225,8 @@ impl Pool {
             let (mut head, body) = req.into_parts();
             head.uri = Uri::from_parts(parts).map_err(|_| ProxyError::Protocol)?;
             head.version = Version::HTTP_2;
-            fwd.apply(&mut head.headers);
-            head.headers.remove(header::HOST);
-            if fwd_te {
-                head.headers
-                    .insert(header::TE, HeaderValue::from_static("trailers"));
-            }
+            // The forwarding headers (and `TE: trailers`) are encoded after the client's
+            // own, which skip them: no map insertions (~3.5k instructions per call).
             // A request body is watched: when it fails or stalls, the client is to blame.
             let watch =
                 (!body.is_end_stream()).then(|| Arc::new(crate::wire::body::BodyWatch::default()));
@@ -242,7 +237,7 @@ impl Pool {
             let out = Request::from_parts(head, body);
             let grpc_deadline = deadline(out.headers()).filter(|d| *d < self.response_timeout);
             let timeout = grpc_deadline.unwrap_or(self.response_timeout);
-            let sent = tokio::time::timeout(timeout, client.send(out)).await;
+            let sent = tokio::time::timeout(timeout, client.send_with(out, fwd)).await;
             let mut resp = match sent {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {

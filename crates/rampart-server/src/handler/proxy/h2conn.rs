@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, StatusCode};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -334,13 +334,36 @@ impl Client {
     /// future meanwhile; if it has not ended when the answer's head arrives (a streaming
     /// call), a task of its own finishes it.
     pub(crate) fn send(&self, req: Request<Body>) -> Exchange {
+        self.send_with(req, ())
+    }
+
+    /// [`Client::send`], with fields added to the request's own in place of its fields
+    /// of the same names (encoded straight into the header block: no map insertions).
+    pub(crate) fn send_with<E: Extra>(&self, req: Request<Body>, extra: E) -> Exchange<E> {
         Exchange {
             sh: self.0 .0.clone(),
             req: Some(req),
+            extra,
             stream: None,
             pump: None,
         }
     }
+}
+
+/// Fields a request is sent with besides its own (the proxy's forwarding headers).
+pub(crate) trait Extra: Unpin {
+    /// Whether the request's own field named `n` is left out (replaced or removed).
+    fn replaces(&self, n: &HeaderName) -> bool;
+    /// Each field to add: name, value, and whether it is sensitive (never indexed).
+    fn fields(&self, add: &mut dyn FnMut(&HeaderName, &[u8], bool));
+}
+
+impl Extra for () {
+    fn replaces(&self, _: &HeaderName) -> bool {
+        false
+    }
+
+    fn fields(&self, _: &mut dyn FnMut(&HeaderName, &[u8], bool)) {}
 }
 
 // === a stream's handles ===
@@ -391,14 +414,15 @@ impl Drop for StreamRef {
 
 /// A request being sent: its stream opened when the server's limit allows, its body
 /// pumped, until the answer's head arrives.
-pub(crate) struct Exchange {
+pub(crate) struct Exchange<E = ()> {
     sh: Arc<Shared>,
     req: Option<Request<Body>>,
+    extra: E,
     stream: Option<StreamRef>,
     pump: Option<Pump>,
 }
 
-impl Exchange {
+impl<E: Extra> Exchange<E> {
     /// Opens the stream: its head encoded into the connection's write buffer.
     fn open(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut inner = lock(&self.sh);
@@ -435,10 +459,12 @@ impl Exchange {
         let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
         enc.pseudo(Pseudo::Path, path.as_bytes(), out);
         for (n, v) in &head.headers {
-            if !forbidden(n, v) && *n != header::HOST {
+            if !forbidden(n, v) && *n != header::HOST && !self.extra.replaces(n) {
                 enc.field(n, v, out);
             }
         }
+        self.extra
+            .fields(&mut |n, v, sensitive| enc.field_as(n, v, sensitive, out));
         close_head(out, start, id, if eos { END_STREAM } else { 0 });
         let peer_window = inner.peer_window;
         inner.streams.push(St {
@@ -479,7 +505,7 @@ impl Exchange {
     }
 }
 
-impl Future for Exchange {
+impl<E: Extra> Future for Exchange<E> {
     type Output = Result<Response<AnswerBody>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

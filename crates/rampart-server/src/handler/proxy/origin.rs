@@ -465,7 +465,7 @@ fn parse(buf: &[u8], head_only: bool) -> std::io::Result<Option<(usize, Option<P
         named_other |= names_other;
         // Hop-by-hop headers are dropped here rather than removed after (a hash each);
         // a `Connection` naming others is kept for the strip in `build`.
-        if !super::HOP_BY_HOP.contains(&name) || (name == header::CONNECTION && names_other) {
+        if !super::is_hop_by_hop(&name) || (name == header::CONNECTION && names_other) {
             let start = h.value.as_ptr() as usize - base;
             fields.push((name, start as u32, (start + h.value.len()) as u32));
         } else if name == super::KEEP_ALIVE {
