@@ -227,7 +227,7 @@ pub struct Decoder {
     size: usize,
     max: usize,
     scratch: Vec<u8>,
-    /// Literals not indexed, by their encoded bytes (see [`Decoder::with_literal_cache`]).
+    /// Literals by their encoded bytes (see [`Decoder::with_literal_cache`]).
     literals: Option<Box<[Option<Literal>; LITERALS]>>,
 }
 
@@ -255,12 +255,14 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// A decoder that remembers the last literals sent without indexing, by their encoded
-    /// bytes, so that one sent again is not decoded again. For answers from upstreams:
-    /// nginx, for one, sends every answer field as a Huffman-coded literal without
-    /// indexing (`server`, `content-type`, `grpc-status`, …), the same bytes answer after
-    /// answer. A literal naming a field of the dynamic table is never remembered (its
-    /// name depends on the table); a miss costs one hash of the encoded bytes.
+    /// A decoder that remembers the last literals it decoded, by their encoded bytes, so
+    /// that one sent again is not decoded again. For answers from upstreams: nginx, for
+    /// one, sends every answer field as a Huffman-coded literal (`server`, `date`,
+    /// `content-type` with indexing but never referring to the entry, `grpc-status`
+    /// without), the same bytes answer after answer. One with indexing is entered in the
+    /// table again from the cache. A literal naming a field of the dynamic table is never
+    /// remembered (its name depends on the table); a miss costs one hash of the encoded
+    /// bytes.
     pub fn with_literal_cache() -> Self {
         Self {
             literals: Some(Box::new(std::array::from_fn(|_| None))),
@@ -315,15 +317,20 @@ impl Decoder {
                 };
                 let start = at;
                 let i = read_int(block, &mut at, prefix)?;
-                // A literal seen before, not indexed and not naming a dynamic entry.
+                // A literal seen before, not naming a dynamic entry (so it decodes the
+                // same whatever the table holds); one with indexing is entered again.
                 let mut remember = None;
-                if let (Some(cache), false, true) = (&self.literals, indexing, i < 62) {
+                if let (Some(cache), true) = (&self.literals, i < 62) {
                     if let Some(end) = Self::literal_end(block, at, i) {
                         let raw = &block[start..end];
                         if raw.len() <= LITERAL_MAX {
-                            let slot = hash(raw, b"") as usize % LITERALS;
+                            let slot = (hash(raw, b"") >> 40) as usize % LITERALS;
                             if let Some(l) = cache[slot].as_ref().filter(|l| l.raw == raw) {
-                                each(l.field.clone(), l.size);
+                                let (f, size) = (l.field.clone(), l.size);
+                                if indexing {
+                                    self.insert(f.clone(), size);
+                                }
+                                each(f, size);
                                 at = end;
                                 fields = true;
                                 continue;
@@ -790,6 +797,11 @@ pub fn fuzz(data: &[u8]) {
         let with_cache = cached.decode(&block, |f, _| again.push(f));
         assert_eq!(plain.is_ok(), with_cache.is_ok());
         assert_eq!(format!("{fields:?}"), format!("{again:?}"));
+        assert_eq!(
+            (d.size, d.table.len()),
+            (cached.size, cached.table.len()),
+            "the literal cache left the table otherwise"
+        );
         if plain.is_err() {
             return;
         }
@@ -960,11 +972,22 @@ mod tests {
         let cached = d.literals.as_ref().unwrap().iter().flatten().count();
         assert_eq!(cached, 2);
         assert_eq!(decode_block(&mut d, &block), first);
-        // A literal naming dynamic entry 62 (after one indexed insertion) is not cached.
+        // A literal with indexing (nginx sends its answers' fields so, and never refers
+        // to them): from the cache it is entered in the table again, where 62 finds it.
+        let mut d = Decoder::with_literal_cache();
+        let idx = Bytes::from_static(b"\x76\x05nginx\xbe");
+        for _ in 0..2 {
+            assert_eq!(decode_block(&mut d, &idx), ["server=nginx", "server=nginx"]);
+        }
+        assert_eq!(d.table.len(), 2);
+        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 1);
+        // A literal naming dynamic entry 62 (after one indexed insertion) is not cached;
+        // the insertion, whose name is a literal, is.
         let mut d = Decoder::with_literal_cache();
         let ins = Bytes::from_static(b"\x40\x01x\x01a\x0f\x2f\x01b");
         assert_eq!(decode_block(&mut d, &ins), ["x=a", "x=b"]);
-        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 0);
+        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 1);
+        assert_eq!(decode_block(&mut d, &ins), ["x=a", "x=b"]);
     }
 
     fn decode_block(d: &mut Decoder, block: &Bytes) -> Vec<String> {
