@@ -238,6 +238,11 @@ struct Literal {
     size: usize,
 }
 
+/// The two places a literal's encoding may have in the cache.
+fn literal_slots(h: u64) -> [usize; 2] {
+    [(h >> 58) as usize % LITERALS, (h >> 40) as usize % LITERALS]
+}
+
 /// Literals remembered, and the longest encoding remembered.
 const LITERALS: usize = 32;
 const LITERAL_MAX: usize = 96;
@@ -324,8 +329,12 @@ impl Decoder {
                     if let Some(end) = Self::literal_end(block, at, i) {
                         let raw = &block[start..end];
                         if raw.len() <= LITERAL_MAX {
-                            let slot = (hash(raw, b"") >> 40) as usize % LITERALS;
-                            if let Some(l) = cache[slot].as_ref().filter(|l| l.raw == raw) {
+                            let h = hash(raw, b"");
+                            let slot = literal_slots(h);
+                            let hit = slot
+                                .iter()
+                                .find_map(|&i| cache[i].as_ref().filter(|l| l.raw == raw));
+                            if let Some(l) = hit {
                                 let (f, size) = (l.field.clone(), l.size);
                                 if indexing {
                                     self.insert(f.clone(), size);
@@ -351,11 +360,22 @@ impl Decoder {
                     self.insert(f.clone(), size);
                 }
                 if let (Some((slot, start)), Some(cache)) = (remember, self.literals.as_mut()) {
-                    cache[slot] = Some(Literal {
+                    // Two places per literal: the newest in the first, the one it
+                    // displaces moved to its own second place when that is free.
+                    let [a, b] = slot;
+                    let new = Literal {
                         raw: block[start..at].to_vec(),
                         field: f.clone(),
                         size,
-                    });
+                    };
+                    if cache[b].is_none() {
+                        cache[b] = Some(new);
+                    } else if let Some(old) = cache[a].replace(new) {
+                        let [_, ob] = literal_slots(hash(&old.raw, b""));
+                        if ob != a && cache[ob].is_none() {
+                            cache[ob] = Some(old);
+                        }
+                    }
                 }
                 each(f, size);
             }
@@ -988,6 +1008,27 @@ mod tests {
         assert_eq!(decode_block(&mut d, &ins), ["x=a", "x=b"]);
         assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 1);
         assert_eq!(decode_block(&mut d, &ins), ["x=a", "x=b"]);
+    }
+
+    #[test]
+    fn an_answers_literals_all_stay_in_the_cache() {
+        // Ten literal fields of new names, as an upstream might send on every answer:
+        // two places each keep all ten (one place each lost some to collisions).
+        let mut block = Vec::new();
+        for i in 0..10 {
+            let n = format!("x-upstream-{i}");
+            block.push(0);
+            block.push(n.len() as u8);
+            block.extend_from_slice(n.as_bytes());
+            block.extend_from_slice(b"\x05value");
+        }
+        let block = Bytes::from(block);
+        let mut d = Decoder::with_literal_cache();
+        let first = decode_block(&mut d, &block);
+        assert_eq!(first.len(), 10);
+        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 10);
+        assert_eq!(decode_block(&mut d, &block), first);
+        assert_eq!(d.literals.as_ref().unwrap().iter().flatten().count(), 10);
     }
 
     fn decode_block(d: &mut Decoder, block: &Bytes) -> Vec<String> {
